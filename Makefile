@@ -1,0 +1,53 @@
+# s3t: exact-unlearning model server. `make test` and `make demo` are the two commands a newcomer runs.
+SHELL := /usr/bin/env bash
+
+# Downloads and installed third-party pieces (ONNX Runtime, Go when the machine lacks 1.26, data).
+S3T_CACHE ?= $(HOME)/.cache/s3t
+export S3T_CACHE
+# The ONNX Runtime shared library that the `backbone` package loads.
+S3T_ORT_LIBRARY ?= $(S3T_CACHE)/onnxruntime-1.30.0/lib/libonnxruntime.so.1
+export S3T_ORT_LIBRARY
+# scripts/deps.sh installs Go here only when the machine has no Go >= 1.26.
+export PATH := $(S3T_CACHE)/go/bin:$(PATH)
+export CGO_ENABLED := 1
+
+GO ?= go
+BIN := bin/s3t
+TESTFLAGS ?= -count=1 -timeout 30m
+
+.PHONY: all deps build test test-short vet bench demo generate clean
+
+all: build
+
+## deps: install everything s3t needs on Debian 12 (idempotent, cached in $(S3T_CACHE))
+deps:
+	@scripts/deps.sh
+
+## build: build bin/s3t
+build: deps
+	$(GO) build -o $(BIN) ./cmd/s3t
+
+## vet: go vet and gofmt check
+vet:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+## test: install deps, then run vet and the whole test suite
+test: deps vet
+	$(GO) test $(TESTFLAGS) ./...
+
+## bench: run the Go benchmarks
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## demo: set up and run the main job on the embedded defaults
+demo: build
+	./$(BIN) demo
+
+## generate: regenerate committed generated code
+generate:
+	$(GO) generate ./...
+
+clean:
+	rm -rf bin

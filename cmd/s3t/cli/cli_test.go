@@ -1,0 +1,102 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func run(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Execute(context.Background(), args, &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+func TestSequencesJSON(t *testing.T) {
+	out, stderr, code := run(t, "sequences", "--slices", "4", "--budget", "2", "--selector", "cyclic", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var got struct {
+		Sequences [][]int `json:"sequences"`
+		Diversity float64 `json:"diversity"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("%v: %q", err, out)
+	}
+	if want := [][]int{{0, 1, 2, 3}, {3, 0, 1, 2}}; !reflect.DeepEqual(got.Sequences, want) {
+		t.Errorf("sequences %v, want %v", got.Sequences, want)
+	}
+	if got.Diversity != 4 {
+		t.Errorf("diversity %v", got.Diversity)
+	}
+}
+
+func TestSimulateJSON(t *testing.T) {
+	out, stderr, code := run(t, "simulate", "--shards", "5", "--slices", "4", "--budget", "4", "--runs", "20000", "--seed", "3", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"deletion_rate", "ci95", "closed_form", "sisa_closed_form", "ratio_vs_sisa"} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("JSON lacks %q: %s", k, out)
+		}
+	}
+	if cf := got["closed_form"].(float64); math.Abs(cf-71.95) > 0.01 {
+		t.Errorf("closed form %v, want 71.95", cf)
+	}
+	if r := got["deletion_rate"].(float64); math.Abs(r-71.95)/71.95 > 0.02 {
+		t.Errorf("deletion rate %v far from 71.95", r)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	tests := [][]string{
+		{"sequences", "--slices", "3", "--budget", "7"},
+		{"sequences", "--selector", "nope"},
+		{"sequences", "--prior", "0.5,x"},
+		{"simulate", "--shards", "0"},
+		{"simulate", "--no-such-flag"},
+	}
+	for _, args := range tests {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			_, stderr, code := run(t, args...)
+			if code != 2 {
+				t.Errorf("exit %d, want 2 (stderr %q)", code, stderr)
+			}
+			if !strings.HasPrefix(stderr, "s3t: ") {
+				t.Errorf("stderr %q", stderr)
+			}
+		})
+	}
+}
+
+func TestHelpExplainsFlags(t *testing.T) {
+	for _, cmd := range []string{"sequences", "simulate", "demo"} {
+		out, _, code := run(t, cmd, "--help")
+		if code != 0 || !strings.Contains(out, "Flags:") {
+			t.Errorf("%s --help: exit %d, %q", cmd, code, out)
+		}
+	}
+}
+
+func TestDemoPrintsTable(t *testing.T) {
+	out, stderr, code := run(t, "demo", "--runs", "2000")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"closed form", "SISA", "retention"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}
