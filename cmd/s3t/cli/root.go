@@ -26,6 +26,8 @@ with no retraining on the request path.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(
+		newBackboneCmd(),
+		newBenchCmd(),
 		newSequencesCmd(),
 		newSimulateCmd(),
 		newDemoCmd(),
