@@ -23,8 +23,6 @@ import (
 	"strings"
 	"testing"
 
-	onnx "github.com/yalue/onnxruntime_go"
-
 	"github.com/s3t-dev/s3t/backbone"
 	"github.com/s3t-dev/s3t/backbone/ort"
 	"github.com/s3t-dev/s3t/dataset"
@@ -184,53 +182,32 @@ func runExact(t *testing.T, m *backbone.Model, inputs map[string]ort.Tensor) map
 	if err != nil {
 		t.Fatal(err)
 	}
-	so, err := onnx.NewSessionOptions()
+	var params []string
+	for _, p := range m.Params() {
+		if _, fed := inputs[p.Name]; fed {
+			params = append(params, p.Name)
+		}
+	}
+	s, err := ort.NewSession(data, ort.WithGraphOptimization(ort.OptimizeExtended), ort.WithIntraOpThreads(1),
+		ort.WithOptionalInputs(params...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer so.Destroy()
-	if err := so.SetGraphOptimizationLevel(onnx.GraphOptimizationLevelEnableExtended); err != nil {
-		t.Fatal(err)
-	}
-	if err := so.SetIntraOpNumThreads(1); err != nil {
-		t.Fatal(err)
-	}
-	var inNames, outNames []string
-	var ins []onnx.Value
+	defer s.Close()
+	feed := map[string]ort.Tensor{}
 	for _, vi := range m.Inputs() {
-		x, err := ort.Values[float32](inputs[vi.Name])
-		if err != nil {
-			t.Fatalf("input %q: %v", vi.Name, err)
+		if t, ok := inputs[vi.Name]; ok {
+			feed[vi.Name] = t
 		}
-		tx, err := onnx.NewTensor(onnx.NewShape(inputs[vi.Name].Shape...), x)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Destroy()
-		inNames, ins = append(inNames, vi.Name), append(ins, tx)
 	}
-	for _, vi := range m.Outputs() {
-		outNames = append(outNames, vi.Name)
+	for _, name := range params {
+		feed[name] = inputs[name]
 	}
-	s, err := onnx.NewDynamicAdvancedSessionWithONNXData(data, inNames, outNames, so)
+	out, err := s.Run(context.Background(), feed)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Destroy()
-	outs := make([]onnx.Value, len(outNames))
-	if err := s.Run(ins, outs); err != nil {
-		t.Fatal(err)
-	}
-	res := map[string]ort.Tensor{}
-	for i, o := range outs {
-		defer o.Destroy()
-		tf, ok := o.(*onnx.Tensor[float32])
-		if !ok {
-			t.Fatalf("output %q is %T, want float32", outNames[i], o)
-		}
-		res[outNames[i]] = ort.NewTensor(append([]float32(nil), tf.GetData()...), tf.GetShape()...)
-	}
-	return res
+	return out
 }
 
 // mismatch compares two float32 tensors. It returns the largest absolute difference, and whether

@@ -51,6 +51,55 @@ type sessionConfig struct {
 	outputs          []string
 	checkFinite      bool
 	logger           *slog.Logger
+	optimization     Optimization
+}
+
+// Optimization is ONNX Runtime's graph optimization level.
+type Optimization int
+
+// The graph optimization levels. OptimizeAll is ONNX Runtime's default and the fastest; it may
+// change the memory layout of convolutions (NCHWc), so two graphs that compute the same function
+// can differ in the last bits. OptimizeExtended keeps results bit-reproducible across rewrites of
+// the same graph.
+const (
+	OptimizeAll      Optimization = iota // every optimization, layout changes included (default)
+	OptimizeExtended                     // node fusions, no layout changes
+	OptimizeBasic                        // constant folding and redundant-node removal only
+	OptimizeNone                         // run the graph as written
+)
+
+// String returns the level's name.
+func (o Optimization) String() string {
+	switch o {
+	case OptimizeAll:
+		return "all"
+	case OptimizeExtended:
+		return "extended"
+	case OptimizeBasic:
+		return "basic"
+	case OptimizeNone:
+		return "none"
+	}
+	return fmt.Sprintf("Optimization(%d)", int(o))
+}
+
+func (o Optimization) level() (onnx.GraphOptimizationLevel, bool) {
+	switch o {
+	case OptimizeAll:
+		return onnx.GraphOptimizationLevelEnableAll, true
+	case OptimizeExtended:
+		return onnx.GraphOptimizationLevelEnableExtended, true
+	case OptimizeBasic:
+		return onnx.GraphOptimizationLevelEnableBasic, true
+	case OptimizeNone:
+		return onnx.GraphOptimizationLevelDisableAll, true
+	}
+	return 0, false
+}
+
+// WithGraphOptimization sets ONNX Runtime's graph optimization level. Default OptimizeAll.
+func WithGraphOptimization(o Optimization) SessionOption {
+	return func(c *sessionConfig) { c.optimization = o }
 }
 
 // WithIntraOpThreads sets the threads ONNX Runtime uses inside one operator. Default 0: ONNX
@@ -222,6 +271,9 @@ func (c *sessionConfig) validate() error {
 	if c.deviceID < 0 {
 		return fmt.Errorf("device id %d: %w", c.deviceID, ErrInvalidArgument)
 	}
+	if _, ok := c.optimization.level(); !ok {
+		return fmt.Errorf("graph optimization %v: %w", c.optimization, ErrInvalidArgument)
+	}
 	return nil
 }
 
@@ -341,6 +393,10 @@ func (s *Session) createWith(model []byte, path string, cfg sessionConfig, cuda 
 	defer so.Destroy()
 	if err := so.SetIntraOpNumThreads(cfg.intraOp); err != nil {
 		return nil, fmt.Errorf("intra-op threads: %w", err)
+	}
+	level, _ := cfg.optimization.level()
+	if err := so.SetGraphOptimizationLevel(level); err != nil {
+		return nil, fmt.Errorf("graph optimization: %w", err)
 	}
 	if cfg.interOp > 1 {
 		if err := so.SetExecutionMode(onnx.ExecutionModeParallel); err != nil {

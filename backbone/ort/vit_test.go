@@ -138,3 +138,43 @@ func TestViTDeadline(t *testing.T) {
 	}
 	t.Fatal("no run was stopped by its deadline")
 }
+
+// TestViTGraphOptimization runs the ViT at every optimization level: each must load and agree
+// with the default level to float32 rounding, and an unknown level is refused.
+func TestViTGraphOptimization(t *testing.T) {
+	if _, err := os.Stat(*vitPath); err != nil {
+		t.Skipf("default backbone not available: %v", err)
+	}
+	ref := openViT(t)
+	in, err := SyntheticInputs(ref, 8, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ref.Run(context.Background(), in, Fetch("logits"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantV, _ := Values[float32](want["logits"])
+	for _, level := range []Optimization{OptimizeAll, OptimizeExtended, OptimizeBasic, OptimizeNone} {
+		t.Run(level.String(), func(t *testing.T) {
+			s, err := NewSessionFromFile(*vitPath, WithLogger(testLogger(t)), WithGraphOptimization(level))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			got, err := s.Run(context.Background(), in, Fetch("logits"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			gotV, _ := Values[float32](got["logits"])
+			for i := range gotV {
+				if d := gotV[i] - wantV[i]; d > 1e-4 || d < -1e-4 {
+					t.Fatalf("logit %d: %v at level %v, %v at the default", i, gotV[i], level, wantV[i])
+				}
+			}
+		})
+	}
+	if _, err := NewSessionFromFile(*vitPath, WithGraphOptimization(Optimization(42))); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("unknown level: %v", err)
+	}
+}
