@@ -691,6 +691,29 @@ type linear struct {
 	node  *onnxpb.NodeProto
 	edge  Edge
 	path  []string // module path of the linear layer
+	role  Role     // set when the weight's name says its role: a part of an unpacked weight
+}
+
+// unpackedRoles are the roles of the parts Unpack and Canonicalize split a packed q/k/v weight
+// into, named "<param>.query" and so on.
+var unpackedRoles = []Role{RoleQuery, RoleKey, RoleValue}
+
+// unpackedPart recognises the name of one part of an unpacked weight or bias ("<module>.in_proj_
+// weight.query", "<module>.qkv.weight.key") and returns the module path and the part's role.
+func unpackedPart(name, kind string) ([]string, Role, bool) {
+	for _, r := range unpackedRoles {
+		packed, ok := strings.CutSuffix(name, "."+string(r))
+		if !ok {
+			continue
+		}
+		if p, ok := strings.CutSuffix(packed, "."+kind); ok {
+			return splitPath(p), r, true
+		}
+		if p, ok := strings.CutSuffix(packed, "_"+kind); ok && strings.Contains(p, ".") {
+			return splitPath(p), r, true
+		}
+	}
+	return nil, "", false
 }
 
 // linearEdges finds the weight edges of the block at prefix.
@@ -720,6 +743,9 @@ func (a *analysis) linearEdges(prefix []string, mem map[int]bool, notes *[]strin
 		role, ok := linearRoles[rel]
 		if !ok {
 			role, ok = lastComponentRoles[l.path[len(l.path)-1]]
+		}
+		if l.role != "" {
+			role, ok = l.role, true // one part of an unpacked q/k/v weight
 		}
 		if !ok {
 			continue
@@ -808,6 +834,10 @@ func (a *analysis) linearAt(i int) (linear, bool) {
 		return linear{}, false
 	}
 	for _, nm := range names {
+		if p, r, ok := unpackedPart(nm, "weight"); ok {
+			l.path, l.role, e.Param = p, r, nm
+			break
+		}
 		if p, ok := strings.CutSuffix(nm, ".weight"); ok {
 			l.path, e.Param = splitPath(p), nm
 			break
@@ -832,6 +862,10 @@ func (a *analysis) linearAt(i int) (linear, bool) {
 		}
 		if bias != "" {
 			for _, nm := range a.aliases(bias) {
+				if p, r, ok := unpackedPart(nm, "bias"); ok {
+					l.path, l.role = p, r
+					break
+				}
 				if p, ok := strings.CutSuffix(nm, ".bias"); ok {
 					l.path = splitPath(p)
 					break

@@ -239,3 +239,26 @@ func TestManifestErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestUnpackedPart checks the names Unpack gives the parts of a packed q/k/v weight or bias.
+func TestUnpackedPart(t *testing.T) {
+	tests := []struct {
+		name, kind string
+		path       string
+		role       Role
+	}{
+		{"encoder.layers.0.self_attn.in_proj_weight.query", "weight", "encoder.layers.0.self_attn.in_proj", RoleQuery},
+		{"blocks.3.attn.qkv.weight.value", "weight", "blocks.3.attn.qkv", RoleValue},
+		{"encoder.layers.0.self_attn.in_proj_bias.key", "bias", "encoder.layers.0.self_attn.in_proj", RoleKey},
+		{"encoder.layer.0.attention.attention.query.weight", "weight", "", ""}, // a whole weight
+		{"in_proj_weight.query", "weight", "", ""},                             // no module path
+		{"blocks.3.attn.qkv.weight.part0", "weight", "", ""},
+		{"encoder.layers.0.self_attn.in_proj_weight.query", "bias", "", ""},
+	}
+	for _, tt := range tests {
+		path, role, ok := unpackedPart(tt.name, tt.kind)
+		if got := strings.Join(path, "."); got != tt.path || role != tt.role || ok != (tt.role != "") {
+			t.Errorf("unpackedPart(%q, %q) = %q, %q, %v; want %q, %q", tt.name, tt.kind, got, role, ok, tt.path, tt.role)
+		}
+	}
+}

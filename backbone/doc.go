@@ -32,6 +32,15 @@
 // (Model.Validate): topological order, unique names, defined inputs, consistent types and shapes
 // where known.
 //
+// # Canonical form
+//
+// Model.Canonicalize rewrites an export into the form both engines (ONNX Runtime and the GoMLX
+// trainer) run the same way: packed q/k/v weights unpacked and their projections split into
+// separate MatMuls (no Slice left), constant subgraphs (shape arithmetic, Constant nodes,
+// transposed weights) evaluated once with ONNX Runtime and stored as initializers that keep
+// their names, and optionally the batch dimension pinned (PinBatch). It verifies by default that
+// the canonical model's outputs equal the original's (CanonicalTolerance).
+//
 // # Generated code
 //
 // The ONNX protobuf types live in internal/onnxpb, generated from Debian's libonnx-dev onnx.proto

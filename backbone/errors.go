@@ -36,4 +36,13 @@ var (
 	ErrNoBlocks = errors.New("no blocks found")
 	// ErrInvalidManifest means a backbone manifest is malformed or does not match the model.
 	ErrInvalidManifest = errors.New("invalid manifest")
+	// Errors of Canonicalize.
+	// ErrInvalidOption means an option passed to Canonicalize is malformed or does not fit the
+	// model (PinBatch(0), a batch the model fixes to another size, an unknown verification input).
+	ErrInvalidOption = errors.New("invalid option")
+	// ErrFold means ONNX Runtime could not evaluate the model's constant subgraphs.
+	ErrFold = errors.New("constant folding failed")
+	// ErrMismatch means the canonical model's outputs differ from the original's by more than
+	// CanonicalTolerance.
+	ErrMismatch = errors.New("canonical model differs from the original")
 )

@@ -114,3 +114,96 @@ func TestBackboneInspectErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestBackboneCanonicalizeText(t *testing.T) {
+	dst := filepath.Join(t.TempDir(), "encoder.canonical.onnx")
+	out, stderr, code := run(t, "backbone", "canonicalize", encoderFixture, dst, "--batch", "2")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{
+		"nodes:    280 -> 113", "batch:    pinned to 2 (was batch)",
+		"unpacked: 2 packed weights: encoder.layers.0.self_attn.in_proj_weight",
+		"split:    6 packed projection slices",
+		"encoder.layers.0.self_attn.in_proj_weight.query + encoder.layers.0.self_attn.in_proj_bias.query",
+		"encoder.layers.1.linear2.weight", "Shape      14 -> 0", "Slice      6 -> 0",
+		"verified: max difference", "manifest: 2 blocks on the canonical graph (torch-transformer-encoder)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	// The written file is the canonical model.
+	out, stderr, code = run(t, "backbone", "inspect", dst)
+	if code != 0 {
+		t.Fatalf("inspect: exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"x  float32  [2,9,32]", "value             encoder.layers.1.self_attn.in_proj_weight.value   float32 [32,32] in_out"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("inspect output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "Slice") || strings.Contains(out, "  Shape ") {
+		t.Errorf("canonical graph still slices or computes shapes:\n%s", out)
+	}
+}
+
+func TestBackboneCanonicalizeJSON(t *testing.T) {
+	dst := filepath.Join(t.TempDir(), "encoder.canonical.onnx")
+	out, stderr, code := run(t, "backbone", "canonicalize", encoderFixture, dst, "--json", "--no-verify")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var rep struct {
+		Out    string `json:"out"`
+		Report struct {
+			NodesBefore int   `json:"nodes_before"`
+			NodesAfter  int   `json:"nodes_after"`
+			Batch       int64 `json:"batch"`
+			Relaxed     []string
+			Split       []struct {
+				Weight string `json:"weight"`
+			} `json:"split"`
+			Verified bool `json:"verified"`
+		} `json:"report"`
+		Blocks int `json:"blocks"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	r := rep.Report
+	if rep.Out != dst || r.NodesBefore != 280 || r.NodesAfter != 113 || r.Batch != 0 || len(r.Relaxed) != 10 ||
+		len(r.Split) != 6 || r.Split[1].Weight != "encoder.layers.0.self_attn.in_proj_weight.key" || r.Verified || rep.Blocks != 2 {
+		t.Errorf("report %+v", rep)
+	}
+}
+
+func TestBackboneCanonicalizeErrors(t *testing.T) {
+	dst := filepath.Join(t.TempDir(), "out.onnx")
+	bad := filepath.Join(t.TempDir(), "m.json")
+	if err := os.WriteFile(bad, []byte(`{"version": 1, "blocks": [{"name": "encoder.layers.7"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		args  []string
+		code  int
+		wants string
+	}{
+		{"one file", []string{"backbone", "canonicalize", encoderFixture}, 2, "IN and OUT"},
+		{"zero batch", []string{"backbone", "canonicalize", encoderFixture, dst, "--batch", "0"}, 2, "the batch must be at least 1"},
+		{"missing file", []string{"backbone", "canonicalize", "nope.onnx", dst}, 1, "nope.onnx"},
+		{"manifest of another model", []string{"backbone", "canonicalize", encoderFixture, dst, "--manifest", bad}, 1, "encoder.layers.7"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, stderr, code := run(t, tt.args...)
+			if code != tt.code || !strings.Contains(stderr, tt.wants) {
+				t.Fatalf("exit %d (want %d): %s", code, tt.code, stderr)
+			}
+			if _, err := os.Stat(dst); err == nil {
+				t.Error("output written despite the error")
+			}
+		})
+	}
+}
