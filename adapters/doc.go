@@ -1,4 +1,31 @@
-// Package adapters holds PEFT parameter sets: per-stage checkpoints, their storage format
-// (safetensors, exportable in the Hugging Face PEFT layout), and the GoMLX trainer that trains
-// one stage. It is built by the training issue.
+// Package adapters holds PEFT parameter sets and the GoMLX engine that trains them: per-stage
+// checkpoints, their storage format (safetensors, exportable in the Hugging Face PEFT layout) and
+// the trainer of one stage. It is the only package of s3t that imports GoMLX.
+//
+// # The engine
+//
+// A PEFT type is an ONNX subgraph spliced into the frozen backbone (backbone.Model.Splice), its
+// parameters graph inputs with default "off" values. ONNX Runtime serves that spliced graph;
+// Engine.Import converts the same graph into GoMLX with onnx-gomlx, and a Trainer trains the
+// chosen parameters (and a linear task head) with everything else frozen: one artifact, two
+// engines, no hand-copied math. LoRA.Adapter builds the LoRA splices.
+//
+// Training usually runs on the part of the backbone above the lowest trainable block
+// (backbone.Model.Cut): ONNX Runtime computes the trunk's activations once, and GoMLX trains from
+// them.
+//
+// GoMLX runs on its pure-Go backend (simplego): no cgo, no accelerator plugin to download. The
+// package deals with three shortcomings of gomlx v0.26.0 and onnx-gomlx v0.3.4, each tested:
+//   - simplego's worker pool deadlocks when parallel ops wait for their own sub-tasks; the engine
+//     runs ops sequentially, keeping the parallel matmuls inside them (backend.go), and trains a
+//     batch as concurrent micro-batches to use the cores (TrainConfig.MicroBatches);
+//   - gomlx's gradients of Dot and DotGeneral build a broadcast product instead of a matmul
+//     (several times slower); the package installs matmul-based gradients (grad.go);
+//   - onnx-gomlx mishandles a few constructs (Pad with an omitted input, Gemm's beta) and lacks
+//     some operators, and simplego lacks Pad: the package fills what its graphs need and refuses
+//     the rest with ErrUnsupported at import (ops.go, backend.go).
+//
+// gomlx reports errors by panicking; every exported function recovers them and returns errors
+// wrapping ErrEngine. Training is deterministic: the same model, configuration, seed and data
+// give bit-identical parameters on the same machine.
 package adapters
