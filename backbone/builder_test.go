@@ -49,13 +49,13 @@ func (b *graphBuilder) init(name string, dims ...int64) *graphBuilder {
 		b.seed++
 		t.Float32[i] = float32(int(b.seed*7919)%97-48) / 100
 	}
-	b.g.Initializer = append(b.g.Initializer, t.proto(name))
+	b.g.Initializer = append(b.g.Initializer, tensorProto(t, name))
 	return b
 }
 
 // ints adds an int64 initializer.
 func (b *graphBuilder) ints(name string, v ...int64) *graphBuilder {
-	b.g.Initializer = append(b.g.Initializer, Int64s(name, v...).proto(name))
+	b.g.Initializer = append(b.g.Initializer, tensorProto(Int64s(name, v...), name))
 	return b
 }
 
@@ -77,7 +77,7 @@ func (b *graphBuilder) node(op, name string, ins, outs []string, attrs ...any) *
 		default:
 			panic(fmt.Sprintf("attr %T", v))
 		}
-		ap, err := a.proto()
+		ap, err := attrProto(a)
 		if err != nil {
 			panic(err)
 		}

@@ -428,7 +428,7 @@ func inferredConstant(n *onnxpb.NodeProto, inf *inference) *onnxpb.TensorProto {
 		if !s.Known() {
 			return nil
 		}
-		return Tensor{DType: DTypeInt64, Shape: []int64{}, Int64: []int64{numElements(s.Sizes())}}.proto(o)
+		return tensorProto(Tensor{DType: DTypeInt64, Shape: []int64{}, Int64: []int64{numElements(s.Sizes())}}, o)
 	}
 	if vi.DType != DTypeInt64 && vi.DType != DTypeInt32 {
 		return nil
@@ -453,7 +453,7 @@ func inferredConstant(n *onnxpb.NodeProto, inf *inference) *onnxpb.TensorProto {
 		}
 		v[i] = x.v
 	}
-	t := Tensor{DType: DTypeInt64, Shape: vi.Shape.Sizes(), Int64: v}.proto(o)
+	t := tensorProto(Tensor{DType: DTypeInt64, Shape: vi.Shape.Sizes(), Int64: v}, o)
 	if vi.DType == DTypeInt32 {
 		raw := make([]byte, 0, 4*len(v))
 		for _, x := range v {
@@ -479,13 +479,13 @@ func constantTensor(n *onnxpb.NodeProto, name string) *onnxpb.TensorProto {
 			t.Name = proto.String(name)
 			return t
 		case "value_float":
-			return Scalar("", a.GetF()).proto(name)
+			return tensorProto(Scalar("", a.GetF()), name)
 		case "value_floats":
-			return Tensor{DType: DTypeFloat32, Shape: []int64{int64(len(a.GetFloats()))}, Float32: a.GetFloats()}.proto(name)
+			return tensorProto(Tensor{DType: DTypeFloat32, Shape: []int64{int64(len(a.GetFloats()))}, Float32: a.GetFloats()}, name)
 		case "value_int":
-			return Tensor{DType: DTypeInt64, Shape: []int64{}, Int64: []int64{a.GetI()}}.proto(name)
+			return tensorProto(Tensor{DType: DTypeInt64, Shape: []int64{}, Int64: []int64{a.GetI()}}, name)
 		case "value_ints":
-			return Int64s("", a.GetInts()...).proto(name)
+			return tensorProto(Int64s("", a.GetInts()...), name)
 		}
 	}
 	return nil
@@ -757,7 +757,7 @@ func evalConstants(ctx context.Context, pb *onnxpb.ModelProto, names []string) (
 		}
 		if flatShape == "" {
 			flatShape, one = uniqueName(used, "s3t.fold.flat"), uniqueName(used, "s3t.fold.one")
-			g.Initializer = append(g.Initializer, Int64s("", -1).proto(flatShape), Int64s("", 1).proto(one))
+			g.Initializer = append(g.Initializer, tensorProto(Int64s("", -1), flatShape), tensorProto(Int64s("", 1), one))
 		}
 		f := fetch{data: uniqueName(used, v+".s3t.flat"), shape: uniqueName(used, v+".s3t.shape")}
 		dims := uniqueName(used, v+".s3t.dims")
@@ -870,7 +870,7 @@ func relaxReshapes(m *Model, rep *CanonicalReport) (*Model, error) {
 		}
 		fixed[unknown] = -1
 		name := uniqueName(used, n.GetName()+"_shape")
-		g.Initializer = append(g.Initializer, Int64s("", fixed...).proto(name))
+		g.Initializer = append(g.Initializer, tensorProto(Int64s("", fixed...), name))
 		n.Input[1] = name
 		rep.Relaxed = append(rep.Relaxed, n.GetName())
 		changed = true
@@ -1293,7 +1293,7 @@ func verifyInputs(m *Model, given []Tensor) (map[string]ort.Tensor, error) {
 			if !slices.ContainsFunc(ins, func(v ValueInfo) bool { return v.Name == t.Name }) {
 				return nil, fmt.Errorf("%w: verification input %q is not a model input", ErrInvalidOption, t.Name)
 			}
-			if err := t.check(); err != nil {
+			if err := t.Validate(); err != nil {
 				return nil, fmt.Errorf("%w: verification input: %w", ErrInvalidOption, err)
 			}
 			if t.DType == DTypeInt64 {

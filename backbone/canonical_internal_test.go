@@ -178,7 +178,7 @@ func TestCanonicalPartlyKnownShapes(t *testing.T) {
 	build := func() *graphBuilder {
 		b := newBuilder().input("x", -1, 4, 6).ints("zero", 0)
 		for i, name := range []string{"i0", "i1", "i2"} {
-			b.g.Initializer = append(b.g.Initializer, Tensor{DType: DTypeInt64, Shape: []int64{}, Int64: []int64{int64(i)}}.proto(name))
+			b.g.Initializer = append(b.g.Initializer, tensorProto(Tensor{DType: DTypeInt64, Shape: []int64{}, Int64: []int64{int64(i)}}, name))
 		}
 		return b.
 			node("Shape", "shape", []string{"x"}, []string{"s"}).

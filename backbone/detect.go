@@ -198,7 +198,7 @@ func DetectManifest(m *Model) (*Manifest, error) {
 		return nil, err
 	}
 	man.Family = family(man)
-	if err := man.Validate(m); err != nil {
+	if err := m.ValidateManifest(man); err != nil {
 		return nil, fmt.Errorf("%w: the blocks under %q do not form a valid manifest (write one by hand): %w", ErrNoBlocks, container, err)
 	}
 	return man, nil
@@ -223,7 +223,7 @@ func ResolveManifest(m *Model, man *Manifest) (*Manifest, error) {
 	if err := a.fillBlocks(&out, names, man.Blocks); err != nil {
 		return nil, err
 	}
-	if err := out.Validate(m); err != nil {
+	if err := m.ValidateManifest(&out); err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -89,7 +89,7 @@ func TestDetectExactIndices(t *testing.T) {
 					}
 				}
 			}
-			if err := man.Validate(m); err != nil {
+			if err := m.ValidateManifest(man); err != nil {
 				t.Fatal(err)
 			}
 		})

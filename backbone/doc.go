@@ -20,14 +20,17 @@
 // output, and the attention keys, values and scores where they exist as tensors. DetectManifest
 // finds it for common PyTorch exports from module paths in tensor and node names, matching block
 // indices component by component; ParseManifest and ResolveManifest take a hand-written one. The
-// Manifest is plain JSON with stable field names: plugins receive it.
+// Manifest is plain JSON with stable field names: plugins receive it. The manifest, subgraph and
+// tensor types are defined in package sdk, which plugin authors import without this package;
+// this package re-exports them under the same names (backbone.Edge is sdk.Edge), and
+// Model.ValidateManifest checks a manifest against a model.
 //
 // # Rewrites
 //
 // Model.Splice replaces edges by Subgraphs (f(edge, params) -> new value) whose parameters become
 // graph inputs with default initializers holding their "off" values, so the spliced model runs
-// with or without them. Model.Unpack splits packed q/k/v weights into separate initializers.
-// Model.Cut splits a model into a trunk that computes a tensor and a top that continues from it;
+// with or without them; Model.SplicePlan splices a PEFT plugin's whole plan. Model.Unpack splits
+// packed q/k/v weights into separate initializers. Model.Cut splits a model into a trunk that computes a tensor and a top that continues from it;
 // Model.ExposeOutputs makes intermediate tensors outputs. Every rewrite validates its result
 // (Model.Validate): topological order, unique names, defined inputs, consistent types and shapes
 // where known.

@@ -1,6 +1,10 @@
 package backbone
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/s3t-dev/s3t/sdk"
+)
 
 // Sentinel errors. Functions wrap them with the operation and the offending names; test for them
 // with errors.Is.
@@ -34,8 +38,9 @@ var (
 	ErrCutLeak = errors.New("cut does not separate the graph")
 	// ErrNoBlocks means no ordered list of blocks could be detected in the model.
 	ErrNoBlocks = errors.New("no blocks found")
-	// ErrInvalidManifest means a backbone manifest is malformed or does not match the model.
-	ErrInvalidManifest = errors.New("invalid manifest")
+	// ErrInvalidManifest means a backbone manifest is malformed or does not match the model. It
+	// is sdk.ErrInvalidManifest, so errors.Is matches either name.
+	ErrInvalidManifest = sdk.ErrInvalidManifest
 	// Errors of Canonicalize.
 	// ErrInvalidOption means an option passed to Canonicalize is malformed or does not fit the
 	// model (PinBatch(0), a batch the model fixes to another size, an unknown verification input).

@@ -6,184 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"slices"
+
+	"github.com/s3t-dev/s3t/sdk"
 )
-
-// ManifestVersion is the schema version of Manifest; readers reject other versions.
-const ManifestVersion = 1
-
-// Manifest describes a backbone for PEFT: its blocks in order from the bottom (input side) to the
-// top (output side) and, per block, the edges a PEFT type may rewrite. It is detected for common
-// PyTorch exports (DetectManifest) or written by hand as JSON (ParseManifest), and it is sent to
-// plugins as JSON, so its field names are stable.
-//
-// The JSON form, by example (fields a hand-written file may omit are filled in from the graph by
-// ResolveManifest: input, edges, and an edge's kind, consumers, dtype, shape and layout):
-//
-//	{
-//	  "version": 1,
-//	  "blocks": [
-//	    {"name": "encoder.layer.0"},
-//	    {"name": "encoder.layer.1", "edges": [
-//	      {"role": "output", "tensor": "/encoder/layer.1/Add_1_output_0"},
-//	      {"role": "query", "tensor": "onnx::MatMul_601"}
-//	    ]}
-//	  ]
-//	}
-type Manifest struct {
-	// Version is ManifestVersion.
-	Version int `json:"version"`
-	// Source says where the manifest came from: "detected" or "file".
-	Source string `json:"source,omitempty"`
-	// Family names the naming convention that was recognised ("hf-vit", "hf-bert",
-	// "torch-transformer-encoder", "timm-vit", "blocks") or "manual".
-	Family string `json:"family,omitempty"`
-	// Opset is the model's default-domain opset version, which Subgraph nodes must target.
-	Opset int64 `json:"opset,omitempty"`
-	// Container is the module path that holds the blocks, e.g. "vit.encoder.layer".
-	Container string `json:"container,omitempty"`
-	// Blocks lists the blocks, bottom (index 0) to top.
-	Blocks []Block `json:"blocks"`
-	// Notes records what detection could not decide cleanly.
-	Notes []string `json:"notes,omitempty"`
-}
-
-// Block is one block of the backbone (a transformer layer, a CNN stage, any module in the
-// ordered list).
-type Block struct {
-	// Index is the block's position, 0 for the bottom block.
-	Index int `json:"index"`
-	// Name is the block's module path, e.g. "vit.encoder.layer.3". Graph nodes and tensors
-	// belong to the block when their module path is Name or starts with Name followed by a dot,
-	// component by component ("layer.1" never matches "layer.10").
-	Name string `json:"name"`
-	// Input is the activation entering the block.
-	Input string `json:"input,omitempty"`
-	// Edges are the rewritable edges: exactly one with role "output", plus weights and attention
-	// activations where found.
-	Edges []Edge `json:"edges"`
-}
-
-// Output returns the block's output edge.
-func (b Block) Output() (Edge, bool) { return b.Edge(RoleOutput) }
-
-// Edge returns the block's first edge with the given role.
-func (b Block) Edge(r Role) (Edge, bool) {
-	for _, e := range b.Edges {
-		if e.Role == r {
-			return e, true
-		}
-	}
-	return Edge{}, false
-}
-
-// Role says what an edge is in its block. Hand-written manifests may use other roles made of
-// lower-case letters, digits and underscores (for example "conv").
-type Role string
-
-// The standard roles.
-const (
-	// RoleQuery, RoleKey and RoleValue are the attention input projections' weights.
-	RoleQuery Role = "query"
-	RoleKey   Role = "key"
-	RoleValue Role = "value"
-	// RoleAttentionOutput is the attention output projection's weight.
-	RoleAttentionOutput Role = "attention_output"
-	// RoleMLPIn and RoleMLPOut are the feed-forward block's first and second linear weights.
-	RoleMLPIn  Role = "mlp_in"
-	RoleMLPOut Role = "mlp_out"
-	// RoleOutput is the block's output activation.
-	RoleOutput Role = "output"
-	// RoleAttentionKeys is the keys activation as multiplied into the attention scores
-	// (layout head_dim_tokens: [..., head_dim, tokens]).
-	RoleAttentionKeys Role = "attention_keys"
-	// RoleAttentionValues is the values activation as multiplied by the attention probabilities
-	// (layout tokens_head_dim: [..., tokens, head_dim]).
-	RoleAttentionValues Role = "attention_values"
-	// RoleAttentionScores is the attention scores activation entering the softmax
-	// (layout query_key: [..., query tokens, key tokens]).
-	RoleAttentionScores Role = "attention_scores"
-)
-
-// Kind returns the kind of edge a standard role names, or "" for a custom role.
-func (r Role) Kind() EdgeKind {
-	switch r {
-	case RoleQuery, RoleKey, RoleValue, RoleAttentionOutput, RoleMLPIn, RoleMLPOut:
-		return KindWeight
-	case RoleOutput, RoleAttentionKeys, RoleAttentionValues, RoleAttentionScores:
-		return KindActivation
-	}
-	return ""
-}
-
-// EdgeKind separates weights (constant tensors) from activations (computed per input).
-type EdgeKind string
-
-// The edge kinds.
-const (
-	KindWeight     EdgeKind = "weight"
-	KindActivation EdgeKind = "activation"
-)
-
-// Layout says how an edge's dimensions are arranged.
-type Layout string
-
-// The layouts.
-const (
-	// LayoutInOut is a weight T of shape [in, out] used as y = x·T (MatMul right operand, Gemm
-	// with transB=0). PyTorch exports constant-fold Linear weights into this form.
-	LayoutInOut Layout = "in_out"
-	// LayoutOutIn is a weight T of shape [out, in] used as y = x·Tᵀ (a PyTorch Linear weight,
-	// Gemm with transB=1).
-	LayoutOutIn Layout = "out_in"
-	// LayoutHeadDimTokens is an attention keys tensor [..., head_dim, tokens].
-	LayoutHeadDimTokens Layout = "head_dim_tokens"
-	// LayoutTokensHeadDim is an attention values tensor [..., tokens, head_dim].
-	LayoutTokensHeadDim Layout = "tokens_head_dim"
-	// LayoutQueryKey is an attention scores tensor [..., query tokens, key tokens].
-	LayoutQueryKey Layout = "query_key"
-)
-
-// Edge is a tensor a PEFT type may rewrite, together with the nodes whose reading of it is
-// rewritten.
-type Edge struct {
-	// Role says what the tensor is in its block.
-	Role Role `json:"role"`
-	// Kind is weight or activation.
-	Kind EdgeKind `json:"kind,omitempty"`
-	// Tensor is the value's name in the graph.
-	Tensor string `json:"tensor"`
-	// Consumers names the nodes whose input Tensor is rewritten. Empty means every reader,
-	// graph outputs included. Weight edges name their consumers, because exporters share one
-	// initializer between blocks when the values are equal.
-	Consumers []string `json:"consumers,omitempty"`
-	// DType is the element type, when known.
-	DType DType `json:"dtype,omitempty"`
-	// Shape is the tensor's shape, when known.
-	Shape Shape `json:"shape,omitempty"`
-	// Layout says how the dimensions are arranged (weights and attention activations).
-	Layout Layout `json:"layout,omitempty"`
-	// Param is the framework's name of the parameter behind a weight edge, e.g.
-	// "encoder.layer.0.attention.self.query.weight" (the graph may store it under another name,
-	// such as "onnx::MatMul_123", transposed).
-	Param string `json:"param,omitempty"`
-	// Slice, when set, says the edge is one part of a packed tensor (q, k and v in one
-	// in_proj_weight). Unpack turns such edges into separate initializers.
-	Slice *Slice `json:"slice,omitempty"`
-}
-
-// Slice is the part [Start, End) of a tensor along Axis.
-type Slice struct {
-	// Axis is the sliced dimension.
-	Axis int `json:"axis"`
-	// Start is the first index.
-	Start int64 `json:"start"`
-	// End is one past the last index.
-	End int64 `json:"end"`
-}
-
-var rolePattern = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
 // ParseManifest reads a manifest from JSON, rejecting unknown fields and other versions. It checks
 // the manifest's own consistency, not its match with a model: see ResolveManifest.
@@ -229,16 +55,11 @@ func LoadManifest(path string) (*Manifest, error) {
 	return man, nil
 }
 
-// JSON returns the manifest as indented JSON.
-func (man *Manifest) JSON() ([]byte, error) {
-	return json.MarshalIndent(man, "", "  ")
-}
-
-// Validate checks the manifest against the model: blocks listed bottom to top with unique names
+// ValidateManifest checks man against the model: blocks listed bottom to top with unique names
 // and one output edge each; every tensor and consumer present in the graph and every consumer
 // reading its edge's tensor; weight edges constant, activation edges computed; slices inside
 // their tensors; no edge listed twice. The error wraps ErrInvalidManifest and lists the problems.
-func (man *Manifest) Validate(m *Model) error {
+func (m *Model) ValidateManifest(man *Manifest) error {
 	var probs []error
 	add := func(format string, args ...any) { probs = append(probs, fmt.Errorf(format, args...)) }
 	if man.Version != ManifestVersion {
@@ -277,8 +98,8 @@ func (man *Manifest) Validate(m *Model) error {
 		nout := 0
 		for _, e := range b.Edges {
 			ew := fmt.Sprintf("%s: %s edge %q", where, e.Role, e.Tensor)
-			if !rolePattern.MatchString(string(e.Role)) {
-				add("%s: role must match %s", ew, rolePattern)
+			if !sdk.RolePattern.MatchString(string(e.Role)) {
+				add("%s: role must match %s", ew, sdk.RolePattern)
 			}
 			if e.Role == RoleOutput {
 				nout++

@@ -158,14 +158,14 @@ func spliceOne(pb *onnxpb.ModelProto, s Splice) (oldName, newName string, err er
 		if err := checkNewName(used, name); err != nil {
 			return "", "", err
 		}
-		g.Initializer = append(g.Initializer, t.proto(name))
+		g.Initializer = append(g.Initializer, tensorProto(t, name))
 	}
 	for _, t := range sub.Params {
 		name := local(t.Name)
 		if err := checkNewName(used, name); err != nil {
 			return "", "", err
 		}
-		g.Initializer = append(g.Initializer, t.proto(name))
+		g.Initializer = append(g.Initializer, tensorProto(t, name))
 		g.Input = append(g.Input, valueInfoProto(name, t.DType, ShapeOf(t.Shape...)))
 	}
 	domains := map[string]bool{"": true, "ai.onnx": true}
@@ -201,7 +201,7 @@ func spliceOne(pb *onnxpb.ModelProto, s Splice) (oldName, newName string, err er
 			np.Output = append(np.Output, gname)
 		}
 		for _, at := range n.Attrs {
-			ap, err := at.proto()
+			ap, err := attrProto(at)
 			if err != nil {
 				return "", "", fmt.Errorf("node %d (%s): %w", k, n.Op, err)
 			}
@@ -234,7 +234,7 @@ func checkSubgraph(sub Subgraph, ix *graphIndex) error {
 	}
 	for _, ts := range [][]Tensor{sub.Constants, sub.Params} {
 		for _, t := range ts {
-			if err := t.check(); err != nil {
+			if err := t.Validate(); err != nil {
 				return fmt.Errorf("subgraph: %w: %w", ErrInvalidGraph, err)
 			}
 			if t.Name == "" || def[t.Name] {
@@ -313,7 +313,7 @@ func (m *Model) Unpack(man *Manifest) (*Model, *Manifest, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("unpack: %w", err)
 	}
-	if err := out.Validate(res); err != nil {
+	if err := res.ValidateManifest(&out); err != nil {
 		return nil, nil, fmt.Errorf("unpack: %w", err)
 	}
 	return res, &out, nil

@@ -1,4 +1,31 @@
-// Package plugins is the host side of s3t's hashicorp/go-plugin plugins (discovery, checksums,
-// launch, version negotiation, restart) and home of the built-in plugins, each written
-// against package sdk alone. It is built by the plugin issue.
+// Package plugins is the host side of s3t's plugins and the home of the built-in ones.
+//
+// # The host
+//
+// A Manager discovers plugins: the built-ins, compiled into the s3t executable and run out of
+// process as `s3t plugin run NAME` (Config.Self), and third-party binaries installed into the
+// plugin directory ($S3T_PLUGIN_DIR, default $S3T_DATA/plugins with $S3T_DATA defaulting to
+// ./s3t-data) by Install, which records each binary's SHA-256 in the directory's catalog.json.
+// List shows them all (name, kind, version, protocol, checksum, status) without starting any,
+// including files that were never installed, which the host does not run.
+//
+// A Client runs one plugin through hashicorp/go-plugin over gRPC: it starts the process on
+// first use, after go-plugin's SecureConfig has checked the binary's SHA-256 (before every
+// start, restarts included: a modified binary fails with ErrTampered), negotiates the protocol
+// version, reuses the process, bounds every call with a timeout (ErrTimeout; the hung process
+// is stopped), and turns a process that dies during a call into ErrCrashed; the next call
+// starts a new process. Errors name the plugin and the method and keep the plugin's sdk
+// sentinels. The plugin's stderr (its slog records) goes to the host's slog logger with the
+// attribute plugin=<name>.
+//
+// Manager.Plan caches PEFT plans by (plugin checksum, manifest, config), in memory and under
+// $S3T_DATA/plans, and validates each with sdk.ValidatePlan: plugins are consulted when a model
+// is created or retrained, never on a hot path.
+//
+// # The built-ins
+//
+// Subpackages lora (peft.lora), prefix (peft.prefix), adapter (peft.adapter) and selectors
+// (selector.cyclic, selector.bms, selector.random, wrapping package unlearning's selectors) are
+// written against package sdk alone. Builtins is their registry; registering a name twice
+// fails loudly (ErrDuplicate, or a panic from MustRegister).
 package plugins

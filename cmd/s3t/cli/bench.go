@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/s3t-dev/s3t/backbone"
 	"github.com/s3t-dev/s3t/backbone/ort"
+	"github.com/s3t-dev/s3t/plugins/lora"
+	"github.com/s3t-dev/s3t/sdk"
 )
 
 func newBenchCmd() *cobra.Command {
@@ -85,7 +88,7 @@ alternating rounds, and reported as a ratio to the original.`,
 			if err != nil {
 				return err
 			}
-			spliced, params, err := spliceLoRA(orig, rank)
+			spliced, params, err := spliceLoRA(c.Context(), orig, rank)
 			if err != nil {
 				return err
 			}
@@ -215,11 +218,11 @@ func parseInts(s string) ([]int, error) {
 	return out, nil
 }
 
-// spliceLoRA returns m with LoRA spliced into every query and value weight the detected
-// manifest names (packed q/k/v unpacked first), and the names of the new parameter inputs.
-//
-// The LoRA math here serves only this benchmark; the PEFT types proper are plugins.
-func spliceLoRA(m *backbone.Model, rank int64) (*backbone.Model, []string, error) {
+// spliceLoRA returns m with LoRA (rank rank) spliced into every query and value weight the
+// detected manifest names (packed q/k/v unpacked first), and the names of the new parameter
+// inputs. The rewrite is the peft.lora plugin's own plan, computed in-process: a benchmark must
+// not depend on a plugin process.
+func spliceLoRA(ctx context.Context, m *backbone.Model, rank int64) (*backbone.Model, []string, error) {
 	man, err := backbone.DetectManifest(m)
 	if err != nil {
 		return nil, nil, err
@@ -228,59 +231,24 @@ func spliceLoRA(m *backbone.Model, rank int64) (*backbone.Model, []string, error
 	if err != nil {
 		return nil, nil, err
 	}
-	var splices []backbone.Splice
-	for _, b := range man.Blocks {
-		for _, role := range []backbone.Role{backbone.RoleQuery, backbone.RoleValue} {
-			e, ok := b.Edge(role)
-			if !ok {
-				continue
-			}
-			g, err := loraSubgraph(e, rank)
-			if err != nil {
-				return nil, nil, err
-			}
-			splices = append(splices, backbone.Splice{Edge: e, Graph: g, Scope: fmt.Sprintf("lora/%d/%s/", b.Index, role)})
-		}
-	}
-	if len(splices) == 0 {
-		return nil, nil, fmt.Errorf("bench: the manifest names no query or value weights to splice LoRA into")
-	}
-	out, err := m.Splice(splices...)
+	config, err := json.Marshal(map[string]any{"rank": rank, "alpha": 2 * rank, "targets": []backbone.Role{backbone.RoleQuery, backbone.RoleValue}})
 	if err != nil {
 		return nil, nil, err
 	}
-	var params []string
-	for _, p := range out.Params() {
-		params = append(params, p.Name)
+	plan, err := lora.New().Plan(ctx, &sdk.PlanRequest{Manifest: *man, Config: config})
+	if err != nil {
+		return nil, nil, fmt.Errorf("bench: %w", err)
 	}
-	return out, params, nil
-}
-
-// loraSubgraph rewrites a weight W into W + (alpha/r)·B·A with B = 0 ("off").
-func loraSubgraph(e backbone.Edge, rank int64) (backbone.Subgraph, error) {
-	dims := e.Shape.Sizes()
-	if len(dims) != 2 || dims[0] < 0 || dims[1] < 0 {
-		return backbone.Subgraph{}, fmt.Errorf("bench: weight %q has shape %v, want 2-D", e.Tensor, e.Shape)
+	if err := sdk.ValidatePlan(man, plan); err != nil {
+		return nil, nil, fmt.Errorf("bench: %w", err)
 	}
-	// out_in: W [out, in] += B [out, r] · A [r, in]; in_out: W [in, out] += A [in, r] · B [r, out].
-	a, b := backbone.Zeros("A", rank, dims[1]), backbone.Zeros("B", dims[0], rank)
-	left, right := "B", "A"
-	switch e.Layout {
-	case backbone.LayoutOutIn:
-	case backbone.LayoutInOut:
-		a, b = backbone.Zeros("A", dims[0], rank), backbone.Zeros("B", rank, dims[1])
-		left, right = "A", "B"
-	default:
-		return backbone.Subgraph{}, fmt.Errorf("bench: weight %q has layout %q", e.Tensor, e.Layout)
+	out, params, err := m.SplicePlan(lora.Name, plan)
+	if err != nil {
+		return nil, nil, err
 	}
-	return backbone.Subgraph{
-		Input: "W", Output: "W_lora",
-		Nodes: []backbone.Node{
-			{Op: "MatMul", Inputs: []string{left, right}, Outputs: []string{"delta"}},
-			{Op: "Mul", Inputs: []string{"delta", "scale"}, Outputs: []string{"scaled"}},
-			{Op: "Add", Inputs: []string{"W", "scaled"}, Outputs: []string{"W_lora"}},
-		},
-		Params:    []backbone.Tensor{a, b},
-		Constants: []backbone.Tensor{backbone.Scalar("scale", 2)},
-	}, nil
+	names := make([]string, len(params))
+	for i, p := range params {
+		names[i] = p.Name
+	}
+	return out, names, nil
 }

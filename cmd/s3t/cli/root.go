@@ -31,6 +31,7 @@ with no retraining on the request path.`,
 		newSequencesCmd(),
 		newSimulateCmd(),
 		newDemoCmd(),
+		newPluginCmd(),
 	)
 	return root
 }

@@ -1,0 +1,25 @@
+package cli
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/s3t-dev/s3t/sdk"
+	"github.com/s3t-dev/s3t/unlearning"
+)
+
+// TestMain makes this test binary behave as the s3t executable when a plugin host starts it
+// (the go-plugin handshake cookie is set): `<test binary> plugin run NAME` serves a built-in
+// through the real command line, as `s3t plugin run NAME` does, and without arguments (an
+// installed copy) it serves selector.clitest, a third-party plugin.
+func TestMain(m *testing.M) {
+	if os.Getenv(sdk.Handshake.MagicCookieKey) == sdk.Handshake.MagicCookieValue {
+		if len(os.Args) > 1 {
+			os.Exit(Execute(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+		}
+		sdk.Serve(&sdk.Plugin{Name: "selector.clitest", Version: "0.1.0", Selector: unlearning.Cyclic{}})
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}

@@ -1,0 +1,85 @@
+package cli
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/s3t-dev/s3t/plugins"
+)
+
+func listPlugins(t *testing.T, args ...string) []plugins.Entry {
+	t.Helper()
+	out, stderr, code := run(t, append([]string{"plugin", "list", "--json"}, args...)...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var got struct {
+		Dir     string          `json:"plugin_dir"`
+		Plugins []plugins.Entry `json:"plugins"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	return got.Plugins
+}
+
+// TestPluginListFreshDataDir: a fresh data directory lists the six built-ins, and --check runs
+// each one out of process through `s3t plugin run NAME`.
+func TestPluginListFreshDataDir(t *testing.T) {
+	data := t.TempDir()
+	want := []string{"peft.lora", "peft.prefix", "peft.adapter", "selector.cyclic", "selector.bms", "selector.random"}
+	for _, check := range []bool{false, true} {
+		args := []string{"--data", data}
+		status := plugins.StatusReady
+		if check {
+			args, status = append(args, "--check"), plugins.StatusRunning
+		}
+		ents := listPlugins(t, args...)
+		if len(ents) != len(want) {
+			t.Fatalf("check=%v: %d entries, want %d: %+v", check, len(ents), len(want), ents)
+		}
+		for i, e := range ents {
+			if e.Name != want[i] || !e.Builtin || e.Status != status || e.Protocol != 1 || e.Version == "" || len(e.SHA256) != 64 {
+				t.Errorf("check=%v: entry %d = %+v", check, i, e)
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(data, "plugins")); err != nil {
+		t.Errorf("the plugin directory was not created inside the data directory: %v", err)
+	}
+}
+
+func TestPluginInstallListTable(t *testing.T) {
+	data := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "elsewhere")
+	t.Setenv(plugins.EnvPluginDir, dir)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := run(t, "plugin", "install", exe, "--data", data)
+	if code != 0 || !strings.Contains(out, "installed selector.clitest 0.1.0") {
+		t.Fatalf("install: exit %d: %s%s", code, out, stderr)
+	}
+	out, stderr, code = run(t, "plugin", "list", "--data", data, "--check")
+	if code != 0 {
+		t.Fatalf("list: exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"plugin directory " + dir, "NAME", "PROTOCOL", "SHA256", "STATUS", "selector.clitest", "running", "peft.lora"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("list output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, _, code := run(t, "plugin", "install", exe, "--data", data); code != 1 {
+		t.Errorf("second install: exit %d, want 1", code)
+	}
+}
+
+func TestPluginRunUnknown(t *testing.T) {
+	if _, stderr, code := run(t, "plugin", "run", "peft.nope"); code != 2 || !strings.Contains(stderr, "peft.lora") {
+		t.Errorf("exit %d, stderr %q: want 2 and the list of built-ins", code, stderr)
+	}
+}

@@ -1,0 +1,370 @@
+package plugins
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/s3t-dev/s3t/sdk"
+)
+
+// Default timeouts of a Client.
+const (
+	// DefaultCallTimeout bounds every call to a plugin.
+	DefaultCallTimeout = 60 * time.Second
+	// DefaultStartTimeout bounds a plugin's start and handshake.
+	DefaultStartTimeout = 30 * time.Second
+)
+
+// Command says how to start a plugin process: the executable, its arguments and extra
+// environment variables (on top of the host's).
+type Command struct {
+	// Path is the executable.
+	Path string `json:"path"`
+	// Args are the arguments after the executable's name.
+	Args []string `json:"args,omitempty"`
+	// Env holds extra "KEY=value" variables. The host's own environment is passed too and wins
+	// for a variable set in both.
+	Env []string `json:"env,omitempty"`
+}
+
+// String returns the command line.
+func (c Command) String() string { return strings.Join(append([]string{c.Path}, c.Args...), " ") }
+
+// ClientOption configures a Client.
+type ClientOption func(*clientConfig)
+
+type clientConfig struct {
+	logger       *slog.Logger
+	callTimeout  time.Duration
+	startTimeout time.Duration
+}
+
+// WithLogger sets the logger that receives the plugin's stderr and go-plugin's events, with the
+// attribute plugin=<name>. Default: slog.Default().
+func WithLogger(l *slog.Logger) ClientOption {
+	return func(c *clientConfig) { c.logger = l }
+}
+
+// WithCallTimeout bounds every call. Default DefaultCallTimeout.
+func WithCallTimeout(d time.Duration) ClientOption {
+	return func(c *clientConfig) { c.callTimeout = d }
+}
+
+// WithStartTimeout bounds a start and its handshake. Default DefaultStartTimeout.
+func WithStartTimeout(d time.Duration) ClientOption {
+	return func(c *clientConfig) { c.startTimeout = d }
+}
+
+// Client is the host's side of one plugin: it starts the process on first use (after checking
+// the binary's SHA-256), reuses it, starts a new one after a crash or a timeout, bounds every
+// call with a timeout, and names the plugin in every error. A plugin that crashes or hangs never
+// takes the host down. Safe for concurrent use.
+type Client struct {
+	name     string
+	cmd      Command
+	checksum []byte
+	cfg      clientConfig
+
+	mu   sync.Mutex
+	inst *instance
+	// cur mirrors inst for Pid and Protocol, which must not wait for a start in progress.
+	cur    atomic.Pointer[instance]
+	info   *sdk.Info
+	starts atomic.Int64
+	closed bool
+	// stopping counts processes being stopped in the background; Close waits for them.
+	stopping sync.WaitGroup
+}
+
+// instance is one running plugin process.
+type instance struct {
+	pc       *plugin.Client
+	rpc      plugin.ClientProtocol
+	info     *sdk.Info
+	pid      int
+	protocol int
+	impls    map[string]any
+}
+
+// NewClient returns a Client for the plugin called name (used in errors and logs), started by
+// cmd, whose executable must have the given SHA-256. Nothing starts until the first call.
+func NewClient(name string, cmd Command, checksum []byte, opts ...ClientOption) *Client {
+	cfg := clientConfig{logger: slog.Default(), callTimeout: DefaultCallTimeout, startTimeout: DefaultStartTimeout}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return &Client{name: name, cmd: cmd, checksum: append([]byte{}, checksum...), cfg: cfg}
+}
+
+// Name returns the plugin's name.
+func (c *Client) Name() string { return c.name }
+
+// Command returns how the plugin is started.
+func (c *Client) Command() Command { return c.cmd }
+
+// Checksum returns the SHA-256 the executable must have.
+func (c *Client) Checksum() []byte { return append([]byte{}, c.checksum...) }
+
+// Info starts the plugin if needed and returns what it says it is.
+func (c *Client) Info(ctx context.Context) (*sdk.Info, error) {
+	inst, err := c.instance(ctx)
+	if err != nil {
+		return nil, err
+	}
+	info := *inst.info
+	return &info, nil
+}
+
+// Protocol returns the protocol version negotiated with the running process (0 when none runs).
+func (c *Client) Protocol() int {
+	if inst := c.cur.Load(); inst != nil {
+		return inst.protocol
+	}
+	return 0
+}
+
+// Pid returns the running process's id, 0 when none runs.
+func (c *Client) Pid() int {
+	if inst := c.cur.Load(); inst != nil && !inst.pc.Exited() {
+		return inst.pid
+	}
+	return 0
+}
+
+// Starts returns how many processes the Client has started (or tried to).
+func (c *Client) Starts() int { return int(c.starts.Load()) }
+
+// Close stops the process, if any; later calls fail with ErrClosed.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	inst := c.inst
+	c.setInstance(nil)
+	c.closed = true
+	c.mu.Unlock()
+	if inst != nil {
+		inst.pc.Kill()
+	}
+	c.stopping.Wait()
+	return nil
+}
+
+// PEFT returns the plugin as an sdk.PEFT whose calls go to the process, under the Client's
+// timeouts and restarts. Calls fail with ErrKind when the plugin is not a PEFT.
+func (c *Client) PEFT() sdk.PEFT { return peftCaller{c} }
+
+// Selector returns the plugin as an sdk.Selector whose calls go to the process.
+func (c *Client) Selector() sdk.Selector { return selectorCaller{c} }
+
+// setInstance records the current process (mu held).
+func (c *Client) setInstance(inst *instance) {
+	c.inst = inst
+	c.cur.Store(inst)
+}
+
+// instance returns the running process, starting one when none runs or the last one exited.
+func (c *Client) instance(ctx context.Context) (*instance, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, fmt.Errorf("plugin %s: %w", c.name, ErrClosed)
+	}
+	if c.inst != nil && !c.inst.pc.Exited() {
+		return c.inst, nil
+	}
+	if c.inst != nil {
+		c.cfg.logger.Warn("plugin process exited; starting a new one", "plugin", c.name, "pid", c.inst.pid)
+		c.inst.pc.Kill()
+		c.setInstance(nil)
+	}
+	inst, err := c.start(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.setInstance(inst)
+	if c.info == nil {
+		c.info = inst.info
+	}
+	return inst, nil
+}
+
+// start launches a process (mu held).
+func (c *Client) start(ctx context.Context) (*instance, error) {
+	if len(c.checksum) == 0 {
+		return nil, fmt.Errorf("plugin %s: %w: no SHA-256 recorded for %s", c.name, ErrStart, c.cmd.Path)
+	}
+	cmd := exec.Command(c.cmd.Path, c.cmd.Args...)
+	cmd.Env = append([]string{}, c.cmd.Env...)
+	pc := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  sdk.Handshake,
+		VersionedPlugins: sdk.HostPlugins(),
+		Cmd:              cmd,
+		SecureConfig:     &plugin.SecureConfig{Checksum: c.checksum, Hash: sha256.New()},
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		Logger:           newHCLogger(c.cfg.logger, c.name),
+		GRPCDialOptions:  sdk.GRPCDialOptions(),
+		StartTimeout:     c.cfg.startTimeout,
+		Stderr:           io.Discard,
+		SyncStdout:       io.Discard,
+		SyncStderr:       io.Discard,
+	})
+	c.starts.Add(1)
+	rpc, err := pc.Client()
+	if err != nil {
+		pc.Kill()
+		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
+			got := "unreadable"
+			if sum, serr := FileSHA256(c.cmd.Path); serr == nil {
+				got = hex.EncodeToString(sum)
+			}
+			c.cfg.logger.Error("plugin binary refused: checksum mismatch", "plugin", c.name, "path", c.cmd.Path,
+				"want_sha256", hex.EncodeToString(c.checksum), "got_sha256", got)
+			return nil, fmt.Errorf("plugin %s: %w: %s has SHA-256 %s, recorded %s; refusing to start it (the binary changed after its checksum was recorded)",
+				c.name, ErrTampered, c.cmd.Path, got, hex.EncodeToString(c.checksum))
+		}
+		return nil, fmt.Errorf("plugin %s: %w: %s: %w", c.name, ErrStart, c.cmd, err)
+	}
+	inst := &instance{pc: pc, rpc: rpc, protocol: pc.NegotiatedVersion(), impls: map[string]any{}}
+	if rc := pc.ReattachConfig(); rc != nil {
+		inst.pid = rc.Pid
+	}
+	raw, err := rpc.Dispense(sdk.InfoName)
+	if err != nil {
+		pc.Kill()
+		return nil, fmt.Errorf("plugin %s: %w: dispense info: %w", c.name, ErrStart, err)
+	}
+	ictx, cancel := context.WithTimeout(ctx, c.cfg.startTimeout)
+	defer cancel()
+	info, err := raw.(sdk.InfoService).Info(ictx, &sdk.InfoRequest{})
+	if err != nil {
+		pc.Kill()
+		return nil, fmt.Errorf("plugin %s: %w: info: %w", c.name, ErrStart, err)
+	}
+	inst.info = info
+	c.cfg.logger.Debug("plugin started", "plugin", c.name, "pid", inst.pid, "protocol", inst.protocol, "version", info.Version)
+	return inst, nil
+}
+
+// drop forgets inst (if it is still the current process) and stops it in the background.
+func (c *Client) drop(inst *instance) {
+	c.mu.Lock()
+	if c.inst == inst {
+		c.setInstance(nil)
+	}
+	c.stopping.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.stopping.Done()
+		inst.pc.Kill()
+	}()
+}
+
+// call runs fn against the plugin's implementation of kind, with the call timeout, and turns
+// failures into errors that name the plugin and the method.
+func (c *Client) call(ctx context.Context, kind sdk.Kind, method string, fn func(ctx context.Context, impl any) error) error {
+	inst, err := c.instance(ctx)
+	if err != nil {
+		return err
+	}
+	if inst.info.Kind != kind {
+		return fmt.Errorf("plugin %s: %s: %w: it is a %s plugin, not a %s plugin", c.name, method, ErrKind, inst.info.Kind, kind)
+	}
+	c.mu.Lock()
+	impl, ok := inst.impls[string(kind)]
+	if !ok {
+		impl, err = inst.rpc.Dispense(string(kind))
+		if err == nil {
+			inst.impls[string(kind)] = impl
+		}
+	}
+	c.mu.Unlock()
+	if err != nil {
+		c.drop(inst)
+		return fmt.Errorf("plugin %s: %s: %w: dispense %s: %w", c.name, method, ErrStart, kind, err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, c.cfg.callTimeout)
+	defer cancel()
+	err = fn(cctx, impl)
+	if err == nil {
+		return nil
+	}
+	var remote *sdk.RemoteError
+	transport := errors.As(err, &remote) && remote.Transport()
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("plugin %s: %s: %w", c.name, method, ctx.Err())
+	case errors.Is(cctx.Err(), context.DeadlineExceeded):
+		c.cfg.logger.Error("plugin call timed out; stopping the process", "plugin", c.name, "method", method, "pid", inst.pid, "timeout", c.cfg.callTimeout)
+		c.drop(inst)
+		return fmt.Errorf("plugin %s: %s: %w after %v; the process (pid %d) was stopped and the next call starts a new one",
+			c.name, method, ErrTimeout, c.cfg.callTimeout, inst.pid)
+	case inst.pc.Exited() || (transport && status.Code(err) == codes.Unavailable):
+		c.cfg.logger.Error("plugin process exited during a call", "plugin", c.name, "method", method, "pid", inst.pid, "err", err)
+		c.drop(inst)
+		return fmt.Errorf("plugin %s: %s: %w (pid %d): %w; the next call starts a new process", c.name, method, ErrCrashed, inst.pid, err)
+	}
+	return fmt.Errorf("plugin %s: %s: %w", c.name, method, err)
+}
+
+// peftCaller is a Client seen as an sdk.PEFT.
+type peftCaller struct{ c *Client }
+
+func (p peftCaller) Describe(ctx context.Context, req *sdk.DescribeRequest) (resp *sdk.DescribeResponse, err error) {
+	err = p.c.call(ctx, sdk.KindPEFT, "Describe", func(ctx context.Context, impl any) error {
+		resp, err = impl.(sdk.PEFT).Describe(ctx, req)
+		return err
+	})
+	return resp, err
+}
+
+func (p peftCaller) Plan(ctx context.Context, req *sdk.PlanRequest) (resp *sdk.PlanResponse, err error) {
+	err = p.c.call(ctx, sdk.KindPEFT, "Plan", func(ctx context.Context, impl any) error {
+		resp, err = impl.(sdk.PEFT).Plan(ctx, req)
+		return err
+	})
+	return resp, err
+}
+
+// selectorCaller is a Client seen as an sdk.Selector.
+type selectorCaller struct{ c *Client }
+
+func (s selectorCaller) Select(ctx context.Context, req *sdk.SelectRequest) (resp *sdk.SelectResponse, err error) {
+	err = s.c.call(ctx, sdk.KindSelector, "Select", func(ctx context.Context, impl any) error {
+		resp, err = impl.(sdk.Selector).Select(ctx, req)
+		return err
+	})
+	return resp, err
+}
+
+// FileSHA256 returns the SHA-256 of a file.
+func FileSHA256(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return nil, err
+	}
+	return h.Sum(nil), nil
+}
+
+var (
+	_ sdk.PEFT     = peftCaller{}
+	_ sdk.Selector = selectorCaller{}
+)

@@ -1,0 +1,219 @@
+package plugins_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/s3t-dev/s3t/plugins"
+	"github.com/s3t-dev/s3t/sdk"
+)
+
+// testClient returns a Client for selector.test, closed at the end of the test.
+func testClient(t *testing.T, opts ...plugins.ClientOption) *plugins.Client {
+	t.Helper()
+	opts = append([]plugins.ClientOption{plugins.WithLogger(quietLogger())}, opts...)
+	c := plugins.NewClient("selector.test", self(t, "selector.test"), selfSum(t), opts...)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func selectSeed(c *plugins.Client, seed int64) error {
+	_, err := c.Selector().Select(context.Background(), &sdk.SelectRequest{Slices: 4, Budget: 2, Seed: seed})
+	return err
+}
+
+func TestClientStartsOnFirstUseAndReuses(t *testing.T) {
+	c := testClient(t)
+	if c.Pid() != 0 || c.Starts() != 0 {
+		t.Fatalf("started before the first call: pid %d, starts %d", c.Pid(), c.Starts())
+	}
+	for range 3 {
+		if err := selectSeed(c, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.Starts() != 1 || c.Pid() == 0 {
+		t.Errorf("starts %d, pid %d: want one process, reused", c.Starts(), c.Pid())
+	}
+	if c.Protocol() != sdk.ProtocolVersion {
+		t.Errorf("protocol %d, want %d", c.Protocol(), sdk.ProtocolVersion)
+	}
+	info, err := c.Info(context.Background())
+	if err != nil || info.Name != "selector.test" || info.Kind != sdk.KindSelector || info.SDKVersion != sdk.Version {
+		t.Errorf("Info = %+v, %v", info, err)
+	}
+}
+
+// TestClientRestartsAfterCrash kills the plugin process in the middle of a call, or has it exit:
+// the call fails with ErrCrashed and the plugin's name, the host carries on, and the next call
+// runs in a new process.
+func TestClientRestartsAfterCrash(t *testing.T) {
+	tests := []struct {
+		name  string
+		crash func(t *testing.T, c *plugins.Client) error
+	}{
+		{"killed mid-call", func(t *testing.T, c *plugins.Client) error {
+			pid := c.Pid()
+			var wg sync.WaitGroup
+			var err error
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err = selectSeed(c, seedSlow)
+			}()
+			time.Sleep(300 * time.Millisecond)
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			wg.Wait()
+			return err
+		}},
+		{"exits mid-call", func(t *testing.T, c *plugins.Client) error { return selectSeed(c, seedExit) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := testClient(t)
+			if err := selectSeed(c, 1); err != nil {
+				t.Fatal(err)
+			}
+			first := c.Pid()
+			start := time.Now()
+			err := tt.crash(t, c)
+			if !errors.Is(err, plugins.ErrCrashed) || !strings.Contains(err.Error(), "plugin selector.test") {
+				t.Fatalf("got %v, want ErrCrashed naming the plugin", err)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("the crash took %v to surface", d)
+			}
+			t.Logf("error: %v", err)
+			if err := selectSeed(c, 1); err != nil {
+				t.Fatalf("the call after the crash: %v", err)
+			}
+			if c.Pid() == first || c.Starts() != 2 {
+				t.Errorf("pid %d (was %d), starts %d: want a new process", c.Pid(), first, c.Starts())
+			}
+		})
+	}
+}
+
+// TestClientTimeout: a hanging plugin times out, is stopped, and the next call starts anew.
+func TestClientTimeout(t *testing.T) {
+	c := testClient(t, plugins.WithCallTimeout(500*time.Millisecond))
+	if err := selectSeed(c, 1); err != nil {
+		t.Fatal(err)
+	}
+	first := c.Pid()
+	start := time.Now()
+	err := selectSeed(c, seedSlow)
+	if !errors.Is(err, plugins.ErrTimeout) || !strings.Contains(err.Error(), "plugin selector.test") {
+		t.Fatalf("got %v, want ErrTimeout naming the plugin", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the timeout took %v", d)
+	}
+	t.Logf("error: %v", err)
+	if err := selectSeed(c, 1); err != nil {
+		t.Fatalf("the call after the timeout: %v", err)
+	}
+	if c.Pid() == first {
+		t.Error("the hung process was reused")
+	}
+}
+
+// TestClientPanicIsAnError: a panic in the plugin's code is an error for that call only.
+func TestClientPanicIsAnError(t *testing.T) {
+	c := testClient(t)
+	if err := selectSeed(c, 1); err != nil {
+		t.Fatal(err)
+	}
+	pid := c.Pid()
+	err := selectSeed(c, seedPanic)
+	if err == nil || errors.Is(err, plugins.ErrCrashed) || !strings.Contains(err.Error(), "panicked") ||
+		!strings.Contains(err.Error(), "plugin selector.test") {
+		t.Fatalf("got %v, want an ordinary error saying the plugin panicked", err)
+	}
+	if err := selectSeed(c, 1); err != nil || c.Pid() != pid {
+		t.Errorf("after a panic: %v, pid %d (was %d): want the same process", err, c.Pid(), pid)
+	}
+}
+
+// TestClientErrorsKeepSentinels: a plugin's sdk errors cross the process boundary.
+func TestClientErrorsKeepSentinels(t *testing.T) {
+	c := testClient(t)
+	_, err := c.Selector().Select(context.Background(), &sdk.SelectRequest{Slices: 3, Budget: 7})
+	if !errors.Is(err, sdk.ErrInvalidRequest) || !strings.Contains(err.Error(), "plugin selector.test: Select") {
+		t.Fatalf("got %v, want sdk.ErrInvalidRequest naming the plugin and method", err)
+	}
+}
+
+func TestClientKind(t *testing.T) {
+	c := testClient(t)
+	_, err := c.PEFT().Describe(context.Background(), &sdk.DescribeRequest{})
+	if !errors.Is(err, plugins.ErrKind) {
+		t.Fatalf("got %v, want ErrKind", err)
+	}
+}
+
+func TestClientRefusesWrongChecksum(t *testing.T) {
+	c := plugins.NewClient("selector.test", self(t, "selector.test"), make([]byte, 32), plugins.WithLogger(quietLogger()))
+	defer c.Close()
+	err := selectSeed(c, 1)
+	if !errors.Is(err, plugins.ErrTampered) || !strings.Contains(err.Error(), "refusing") {
+		t.Fatalf("got %v, want ErrTampered", err)
+	}
+	if c.Starts() != 1 || c.Pid() != 0 {
+		t.Errorf("starts %d, pid %d: nothing may run", c.Starts(), c.Pid())
+	}
+}
+
+// TestClientLogsPluginStderr: the plugin's slog records reach the host's slog with the
+// plugin's name.
+func TestClientLogsPluginStderr(t *testing.T) {
+	var buf syncBuffer
+	logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	c := testClient(t, plugins.WithLogger(logger))
+	if err := selectSeed(c, 77); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for _, line := range strings.Split(buf.String(), "\n") {
+			var rec map[string]any
+			if json.Unmarshal([]byte(line), &rec) != nil {
+				continue
+			}
+			if rec["msg"] == "test selector called" && rec["plugin"] == "selector.test" && rec["level"] == "INFO" && rec["seed"] == 77.0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no record of the plugin's log line in the host's log:\n%s", buf.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,105 @@
+package plugins_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/s3t-dev/s3t/plugins"
+	"github.com/s3t-dev/s3t/sdk"
+	"github.com/s3t-dev/s3t/unlearning"
+)
+
+// envServe names the plugin this test binary serves when a host starts it; without it (an
+// installed copy started by a Manager) it serves selector.test.
+const envServe = "S3T_PLUGINS_TEST_SERVE"
+
+// The seeds that make selector.test misbehave.
+const (
+	seedSlow  = 1000 // sleeps for a minute
+	seedExit  = 1001 // exits the process
+	seedPanic = 1002 // panics
+)
+
+// TestMain serves a plugin when a host started this binary (the handshake cookie is set):
+// `<test binary> plugin-run NAME` or $S3T_PLUGINS_TEST_SERVE names a built-in or a test plugin.
+// Otherwise it runs the tests.
+func TestMain(m *testing.M) {
+	if os.Getenv(sdk.Handshake.MagicCookieKey) == sdk.Handshake.MagicCookieValue {
+		name := os.Getenv(envServe)
+		if len(os.Args) == 3 && os.Args[1] == "plugin-run" {
+			name = os.Args[2]
+		}
+		serve(name)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func serve(name string) {
+	switch name {
+	case "", "selector.test":
+		sdk.Serve(&sdk.Plugin{Name: "selector.test", Version: "0.0.1", Selector: testSelector{}})
+	default:
+		if err := plugins.ServeBuiltin(name); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+}
+
+// testSelector is cyclic, except for the seeds above.
+type testSelector struct{}
+
+func (testSelector) Select(ctx context.Context, req *sdk.SelectRequest) (*sdk.SelectResponse, error) {
+	slog.Info("test selector called", "seed", req.Seed)
+	switch req.Seed {
+	case seedSlow:
+		select {
+		case <-time.After(time.Minute):
+		case <-ctx.Done():
+			// A well-behaved plugin stops; this one keeps the process busy to look hung.
+			time.Sleep(time.Minute)
+		}
+	case seedExit:
+		os.Exit(3)
+	case seedPanic:
+		panic("test selector asked to panic")
+	}
+	return unlearning.Cyclic{}.Select(ctx, req)
+}
+
+// self returns the command that starts this test binary as the plugin called name.
+func self(t testing.TB, name string) plugins.Command {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plugins.Command{Path: exe, Env: []string{envServe + "=" + name}}
+}
+
+// selfSum returns the SHA-256 of this test binary.
+func selfSum(t testing.TB) []byte {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := plugins.FileSHA256(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum
+}
+
+// quietLogger drops everything below warnings.
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4}))
+}
+
+func syscallKill(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }

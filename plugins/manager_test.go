@@ -1,0 +1,338 @@
+package plugins_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/s3t-dev/s3t/assets"
+	"github.com/s3t-dev/s3t/backbone"
+	"github.com/s3t-dev/s3t/plugins"
+	"github.com/s3t-dev/s3t/plugins/lora"
+	"github.com/s3t-dev/s3t/sdk"
+)
+
+// openManager opens a Manager on a fresh data directory whose built-ins are served by this test
+// binary (`<test binary> plugin-run NAME`, as `s3t plugin run NAME`).
+func openManager(t *testing.T, dataDir string, cfg plugins.Config) *plugins.Manager {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DataDir = dataDir
+	if cfg.Self == nil {
+		cfg.Self = &plugins.Command{Path: exe, Args: []string{"plugin-run"}}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = quietLogger()
+	}
+	m, err := plugins.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func entry(t *testing.T, m *plugins.Manager, name string) plugins.Entry {
+	t.Helper()
+	ents, err := m.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if e.Name == name {
+			return e
+		}
+	}
+	t.Fatalf("%s not listed in %+v", name, ents)
+	return plugins.Entry{}
+}
+
+// TestManagerFreshDataDir: a fresh data directory lists the six built-ins, and each runs with no
+// install step, out of process.
+func TestManagerFreshDataDir(t *testing.T) {
+	dir := t.TempDir()
+	m := openManager(t, dir, plugins.Config{})
+	if want := filepath.Join(dir, "plugins"); m.Dir() != want {
+		t.Errorf("plugin dir %s, want %s", m.Dir(), want)
+	}
+	ents, err := m.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name)
+		if !e.Builtin || e.Status != plugins.StatusReady || e.Version == "" || e.Protocol != sdk.ProtocolVersion || len(e.SHA256) != 64 {
+			t.Errorf("entry %+v", e)
+		}
+	}
+	want := []string{"peft.lora", "peft.prefix", "peft.adapter", "selector.cyclic", "selector.bms", "selector.random"}
+	if !slices.Equal(names, want) {
+		t.Fatalf("listed %v, want %v", names, want)
+	}
+	ctx := context.Background()
+	for _, name := range want[:3] {
+		p, err := m.PEFT(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, err := p.Describe(ctx, &sdk.DescribeRequest{}); err != nil || d.Name != name {
+			t.Errorf("%s: Describe = %+v, %v", name, d, err)
+		}
+	}
+	for _, name := range want[3:] {
+		s, err := m.Selector(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err := s.Select(ctx, &sdk.SelectRequest{Slices: 4, Budget: 2, Seed: 1}); err != nil || len(r.Sequences) != 2 {
+			t.Errorf("%s: Select = %+v, %v", name, r, err)
+		}
+	}
+	for _, name := range want {
+		if e := entry(t, m, name); e.Status != plugins.StatusRunning {
+			t.Errorf("%s: status %s after a call, want running", name, e.Status)
+		}
+	}
+	if _, err := m.Client("peft.nope"); !errors.Is(err, plugins.ErrNotFound) {
+		t.Errorf("unknown plugin: %v", err)
+	}
+}
+
+// installCopy installs a copy of this test binary, which serves selector.test when a host
+// starts it, and returns the Manager and the installed path.
+func installCopy(t *testing.T, dataDir string) (*plugins.Manager, string) {
+	t.Helper()
+	m := openManager(t, dataDir, plugins.Config{})
+	exe, _ := os.Executable()
+	e, err := m.Install(context.Background(), exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Name != "selector.test" || e.Kind != sdk.KindSelector || e.Version != "0.0.1" || e.Protocol != sdk.ProtocolVersion {
+		t.Fatalf("installed %+v", e)
+	}
+	return m, e.Path
+}
+
+func TestManagerInstall(t *testing.T) {
+	dir := t.TempDir()
+	m, path := installCopy(t, dir)
+	if filepath.Dir(path) != m.Dir() {
+		t.Errorf("installed at %s, outside %s", path, m.Dir())
+	}
+	e := entry(t, m, "selector.test")
+	if e.Builtin || e.Status != plugins.StatusReady || e.SHA256 == "" {
+		t.Errorf("entry %+v", e)
+	}
+	s, err := m.Selector("selector.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Select(context.Background(), &sdk.SelectRequest{Slices: 3, Budget: 3, Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// The catalog survives a restart of the host.
+	m2 := openManager(t, dir, plugins.Config{})
+	if e := entry(t, m2, "selector.test"); e.Status != plugins.StatusReady {
+		t.Errorf("after reopening: %+v", e)
+	}
+	// A second install of the name fails loudly, unless it replaces.
+	exe, _ := os.Executable()
+	if _, err := m2.Install(context.Background(), exe); !errors.Is(err, plugins.ErrDuplicate) {
+		t.Errorf("second install: %v, want ErrDuplicate", err)
+	}
+	if _, err := m2.Install(context.Background(), exe, plugins.Replace()); err != nil {
+		t.Errorf("install with Replace: %v", err)
+	}
+	// A binary that says it is a built-in is refused.
+	t.Setenv("S3T_PLUGINS_TEST_SERVE", "selector.cyclic")
+	if _, err := m2.Install(context.Background(), exe); !errors.Is(err, plugins.ErrDuplicate) || !strings.Contains(err.Error(), "built-in") {
+		t.Errorf("installing a built-in's name: %v, want ErrDuplicate", err)
+	}
+}
+
+// TestManagerRefusesTamperedBinary: after install the binary is modified; the host refuses to
+// start it, on a fresh start as on a restart after a crash, and says why.
+func TestManagerRefusesTamperedBinary(t *testing.T) {
+	dir := t.TempDir()
+	m, path := installCopy(t, dir)
+	c, err := m.Client("selector.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := selectSeed(c, 1); err != nil {
+		t.Fatal(err)
+	}
+	// The running process crashes; meanwhile the binary is modified.
+	if err := syscallKill(c.Pid()); err != nil {
+		t.Fatal(err)
+	}
+	waitExited(t, c)
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("tampered"))
+	f.Close()
+	if e := entry(t, m, "selector.test"); e.Status != plugins.StatusTampered {
+		t.Errorf("status %s, want tampered", e.Status)
+	}
+	check := func(err error) {
+		t.Helper()
+		if !errors.Is(err, plugins.ErrTampered) || !strings.Contains(err.Error(), "plugin selector.test") ||
+			!strings.Contains(err.Error(), "SHA-256") || !strings.Contains(err.Error(), "refusing to start") {
+			t.Fatalf("got %v, want ErrTampered saying the binary was refused", err)
+		}
+		t.Logf("error: %v", err)
+	}
+	// The restart is refused.
+	check(selectSeed(c, 1))
+	// Fresh start by another host.
+	m2 := openManager(t, dir, plugins.Config{})
+	s, err := m2.Selector("selector.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Select(context.Background(), &sdk.SelectRequest{Slices: 2, Budget: 1})
+	check(err)
+}
+
+func waitExited(t *testing.T, c *plugins.Client) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Pid() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the killed process still looks alive")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestManagerListsUninstalledFiles(t *testing.T) {
+	m := openManager(t, t.TempDir(), plugins.Config{})
+	if err := os.WriteFile(filepath.Join(m.Dir(), "dropped-in"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := m.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := ents[len(ents)-1]
+	if last.Status != plugins.StatusNotInstalled || filepath.Base(last.Path) != "dropped-in" {
+		t.Errorf("last entry %+v, want the dropped-in file, not installed", last)
+	}
+	if _, err := m.Client("dropped-in"); !errors.Is(err, plugins.ErrNotFound) {
+		t.Errorf("running an uninstalled file: %v", err)
+	}
+}
+
+// TestManagerPlanCache: plans come from the plugin once per (plugin build, manifest, config),
+// then from the cache, also in a new host on the same data directory.
+func TestManagerPlanCache(t *testing.T) {
+	bb, err := backbone.LoadBytes(assets.ViTFashionMNIST())
+	if err != nil {
+		t.Fatal(err)
+	}
+	man, err := backbone.DetectManifest(bb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ctx := context.Background()
+	m := openManager(t, dir, plugins.Config{})
+	req := &sdk.PlanRequest{Manifest: *man, Config: json.RawMessage(`{"rank": 4}`)}
+	plan, err := m.Plan(ctx, lora.Name, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := m.Client(lora.Name)
+	if c.Starts() != 1 {
+		t.Fatalf("starts %d", c.Starts())
+	}
+	// Same request, spelled differently: no plugin call, same plan.
+	m2 := openManager(t, dir, plugins.Config{})
+	again, err := m2.Plan(ctx, lora.Name, &sdk.PlanRequest{Manifest: *man, Config: json.RawMessage(` { "rank" : 4 } `)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, _ := m2.Client(lora.Name)
+	if c2.Starts() != 0 {
+		t.Errorf("the second host started the plugin for a cached plan")
+	}
+	a, _ := json.Marshal(plan)
+	b, _ := json.Marshal(again)
+	if string(a) != string(b) {
+		t.Error("the cached plan differs")
+	}
+	// Another config is planned by the plugin.
+	if _, err := m2.Plan(ctx, lora.Name, &sdk.PlanRequest{Manifest: *man, Config: json.RawMessage(`{"rank": 2}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if c2.Starts() != 1 {
+		t.Errorf("starts %d after a new config, want 1", c2.Starts())
+	}
+	// A config the plugin rejects is its error, named.
+	_, err = m2.Plan(ctx, lora.Name, &sdk.PlanRequest{Manifest: *man, Config: json.RawMessage(`{"rank": 0}`)})
+	if !errors.Is(err, sdk.ErrInvalidConfig) || !strings.Contains(err.Error(), "plugin peft.lora") {
+		t.Errorf("rank 0: %v, want sdk.ErrInvalidConfig naming the plugin", err)
+	}
+}
+
+func TestPlanKey(t *testing.T) {
+	man := &sdk.Manifest{Version: 1, Blocks: []sdk.Block{{Name: "b"}}}
+	key := func(sum string, m *sdk.Manifest, config string) string {
+		k, err := plugins.PlanKey([]byte(sum), m, json.RawMessage(config))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	base := key("a", man, `{"x": 1, "y": [1, 2]}`)
+	tests := []struct {
+		name string
+		got  string
+		same bool
+	}{
+		{"reordered, respaced", key("a", man, `{"y":[1,2],"x":1}`), true},
+		{"other binary", key("b", man, `{"x": 1, "y": [1, 2]}`), false},
+		{"other manifest", key("a", &sdk.Manifest{Version: 1, Blocks: []sdk.Block{{Name: "c"}}}, `{"x": 1, "y": [1, 2]}`), false},
+		{"other config", key("a", man, `{"x": 2, "y": [1, 2]}`), false},
+	}
+	for _, tt := range tests {
+		if (tt.got == base) != tt.same {
+			t.Errorf("%s: same key = %v, want %v", tt.name, tt.got == base, tt.same)
+		}
+	}
+	if key("a", man, "") != key("a", man, "{}") {
+		t.Error("an empty config and {} differ")
+	}
+}
+
+func TestRegistryDuplicate(t *testing.T) {
+	r := plugins.NewRegistry()
+	if err := r.Register(lora.Plugin()); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Register(lora.Plugin()); !errors.Is(err, plugins.ErrDuplicate) {
+		t.Errorf("second registration: %v, want ErrDuplicate", err)
+	}
+	if err := r.Register(&sdk.Plugin{Name: "lora", Version: "1", PEFT: lora.New()}); !errors.Is(err, sdk.ErrInvalidPlugin) {
+		t.Errorf("name without namespace: %v", err)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("MustRegister of a duplicate did not panic")
+		}
+	}()
+	r.MustRegister(lora.Plugin())
+}
