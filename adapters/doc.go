@@ -14,6 +14,22 @@
 // (backbone.Model.Cut): ONNX Runtime computes the trunk's activations once, and GoMLX trains from
 // them.
 //
+// # S3T training
+//
+// A ShardTrainer (Engine.NewShardTrainer) trains one model's shards as METHOD.md says: the
+// backbone's blocks form L groups counted from the top (Groups); for each of a shard's B sequences,
+// stage i trains the LoRA of group G_i and a fresh head on the cumulative slices sigma(1..i), with
+// G_1..G_(i-1) fixed at the values of stage i-1 and lower groups off. Each stage's checkpoint
+// C[shard, sequence, stage] holds the PEFT parameters of G_1..G_i and the stage's head, saved as
+// safetensors with a JSON manifest (SaveCheckpoint, LoadCheckpoint) and exportable in the Hugging
+// Face PEFT layout (ExportPEFT). Nothing from later slices reaches a stage: its optimizer state,
+// hold-out for early stopping and schedule are its own, and its seed is derived from the model
+// seed, shard, sequence and stage (StageSeed), so retraining a stage from scratch on the same
+// slices reproduces its checkpoint bit for bit. Trunk activations (the input of each group's
+// lowest block) are computed once by ONNX Runtime and kept per (sample id, edge) in an
+// ActivationCache, from which a deleted sample is purged. A Predictor serves checkpoints through
+// ONNX Runtime.
+//
 // GoMLX runs on its pure-Go backend (simplego): no cgo, no accelerator plugin to download. The
 // package deals with three shortcomings of gomlx v0.26.0 and onnx-gomlx v0.3.4, each tested:
 //   - simplego's worker pool deadlocks when parallel ops wait for their own sub-tasks; the engine

@@ -45,6 +45,8 @@ type TrainConfig struct {
 	Head Head
 	// Optimizer is the optimizer. Defaults: see AdamW.
 	Optimizer AdamW
+	// Schedule scales the optimizer's learning rate step by step. Default constant.
+	Schedule Schedule
 	// BatchSize is Fit's batch size. Default 64.
 	BatchSize int
 	// MicroBatches splits each batch into this many parts whose gradients are computed at the
@@ -104,6 +106,9 @@ func (e *Engine) NewTrainer(m *Model, cfg TrainConfig) (*Trainer, error) {
 	}
 	if cfg.Head.Input == "" {
 		cfg.Head.Input = "features"
+	}
+	if err := cfg.Schedule.validate(); err != nil {
+		return nil, fmt.Errorf("new trainer: %w", err)
 	}
 	if err := cfg.Optimizer.validate(); err != nil {
 		return nil, fmt.Errorf("new trainer: %w", err)
@@ -377,8 +382,10 @@ func (t *Trainer) Step(ctx context.Context, x ort.Tensor, labels []int) (float64
 		}
 	}
 	t.step++
+	opt := t.cfg.Optimizer
+	opt.LearningRate *= t.cfg.Schedule.factor(t.step)
 	for i, name := range t.names {
-		t.cfg.Optimizer.adamStep(t.step, t.values[name], grads[i], t.state[name])
+		opt.adamStep(t.step, t.values[name], grads[i], t.state[name])
 	}
 	return loss, nil
 }
@@ -466,6 +473,20 @@ func (t *Trainer) Params() map[string]ort.Tensor {
 		out[n] = ort.NewTensor(slices.Clone(t.values[n]), t.shapes[n]...)
 	}
 	return out
+}
+
+// SetParams overwrites trained parameters (by name, as Params returns them) without touching the
+// optimizer's state or step count: early stopping uses it to go back to the best epoch's values.
+func (t *Trainer) SetParams(params map[string]ort.Tensor) error {
+	for name, v := range params {
+		cur, ok := t.values[name]
+		d, err := ort.Values[float32](v)
+		if !ok || err != nil || len(d) != len(cur) || !slices.Equal(v.Shape, t.shapes[name]) {
+			return fmt.Errorf("set params: %w: %q is not a trained float32 %v parameter", ErrInvalidArgument, name, t.shapes[name])
+		}
+		copy(cur, d)
+	}
+	return nil
 }
 
 // Steps returns the number of optimizer steps taken.

@@ -31,6 +31,8 @@ with no retraining on the request path.`,
 		newSequencesCmd(),
 		newSimulateCmd(),
 		newDemoCmd(),
+		newTrainCmd(),
+		newEvalCmd(),
 		newPluginCmd(),
 	)
 	return root
