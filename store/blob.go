@@ -1,0 +1,184 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"gocloud.dev/blob"
+	_ "gocloud.dev/blob/fileblob" // file://
+	_ "gocloud.dev/blob/memblob"  // mem://
+	"gocloud.dev/gcerrors"
+)
+
+// BlobDir is the folder of the default file:// bucket inside a data directory.
+const BlobDir = "blobs"
+
+// DefaultBlobURL returns the file:// bucket URL under dataDir.
+func DefaultBlobURL(dataDir string) (string, error) {
+	abs, err := filepath.Abs(filepath.Join(dataDir, BlobDir))
+	if err != nil {
+		return "", fmt.Errorf("store: blob url: %w", err)
+	}
+	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}).String(), nil
+}
+
+// Blobs is an artifact store (checkpoints, activation caches, sample inputs) behind
+// gocloud.dev/blob. It is safe for concurrent use.
+type Blobs struct {
+	b *blob.Bucket
+}
+
+// OpenBlobs opens the bucket at url: file:///abs/dir (created if missing; writes go through a
+// temporary file and a rename, so a crash never leaves a half-written blob) and mem:// are
+// built in; other gocloud.dev schemes (s3://, gs://) need their driver linked into this
+// package.
+func OpenBlobs(ctx context.Context, rawURL string) (*Blobs, error) {
+	if u, err := url.Parse(rawURL); err == nil && u.Scheme == "file" {
+		if err := os.MkdirAll(filepath.FromSlash(u.Path), 0o755); err != nil {
+			return nil, fmt.Errorf("store: open blobs %q: %w", rawURL, err)
+		}
+	}
+	b, err := blob.OpenBucket(ctx, rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("store: open blobs %q: %w", rawURL, err)
+	}
+	return &Blobs{b: b}, nil
+}
+
+// Close closes the bucket.
+func (bs *Blobs) Close() error { return bs.b.Close() }
+
+func blobErr(op, key string, err error) error {
+	if gcerrors.Code(err) == gcerrors.NotFound {
+		return fmt.Errorf("store: blob %s %q: %w", op, key, ErrNotFound)
+	}
+	return fmt.Errorf("store: blob %s %q: %w", op, key, err)
+}
+
+func checkKey(key string) error {
+	if key == "" || strings.HasPrefix(key, "/") || strings.Contains(key, "..") {
+		return fmt.Errorf("%w: blob key %q", ErrInvalid, key)
+	}
+	return nil
+}
+
+// Put writes data under key, replacing any earlier blob.
+func (bs *Blobs) Put(ctx context.Context, key string, data []byte) error {
+	if err := checkKey(key); err != nil {
+		return fmt.Errorf("store: blob put: %w", err)
+	}
+	if err := bs.b.WriteAll(ctx, key, data, nil); err != nil {
+		return blobErr("put", key, err)
+	}
+	return nil
+}
+
+// PutStream writes the contents of r under key. The blob appears only when r is read to
+// the end without error.
+func (bs *Blobs) PutStream(ctx context.Context, key string, r io.Reader) error {
+	if err := checkKey(key); err != nil {
+		return fmt.Errorf("store: blob put: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := bs.b.NewWriter(ctx, key, nil)
+	if err != nil {
+		return blobErr("put", key, err)
+	}
+	if _, err := io.Copy(w, r); err != nil {
+		cancel() // aborts the write
+		w.Close()
+		return blobErr("put", key, err)
+	}
+	if err := w.Close(); err != nil {
+		return blobErr("put", key, err)
+	}
+	return nil
+}
+
+// Get reads the blob under key (ErrNotFound when missing).
+func (bs *Blobs) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := checkKey(key); err != nil {
+		return nil, fmt.Errorf("store: blob get: %w", err)
+	}
+	data, err := bs.b.ReadAll(ctx, key)
+	if err != nil {
+		return nil, blobErr("get", key, err)
+	}
+	return data, nil
+}
+
+// Open returns a reader of the blob under key (ErrNotFound when missing); close it.
+func (bs *Blobs) Open(ctx context.Context, key string) (io.ReadCloser, error) {
+	if err := checkKey(key); err != nil {
+		return nil, fmt.Errorf("store: blob open: %w", err)
+	}
+	r, err := bs.b.NewReader(ctx, key, nil)
+	if err != nil {
+		return nil, blobErr("open", key, err)
+	}
+	return r, nil
+}
+
+// Delete removes the blob under key. Deleting a missing blob is not an error, so purges
+// can be retried.
+func (bs *Blobs) Delete(ctx context.Context, key string) error {
+	if err := checkKey(key); err != nil {
+		return fmt.Errorf("store: blob delete: %w", err)
+	}
+	if err := bs.b.Delete(ctx, key); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
+		return blobErr("delete", key, err)
+	}
+	return nil
+}
+
+// List returns the keys starting with prefix, in lexical order.
+func (bs *Blobs) List(ctx context.Context, prefix string) ([]string, error) {
+	it := bs.b.List(&blob.ListOptions{Prefix: prefix})
+	var keys []string
+	for {
+		obj, err := it.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return keys, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("store: blob list %q: %w", prefix, err)
+		}
+		keys = append(keys, obj.Key)
+	}
+}
+
+// DeletePrefix removes every blob whose key starts with prefix (for example a deleted
+// model's checkpoints) and returns how many it removed.
+func (bs *Blobs) DeletePrefix(ctx context.Context, prefix string) (int, error) {
+	if prefix == "" {
+		return 0, fmt.Errorf("store: blob delete prefix: %w: empty prefix", ErrInvalid)
+	}
+	keys, err := bs.List(ctx, prefix)
+	if err != nil {
+		return 0, err
+	}
+	for i, k := range keys {
+		if err := bs.Delete(ctx, k); err != nil {
+			return i, err
+		}
+	}
+	return len(keys), nil
+}
+
+// Purger returns a [Purger] that deletes a purged sample's blob (its BlobKey). Register it
+// with [Store.OnPurge] when sample inputs live in this bucket.
+func (bs *Blobs) Purger() Purger {
+	return func(ctx context.Context, p Purge) error {
+		if p.BlobKey == "" {
+			return nil
+		}
+		return bs.Delete(ctx, p.BlobKey)
+	}
+}

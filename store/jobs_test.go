@@ -1,0 +1,143 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+type trainArgs struct {
+	Model string `json:"model"`
+	Shard int    `json:"shard"`
+}
+
+func waitJob(t *testing.T, j *Jobs, id int64) *JobInfo {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		info, err := j.Get(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Finished() {
+			return info
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("job %d did not finish", id)
+	return nil
+}
+
+func TestJobs(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		queue := uniqueName("q")
+		j, err := s.NewJobs(JobsConfig{Queue: queue, Workers: 2, PollInterval: 50 * time.Millisecond, RetryDelay: 10 * time.Millisecond, MaxAttempts: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		ran := map[int]int{}
+		if err := j.Handle("train", func(ctx context.Context, job Job) error {
+			var a trainArgs
+			if err := json.Unmarshal(job.Args, &a); err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			ran[a.Shard]++
+			if a.Shard == 1 && job.Attempt == 1 {
+				return errors.New("worker lost the GPU") // retried
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := j.Handle("train", func(context.Context, Job) error { return nil }); !errors.Is(err, ErrConflict) {
+			t.Errorf("duplicate handler: %v", err)
+		}
+		if err := j.Handle("fail", func(context.Context, Job) error { return errors.New("always") }); err != nil {
+			t.Fatal(err)
+		}
+		var ids []int64
+		for k := range 4 {
+			id, err := j.Enqueue(ctx, "train", trainArgs{Model: "m", Shard: k})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		failID, _ := j.Enqueue(ctx, "fail", nil)
+		unknownID, _ := j.Enqueue(ctx, "nobody", nil)
+		if err := j.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer j.Stop(ctx)
+		for k, id := range ids {
+			info := waitJob(t, j, id)
+			if info.State != "completed" || info.Kind != "train" {
+				t.Errorf("job %d: %+v", k, info)
+			}
+			var a trainArgs
+			if json.Unmarshal(info.Args, &a); a.Shard != k {
+				t.Errorf("job %d args %s", k, info.Args)
+			}
+		}
+		mu.Lock()
+		if ran[0] != 1 || ran[1] != 2 || ran[2] != 1 || ran[3] != 1 {
+			t.Errorf("runs per shard: %v", ran)
+		}
+		mu.Unlock()
+		if info := waitJob(t, j, failID); info.State != "discarded" || info.Attempt != 3 || len(info.Errors) != 3 {
+			t.Errorf("failing job: %+v", info)
+		}
+		if info := waitJob(t, j, unknownID); info.State != "cancelled" {
+			t.Errorf("job of unknown kind: %+v", info)
+		}
+		if _, err := j.Get(ctx, 1<<40); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Get(unknown) = %v", err)
+		}
+	})
+}
+
+func TestJobsSurviveRestart(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openSQLite(t, dir)
+	// An enqueue-only instance (a serving replica) queues the job and goes away.
+	j, err := s.NewJobs(JobsConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := j.Enqueue(ctx, "train", trainArgs{Model: "m", Shard: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s2 := openSQLite(t, dir)
+	w, err := s2.NewJobs(JobsConfig{Workers: 1, PollInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan Job, 1)
+	w.Handle("train", func(ctx context.Context, job Job) error { done <- job; return nil })
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop(ctx)
+	select {
+	case job := <-done:
+		if job.ID != id {
+			t.Errorf("ran job %d, want %d", job.ID, id)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the queued job was not run after the restart")
+	}
+	if info := waitJob(t, w, id); info.State != "completed" {
+		t.Errorf("state %s", info.State)
+	}
+}

@@ -1,0 +1,259 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL driver "pgx"
+	_ "modernc.org/sqlite"             // SQLite driver "sqlite" (pure Go)
+)
+
+// Sentinel errors. Every error returned by this package that is one of these wraps it, so
+// callers check with [errors.Is].
+var (
+	// ErrNotFound: the model, sample or receipt does not exist.
+	ErrNotFound = errors.New("store: not found")
+	// ErrGone: the sample existed and was deleted; a receipt exists for it.
+	ErrGone = errors.New("store: gone")
+	// ErrConflict: the request contradicts stored state (a model name in use, a sample id
+	// uploaded with a different label or input).
+	ErrConflict = errors.New("store: conflict")
+	// ErrInvalid: the request is malformed (empty id, bad configuration).
+	ErrInvalid = errors.New("store: invalid argument")
+)
+
+// Dialect is the SQL database behind a [Store].
+type Dialect string
+
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// LedgerFile is the name of the SQLite ledger inside a data directory.
+const LedgerFile = "ledger.db"
+
+// SQLiteDSN returns the DSN of the ledger in dataDir.
+func SQLiteDSN(dataDir string) string {
+	return "sqlite://" + filepath.Join(dataDir, LedgerFile)
+}
+
+// Store is s3t's durable state: the ledger (models, samples, placements, live prefixes,
+// deletion receipts) in SQL. It is safe for concurrent use.
+//
+// Every query is written once, with PostgreSQL-style numbered placeholders ($1, $2, ...),
+// which both PostgreSQL and SQLite (modernc.org/sqlite binds $N by position) accept, and
+// with only portable SQL (ON CONFLICT, RETURNING, no FOR UPDATE). Write transactions begin
+// by updating the model row, which serialises writers per model on PostgreSQL (row lock) and
+// globally on SQLite (BEGIN IMMEDIATE, one writer).
+type Store struct {
+	db      *sql.DB
+	dialect Dialect
+	log     *slog.Logger
+	now     func() time.Time
+
+	mu      sync.Mutex
+	purgers []Purger
+	drainMu sync.Mutex
+
+	// Background loop: SQLite checkpoints, purge queue cleanup.
+	purged  []string // purges done but still queued
+	ckMu    sync.Mutex
+	wake    chan struct{}
+	stop    chan struct{}
+	stopped chan struct{}
+}
+
+// Option configures [Open].
+type Option func(*Store)
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
+
+// WithClock sets the clock used for timestamps (default time.Now); for tests.
+func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
+
+// Open connects to the ledger named by dsn and checks the connection. It does not migrate;
+// call [Store.Migrate].
+//
+//   - "postgres://..." or "postgresql://...": PostgreSQL through pgx.
+//   - "sqlite://PATH", "file:PATH" or a plain PATH: a SQLite file (created if missing), opened
+//     with WAL, foreign keys, a 10 s busy timeout, synchronous=FULL and secure_delete=ON.
+func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
+	s := &Store{log: slog.Default(), now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	var err error
+	switch {
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		s.dialect = Postgres
+		s.db, err = sql.Open("pgx", dsn)
+	default:
+		s.dialect = SQLite
+		path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite://"), "file:")
+		if i := strings.IndexByte(path, '?'); i >= 0 {
+			path = path[:i]
+		}
+		if path == "" {
+			return nil, fmt.Errorf("store: open: %w: empty SQLite path", ErrInvalid)
+		}
+		q := url.Values{}
+		// Automatic checkpoints are off: the background loop folds the log into the
+		// database off the request path (see background), which keeps deletion latency flat.
+		for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "foreign_keys(1)",
+			"synchronous(FULL)", "secure_delete(1)", "wal_autocheckpoint(0)"} {
+			q.Add("_pragma", p)
+		}
+		q.Set("_txlock", "immediate")
+		s.db, err = sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+		if err == nil {
+			// One writer at a time anyway; a few connections let readers run beside it.
+			s.db.SetMaxOpenConns(4)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open: %w", err)
+	}
+	if err := s.db.PingContext(ctx); err != nil {
+		s.db.Close()
+		return nil, fmt.Errorf("store: open: %w", err)
+	}
+	s.wake = make(chan struct{}, 1)
+	s.stop = make(chan struct{})
+	s.stopped = make(chan struct{})
+	go s.background()
+	s.log.Debug("store opened", "dialect", s.dialect)
+	return s, nil
+}
+
+// backgroundInterval is how often the background loop runs when there were writes.
+const backgroundInterval = 200 * time.Millisecond
+
+// background does, shortly after writes and off the request path: removing completed
+// purges from the queue (one commit for many), and on SQLite folding the write-ahead log
+// into the database file, truncating it when no reader holds it, so that data erased by a
+// deletion (zeroed by secure_delete) leaves the log within about backgroundInterval.
+func (s *Store) background() {
+	defer close(s.stopped)
+	t := time.NewTicker(backgroundInterval)
+	defer t.Stop()
+	dirty := false
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.wake:
+			dirty = true
+		case <-t.C:
+			if !dirty {
+				continue
+			}
+			dirty = false
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := s.flushPurged(ctx); err != nil {
+				dirty = true
+				s.log.Warn("purge queue cleanup deferred", "err", err)
+			}
+			if err := s.Checkpoint(ctx); err != nil {
+				dirty = true // retry on the next tick
+				s.log.Debug("checkpoint deferred", "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// wrote tells the background loop that a transaction committed.
+func (s *Store) wrote() {
+	if s.wake == nil {
+		return
+	}
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Dialect returns the database behind the store.
+func (s *Store) Dialect() Dialect { return s.dialect }
+
+// Close stops the background loop (after a last purge cleanup and checkpoint) and closes
+// the database.
+func (s *Store) Close() error {
+	if s.stop != nil {
+		close(s.stop)
+		<-s.stopped
+		s.stop = nil
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := s.flushPurged(ctx); err != nil {
+			s.log.Warn("purge queue cleanup deferred", "err", err)
+		}
+		if err := s.Checkpoint(ctx); err != nil {
+			s.log.Debug("final checkpoint deferred", "err", err)
+		}
+		cancel()
+	}
+	return s.db.Close()
+}
+
+// inTx runs f in a transaction, committing when f returns nil.
+func (s *Store) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	s.wrote()
+	return nil
+}
+
+func newID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Checkpoint folds the SQLite write-ahead log into the database file and truncates it, so
+// that pages freed by deletions (zeroed by secure_delete) replace the old contents on disk
+// and no old copy stays in the log. It does nothing on PostgreSQL.
+func (s *Store) Checkpoint(ctx context.Context) error {
+	if s.dialect != SQLite {
+		return nil
+	}
+	s.ckMu.Lock()
+	defer s.ckMu.Unlock()
+	for attempt := 0; ; attempt++ {
+		var busy, logFrames, checkpointed int
+		if err := s.db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logFrames, &checkpointed); err != nil {
+			return fmt.Errorf("store: checkpoint: %w", err)
+		}
+		if busy == 0 {
+			return nil
+		}
+		if attempt == 4 {
+			return fmt.Errorf("store: checkpoint: database busy (a reader holds the log), log not truncated")
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("store: checkpoint: %w", ctx.Err())
+		case <-time.After(time.Duration(attempt+1) * 10 * time.Millisecond):
+		}
+	}
+}
