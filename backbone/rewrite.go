@@ -213,60 +213,15 @@ func spliceOne(pb *onnxpb.ModelProto, s Splice) (oldName, newName string, err er
 	return oldName, newName, nil
 }
 
-// checkSubgraph checks a subgraph's own consistency: names defined once, inputs defined, the
-// output produced, tensors well formed, references present in the graph.
+// checkSubgraph checks a subgraph's own consistency (sdk.Subgraph.Validate) and that the model
+// tensors it refers to exist.
 func checkSubgraph(sub Subgraph, ix *graphIndex) error {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("subgraph: %w: %s", ErrInvalidGraph, fmt.Sprintf(format, args...))
+	if err := sub.Validate(); err != nil {
+		return fmt.Errorf("subgraph: %w: %w", ErrInvalidGraph, err)
 	}
-	if sub.Input == "" || sub.Output == "" || sub.Input == sub.Output {
-		return bad("input %q and output %q must be distinct, non-empty names", sub.Input, sub.Output)
-	}
-	def := map[string]bool{sub.Input: true}
 	for _, r := range sub.Refs {
 		if !ix.defined(r) {
 			return fmt.Errorf("subgraph ref %q: %w", r, ErrNoSuchTensor)
-		}
-		if def[r] {
-			return bad("%q defined twice", r)
-		}
-		def[r] = true
-	}
-	for _, ts := range [][]Tensor{sub.Constants, sub.Params} {
-		for _, t := range ts {
-			if err := t.Validate(); err != nil {
-				return fmt.Errorf("subgraph: %w: %w", ErrInvalidGraph, err)
-			}
-			if t.Name == "" || def[t.Name] {
-				return bad("tensor name %q empty or defined twice", t.Name)
-			}
-			def[t.Name] = true
-		}
-	}
-	produced := false
-	for _, n := range sub.Nodes {
-		for _, o := range n.Outputs {
-			if o == "" {
-				continue
-			}
-			if def[o] {
-				return bad("%q defined twice", o)
-			}
-			def[o] = true
-			produced = produced || o == sub.Output
-		}
-	}
-	if !produced {
-		return bad("no node produces the output %q", sub.Output)
-	}
-	for k, n := range sub.Nodes {
-		if n.Op == "" {
-			return bad("node %d has no op", k)
-		}
-		for _, x := range n.Inputs {
-			if x != "" && !def[x] {
-				return bad("node %d (%s) reads %q, which the subgraph does not define (list model tensors in refs)", k, n.Op, x)
-			}
 		}
 	}
 	return nil
