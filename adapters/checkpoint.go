@@ -31,13 +31,15 @@ const (
 
 // PEFTConfig names a PEFT type and its configuration, as checkpoints record it.
 type PEFTConfig struct {
-	// Type is the PEFT type, e.g. "lora".
+	// Type is the PEFT type: "lora" for the local LoRA, or a plugin's name, e.g. "peft.prefix".
 	Type string `json:"type"`
 	// Rank and Alpha configure LoRA.
 	Rank  int     `json:"rank,omitempty"`
 	Alpha float64 `json:"alpha,omitempty"`
 	// Targets are the adapted weight roles in each block.
 	Targets []string `json:"targets,omitempty"`
+	// Config is a plugin's config, as its plan returned it (merged over its defaults).
+	Config json.RawMessage `json:"config,omitempty"`
 }
 
 // TrainingRecord is the training configuration of a stage, as its checkpoint records it.
@@ -194,11 +196,28 @@ const HFClassifier = "classifier"
 // adapter_config.json and adapter_model.safetensors with keys
 // base_model.model.<module>.lora_A.weight / lora_B.weight, where <module> is the adapted weight's
 // framework name without ".weight", and the head as base_model.model.classifier.weight / .bias
-// (listed in modules_to_save). Only LoRA checkpoints can be exported.
+// (listed in modules_to_save). Only LoRA checkpoints (the local "lora" or the plugin "peft.lora")
+// can be exported; ExportRaw exports any type.
 func ExportPEFT(dir string, c *Checkpoint) error {
 	m := c.Manifest
-	if m.PEFT.Type != "lora" {
-		return fmt.Errorf("export peft: %w: PEFT type %q (only lora)", ErrInvalidArgument, m.PEFT.Type)
+	switch m.PEFT.Type {
+	case "lora":
+	case "peft.lora":
+		// The plugin's config holds rank and alpha.
+		var lc struct {
+			Rank        int            `json:"rank"`
+			Alpha       float64        `json:"alpha"`
+			RankPattern map[string]int `json:"rank_pattern"`
+		}
+		if err := json.Unmarshal(m.PEFT.Config, &lc); err != nil {
+			return fmt.Errorf("export peft: %w: peft.lora config: %v", ErrInvalidArgument, err)
+		}
+		if len(lc.RankPattern) > 0 {
+			return fmt.Errorf("export peft: %w: a peft.lora rank pattern has no export yet (use ExportRaw)", ErrInvalidArgument)
+		}
+		m.PEFT.Rank, m.PEFT.Alpha = lc.Rank, lc.Alpha
+	default:
+		return fmt.Errorf("export peft: %w: PEFT type %q has no Hugging Face PEFT layout (only lora; use ExportRaw)", ErrInvalidArgument, m.PEFT.Type)
 	}
 	out := map[string]ort.Tensor{}
 	modules := map[string]bool{}
@@ -259,6 +278,42 @@ func ExportPEFT(dir string, c *Checkpoint) error {
 	}
 	if err := writeFileAtomic(filepath.Join(dir, "adapter_config.json"), append(cb, '\n')); err != nil {
 		return fmt.Errorf("export peft: %w", err)
+	}
+	return nil
+}
+
+// Export writes one checkpoint into dir: in the Hugging Face PEFT layout (ExportPEFT) for LoRA,
+// the one type that has it, else (and for a LoRA with a rank pattern) as ExportRaw.
+func Export(dir string, c *Checkpoint) error {
+	if t := c.Manifest.PEFT.Type; t == "lora" || t == "peft.lora" {
+		err := ExportPEFT(dir, c)
+		if err == nil || !errors.Is(err, ErrInvalidArgument) || t == "lora" {
+			return err
+		}
+	}
+	return ExportRaw(dir, c)
+}
+
+// ExportRaw writes one checkpoint of any PEFT type into dir as adapter_model.safetensors (the
+// parameters under their names in the spliced model, plus the head) and checkpoint.json (its
+// manifest, which names the plugin and its config).
+func ExportRaw(dir string, c *Checkpoint) error {
+	var buf bytes.Buffer
+	if err := WriteSafetensors(&buf, c.Params, map[string]string{"format": "pt", "peft_type": c.Manifest.PEFT.Type}); err != nil {
+		return fmt.Errorf("export raw: %w", err)
+	}
+	m, err := json.MarshalIndent(c.Manifest, "", "  ")
+	if err != nil {
+		return fmt.Errorf("export raw: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("export raw: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, "adapter_model.safetensors"), buf.Bytes()); err != nil {
+		return fmt.Errorf("export raw: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, CheckpointManifestFile), append(m, '\n')); err != nil {
+		return fmt.Errorf("export raw: %w", err)
 	}
 	return nil
 }

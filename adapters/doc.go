@@ -8,7 +8,17 @@
 // parameters graph inputs with default "off" values. ONNX Runtime serves that spliced graph;
 // Engine.Import converts the same graph into GoMLX with onnx-gomlx, and a Trainer trains the
 // chosen parameters (and a linear task head) with everything else frozen: one artifact, two
-// engines, no hand-copied math. LoRA.Adapter builds the LoRA splices.
+// engines, no hand-copied math.
+//
+// A PEFTType gives the splices and parameters (an Adapter) of any set of blocks. Planned is the
+// one for every plugin: it takes a plan (sdk.PEFT.Plan, for example from plugins.Manager) and
+// returns its rewrites of the requested blocks, each parameter named as backbone.SplicePlan
+// names it and initialised by its sdk.Init from sdk.SeedFor(stage seed, name). LoRA is the older
+// local LoRA, kept for benchmarks and model files written before plugins.
+// The trainer, the ShardTrainer and the Predictor see only the PEFTType, so LoRA, prefix tuning,
+// bottleneck adapters and third-party types train and serve through one code path. Plans' dropout
+// hints are not implemented and a non-zero rate is refused. CheckTrainable is the trainer's part
+// of the plugin conformance suite (sdktest.WithTrainCheck).
 //
 // Training usually runs on the part of the backbone above the lowest trainable block
 // (backbone.Model.Cut): ONNX Runtime computes the trunk's activations once, and GoMLX trains from
@@ -18,11 +28,12 @@
 //
 // A ShardTrainer (Engine.NewShardTrainer) trains one model's shards as METHOD.md says: the
 // backbone's blocks form L groups counted from the top (Groups); for each of a shard's B sequences,
-// stage i trains the LoRA of group G_i and a fresh head on the cumulative slices sigma(1..i), with
+// stage i trains the PEFT parameters of group G_i and a fresh head on the cumulative slices sigma(1..i), with
 // G_1..G_(i-1) fixed at the values of stage i-1 and lower groups off. Each stage's checkpoint
 // C[shard, sequence, stage] holds the PEFT parameters of G_1..G_i and the stage's head, saved as
-// safetensors with a JSON manifest (SaveCheckpoint, LoadCheckpoint) and exportable in the Hugging
-// Face PEFT layout (ExportPEFT). Nothing from later slices reaches a stage: its optimizer state,
+// safetensors with a JSON manifest (SaveCheckpoint, LoadCheckpoint) and exportable (Export: the
+// Hugging Face PEFT layout for LoRA, ExportPEFT; parameters and manifest for other types,
+// ExportRaw). Nothing from later slices reaches a stage: its optimizer state,
 // hold-out for early stopping and schedule are its own, and its seed is derived from the model
 // seed, shard, sequence and stage (StageSeed), so retraining a stage from scratch on the same
 // slices reproduces its checkpoint bit for bit. Trunk activations (the input of each group's

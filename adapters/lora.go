@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/s3t-dev/s3t/backbone"
+	"github.com/s3t-dev/s3t/sdk"
 )
 
 // LoRA configures low-rank adaptation (Hu et al., 2021) of a backbone's weight edges: each
@@ -53,9 +54,13 @@ type Param struct {
 	Init Init
 }
 
-// Init is how a Trainer initialises a parameter: zeros, or uniform in [-Uniform, Uniform] drawn
-// from a generator seeded by the training seed and the parameter's name.
+// Init is how a Trainer initialises a parameter: a plan's distribution (Dist), or else zeros, or
+// uniform in [-Uniform, Uniform] drawn from a generator seeded by the training seed and the
+// parameter's name.
 type Init struct {
+	// Dist, when set, is a plan's initialisation: the Trainer draws it with sdk.Init.Sample from
+	// sdk.SeedFor(training seed, parameter name). Uniform is then ignored.
+	Dist *sdk.Init
 	// Uniform is the bound of the uniform distribution; 0 means zeros.
 	Uniform float64
 }

@@ -9,14 +9,14 @@ import (
 	"github.com/s3t-dev/s3t/backbone/ort"
 )
 
-// Predictor serves checkpoints: ONNX Runtime runs the backbone with LoRA spliced into groups
+// Predictor serves checkpoints: ONNX Runtime runs the backbone with the PEFT rewrite spliced into groups
 // G_1..G_stage (the checkpoint's PEFT parameters fed as inputs, lower groups off) up to the head's
 // input, and the stage's linear head is applied in Go. It keeps one session per stage count.
 // A Predictor is not safe for concurrent use; Close releases its sessions.
 type Predictor struct {
 	backbone *backbone.Model
 	manifest *backbone.Manifest
-	lora     LoRA
+	peft     PEFTType
 	groups   [][]int
 	head     string
 	input    backbone.ValueInfo
@@ -25,10 +25,13 @@ type Predictor struct {
 	threads  int
 }
 
-// NewPredictor returns a predictor for checkpoints of a backbone trained with the given LoRA
-// configuration, L slices and head input (default "features"). threads sets ONNX Runtime's
+// NewPredictor returns a predictor for checkpoints of a backbone trained with the given PEFT type
+// (a LoRA or a Planned), L slices and head input (default "features"). threads sets ONNX Runtime's
 // intra-op threads (0: its default).
-func NewPredictor(b *backbone.Model, man *backbone.Manifest, lora LoRA, L int, headInput string, threads int) (*Predictor, error) {
+func NewPredictor(b *backbone.Model, man *backbone.Manifest, peft PEFTType, L int, headInput string, threads int) (*Predictor, error) {
+	if peft == nil {
+		return nil, fmt.Errorf("new predictor: %w: a PEFT type is required", ErrInvalidArgument)
+	}
 	groups, err := Groups(len(man.Blocks), L)
 	if err != nil {
 		return nil, fmt.Errorf("new predictor: %w", err)
@@ -40,7 +43,7 @@ func NewPredictor(b *backbone.Model, man *backbone.Manifest, lora LoRA, L int, h
 	if len(ins) != 1 {
 		return nil, fmt.Errorf("new predictor: %w: the backbone must have one data input", ErrInvalidArgument)
 	}
-	return &Predictor{backbone: b, manifest: man, lora: lora.withDefaults(), groups: groups, head: headInput, input: ins[0],
+	return &Predictor{backbone: b, manifest: man, peft: peft, groups: groups, head: headInput, input: ins[0],
 		sessions: map[int]*ort.Session{}, params: map[int][]string{}, threads: threads}, nil
 }
 
@@ -64,7 +67,7 @@ func (p *Predictor) session(stage int) (*ort.Session, error) {
 	for _, g := range p.groups[:stage] {
 		blocks = append(blocks, g...)
 	}
-	a, err := p.lora.Adapter(p.manifest, blocks...)
+	a, err := p.peft.Adapter(p.manifest, blocks...)
 	if err != nil {
 		return nil, err
 	}

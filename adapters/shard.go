@@ -61,7 +61,9 @@ type ShardConfig struct {
 	// Backbone is the frozen backbone; Manifest its blocks and edges.
 	Backbone *backbone.Model
 	Manifest *backbone.Manifest
-	// LoRA is the PEFT configuration.
+	// PEFT is the PEFT type: a plugin's plan (Planned) or the local LoRA. Default LoRA.
+	PEFT PEFTType
+	// LoRA configures the local LoRA when PEFT is nil.
 	LoRA LoRA
 	// Slices is L, the number of slices per shard, stages per sequence and block groups.
 	Slices int
@@ -117,7 +119,7 @@ type ShardTrainer struct {
 	sha      string
 	input    backbone.ValueInfo
 	rowSize  int
-	adapters []Adapter // adapters[i]: LoRA of groups G_1..G_(i+1)
+	adapters []Adapter // adapters[i]: the PEFT rewrite of groups G_1..G_(i+1)
 	tops     map[int]*Model
 	trunk    *ort.Session
 	edgeRows map[string][]int64 // an activation's shape without the batch axis
@@ -146,6 +148,9 @@ func (e *Engine) NewShardTrainer(cfg ShardConfig) (*ShardTrainer, error) {
 	}
 	cfg.Optimizer = cfg.Optimizer.withDefaults()
 	cfg.LoRA = cfg.LoRA.withDefaults()
+	if cfg.PEFT == nil {
+		cfg.PEFT = cfg.LoRA
+	}
 	if cfg.Cache == nil {
 		cfg.Cache = NewMemoryCache()
 	}
@@ -192,7 +197,7 @@ func (e *Engine) NewShardTrainer(cfg ShardConfig) (*ShardTrainer, error) {
 			return nil, fmt.Errorf("new shard trainer: %w: block %d has no input edge in the manifest", ErrInvalidArgument, g[0])
 		}
 		s.edges = append(s.edges, edge)
-		a, err := cfg.LoRA.Adapter(cfg.Manifest, blocks...)
+		a, err := cfg.PEFT.Adapter(cfg.Manifest, blocks...)
 		if err != nil {
 			return nil, fmt.Errorf("new shard trainer: %w", err)
 		}
@@ -229,7 +234,7 @@ func (s *ShardTrainer) Edges() []string { return slices.Clone(s.edges) }
 // BackboneSHA256 returns the backbone's SHA-256, hex.
 func (s *ShardTrainer) BackboneSHA256() string { return s.sha }
 
-// Adapter returns the LoRA rewrite of groups G_1..G_stage.
+// Adapter returns the PEFT rewrite of groups G_1..G_stage.
 func (s *ShardTrainer) Adapter(stage int) Adapter { return s.adapters[stage-1] }
 
 // StageSeed derives the seed of stage (from 1) of a sequence of a shard from the model seed.
@@ -312,17 +317,13 @@ func (s *ShardTrainer) manifest(shard, sequence int, prefix []int, n, heldOut in
 	for _, p := range s.adapters[stage-1].Params {
 		targets[p.Name] = p.Target
 	}
-	roles := make([]string, len(s.cfg.LoRA.Targets))
-	for i, r := range s.cfg.LoRA.Targets {
-		roles[i] = string(r)
-	}
 	sched := s.cfg.Schedule.Kind
 	if sched == "" {
 		sched = Constant
 	}
 	return CheckpointManifest{
 		Schema:        CheckpointSchema,
-		PEFT:          PEFTConfig{Type: "lora", Rank: s.cfg.LoRA.Rank, Alpha: s.cfg.LoRA.Alpha, Targets: roles},
+		PEFT:          s.cfg.PEFT.Record(),
 		Backbone:      s.sha,
 		Shard:         shard,
 		Sequence:      sequence,
@@ -516,7 +517,7 @@ func heldOutLoss(ctx context.Context, tr *Trainer, x ort.Tensor, held []Example)
 	return sum / float64(len(held)), nil
 }
 
-// top returns the GoMLX model of stage: the backbone with LoRA on G_1..G_stage, cut at the
+// top returns the GoMLX model of stage: the backbone with the PEFT rewrite of G_1..G_stage, cut at the
 // input of G_stage's lowest block.
 func (s *ShardTrainer) top(stage int) (*Model, error) {
 	if m, ok := s.tops[stage]; ok {

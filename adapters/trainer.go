@@ -15,6 +15,7 @@ import (
 	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train/losses"
 	"github.com/s3t-dev/s3t/backbone/ort"
+	"github.com/s3t-dev/s3t/sdk"
 )
 
 // Names of the task head's parameters in Trainer.Params.
@@ -144,6 +145,11 @@ func (e *Engine) NewTrainer(m *Model, cfg TrainConfig) (*Trainer, error) {
 		if _, dup := t.values[p.Name]; dup {
 			return nil, fmt.Errorf("new trainer: %w: parameter %q listed twice", ErrInvalidArgument, p.Name)
 		}
+		if p.Init.Dist != nil {
+			if err := p.Init.Dist.Validate(); err != nil {
+				return nil, fmt.Errorf("new trainer: %w: parameter %q: %w", ErrInvalidArgument, p.Name, err)
+			}
+		}
 		t.add(p.Name, p.Shape, p.Init)
 	}
 	for name, v := range cfg.Fixed {
@@ -200,7 +206,14 @@ func (t *Trainer) add(name string, shape []int64, init Init) {
 		n *= d
 	}
 	v := make([]float32, n)
-	if init.Uniform > 0 {
+	if init.Dist != nil {
+		// Validated when the Adapter was built; Sample fails only on an invalid Init.
+		st, err := init.Dist.Sample(name, shape, sdk.SeedFor(t.cfg.Seed, name))
+		if err != nil {
+			panic(fmt.Sprintf("adapters: init of %q: %v", name, err))
+		}
+		v = st.Float32
+	} else if init.Uniform > 0 {
 		h := fnv.New64a()
 		h.Write([]byte(name))
 		rng := rand.New(rand.NewPCG(t.cfg.Seed, h.Sum64()))

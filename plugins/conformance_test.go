@@ -3,6 +3,7 @@ package plugins_test
 import (
 	"testing"
 
+	"github.com/s3t-dev/s3t/adapters"
 	"github.com/s3t-dev/s3t/plugins"
 	"github.com/s3t-dev/s3t/sdk"
 	"github.com/s3t-dev/s3t/sdk/sdktest"
@@ -10,6 +11,8 @@ import (
 
 // TestBuiltinsConformance runs the SDK's conformance suite on every built-in, each as a real
 // plugin process: this test binary serving the built-in exactly as `s3t plugin run NAME` does.
+// PEFT plans also go through the trainer's check (adapters.CheckTrainable: GoMLX imports the
+// spliced model and every parameter gets a finite, non-zero gradient).
 func TestBuiltinsConformance(t *testing.T) {
 	names := plugins.Builtins().Names()
 	if len(names) != 6 {
@@ -21,7 +24,8 @@ func TestBuiltinsConformance(t *testing.T) {
 			cmd := self(t, name)
 			switch p.Kind() {
 			case sdk.KindPEFT:
-				sdktest.TestPEFT(t, cmd, sdktest.WithName(name), sdktest.WithLogger(quietLogger()))
+				sdktest.TestPEFT(t, cmd, sdktest.WithName(name), sdktest.WithLogger(quietLogger()),
+					sdktest.WithTrainCheck(adapters.CheckTrainable))
 			case sdk.KindSelector:
 				sdktest.TestSelector(t, cmd, sdktest.WithName(name), sdktest.WithLogger(quietLogger()))
 			default:

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/s3t-dev/s3t/adapters"
 	"github.com/s3t-dev/s3t/sdk/sdktest"
 )
 
@@ -20,10 +21,11 @@ func TestConformance(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	sdktest.TestPEFT(t, sdktest.Binary(bin), sdktest.WithName(Name),
-		sdktest.WithConfigs(`{"targets": ["mlp"]}`, `{"targets": ["values", "keys"]}`))
+		sdktest.WithConfigs(`{"targets": ["mlp"]}`, `{"targets": ["values", "keys"]}`),
+		sdktest.WithTrainCheck(adapters.CheckTrainable))
 }
 
 // TestInProcess runs the same checks without a process, as a quick unit test.
 func TestInProcess(t *testing.T) {
-	sdktest.RunPEFT(t, Name, &IA3{})
+	sdktest.RunPEFT(t, Name, &IA3{}, sdktest.WithTrainCheck(adapters.CheckTrainable))
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/s3t-dev/s3t/adapters"
-	"github.com/s3t-dev/s3t/backbone"
 	"github.com/s3t-dev/s3t/backbone/ort"
 	"github.com/s3t-dev/s3t/dataset"
 	"github.com/s3t-dev/s3t/unlearning"
@@ -93,7 +92,7 @@ before it) and reports the accuracy after each round, until no shard is live.`,
 	return c
 }
 
-// exportServed writes each live shard's served checkpoint to out/shard-<k> with adapters.ExportPEFT.
+// exportServed writes each live shard's served checkpoint to out/shard-<k> with adapters.Export.
 func exportServed(dir, out string, served []unlearning.Served) error {
 	for k, s := range served {
 		if s.Length == 0 {
@@ -103,7 +102,7 @@ func exportServed(dir, out string, served []unlearning.Served) error {
 		if err != nil {
 			return err
 		}
-		if err := adapters.ExportPEFT(filepath.Join(out, fmt.Sprintf("shard-%d", k)), c); err != nil {
+		if err := adapters.Export(filepath.Join(out, fmt.Sprintf("shard-%d", k)), c); err != nil {
 			return err
 		}
 	}
@@ -137,12 +136,7 @@ func runEval(ctx context.Context, dir string, agg unlearning.Aggregation, delete
 	row := len(data.testX) / len(data.testY)
 	x := ort.NewTensor(data.testX[:n*row], append([]int64{int64(n)}, data.inputShape...)...)
 	y := data.testY[:n]
-	roles := make([]backbone.Role, len(mf.PEFT.Targets))
-	for i, t := range mf.PEFT.Targets {
-		roles[i] = backbone.Role(t)
-	}
-	pred, err := adapters.NewPredictor(m, man, adapters.LoRA{Rank: mf.PEFT.Rank, Alpha: mf.PEFT.Alpha, Targets: roles},
-		mf.Slices, mf.HeadInput, threads)
+	pred, err := adapters.NewPredictor(m, man, peftOf(mf), mf.Slices, mf.HeadInput, threads)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -12,7 +13,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -67,6 +67,9 @@ type modelFile struct {
 	Sequences [][][]int `json:"sequences"`
 	// Units holds the sample ids of each (shard, slice): Units[shard][slice].
 	Units [][][]string `json:"units"`
+	// Plan is the PEFT plugin's plan for the backbone (PEFT.Type names the plugin, PEFT.Config
+	// its config); stored so that eval and resumed training use it without the plugin.
+	Plan *sdk.PlanResponse `json:"plan,omitempty"`
 }
 
 // trainData is a labelled data set split into training samples (with ids) and a test set.
@@ -159,34 +162,42 @@ func assignmentKey(seed uint64) []byte {
 
 func newTrainCmd() *cobra.Command {
 	var (
-		cfg      modelConfig
-		out      string
-		rank     int
-		alpha    float64
-		targets  string
-		threads  int
-		progress bool
+		cfg        modelConfig
+		out        string
+		rank       int
+		alpha      float64
+		targets    string
+		peftConfig string
+		pluginData string
+		threads    int
+		progress   bool
 	)
 	c := &cobra.Command{
 		Use:   "train",
-		Short: "Train an S3T model: m shards x B sequences x L stages of LoRA on a frozen backbone",
+		Short: "Train an S3T model: m shards x B sequences x L stages of a PEFT type on a frozen backbone",
 		Long: `Train an S3T model (METHOD.md) from the command line. The training samples are placed on
 --shards x --slices (shard, slice) units by a keyed hash; each shard gets --budget sequences of its
 slices from the selector; each sequence trains L stages top-down, stage i training the LoRA of
 block group G_i and a fresh head on slices sigma(1..i), from trunk activations computed once by
-ONNX Runtime. Every stage's checkpoint is written under --out as soon as it is done: running the
+ONNX Runtime.
+
+The PEFT type is a plugin (--peft lora, prefix, adapter, or an installed plugin's name) with its
+config as a JSON object (--peft-config; --rank, --alpha and --targets are shorthands for LoRA's).
+Its plan is made once, before training, and stored in model.json: without --plugin-data the
+built-in's Plan runs in this process; with it, the plugin host runs the plugin out of process
+(built-ins and plugins installed in that data directory) and caches the plan there. Every
+PEFT type then trains through the same code. Every stage's checkpoint is written under --out as soon as it is done: running the
 same command again resumes, skipping finished stages and redoing an interrupted one.
 
 A plain LoRA fine-tune is --shards 1 --slices 1 --budget 1.`,
 		Example: `  s3t train --data mnist --shards 2 --slices 4 --budget 2 --peft lora --epochs 2 --out runs/s3t
+  s3t train --peft prefix --peft-config '{"tokens": 4}' --out runs/prefix
+  s3t train --peft adapter --plugin-data s3t-data --out runs/adapter
   s3t eval --model runs/s3t --delete-first-slices`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if out == "" {
 				return fmt.Errorf("%w: --out is required", errUsage)
-			}
-			if cfg.PEFT.Type != "lora" {
-				return fmt.Errorf("%w: --peft %q (only lora is built in)", errUsage, cfg.PEFT.Type)
 			}
 			if cfg.Shards < 1 || cfg.Slices < 1 || cfg.Budget < 1 || cfg.Epochs < 1 || cfg.BatchSize < 1 {
 				return fmt.Errorf("%w: --shards, --slices, --budget, --epochs and --batch must be >= 1", errUsage)
@@ -195,16 +206,29 @@ A plain LoRA fine-tune is --shards 1 --slices 1 --budget 1.`,
 				return fmt.Errorf("%w: --schedule: %w", errUsage, err)
 			}
 			cfg.Schema = modelSchema
-			cfg.PEFT.Rank, cfg.PEFT.Alpha = rank, alpha
-			if cfg.PEFT.Alpha == 0 {
-				cfg.PEFT.Alpha = 2 * float64(rank)
+			cfg.PEFT.Type = peftPluginName(cfg.PEFT.Type)
+			// The LoRA shorthands count only when given.
+			fl := c.Flags()
+			if !fl.Changed("rank") {
+				rank = 0
 			}
-			for _, t := range strings.Split(targets, ",") {
-				if t = strings.TrimSpace(t); t != "" {
-					cfg.PEFT.Targets = append(cfg.PEFT.Targets, t)
+			if !fl.Changed("alpha") {
+				alpha = 0
+			}
+			var roles []string
+			if fl.Changed("targets") {
+				for _, t := range strings.Split(targets, ",") {
+					if t = strings.TrimSpace(t); t != "" {
+						roles = append(roles, t)
+					}
 				}
 			}
-			return runTrain(c.Context(), c.ErrOrStderr(), c.OutOrStdout(), cfg, out, threads, progress)
+			config, err := loraFlagsConfig(json.RawMessage(peftConfig), rank, alpha, roles)
+			if err != nil {
+				return err
+			}
+			cfg.PEFT.Config = config
+			return runTrain(c.Context(), c.ErrOrStderr(), c.OutOrStdout(), cfg, out, pluginData, threads, progress)
 		},
 	}
 	f := c.Flags()
@@ -216,10 +240,12 @@ A plain LoRA fine-tune is --shards 1 --slices 1 --budget 1.`,
 	f.IntVar(&cfg.Slices, "slices", 4, "L, the number of slices per shard (and of stages and block groups)")
 	f.IntVar(&cfg.Budget, "budget", 2, "B, the number of sequences per shard")
 	f.StringVar(&cfg.Selector, "selector", "cyclic", "sequence selector: "+strings.Join(unlearning.SelectorNames, ", "))
-	f.StringVar(&cfg.PEFT.Type, "peft", "lora", "PEFT type")
-	f.IntVar(&rank, "rank", 8, "LoRA rank")
-	f.Float64Var(&alpha, "alpha", 0, "LoRA alpha (default 2 x rank)")
-	f.StringVar(&targets, "targets", "query,value", "comma-separated weight roles LoRA adapts in each block")
+	f.StringVar(&cfg.PEFT.Type, "peft", "lora", "PEFT type: lora, prefix, adapter, or a plugin's name (peft.NAME)")
+	f.StringVar(&peftConfig, "peft-config", "", "the PEFT plugin's config as a JSON object (default: the plugin's defaults)")
+	f.StringVar(&pluginData, "plugin-data", "", "plan through the plugin host over this data directory (out of process, cached); default: the built-in's plan in process")
+	f.IntVar(&rank, "rank", 8, "LoRA shorthand: rank (sets the config's rank)")
+	f.Float64Var(&alpha, "alpha", 0, "LoRA shorthand: alpha (default 2 x rank when --rank is given)")
+	f.StringVar(&targets, "targets", "query,value", "LoRA shorthand: comma-separated weight roles adapted in each block")
 	f.StringVar(&cfg.HeadInput, "head-input", "features", "backbone output the linear head reads, [batch, features]")
 	f.IntVar(&cfg.Epochs, "epochs", 1, "epochs per stage")
 	f.Float64Var(&cfg.LearningRate, "lr", 1e-2, "learning rate (AdamW)")
@@ -237,7 +263,7 @@ A plain LoRA fine-tune is --shards 1 --slices 1 --budget 1.`,
 }
 
 // runTrain trains every shard of a model and writes it under out.
-func runTrain(ctx context.Context, stderr, stdout io.Writer, cfg modelConfig, out string, threads int, showProgress bool) error {
+func runTrain(ctx context.Context, stderr, stdout io.Writer, cfg modelConfig, out, pluginData string, threads int, showProgress bool) error {
 	if threads > 0 {
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(threads))
 	}
@@ -247,6 +273,12 @@ func runTrain(ctx context.Context, stderr, stdout io.Writer, cfg modelConfig, ou
 		return err
 	}
 	cfg.BackboneSHA256 = sha
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	plan, err := planPEFT(ctx, cfg.PEFT.Type, cfg.PEFT.Config, man, pluginData, logger)
+	if err != nil {
+		return err
+	}
+	cfg.PEFT.Config = plan.Config // the config merged over the plugin's defaults
 	data, err := loadTrainData(cfg.Data, cfg.TestSize, cfg.TrainLimit)
 	if err != nil {
 		return err
@@ -255,16 +287,13 @@ func runTrain(ctx context.Context, stderr, stdout io.Writer, cfg modelConfig, ou
 	if err != nil {
 		return err
 	}
+	mf.Plan = plan
 	if err := writeModelFile(out, mf); err != nil {
 		return err
 	}
 	byID := make(map[string]adapters.Example, len(data.train))
 	for _, e := range data.train {
 		byID[e.ID] = e
-	}
-	roles := make([]backbone.Role, len(cfg.PEFT.Targets))
-	for i, t := range cfg.PEFT.Targets {
-		roles[i] = backbone.Role(t)
 	}
 	eng, err := adapters.NewEngine()
 	if err != nil {
@@ -274,7 +303,7 @@ func runTrain(ctx context.Context, stderr, stdout io.Writer, cfg modelConfig, ou
 	bar := newProgressBar(stderr, showProgress)
 	st, err := eng.NewShardTrainer(adapters.ShardConfig{
 		Backbone: m, Manifest: man,
-		LoRA:          adapters.LoRA{Rank: cfg.PEFT.Rank, Alpha: cfg.PEFT.Alpha, Targets: roles},
+		PEFT:          peftOf(mf),
 		Slices:        cfg.Slices,
 		Head:          adapters.Head{Input: cfg.HeadInput, Classes: dataset.Classes},
 		Epochs:        cfg.Epochs,
@@ -287,7 +316,7 @@ func runTrain(ctx context.Context, stderr, stdout io.Writer, cfg modelConfig, ou
 		Dir:           out,
 		Progress:      bar.step,
 		StageDone:     bar.stageDone,
-		Logger:        slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger:        logger,
 	})
 	if err != nil {
 		return err
@@ -318,8 +347,8 @@ func runTrain(ctx context.Context, stderr, stdout io.Writer, cfg modelConfig, ou
 		}
 	}
 	bar.finish()
-	fmt.Fprintf(stdout, "trained %d shards x %d sequences x %d stages on %d samples in %s (%d steps trained, %d stages loaded); peak memory %s\n",
-		cfg.Shards, cfg.Budget, cfg.Slices, len(data.train), time.Since(start).Round(time.Second), bar.trained, bar.loaded, humanBytes(peakRSS()))
+	fmt.Fprintf(stdout, "trained %s: %d shards x %d sequences x %d stages on %d samples in %s (%d steps trained, %d stages loaded); peak memory %s\n",
+		cfg.PEFT.Type, cfg.Shards, cfg.Budget, cfg.Slices, len(data.train), time.Since(start).Round(time.Second), bar.trained, bar.loaded, humanBytes(peakRSS()))
 	fmt.Fprintf(stdout, "model written to %s; evaluate with: s3t eval --model %s\n", out, out)
 	return nil
 }
@@ -356,7 +385,10 @@ func planModel(ctx context.Context, cfg modelConfig, data *trainData) (*modelFil
 func writeModelFile(dir string, mf *modelFile) error {
 	path := filepath.Join(dir, modelFileName)
 	if old, err := readModelFile(dir); err == nil {
-		if !reflect.DeepEqual(old, mf) {
+		// Compared as compact JSON: model.json is indented, raw JSON configs included.
+		ob, oerr := json.Marshal(old)
+		nb, nerr := json.Marshal(mf)
+		if oerr != nil || nerr != nil || !bytes.Equal(ob, nb) {
 			return fmt.Errorf("%w: %s holds another model (other options or data); use a new --out", errUsage, dir)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {

@@ -71,7 +71,10 @@ func TestTrainEvalResume(t *testing.T) {
 func TestTrainUsage(t *testing.T) {
 	for _, args := range [][]string{
 		{"train"},
-		{"train", "--out", "x", "--peft", "prefix"},
+		{"train", "--out", "x", "--peft", "nosuch"},
+		{"train", "--out", "x", "--peft", "prefix", "--peft-config", `{"tokens": -1}`},
+		{"train", "--out", "x", "--peft", "adapter", "--rank", "2"},
+		{"train", "--out", "x", "--peft-config", "[1]"},
 		{"train", "--out", "x", "--shards", "0"},
 		{"train", "--out", "x", "--schedule", "linear"},
 		{"eval"},
@@ -106,5 +109,53 @@ func TestBenchTrainJSON(t *testing.T) {
 		if r.ExamplesPerSecond <= 0 || (r.What == "shard" && r.Examples != 192) || (r.What == "stage" && r.Examples != 64) {
 			t.Errorf("row %+v", r)
 		}
+	}
+}
+
+// TestTrainPEFTTypes trains a tiny model with prefix tuning (plan in process) and bottleneck
+// adapters (plan through the plugin host, out of process), evaluates each through ONNX Runtime
+// and exports the served checkpoints: the same path as LoRA, with no branch on the type.
+func TestTrainPEFTTypes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains on MNIST")
+	}
+	for _, c := range []struct {
+		peft  string
+		extra []string
+	}{
+		{"prefix", []string{"--peft-config", `{"tokens": 2}`}},
+		{"adapter", []string{"--plugin-data", t.TempDir()}},
+	} {
+		t.Run(c.peft, func(t *testing.T) {
+			dir := t.TempDir()
+			args := append([]string{"train", "--data", "mnist", "--shards", "1", "--slices", "2", "--budget", "2", "--peft", c.peft,
+				"--train-limit", "48", "--test-size", "50", "--batch", "16", "--epochs", "1", "--out", dir, "--progress=false"}, c.extra...)
+			out, stderr, code := run(t, args...)
+			if code != 0 {
+				t.Fatalf("train: exit %d: %s", code, stderr)
+			}
+			if !strings.Contains(out, "trained peft."+c.peft) {
+				t.Errorf("train output: %s", out)
+			}
+			mf, err := readModelFile(dir)
+			if err != nil || mf.Plan == nil || mf.PEFT.Type != "peft."+c.peft || len(mf.PEFT.Config) == 0 {
+				t.Fatalf("model.json: %v %+v", err, mf)
+			}
+			export := t.TempDir()
+			out, stderr, code = run(t, "eval", "--model", dir, "--json", "--export", export)
+			if code != 0 {
+				t.Fatalf("eval: exit %d: %s", code, stderr)
+			}
+			for _, p := range []string{"shard-0/adapter_model.safetensors", "shard-0/checkpoint.json"} {
+				if _, err := os.Stat(filepath.Join(export, p)); err != nil {
+					t.Errorf("export: %v", err)
+				}
+			}
+			// Resume: all stages load.
+			out, stderr, code = run(t, args...)
+			if code != 0 || !strings.Contains(out, "(0 steps trained, 4 stages loaded)") {
+				t.Errorf("second train: exit %d: %s %s", code, out, stderr)
+			}
+		})
 	}
 }

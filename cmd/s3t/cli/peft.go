@@ -1,0 +1,109 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/s3t-dev/s3t/adapters"
+	"github.com/s3t-dev/s3t/backbone"
+	"github.com/s3t-dev/s3t/plugins"
+	"github.com/s3t-dev/s3t/sdk"
+)
+
+// peftPluginName maps --peft to a plugin name: a short name gets the "peft." namespace
+// ("lora" -> "peft.lora"); a name with a dot is used as it is ("peft.acme.ia3").
+func peftPluginName(s string) string {
+	if strings.Contains(s, ".") {
+		return s
+	}
+	return "peft." + s
+}
+
+// planPEFT asks the PEFT plugin called name for its plan for the backbone, with config (a JSON
+// object; empty for the plugin's defaults). With pluginData empty, the plugin must be a built-in
+// and its Plan runs in this process (plans are pure functions of manifest and config, so the
+// result is the same as out of process). Otherwise the plan comes from the plugin host over that
+// data directory: the plugin runs out of process (built-in or installed) and its plan is cached
+// under pluginData/plans. Either way the plan is checked against the manifest.
+func planPEFT(ctx context.Context, name string, config json.RawMessage, man *backbone.Manifest, pluginData string, logger *slog.Logger) (*sdk.PlanResponse, error) {
+	req := &sdk.PlanRequest{Manifest: *man, Config: config}
+	var plan *sdk.PlanResponse
+	if pluginData == "" {
+		p, ok := plugins.Builtins().Lookup(name)
+		if !ok || p.PEFT == nil {
+			return nil, fmt.Errorf("%w: --peft %q is not a built-in PEFT type (built-ins: lora, prefix, adapter); give --plugin-data to use an installed plugin",
+				errUsage, name)
+		}
+		var err error
+		if plan, err = p.PEFT.Plan(ctx, req); err != nil {
+			return nil, planError(name, err)
+		}
+	} else {
+		mgr, err := plugins.Open(plugins.Config{DataDir: pluginData, Logger: logger})
+		if err != nil {
+			return nil, err
+		}
+		defer mgr.Close()
+		if plan, err = mgr.Plan(ctx, name, req); err != nil {
+			return nil, planError(name, err)
+		}
+	}
+	if err := sdk.ValidatePlan(man, plan); err != nil {
+		return nil, fmt.Errorf("plan %s: %w", name, err)
+	}
+	return plan, nil
+}
+
+// planError marks a config the plugin rejects, or a backbone it cannot adapt, as a usage error.
+func planError(name string, err error) error {
+	if errors.Is(err, sdk.ErrInvalidConfig) || errors.Is(err, sdk.ErrUnsupportedBackbone) {
+		return fmt.Errorf("%w: --peft %s: %w", errUsage, name, err)
+	}
+	return fmt.Errorf("plan %s: %w", name, err)
+}
+
+// loraFlagsConfig merges the LoRA shorthand flags that were set (--rank, --alpha, --targets)
+// into a plugin config object. rank > 0, alpha > 0 and targets non-empty mean set; alpha
+// defaults to 2 x rank when only the rank is set, as before plugins.
+func loraFlagsConfig(config json.RawMessage, rank int, alpha float64, targets []string) (json.RawMessage, error) {
+	obj := map[string]any{}
+	if len(bytes.TrimSpace(config)) > 0 {
+		if err := json.Unmarshal(config, &obj); err != nil {
+			return nil, fmt.Errorf("%w: --peft-config is not a JSON object: %w", errUsage, err)
+		}
+	}
+	if rank > 0 {
+		obj["rank"] = rank
+		if alpha == 0 {
+			alpha = 2 * float64(rank)
+		}
+	}
+	if alpha > 0 {
+		obj["alpha"] = alpha
+	}
+	if len(targets) > 0 {
+		obj["targets"] = targets
+	}
+	if len(obj) == 0 {
+		return config, nil
+	}
+	return json.Marshal(obj)
+}
+
+// peftOf returns the PEFT type a model was trained with: its stored plan, or for a model.json
+// written before plugins (no plan), the local LoRA its config describes.
+func peftOf(mf *modelFile) adapters.PEFTType {
+	if mf.Plan != nil {
+		return adapters.Planned{Plugin: mf.PEFT.Type, Plan: mf.Plan}
+	}
+	roles := make([]backbone.Role, len(mf.PEFT.Targets))
+	for i, t := range mf.PEFT.Targets {
+		roles[i] = backbone.Role(t)
+	}
+	return adapters.LoRA{Rank: mf.PEFT.Rank, Alpha: mf.PEFT.Alpha, Targets: roles}
+}
