@@ -32,7 +32,9 @@
 // purger succeeded, so a crash between the two loses nothing ([Store.DrainPurges] at
 // startup finishes the job). On SQLite a background checkpointer folds the write-ahead log
 // into the database file within about 200 ms of a commit, so erased bytes do not linger in
-// the log either ([Store.Checkpoint] forces it).
+// the log either ([Store.Checkpoint] forces it). secure_delete zeroes a row where it lies, but
+// B-tree rebalancing can leave an older copy of a row in a page's free space; [Store.Compact]
+// (VACUUM) removes such copies and must run before an erasure is claimed for the file itself.
 //
 // # Blobs and jobs
 //
