@@ -34,6 +34,10 @@ with no retraining on the request path.`,
 		newTrainCmd(),
 		newEvalCmd(),
 		newPluginCmd(),
+		newServeCmd(),
+		newModelsCmd(),
+		newDeleteCmd(),
+		newKeysCmd(),
 	)
 	return root
 }

@@ -1,0 +1,214 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// Client calls an s3t server. It is safe for concurrent use.
+type Client struct {
+	base *url.URL
+	key  string
+	http *http.Client
+}
+
+// ClientOption configures NewClient.
+type ClientOption func(*Client)
+
+// WithAPIKey sends key as a bearer token on every request.
+func WithAPIKey(key string) ClientOption { return func(c *Client) { c.key = key } }
+
+// WithHTTPClient sets the HTTP client (default http.DefaultClient).
+func WithHTTPClient(h *http.Client) ClientOption { return func(c *Client) { c.http = h } }
+
+// NewClient returns a client of the server at base, e.g. "http://127.0.0.1:8080".
+func NewClient(base string, opts ...ClientOption) (*Client, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return nil, fmt.Errorf("api: server url: %w", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("api: server url %q: scheme must be http or https", base)
+	}
+	c := &Client{base: u, http: http.DefaultClient}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
+}
+
+// IsNotFound reports whether err is an *Error with Code CodeNotFound.
+func IsNotFound(err error) bool { return hasCode(err, CodeNotFound) }
+
+// IsGone reports whether err is an *Error with Code CodeGone (its Receipt is the earlier one).
+func IsGone(err error) bool { return hasCode(err, CodeGone) }
+
+func hasCode(err error, code string) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == code
+}
+
+// do sends one request; body is JSON-encoded unless it is an io.Reader, sent with ctype.
+func (c *Client) do(ctx context.Context, method, path string, body any, ctype string, out any) error {
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case io.Reader:
+		rd = b
+	default:
+		data, err := json.Marshal(b)
+		if err != nil {
+			return fmt.Errorf("api: %s %s: encode: %w", method, path, err)
+		}
+		rd, ctype = bytes.NewReader(data), "application/json"
+	}
+	u := c.base.JoinPath(path)
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	if err != nil {
+		return fmt.Errorf("api: %s %s: %w", method, path, err)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.key != "" {
+		req.Header.Set("Authorization", "Bearer "+c.key)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("api: %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("api: %s %s: read response: %w", method, path, err)
+	}
+	if resp.StatusCode >= 300 {
+		var eb ErrorBody
+		if json.Unmarshal(data, &eb) != nil || eb.Error == nil {
+			eb.Error = &Error{Code: http.StatusText(resp.StatusCode), Message: strings.TrimSpace(string(data))}
+		}
+		eb.Error.Status = resp.StatusCode
+		return eb.Error
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("api: %s %s: decode response: %w", method, path, err)
+	}
+	return nil
+}
+
+func call[T any](ctx context.Context, c *Client, method, path string, body any, ctype string) (*T, error) {
+	out := new(T)
+	if err := c.do(ctx, method, path, body, ctype, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func seg(s string) string { return url.PathEscape(s) }
+
+// Health calls /healthz.
+func (c *Client) Health(ctx context.Context, _ *HealthRequest) (*Health, error) {
+	return call[Health](ctx, c, http.MethodGet, "/healthz", nil, "")
+}
+
+// RegisterBackbone registers a backbone from an upload (req.ONNX) or a server path (req.Path).
+func (c *Client) RegisterBackbone(ctx context.Context, req *RegisterBackboneRequest) (*Backbone, error) {
+	if req.ONNX != nil {
+		return call[Backbone](ctx, c, http.MethodPut, "/v1/backbones/"+seg(req.Name), bytes.NewReader(req.ONNX), "application/octet-stream")
+	}
+	return call[Backbone](ctx, c, http.MethodPost, "/v1/backbones", req, "")
+}
+
+// ListBackbones lists the registered backbones.
+func (c *Client) ListBackbones(ctx context.Context, _ *ListBackbonesRequest) (*ListBackbonesResponse, error) {
+	return call[ListBackbonesResponse](ctx, c, http.MethodGet, "/v1/backbones", nil, "")
+}
+
+// GetBackbone returns a backbone with its manifest and runtime status.
+func (c *Client) GetBackbone(ctx context.Context, req *GetBackboneRequest) (*Backbone, error) {
+	return call[Backbone](ctx, c, http.MethodGet, "/v1/backbones/"+seg(req.Name), nil, "")
+}
+
+// CreateModel creates a model.
+func (c *Client) CreateModel(ctx context.Context, req *CreateModelRequest) (*Model, error) {
+	return call[Model](ctx, c, http.MethodPost, "/v1/models", req, "")
+}
+
+// ListModels lists the models.
+func (c *Client) ListModels(ctx context.Context, _ *ListModelsRequest) (*ListModelsResponse, error) {
+	return call[ListModelsResponse](ctx, c, http.MethodGet, "/v1/models", nil, "")
+}
+
+// GetModel returns a model with its live prefixes.
+func (c *Client) GetModel(ctx context.Context, req *GetModelRequest) (*Model, error) {
+	return call[Model](ctx, c, http.MethodGet, "/v1/models/"+seg(req.Name), nil, "")
+}
+
+// DeleteModel erases a model and everything recorded for it.
+func (c *Client) DeleteModel(ctx context.Context, req *DeleteModelRequest) (*DeleteModelResponse, error) {
+	return call[DeleteModelResponse](ctx, c, http.MethodDelete, "/v1/models/"+seg(req.Name), nil, "")
+}
+
+// UploadSamples uploads samples as NDJSON, all or nothing.
+func (c *Client) UploadSamples(ctx context.Context, req *UploadSamplesRequest) (*UploadSamplesResponse, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	for i := range req.Samples {
+		if err := enc.Encode(&req.Samples[i]); err != nil {
+			return nil, fmt.Errorf("api: encode sample %d: %w", i, err)
+		}
+	}
+	return c.UploadNDJSON(ctx, req.Model, &buf)
+}
+
+// UploadNDJSON streams an NDJSON body of samples (one Sample per line) to model.
+func (c *Client) UploadNDJSON(ctx context.Context, model string, r io.Reader) (*UploadSamplesResponse, error) {
+	return call[UploadSamplesResponse](ctx, c, http.MethodPost, "/v1/models/"+seg(model)+"/samples", r, "application/x-ndjson")
+}
+
+// GetSample returns a stored sample's label and placement.
+func (c *Client) GetSample(ctx context.Context, req *GetSampleRequest) (*SampleInfo, error) {
+	return call[SampleInfo](ctx, c, http.MethodGet, "/v1/models/"+seg(req.Model)+"/samples/"+seg(req.ID), nil, "")
+}
+
+// DeleteSample unlearns one sample and returns its receipt.
+func (c *Client) DeleteSample(ctx context.Context, req *DeleteSampleRequest) (*Receipt, error) {
+	return call[Receipt](ctx, c, http.MethodDelete, "/v1/models/"+seg(req.Model)+"/samples/"+seg(req.ID), nil, "")
+}
+
+// DeleteSamples unlearns several samples in one transaction.
+func (c *Client) DeleteSamples(ctx context.Context, req *DeleteSamplesRequest) (*DeleteSamplesResponse, error) {
+	return call[DeleteSamplesResponse](ctx, c, http.MethodPost, "/v1/models/"+seg(req.Model)+"/deletions", req, "")
+}
+
+// GetReceipt reads a deletion receipt back.
+func (c *Client) GetReceipt(ctx context.Context, req *GetReceiptRequest) (*Receipt, error) {
+	return call[Receipt](ctx, c, http.MethodGet, "/v1/deletions/"+seg(req.ID), nil, "")
+}
+
+// StartTraining starts training a model (an *Error with CodeNotImplemented where the server
+// has no trainer).
+func (c *Client) StartTraining(ctx context.Context, req *StartTrainingRequest) (*TrainingJobs, error) {
+	return call[TrainingJobs](ctx, c, http.MethodPost, "/v1/models/"+seg(req.Model)+"/train", nil, "")
+}
+
+// DeleteBackbone deletes a backbone that no model uses.
+func (c *Client) DeleteBackbone(ctx context.Context, req *DeleteBackboneRequest) (*DeleteBackboneResponse, error) {
+	return call[DeleteBackboneResponse](ctx, c, http.MethodDelete, "/v1/backbones/"+seg(req.Name), nil, "")
+}
+
+// ListReceipts returns a model's deletion receipts in ledger order.
+func (c *Client) ListReceipts(ctx context.Context, req *ListReceiptsRequest) (*ListReceiptsResponse, error) {
+	return call[ListReceiptsResponse](ctx, c, http.MethodGet, "/v1/models/"+seg(req.Model)+"/deletions", nil, "")
+}

@@ -1,0 +1,131 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/s3t-dev/s3t/api"
+)
+
+// clientFlags are the connection flags of the commands that call a server.
+type clientFlags struct {
+	url, key string
+}
+
+func (f *clientFlags) register(c *cobra.Command) {
+	c.PersistentFlags().StringVar(&f.url, "url", env("S3T_URL"), "server URL (S3T_URL)")
+	c.PersistentFlags().StringVar(&f.key, "api-key", env("S3T_API_KEY"), "API key (S3T_API_KEY)")
+}
+
+func (f *clientFlags) client() (*api.Client, error) {
+	var opts []api.ClientOption
+	if f.key != "" {
+		opts = append(opts, api.WithAPIKey(f.key))
+	}
+	c, err := api.NewClient(f.url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	return c, nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func newModelsCmd() *cobra.Command {
+	var f clientFlags
+	c := &cobra.Command{
+		Use:   "models",
+		Short: "List and inspect the models of a running s3t server",
+		Long:  "Call a running s3t server's model routes." + serverEnvHelp("S3T_URL", "S3T_API_KEY"),
+	}
+	f.register(c)
+	var asJSON bool
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the models: name, backbone, PEFT type, shards x slices, samples, ledger version",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			res, err := cl.ListModels(c.Context(), &api.ListModelsRequest{})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(c.OutOrStdout(), res)
+			}
+			tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tBACKBONE\tPEFT\tSHARDSxSLICES\tSAMPLES\tVERSION")
+			for _, m := range res.Models {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%dx%d\t%d\t%d\n", m.Name, m.Spec.Backbone, m.Spec.PEFT.Type, m.Spec.S3T.Shards, m.Spec.S3T.Slices, m.Samples, m.Version)
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "print the server's JSON")
+	get := &cobra.Command{
+		Use:   "get NAME",
+		Short: "Print a model with its sequences and live prefixes (JSON)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			m, err := cl.GetModel(c.Context(), &api.GetModelRequest{Name: args[0]})
+			if err != nil {
+				return err
+			}
+			return printJSON(c.OutOrStdout(), m)
+		},
+	}
+	c.AddCommand(list, get)
+	return c
+}
+
+func newDeleteCmd() *cobra.Command {
+	var f clientFlags
+	c := &cobra.Command{
+		Use:   "delete MODEL ID...",
+		Short: "Unlearn samples of a model on a running s3t server and print the receipts (JSON)",
+		Long: `Delete samples: one id prints its receipt (or the earlier receipt and exit 1 when it was
+deleted before); several ids are deleted in one ledger transaction and each gets a result.` + serverEnvHelp("S3T_URL", "S3T_API_KEY"),
+		Example: `  s3t delete fmnist sample-17`,
+		Args:    cobra.MinimumNArgs(2),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			if len(args) == 2 {
+				rc, err := cl.DeleteSample(c.Context(), &api.DeleteSampleRequest{Model: args[0], ID: args[1]})
+				if e, ok := err.(*api.Error); ok && e.Receipt != nil {
+					if perr := printJSON(c.OutOrStdout(), e.Receipt); perr != nil {
+						return perr
+					}
+				}
+				if err != nil {
+					return err
+				}
+				return printJSON(c.OutOrStdout(), rc)
+			}
+			res, err := cl.DeleteSamples(c.Context(), &api.DeleteSamplesRequest{Model: args[0], IDs: args[1:]})
+			if err != nil {
+				return err
+			}
+			return printJSON(c.OutOrStdout(), res)
+		},
+	}
+	f.register(c)
+	return c
+}

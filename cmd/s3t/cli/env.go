@@ -1,0 +1,49 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"strings"
+)
+
+// envVar is one environment variable s3t reads; all of them are listed in envVars.
+type envVar struct {
+	Name, Default, Description string
+}
+
+// envVars is every environment variable the server and client commands read, in one place
+// (the plugin host documents its own in plugins.Env).
+var envVars = []envVar{
+	{"S3T_ADDR", "127.0.0.1:8080", "address s3t serve listens on (--addr)"},
+	{"S3T_DATA", "./s3t-data", "data directory of s3t serve: ledger.db and blobs/ (--data)"},
+	{"S3T_KEYS", "", "API keys file of s3t serve: lines NAME SHA256HEX SCOPES (--keys); none: loopback only"},
+	{"S3T_URL", "http://127.0.0.1:8080", "server URL the client commands call (--url)"},
+	{"S3T_API_KEY", "", "API key the client commands send (--api-key)"},
+}
+
+// env returns the value of the named variable, or its default.
+func env(name string) string {
+	for _, v := range envVars {
+		if v.Name == name {
+			if s, ok := os.LookupEnv(name); ok {
+				return s
+			}
+			return v.Default
+		}
+	}
+	panic("cli: undeclared environment variable " + name)
+}
+
+// serverEnvHelp describes the named variables for a command's --help.
+func serverEnvHelp(names ...string) string {
+	var b strings.Builder
+	b.WriteString("\nEnvironment:\n")
+	for _, v := range envVars {
+		for _, n := range names {
+			if v.Name == n {
+				fmt.Fprintf(&b, "  %-12s %s\n", v.Name, v.Description)
+			}
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,40 @@
+package cli
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/s3t-dev/s3t/server"
+)
+
+func newKeysCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "keys",
+		Short: "Make API keys for s3t serve --keys",
+	}
+	c.AddCommand(&cobra.Command{
+		Use:   "new NAME SCOPES",
+		Short: "Generate an API key: prints the secret once and the keys-file line holding its SHA-256",
+		Long: `Generate a random API key with the given comma-separated scopes (admin, train, infer, delete;
+admin implies the others). The secret is printed once, on the first line; the second line is what
+to append to the keys file given to s3t serve --keys. The server stores only the hash.`,
+		Example: `  s3t keys new compliance delete`,
+		Args:    cobra.ExactArgs(2),
+		RunE: func(c *cobra.Command, args []string) error {
+			if _, err := server.ParseScopes(args[1]); err != nil {
+				return fmt.Errorf("%w: %w", errUsage, err)
+			}
+			var raw [32]byte
+			if _, err := rand.Read(raw[:]); err != nil {
+				return fmt.Errorf("keys: %w", err)
+			}
+			secret := "s3t_" + hex.EncodeToString(raw[:])
+			fmt.Fprintf(c.OutOrStdout(), "secret: %s\n%s %s %s\n", secret, args[0], server.HashKey(secret), args[1])
+			return nil
+		},
+	})
+	return c
+}

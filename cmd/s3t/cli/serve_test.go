@@ -1,0 +1,104 @@
+package cli
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/s3t-dev/s3t/api"
+	"github.com/s3t-dev/s3t/assets"
+	"github.com/s3t-dev/s3t/server"
+)
+
+// TestServeAndClientCommands runs `s3t serve` in-process on a free loopback port, creates a
+// model through the api client, and drives `s3t models list` and `s3t delete`.
+func TestServeAndClientCommands(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	data := filepath.Join(t.TempDir(), "data")
+	go func() {
+		var out, errb strings.Builder
+		done <- Execute(ctx, []string{"serve", "--addr", addr, "--data", data}, &out, &errb)
+	}()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("serve exited %d", code)
+		}
+	}()
+	url := "http://" + addr
+	cl, err := api.NewClient(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		if _, err := cl.Health(ctx, &api.HealthRequest{}); err == nil {
+			break
+		} else if i == 100 {
+			t.Fatalf("server did not start: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := cl.RegisterBackbone(ctx, &api.RegisterBackboneRequest{Name: "vit", ONNX: assets.ViTFashionMNIST()}); err != nil {
+		t.Fatal(err)
+	}
+	spec := api.ModelSpec{Backbone: "vit", Labels: []string{"a", "b"}, PEFT: api.PEFT{Type: "lora"}, S3T: api.S3TConfig{Shards: 2, Slices: 2, Sequences: 2}}
+	if _, err := cl.CreateModel(ctx, &api.CreateModelRequest{Name: "demo", ModelSpec: spec}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.UploadSamples(ctx, &api.UploadSamplesRequest{Model: "demo", Samples: []api.Sample{
+		{ID: "x1", Input: json.RawMessage(`[1]`), Label: "a"}, {ID: "x2", Input: json.RawMessage(`[2]`), Label: "b"}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	out, stderr, code := run(t, "models", "list", "--url", url)
+	if code != 0 || !strings.Contains(out, "demo") || !strings.Contains(out, "2x2") {
+		t.Fatalf("models list: exit %d, %q %q", code, out, stderr)
+	}
+	out, stderr, code = run(t, "delete", "demo", "x1", "--url", url)
+	var rc api.Receipt
+	if code != 0 || json.Unmarshal([]byte(out), &rc) != nil || rc.SampleID != "x1" {
+		t.Fatalf("delete: exit %d, %q %q", code, out, stderr)
+	}
+	out, stderr, code = run(t, "delete", "demo", "x1", "--url", url)
+	if code != 1 || !strings.Contains(out, rc.ID) || !strings.Contains(stderr, "gone") {
+		t.Fatalf("second delete: exit %d, %q %q; want exit 1 with the earlier receipt", code, out, stderr)
+	}
+}
+
+// TestKeysNew checks that `s3t keys new` prints a secret and a keys-file line LoadKeys accepts
+// with that secret's hash.
+func TestKeysNew(t *testing.T) {
+	out, stderr, code := run(t, "keys", "new", "ops", "infer,delete")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	secret, ok := strings.CutPrefix(lines[0], "secret: ")
+	if len(lines) != 2 || !ok {
+		t.Fatalf("output %q", out)
+	}
+	path := filepath.Join(t.TempDir(), "keys")
+	if err := os.WriteFile(path, []byte(lines[1]+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := server.LoadKeys(path)
+	if err != nil || len(keys) != 1 || keys[0].Hash != sha256.Sum256([]byte(secret)) || len(keys[0].Scopes) != 2 {
+		t.Fatalf("LoadKeys = %+v, %v", keys, err)
+	}
+	if _, _, code := run(t, "keys", "new", "ops", "root"); code != 2 {
+		t.Fatalf("unknown scope: exit %d, want 2", code)
+	}
+}

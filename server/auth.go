@@ -1,0 +1,130 @@
+package server
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/s3t-dev/s3t/api"
+)
+
+// Key is an API key as the server stores it: the SHA-256 of the secret, never the secret.
+type Key struct {
+	Name   string
+	Hash   [sha256.Size]byte
+	Scopes []api.Scope
+}
+
+// HashKey returns the hex SHA-256 of a secret key, the form a keys file holds.
+func HashKey(secret string) string {
+	h := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(h[:])
+}
+
+// ParseScopes parses a comma-separated list of scopes.
+func ParseScopes(s string) ([]api.Scope, error) {
+	var out []api.Scope
+	for _, f := range strings.Split(s, ",") {
+		sc := api.Scope(strings.TrimSpace(f))
+		switch sc {
+		case api.ScopeAdmin, api.ScopeTrain, api.ScopeInfer, api.ScopeDelete:
+			out = append(out, sc)
+		default:
+			return nil, fmt.Errorf("unknown scope %q (admin, train, infer, delete)", sc)
+		}
+	}
+	return out, nil
+}
+
+// LoadKeys reads a keys file: one key per line, "NAME SHA256HEX SCOPE[,SCOPE...]", with blank
+// lines and lines starting with # ignored. Secrets never appear in the file (see HashKey).
+func LoadKeys(path string) ([]Key, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("server: keys: %w", err)
+	}
+	defer f.Close()
+	var keys []Key
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, err := ParseKeyLine(line)
+		if err != nil {
+			return nil, fmt.Errorf("server: keys %s:%d: %w", path, n, err)
+		}
+		keys = append(keys, k)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("server: keys %s: %w", path, err)
+	}
+	return keys, nil
+}
+
+// ParseKeyLine parses one keys-file line, "NAME SHA256HEX SCOPE[,SCOPE...]".
+func ParseKeyLine(line string) (Key, error) {
+	fs := strings.Fields(line)
+	if len(fs) != 3 {
+		return Key{}, errors.New("want NAME SHA256HEX SCOPES")
+	}
+	raw, err := hex.DecodeString(fs[1])
+	if err != nil || len(raw) != sha256.Size {
+		return Key{}, errors.New("the hash must be 64 hex digits (see HashKey)")
+	}
+	scopes, err := ParseScopes(fs[2])
+	if err != nil {
+		return Key{}, err
+	}
+	k := Key{Name: fs[0], Scopes: scopes}
+	copy(k.Hash[:], raw)
+	return k, nil
+}
+
+type authenticator struct {
+	keys map[[sha256.Size]byte]Key
+}
+
+func newAuthenticator(keys []Key) (*authenticator, error) {
+	a := &authenticator{keys: map[[sha256.Size]byte]Key{}}
+	for _, k := range keys {
+		if _, dup := a.keys[k.Hash]; dup {
+			return nil, fmt.Errorf("server: key %q: the same key is configured twice", k.Name)
+		}
+		a.keys[k.Hash] = k
+	}
+	return a, nil
+}
+
+// require checks the bearer key against scope. Public routes (empty scope) and servers with no
+// keys (loopback only, see Server.Listen) let every request through.
+func (a *authenticator) require(scope api.Scope) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if scope == "" || len(a.keys) == 0 {
+				return next(c)
+			}
+			secret, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
+			if !ok || secret == "" {
+				return &statusError{http.StatusUnauthorized, &api.Error{Code: api.CodeUnauthorized, Message: "missing API key (Authorization: Bearer KEY)"}}
+			}
+			k, ok := a.keys[sha256.Sum256([]byte(secret))]
+			if !ok {
+				return &statusError{http.StatusUnauthorized, &api.Error{Code: api.CodeUnauthorized, Message: "unknown API key"}}
+			}
+			if !slices.Contains(k.Scopes, scope) && !slices.Contains(k.Scopes, api.ScopeAdmin) {
+				return &statusError{http.StatusForbidden, &api.Error{Code: api.CodeForbidden, Message: fmt.Sprintf("key %q lacks scope %q", k.Name, scope)}}
+			}
+			return next(c)
+		}
+	}
+}

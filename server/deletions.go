@@ -1,0 +1,120 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/s3t-dev/s3t/api"
+	"github.com/s3t-dev/s3t/store"
+)
+
+// maxBatchDeletions caps the ids of one batch deletion.
+const maxBatchDeletions = 10000
+
+// deleteSample unlearns one sample: the response is the store's receipt; an id deleted before
+// is a 410 carrying the earlier receipt, an unknown id a 404.
+func (s *Server) deleteSample(c echo.Context) error {
+	name, id := param(c, "name"), param(c, "id")
+	rc, err := s.cfg.Store.Delete(c.Request().Context(), name, id)
+	s.countDeletion(err)
+	if err != nil {
+		return fmt.Errorf("delete sample %q of model %q: %w", id, name, err)
+	}
+	s.log.Info("sample deleted", "model", name, "receipt", rc.ID, "shard", rc.Shard, "slice", rc.Slice, "ledger_version", rc.LedgerVersion)
+	return c.JSON(http.StatusOK, toReceipt(rc))
+}
+
+// deleteSamples unlearns several samples in one transaction; each id has its own result.
+func (s *Server) deleteSamples(c echo.Context) error {
+	name := param(c, "name")
+	var req api.DeleteSamplesRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if len(req.IDs) == 0 || len(req.IDs) > maxBatchDeletions {
+		return invalidf("ids: want 1 to %d ids, got %d", maxBatchDeletions, len(req.IDs))
+	}
+	res, err := s.cfg.Store.DeleteBatch(c.Request().Context(), name, req.IDs)
+	if err != nil {
+		return fmt.Errorf("delete samples of model %q: %w", name, err)
+	}
+	out := api.DeleteSamplesResponse{Results: make([]api.DeletionResult, len(res))}
+	deleted := 0
+	for i, r := range res {
+		s.countDeletion(r.Err)
+		dr := api.DeletionResult{ID: r.SampleID, Receipt: toReceipt(r.Receipt)}
+		switch {
+		case r.Err == nil:
+			dr.Status = api.DeletionDeleted
+			deleted++
+		case errors.Is(r.Err, store.ErrGone):
+			dr.Status = api.DeletionGone
+		case errors.Is(r.Err, store.ErrNotFound):
+			dr.Status, dr.Receipt = api.DeletionNotFound, nil
+		default:
+			return fmt.Errorf("delete sample %q of model %q: %w", r.SampleID, name, r.Err)
+		}
+		out.Results[i] = dr
+	}
+	s.log.Info("samples deleted", "model", name, "requested", len(req.IDs), "deleted", deleted)
+	return c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) getReceipt(c echo.Context) error {
+	rc, err := s.cfg.Store.GetReceipt(c.Request().Context(), param(c, "receipt"))
+	if err != nil {
+		return fmt.Errorf("get receipt: %w", err)
+	}
+	return c.JSON(http.StatusOK, toReceipt(rc))
+}
+
+func (s *Server) listReceipts(c echo.Context) error {
+	name := param(c, "name")
+	rcs, err := s.cfg.Store.Receipts(c.Request().Context(), name)
+	if err != nil {
+		return fmt.Errorf("list receipts: %w", err)
+	}
+	if len(rcs) == 0 {
+		// An unknown model has no receipts either; tell the two apart.
+		if _, err := s.cfg.Store.GetModel(c.Request().Context(), name); err != nil {
+			return fmt.Errorf("list receipts: %w", err)
+		}
+	}
+	out := api.ListReceiptsResponse{Receipts: make([]api.Receipt, len(rcs))}
+	for i, r := range rcs {
+		out.Receipts[i] = *toReceipt(r)
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// countDeletion records one deletion attempt's outcome in the deletions counter.
+func (s *Server) countDeletion(err error) {
+	result := api.DeletionDeleted
+	switch {
+	case err == nil:
+	case errors.Is(err, store.ErrGone):
+		result = api.DeletionGone
+	case errors.Is(err, store.ErrNotFound):
+		result = api.DeletionNotFound
+	default:
+		result = "error"
+	}
+	s.metrics.deletions.WithLabelValues(result).Inc()
+}
+
+// toReceipt converts a store receipt to its API form (nil stays nil).
+func toReceipt(r *store.Receipt) *api.Receipt {
+	if r == nil {
+		return nil
+	}
+	out := &api.Receipt{ID: r.ID, Time: r.Time, Model: r.Model, SampleID: r.SampleID, Shard: r.Shard, Slice: r.Slice,
+		Truncations: make([]api.Truncation, len(r.Truncations)), Served: api.Served(r.Served), Live: r.Live,
+		LedgerVersion: r.LedgerVersion}
+	for i, t := range r.Truncations {
+		out.Truncations[i] = api.Truncation(t)
+	}
+	return out
+}

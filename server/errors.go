@@ -1,0 +1,103 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/s3t-dev/s3t/api"
+	"github.com/s3t-dev/s3t/store"
+)
+
+// statusError is an error a handler returns with its HTTP status and body already decided.
+type statusError struct {
+	status int
+	body   *api.Error
+}
+
+func (e *statusError) Error() string { return e.body.Error() }
+
+// invalidf is a 400 invalid error.
+func invalidf(format string, args ...any) error {
+	return &statusError{http.StatusBadRequest, &api.Error{Code: api.CodeInvalid, Message: fmt.Sprintf(format, args...)}}
+}
+
+// notFoundf is a 404 not_found error.
+func notFoundf(format string, args ...any) error {
+	return &statusError{http.StatusNotFound, &api.Error{Code: api.CodeNotFound, Message: fmt.Sprintf(format, args...)}}
+}
+
+// toAPIError maps any handler error to an HTTP status and error body. It is the only place
+// errors become statuses: store sentinels, size limits, Echo's own errors and statusError.
+func toAPIError(err error) (int, *api.Error) {
+	var (
+		se   *statusError
+		gone *store.GoneError
+		mb   *http.MaxBytesError
+		he   *echo.HTTPError
+	)
+	switch {
+	case errors.As(err, &se):
+		return se.status, se.body
+	case errors.As(err, &gone):
+		return http.StatusGone, &api.Error{Code: api.CodeGone, Message: err.Error(), Receipt: toReceipt(gone.Receipt)}
+	case errors.As(err, &mb):
+		return http.StatusRequestEntityTooLarge, &api.Error{Code: api.CodeTooLarge, Message: fmt.Sprintf("request body exceeds %d bytes", mb.Limit)}
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound, &api.Error{Code: api.CodeNotFound, Message: err.Error()}
+	case errors.Is(err, store.ErrGone):
+		return http.StatusGone, &api.Error{Code: api.CodeGone, Message: err.Error()}
+	case errors.Is(err, store.ErrConflict):
+		return http.StatusConflict, &api.Error{Code: api.CodeConflict, Message: err.Error()}
+	case errors.Is(err, store.ErrInvalid):
+		return http.StatusBadRequest, &api.Error{Code: api.CodeInvalid, Message: err.Error()}
+	case errors.As(err, &he):
+		return he.Code, &api.Error{Code: echoCode(he.Code), Message: fmt.Sprint(he.Message)}
+	}
+	return http.StatusInternalServerError, &api.Error{Code: api.CodeInternal, Message: "internal error"}
+}
+
+func echoCode(status int) string {
+	switch status {
+	case http.StatusNotFound:
+		return api.CodeNotFound
+	case http.StatusMethodNotAllowed:
+		return api.CodeMethodNotAllowed
+	case http.StatusRequestEntityTooLarge:
+		return api.CodeTooLarge
+	case http.StatusUnauthorized:
+		return api.CodeUnauthorized
+	case http.StatusForbidden:
+		return api.CodeForbidden
+	case http.StatusServiceUnavailable:
+		return api.CodeUnavailable
+	}
+	if status >= 500 {
+		return api.CodeInternal
+	}
+	return api.CodeInvalid
+}
+
+// handleError is Echo's error handler: one JSON body {"error":{...}} for every failure.
+// Server faults are logged with the cause; clients see "internal error".
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		s.log.Warn("error after response started", "route", c.Path(), "err", err)
+		return
+	}
+	status, body := toAPIError(err)
+	if status >= 500 {
+		s.log.Error("request failed", "method", c.Request().Method, "route", c.Path(), "status", status, "err", err)
+	}
+	var werr error
+	if c.Request().Method == http.MethodHead {
+		werr = c.NoContent(status)
+	} else {
+		werr = c.JSON(status, api.ErrorBody{Error: body})
+	}
+	if werr != nil {
+		s.log.Warn("write error response", "err", werr)
+	}
+}

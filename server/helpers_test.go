@@ -1,0 +1,115 @@
+package server_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"testing"
+
+	"github.com/s3t-dev/s3t/api"
+	"github.com/s3t-dev/s3t/server"
+	"github.com/s3t-dev/s3t/store"
+)
+
+// testServer is a real server on 127.0.0.1:0 with a SQLite ledger and file blobs in a temp dir.
+type testServer struct {
+	URL string
+	srv *server.Server
+	// stop cancels Serve and returns its error (at most once; later calls return nil).
+	stop func() error
+}
+
+// startServer starts a server with keys (secret -> scopes) and stops it when the test ends.
+func startServer(t testing.TB, cfg server.Config, keys map[string][]api.Scope) *testServer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	dir := t.TempDir()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err := store.Open(ctx, store.SQLiteDSN(dir), store.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	burl, err := store.DefaultBlobURL(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs, err := store.OpenBlobs(ctx, burl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.OnPurge(blobs.Purger())
+	cfg.Store, cfg.Blobs = st, blobs
+	if cfg.Logger == nil {
+		cfg.Logger = quiet
+	}
+	for secret, scopes := range keys {
+		cfg.Keys = append(cfg.Keys, server.Key{Name: string(scopes[0]), Scopes: scopes, Hash: sha256.Sum256([]byte(secret))})
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := srv.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	var once sync.Once
+	stop := func() (err error) {
+		once.Do(func() { cancel(); err = <-done })
+		return err
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		blobs.Close()
+		st.Close()
+	})
+	return &testServer{URL: "http://" + ln.Addr().String(), srv: srv, stop: stop}
+}
+
+// client returns an api client of ts with the given key ("" for none).
+func (ts *testServer) client(t *testing.T, key string) *api.Client {
+	t.Helper()
+	var opts []api.ClientOption
+	if key != "" {
+		opts = append(opts, api.WithAPIKey(key))
+	}
+	c, err := api.NewClient(ts.URL, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// wantError checks that err is an *api.Error with status and code, and returns it.
+func wantError(t *testing.T, err error, status int, code string) *api.Error {
+	t.Helper()
+	var e *api.Error
+	if !errors.As(err, &e) {
+		t.Fatalf("error = %v, want an *api.Error %d %s", err, status, code)
+	}
+	if e.Status != status || e.Code != code {
+		t.Fatalf("error = %d %s (%s), want %d %s", e.Status, e.Code, e.Message, status, code)
+	}
+	return e
+}
+
+func get(t *testing.T, url string) *http.Response {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}

@@ -1,0 +1,57 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/s3t-dev/s3t/api"
+)
+
+func do(t *testing.T, s *Server, method, path, body string) (int, *api.Error) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest(method, path, strings.NewReader(body)))
+	if rec.Code < 300 {
+		return rec.Code, nil
+	}
+	var eb api.ErrorBody
+	if err := json.Unmarshal(rec.Body.Bytes(), &eb); err != nil || eb.Error == nil {
+		t.Fatalf("%s %s = %d with body %q, want a JSON error", method, path, rec.Code, rec.Body)
+	}
+	return rec.Code, eb.Error
+}
+
+func TestRequestLimits(t *testing.T) {
+	s := newTestServer(t, Config{MaxBodyBytes: 64, MaxUploadBytes: 256, MaxLineBytes: 128})
+	big := `{"name":"m","backbone":"` + strings.Repeat("x", 100) + `"}`
+	var lines bytes.Buffer
+	for range 10 {
+		lines.WriteString(`{"id":"a","input":[1],"label":"x"}` + "\n")
+	}
+	tests := []struct {
+		name, method, path, body string
+		status                   int
+		code                     string
+	}{
+		{"json body over limit", http.MethodPost, "/v1/models", big, 413, api.CodeTooLarge},
+		{"upload over limit", http.MethodPost, "/v1/models/m/samples", lines.String(), 413, api.CodeTooLarge},
+		{"bad json", http.MethodPost, "/v1/models", `{"name":`, 400, api.CodeInvalid},
+		{"unknown field", http.MethodPost, "/v1/models", `{"nam":"x"}`, 400, api.CodeInvalid},
+		{"unknown route", http.MethodGet, "/v1/nothing", "", 404, api.CodeNotFound},
+		{"wrong method", http.MethodPatch, "/v1/models", "", 405, api.CodeMethodNotAllowed},
+		{"bad name", http.MethodPut, "/v1/backbones/Bad%20Name", "x", 400, api.CodeInvalid},
+		{"paths not allowed", http.MethodPost, "/v1/backbones", `{"name":"b","path":"/etc/passwd"}`, 403, api.CodeForbidden},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, e := do(t, s, tt.method, tt.path, tt.body)
+			if status != tt.status || e == nil || e.Code != tt.code {
+				t.Fatalf("%s %s = %d %+v, want %d %s", tt.method, tt.path, status, e, tt.status, tt.code)
+			}
+		})
+	}
+}

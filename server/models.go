@@ -1,0 +1,208 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/s3t-dev/s3t/api"
+	"github.com/s3t-dev/s3t/sdk"
+	"github.com/s3t-dev/s3t/store"
+	"github.com/s3t-dev/s3t/unlearning"
+)
+
+// Defaults filled into a model spec that leaves them out.
+const (
+	defaultSelector     = "cyclic"
+	defaultEpochs       = 1
+	defaultLearningRate = 1e-3
+	defaultBatchSize    = 32
+)
+
+// normalize fills defaults into spec and validates it (400 on a bad field).
+func normalize(spec *api.ModelSpec) error {
+	if spec.Backbone == "" {
+		return invalidf("backbone is required")
+	}
+	if len(spec.Labels) < 2 {
+		return invalidf("labels: want at least 2, got %d", len(spec.Labels))
+	}
+	seen := map[string]bool{}
+	for _, l := range spec.Labels {
+		if l == "" || seen[l] {
+			return invalidf("labels: %q is empty or repeated", l)
+		}
+		seen[l] = true
+	}
+	if spec.PEFT.Type == "" {
+		return invalidf("peft.type is required (lora, prefix, adapter or a plugin's type)")
+	}
+	if len(spec.PEFT.Config) > 0 && !json.Valid(spec.PEFT.Config) {
+		return invalidf("peft.config is not valid JSON")
+	}
+	c := &spec.S3T
+	if c.Shards < 1 || c.Slices < 1 || c.Sequences < 1 {
+		return invalidf("s3t: shards, slices and sequences must be >= 1 (got %d, %d, %d)", c.Shards, c.Slices, c.Sequences)
+	}
+	if c.Selector == "" {
+		c.Selector = defaultSelector
+	}
+	if len(c.Prior) != 0 && len(c.Prior) != c.Slices {
+		return invalidf("s3t.prior: want %d values (one per slice), got %d", c.Slices, len(c.Prior))
+	}
+	t := &spec.Training
+	if t.Epochs == 0 {
+		t.Epochs = defaultEpochs
+	}
+	if t.LearningRate == 0 {
+		t.LearningRate = defaultLearningRate
+	}
+	if t.BatchSize == 0 {
+		t.BatchSize = defaultBatchSize
+	}
+	if t.Epochs < 0 || t.LearningRate < 0 || t.BatchSize < 0 {
+		return invalidf("training: epochs, learning_rate and batch_size must be positive")
+	}
+	return nil
+}
+
+// sequences chooses the B slice orders of every shard with the spec's selector; shard k uses
+// seed Seed+k, so a spec always yields the same layout.
+func sequences(ctx context.Context, spec *api.ModelSpec) ([][][]int, error) {
+	sel, err := unlearning.NewSelector(spec.S3T.Selector)
+	if err != nil {
+		return nil, invalidf("s3t.selector: %v", err)
+	}
+	out := make([][][]int, spec.S3T.Shards)
+	for k := range out {
+		req := &sdk.SelectRequest{Slices: spec.S3T.Slices, Budget: spec.S3T.Sequences, Prior: spec.S3T.Prior, Seed: spec.Seed + int64(k)}
+		if err := req.Validate(); err != nil {
+			return nil, invalidf("s3t: %v", err)
+		}
+		if out[k], err = unlearning.Select(ctx, sel, req); err != nil {
+			return nil, fmt.Errorf("select sequences of shard %d: %w", k, err)
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) createModel(c echo.Context) error {
+	ctx := c.Request().Context()
+	var req api.CreateModelRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if err := checkName("model", req.Name); err != nil {
+		return err
+	}
+	if err := normalize(&req.ModelSpec); err != nil {
+		return err
+	}
+	if _, err := s.loadBackbone(ctx, req.Backbone); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return invalidf("backbone %q is not registered", req.Backbone)
+		}
+		return err
+	}
+	seqs, err := sequences(ctx, &req.ModelSpec)
+	if err != nil {
+		return err
+	}
+	cfg, err := json.Marshal(req.ModelSpec)
+	if err != nil {
+		return fmt.Errorf("encode model spec: %w", err)
+	}
+	m, err := s.cfg.Store.CreateModel(ctx, store.ModelSpec{Name: req.Name, Config: cfg, Slices: req.S3T.Slices, Sequences: seqs})
+	if err != nil {
+		return fmt.Errorf("create model %q: %w", req.Name, err)
+	}
+	s.log.Info("model created", "model", m.Name, "backbone", req.Backbone, "peft", req.PEFT.Type,
+		"shards", m.Shards, "slices", m.Slices, "sequences", req.S3T.Sequences)
+	out, err := toModel(m)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, out)
+}
+
+func (s *Server) listModels(c echo.Context) error {
+	ms, err := s.cfg.Store.ListModels(c.Request().Context())
+	if err != nil {
+		return fmt.Errorf("list models: %w", err)
+	}
+	out := api.ListModelsResponse{Models: make([]api.Model, 0, len(ms))}
+	for _, m := range ms {
+		am, err := toModel(m)
+		if err != nil {
+			return err
+		}
+		out.Models = append(out.Models, *am)
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) getModel(c echo.Context) error {
+	m, err := s.cfg.Store.GetModel(c.Request().Context(), param(c, "name"))
+	if err != nil {
+		return fmt.Errorf("get model: %w", err)
+	}
+	out, err := toModel(m)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) deleteModel(c echo.Context) error {
+	name := param(c, "name")
+	if err := s.cfg.Store.DeleteModel(c.Request().Context(), name); err != nil {
+		return fmt.Errorf("delete model: %w", err)
+	}
+	s.log.Info("model deleted", "model", name)
+	return c.JSON(http.StatusOK, api.DeleteModelResponse{Name: name, Deleted: true})
+}
+
+func (s *Server) startTraining(c echo.Context) error {
+	name := param(c, "name")
+	if s.cfg.Trainer == nil {
+		return &statusError{http.StatusNotImplemented, &api.Error{Code: api.CodeNotImplemented, Message: "this server has no trainer"}}
+	}
+	if _, err := s.cfg.Store.GetModel(c.Request().Context(), name); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	jobs, err := s.cfg.Trainer.StartTraining(c.Request().Context(), name)
+	if err != nil {
+		return fmt.Errorf("train %q: %w", name, err)
+	}
+	return c.JSON(http.StatusAccepted, api.TrainingJobs{Model: name, Jobs: jobs})
+}
+
+// modelSpec decodes the spec a model was created with.
+func modelSpec(m *store.Model) (api.ModelSpec, error) {
+	var spec api.ModelSpec
+	if err := json.Unmarshal(m.Config, &spec); err != nil {
+		return spec, fmt.Errorf("model %q: decode stored spec: %w", m.Name, err)
+	}
+	return spec, nil
+}
+
+func toModel(m *store.Model) (*api.Model, error) {
+	spec, err := modelSpec(m)
+	if err != nil {
+		return nil, err
+	}
+	out := &api.Model{Name: m.Name, Spec: spec, Sequences: m.Sequences, Live: m.Live,
+		Samples: m.Samples, Version: m.Version, CreatedAt: m.CreatedAt}
+	for _, sv := range m.Serving() {
+		out.Serving = append(out.Serving, api.Served(sv))
+	}
+	return out, nil
+}
+
+// hasLabel reports whether label is one of the spec's labels.
+func hasLabel(spec *api.ModelSpec, label string) bool { return slices.Contains(spec.Labels, label) }

@@ -1,0 +1,144 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/s3t-dev/s3t/api"
+)
+
+// openAPIPath turns Echo's /v1/models/:name into OpenAPI's /v1/models/{name} and returns the
+// parameter names.
+func openAPIPath(p string) (string, []string) {
+	segs := strings.Split(p, "/")
+	var params []string
+	for i, s := range segs {
+		if name, ok := strings.CutPrefix(s, ":"); ok {
+			segs[i] = "{" + name + "}"
+			params = append(params, name)
+		}
+	}
+	return strings.Join(segs, "/"), params
+}
+
+// OpenAPI returns the OpenAPI 3.1 document of routes: paths, operations, scopes and body
+// schemas derived by reflection from the api types.
+func OpenAPI(routes []Route) map[string]any {
+	schemas := map[string]any{}
+	sg := &schemaGen{defs: schemas}
+	errRef := sg.schema(reflect.TypeFor[api.ErrorBody]())
+	paths := map[string]any{}
+	for _, r := range routes {
+		p, params := openAPIPath(r.Path)
+		item, _ := paths[p].(map[string]any)
+		if item == nil {
+			item = map[string]any{}
+			paths[p] = item
+		}
+		op := map[string]any{"operationId": r.Name, "summary": r.Summary}
+		var ps []any
+		for _, name := range params {
+			ps = append(ps, map[string]any{"name": name, "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
+		}
+		if ps != nil {
+			op["parameters"] = ps
+		}
+		if r.Scope != "" {
+			op["security"] = []any{map[string]any{"apiKey": []any{string(r.Scope)}}}
+		}
+		switch {
+		case r.Request != nil:
+			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{
+				"application/json": map[string]any{"schema": sg.schema(reflect.TypeOf(r.Request))}}}
+		case r.ContentType != "":
+			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{
+				r.ContentType: map[string]any{"schema": map[string]any{"type": "string", "format": "binary"}}}}
+		}
+		ok := map[string]any{"description": "success"}
+		if r.Response != nil {
+			ok["content"] = map[string]any{"application/json": map[string]any{"schema": sg.schema(reflect.TypeOf(r.Response))}}
+		}
+		op["responses"] = map[string]any{
+			"2XX":     ok,
+			"default": map[string]any{"description": "error", "content": map[string]any{"application/json": map[string]any{"schema": errRef}}},
+		}
+		item[strings.ToLower(r.Method)] = op
+	}
+	return map[string]any{
+		"openapi": "3.1.0",
+		"info":    map[string]any{"title": "s3t", "version": "1", "description": "Exact machine unlearning model server (S3T)."},
+		"paths":   paths,
+		"components": map[string]any{
+			"schemas":         schemas,
+			"securitySchemes": map[string]any{"apiKey": map[string]any{"type": "http", "scheme": "bearer"}},
+		},
+	}
+}
+
+// schemaGen derives JSON Schemas from Go types, one component per named struct.
+type schemaGen struct{ defs map[string]any }
+
+func (g *schemaGen) schema(t reflect.Type) map[string]any {
+	switch t {
+	case reflect.TypeFor[time.Time]():
+		return map[string]any{"type": "string", "format": "date-time"}
+	case reflect.TypeFor[json.RawMessage]():
+		return map[string]any{"description": "any JSON value"}
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		return g.schema(t.Elem())
+	case reflect.Bool:
+		return map[string]any{"type": "boolean"}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return map[string]any{"type": "integer"}
+	case reflect.Float32, reflect.Float64:
+		return map[string]any{"type": "number"}
+	case reflect.String:
+		return map[string]any{"type": "string"}
+	case reflect.Slice, reflect.Array:
+		return map[string]any{"type": "array", "items": g.schema(t.Elem())}
+	case reflect.Map:
+		return map[string]any{"type": "object", "additionalProperties": g.schema(t.Elem())}
+	case reflect.Struct:
+		name := t.Name()
+		if _, ok := g.defs[name]; !ok {
+			g.defs[name] = nil // placeholder against recursion
+			props := map[string]any{}
+			g.fields(t, props)
+			g.defs[name] = map[string]any{"type": "object", "properties": props}
+		}
+		return map[string]any{"$ref": "#/components/schemas/" + name}
+	}
+	return map[string]any{}
+}
+
+func (g *schemaGen) fields(t reflect.Type, props map[string]any) {
+	for f := range t.Fields() {
+		if !f.IsExported() {
+			continue
+		}
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		if f.Anonymous && name == "" {
+			g.fields(f.Type, props)
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		props[name] = g.schema(f.Type)
+	}
+}
+
+func (s *Server) openAPI(c echo.Context) error {
+	return c.JSONBlob(http.StatusOK, s.openapi)
+}

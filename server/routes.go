@@ -1,0 +1,103 @@
+package server
+
+import (
+	"net/http"
+	"net/url"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/s3t-dev/s3t/api"
+)
+
+// Body kinds of a Route: how its request body is limited.
+const (
+	bodyNone   = iota // no body expected (limited to MaxBodyBytes all the same)
+	bodyJSON          // a JSON document, limited to MaxBodyBytes
+	bodyUpload        // a stream (NDJSON, ONNX), limited to MaxUploadBytes
+)
+
+// Route is one endpoint of the API: the single table that Echo, authentication, size limits,
+// metrics and the OpenAPI document are all built from.
+type Route struct {
+	Method string
+	// Path is Echo's pattern, with :param segments.
+	Path string
+	// Name is the OpenAPI operationId.
+	Name    string
+	Summary string
+	// Scope is the API key scope required; empty means public.
+	Scope api.Scope
+	// Request and Response are the body types (nil: none), for the OpenAPI document.
+	Request, Response any
+	// ContentType of the request body when it is not JSON.
+	ContentType string
+	body        int
+	handler     echo.HandlerFunc
+}
+
+// Routes lists every route of the server, in one place.
+func (s *Server) Routes() []Route {
+	return []Route{
+		// Operations.
+		{Method: http.MethodGet, Path: "/healthz", Name: "health", Summary: "Liveness: the process serves HTTP.", Response: api.Health{}, handler: s.health},
+		{Method: http.MethodGet, Path: "/readyz", Name: "ready", Summary: "Readiness: the ledger answers.", Response: api.Health{}, handler: s.ready},
+		{Method: http.MethodGet, Path: "/metrics", Name: "metrics", Summary: "Prometheus metrics (text exposition format).", handler: s.metricsHandler},
+		{Method: http.MethodGet, Path: "/openapi.json", Name: "openapi", Summary: "This API's OpenAPI 3 document.", handler: s.openAPI},
+
+		// Backbones.
+		{Method: http.MethodPost, Path: "/v1/backbones", Name: "registerBackboneFromPath", Summary: "Register a backbone from an ONNX file the server may read.", Scope: api.ScopeAdmin, Request: api.RegisterBackboneRequest{}, Response: api.Backbone{}, body: bodyJSON, handler: s.registerBackbonePath},
+		{Method: http.MethodPut, Path: "/v1/backbones/:name", Name: "uploadBackbone", Summary: "Register a backbone from an uploaded ONNX file (the raw body).", Scope: api.ScopeAdmin, Response: api.Backbone{}, ContentType: "application/octet-stream", body: bodyUpload, handler: s.uploadBackbone},
+		{Method: http.MethodGet, Path: "/v1/backbones", Name: "listBackbones", Summary: "List the backbones.", Scope: api.ScopeInfer, Response: api.ListBackbonesResponse{}, handler: s.listBackbones},
+		{Method: http.MethodDelete, Path: "/v1/backbones/:name", Name: "deleteBackbone", Summary: "Delete a backbone no model uses.", Scope: api.ScopeAdmin, Response: api.DeleteBackboneResponse{}, handler: s.deleteBackbone},
+		{Method: http.MethodGet, Path: "/v1/backbones/:name", Name: "getBackbone", Summary: "A backbone with its manifest and ONNX Runtime status.", Scope: api.ScopeInfer, Response: api.Backbone{}, handler: s.getBackbone},
+
+		// Models.
+		{Method: http.MethodPost, Path: "/v1/models", Name: "createModel", Summary: "Create a model.", Scope: api.ScopeAdmin, Request: api.CreateModelRequest{}, Response: api.Model{}, body: bodyJSON, handler: s.createModel},
+		{Method: http.MethodGet, Path: "/v1/models", Name: "listModels", Summary: "List the models.", Scope: api.ScopeInfer, Response: api.ListModelsResponse{}, handler: s.listModels},
+		{Method: http.MethodGet, Path: "/v1/models/:name", Name: "getModel", Summary: "A model with its live prefixes.", Scope: api.ScopeInfer, Response: api.Model{}, handler: s.getModel},
+		{Method: http.MethodDelete, Path: "/v1/models/:name", Name: "deleteModel", Summary: "Erase a model and everything recorded for it.", Scope: api.ScopeAdmin, Response: api.DeleteModelResponse{}, handler: s.deleteModel},
+		{Method: http.MethodPost, Path: "/v1/models/:name/train", Name: "startTraining", Summary: "Start training a model (501 where the server has no trainer).", Scope: api.ScopeTrain, Response: api.TrainingJobs{}, handler: s.startTraining},
+
+		// Samples.
+		{Method: http.MethodPost, Path: "/v1/models/:name/samples", Name: "uploadSamples", Summary: "Upload samples as NDJSON, all or nothing, with per-line errors.", Scope: api.ScopeTrain, Response: api.UploadSamplesResponse{}, ContentType: "application/x-ndjson", body: bodyUpload, handler: s.uploadSamples},
+		{Method: http.MethodGet, Path: "/v1/models/:name/samples/:id", Name: "getSample", Summary: "A sample's label and placement.", Scope: api.ScopeInfer, Response: api.SampleInfo{}, handler: s.getSample},
+
+		// Deletions.
+		{Method: http.MethodDelete, Path: "/v1/models/:name/samples/:id", Name: "deleteSample", Summary: "Unlearn one sample; the response is its receipt (410 with the earlier receipt when deleted before).", Scope: api.ScopeDelete, Response: api.Receipt{}, handler: s.deleteSample},
+		{Method: http.MethodPost, Path: "/v1/models/:name/deletions", Name: "deleteSamples", Summary: "Unlearn several samples in one transaction.", Scope: api.ScopeDelete, Request: api.DeleteSamplesRequest{}, Response: api.DeleteSamplesResponse{}, body: bodyJSON, handler: s.deleteSamples},
+		{Method: http.MethodGet, Path: "/v1/models/:name/deletions", Name: "listReceipts", Summary: "A model's deletion receipts in ledger order.", Scope: api.ScopeDelete, Response: api.ListReceiptsResponse{}, handler: s.listReceipts},
+		{Method: http.MethodGet, Path: "/v1/deletions/:receipt", Name: "getReceipt", Summary: "Read a deletion receipt back.", Scope: api.ScopeDelete, Response: api.Receipt{}, handler: s.getReceipt},
+	}
+}
+
+// limit caps a route's request body with http.MaxBytesReader; reading past the cap gives an
+// *http.MaxBytesError, which the error handler maps to 413.
+func (s *Server) limit(r Route) echo.MiddlewareFunc {
+	n := s.cfg.MaxBodyBytes
+	if r.body == bodyUpload {
+		n = s.cfg.MaxUploadBytes
+	}
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			req := c.Request()
+			if req.ContentLength > n {
+				return &http.MaxBytesError{Limit: n}
+			}
+			req.Body = http.MaxBytesReader(c.Response(), req.Body, n)
+			return next(c)
+		}
+	}
+}
+
+// param returns the path parameter name, unescaped. Echo routes on the escaped path when the
+// request has one (an id holding %2F), and then hands parameters over still escaped.
+func param(c echo.Context, name string) string {
+	v := c.Param(name)
+	if c.Request().URL.RawPath == "" {
+		return v
+	}
+	if u, err := url.PathUnescape(v); err == nil {
+		return u
+	}
+	return v
+}

@@ -1,0 +1,190 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/s3t-dev/s3t/api"
+	"github.com/s3t-dev/s3t/assets"
+	"github.com/s3t-dev/s3t/server"
+)
+
+var fashionLabels = []string{"t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"}
+
+func sampleInput(i int) json.RawMessage {
+	return json.RawMessage(fmt.Sprintf("[%d.5, 0.25, 1]", i))
+}
+
+// TestEndToEnd drives the real server over HTTP: backbone, model, upload, deletion, receipts
+// and scopes, as a user would.
+func TestEndToEnd(t *testing.T) {
+	const adminKey, trainerKey = "admin-secret", "trainer-secret"
+	ts := startServer(t, server.Config{}, map[string][]api.Scope{
+		adminKey:   {api.ScopeAdmin},
+		trainerKey: {api.ScopeTrain, api.ScopeInfer},
+	})
+	ctx := context.Background()
+	admin, trainer, anon := ts.client(t, adminKey), ts.client(t, trainerKey), ts.client(t, "")
+
+	// Register the ViT backbone by upload; the manifest is detected.
+	bb, err := admin.RegisterBackbone(ctx, &api.RegisterBackboneRequest{Name: "vit", ONNX: assets.ViTFashionMNIST()})
+	if err != nil {
+		t.Fatalf("register backbone: %v", err)
+	}
+	if len(bb.Manifest) == 0 || bb.SHA256 == "" {
+		t.Fatalf("backbone without manifest: %+v (manifest error %q)", bb, bb.ManifestError)
+	}
+	got, err := trainer.GetBackbone(ctx, &api.GetBackboneRequest{Name: "vit"})
+	if err != nil || got.Runtime == nil {
+		t.Fatalf("get backbone = %+v, %v; want a runtime status", got, err)
+	}
+	t.Logf("runtime: %+v", *got.Runtime)
+	if _, err := admin.RegisterBackbone(ctx, &api.RegisterBackboneRequest{Name: "junk", ONNX: []byte("not onnx")}); err != nil {
+		wantError(t, err, http.StatusBadRequest, api.CodeInvalid)
+	} else {
+		t.Fatal("registering junk bytes succeeded")
+	}
+
+	// Create a model.
+	spec := api.ModelSpec{Backbone: "vit", Labels: fashionLabels, PEFT: api.PEFT{Type: "lora", Config: json.RawMessage(`{"r":4}`)},
+		S3T: api.S3TConfig{Shards: 2, Slices: 3, Sequences: 2, Selector: "cyclic"}, Seed: 7}
+	m, err := admin.CreateModel(ctx, &api.CreateModelRequest{Name: "fmnist", ModelSpec: spec})
+	if err != nil {
+		t.Fatalf("create model: %v", err)
+	}
+	if len(m.Sequences) != 2 || len(m.Sequences[0]) != 2 || len(m.Serving) != 2 || m.Spec.Training.BatchSize == 0 {
+		t.Fatalf("model = %+v", m)
+	}
+	_, err = admin.CreateModel(ctx, &api.CreateModelRequest{Name: "fmnist", ModelSpec: spec})
+	wantError(t, err, http.StatusConflict, api.CodeConflict)
+	_, err = trainer.CreateModel(ctx, &api.CreateModelRequest{Name: "other", ModelSpec: spec})
+	wantError(t, err, http.StatusForbidden, api.CodeForbidden)
+	_, err = anon.ListModels(ctx, &api.ListModelsRequest{})
+	wantError(t, err, http.StatusUnauthorized, api.CodeUnauthorized)
+
+	// An upload with one bad line stores nothing and names the line.
+	var samples []api.Sample
+	for i := range 12 {
+		samples = append(samples, api.Sample{ID: fmt.Sprintf("s%02d", i), Input: sampleInput(i), Label: fashionLabels[i%10]})
+	}
+	bad := append(append([]api.Sample{}, samples...), api.Sample{ID: "bad", Input: sampleInput(0), Label: "unicorn"})
+	_, err = trainer.UploadSamples(ctx, &api.UploadSamplesRequest{Model: "fmnist", Samples: bad})
+	e := wantError(t, err, http.StatusBadRequest, api.CodeInvalid)
+	if len(e.Lines) != 1 || e.Lines[0].Line != 13 || e.Lines[0].ID != "bad" {
+		t.Fatalf("line errors = %+v, want line 13 (id bad)", e.Lines)
+	}
+	if m, _ := admin.GetModel(ctx, &api.GetModelRequest{Name: "fmnist"}); m.Samples != 0 {
+		t.Fatalf("a rejected upload stored %d samples", m.Samples)
+	}
+	up, err := trainer.UploadSamples(ctx, &api.UploadSamplesRequest{Model: "fmnist", Samples: samples})
+	if err != nil || up.Stored != 12 {
+		t.Fatalf("upload = %+v, %v", up, err)
+	}
+	// Re-uploading is idempotent; the same id with another label conflicts, naming the line.
+	if up, err := trainer.UploadSamples(ctx, &api.UploadSamplesRequest{Model: "fmnist", Samples: samples[:2]}); err != nil || up.Existed != 2 {
+		t.Fatalf("re-upload = %+v, %v", up, err)
+	}
+	clash := []api.Sample{samples[3], {ID: "s00", Input: sampleInput(0), Label: "boot"}}
+	_, err = trainer.UploadSamples(ctx, &api.UploadSamplesRequest{Model: "fmnist", Samples: clash})
+	e = wantError(t, err, http.StatusConflict, api.CodeConflict)
+	if len(e.Lines) != 1 || e.Lines[0].Line != 2 {
+		t.Fatalf("conflict lines = %+v", e.Lines)
+	}
+
+	info, err := trainer.GetSample(ctx, &api.GetSampleRequest{Model: "fmnist", ID: "s05"})
+	if err != nil || info.Placement != up.Samples[5].Placement {
+		t.Fatalf("get sample = %+v, %v; want placement %+v", info, err, up.Samples[5].Placement)
+	}
+
+	// Deletion: a key without the delete scope is refused.
+	_, err = trainer.DeleteSample(ctx, &api.DeleteSampleRequest{Model: "fmnist", ID: "s05"})
+	wantError(t, err, http.StatusForbidden, api.CodeForbidden)
+
+	rc, err := admin.DeleteSample(ctx, &api.DeleteSampleRequest{Model: "fmnist", ID: "s05"})
+	if err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if rc.ID == "" || rc.SampleID != "s05" || rc.Shard != info.Placement.Shard || rc.Slice != info.Placement.Slice || len(rc.Live) != 2 {
+		t.Fatalf("receipt = %+v", rc)
+	}
+	_, err = admin.DeleteSample(ctx, &api.DeleteSampleRequest{Model: "fmnist", ID: "s05"})
+	e = wantError(t, err, http.StatusGone, api.CodeGone)
+	if e.Receipt == nil || e.Receipt.ID != rc.ID || e.Receipt.LedgerVersion != rc.LedgerVersion {
+		t.Fatalf("410 receipt = %+v, want %+v", e.Receipt, rc)
+	}
+	_, err = admin.DeleteSample(ctx, &api.DeleteSampleRequest{Model: "fmnist", ID: "nope"})
+	wantError(t, err, http.StatusNotFound, api.CodeNotFound)
+	_, err = trainer.GetSample(ctx, &api.GetSampleRequest{Model: "fmnist", ID: "s05"})
+	wantError(t, err, http.StatusGone, api.CodeGone)
+
+	back, err := admin.GetReceipt(ctx, &api.GetReceiptRequest{ID: rc.ID})
+	if err != nil || back.ID != rc.ID || back.SampleID != "s05" || !back.Time.Equal(rc.Time) {
+		t.Fatalf("receipt back = %+v, %v; want %+v", back, err, rc)
+	}
+	_, err = admin.GetReceipt(ctx, &api.GetReceiptRequest{ID: "0000"})
+	wantError(t, err, http.StatusNotFound, api.CodeNotFound)
+
+	// Batch deletion: one result per id, in order.
+	br, err := admin.DeleteSamples(ctx, &api.DeleteSamplesRequest{Model: "fmnist", IDs: []string{"s01", "s05", "nope", "s02"}})
+	if err != nil {
+		t.Fatalf("batch delete: %v", err)
+	}
+	want := []string{api.DeletionDeleted, api.DeletionGone, api.DeletionNotFound, api.DeletionDeleted}
+	for i, r := range br.Results {
+		if r.Status != want[i] {
+			t.Errorf("batch result %d = %+v, want %s", i, r, want[i])
+		}
+	}
+	if br.Results[1].Receipt == nil || br.Results[1].Receipt.ID != rc.ID {
+		t.Errorf("gone result carries %+v, want the earlier receipt %s", br.Results[1].Receipt, rc.ID)
+	}
+	m, err = admin.GetModel(ctx, &api.GetModelRequest{Name: "fmnist"})
+	if err != nil || m.Samples != 9 {
+		t.Fatalf("model after deletions = %+v, %v; want 9 samples", m, err)
+	}
+
+	all, err := admin.ListReceipts(ctx, &api.ListReceiptsRequest{Model: "fmnist"})
+	if err != nil || len(all.Receipts) != 3 || all.Receipts[0].ID != rc.ID {
+		t.Fatalf("receipts = %+v, %v; want 3, the first %s", all, err, rc.ID)
+	}
+	for i := 1; i < len(all.Receipts); i++ {
+		if all.Receipts[i].LedgerVersion <= all.Receipts[i-1].LedgerVersion {
+			t.Fatalf("receipts out of ledger order: %+v", all.Receipts)
+		}
+	}
+	_, err = admin.ListReceipts(ctx, &api.ListReceiptsRequest{Model: "nomodel"})
+	wantError(t, err, http.StatusNotFound, api.CodeNotFound)
+
+	// Training is a seam for the training issue: 501 without a trainer.
+	_, err = trainer.StartTraining(ctx, &api.StartTrainingRequest{Model: "fmnist"})
+	wantError(t, err, http.StatusNotImplemented, api.CodeNotImplemented)
+
+	// Metrics count the deletions and the requests by route.
+	body, _ := io.ReadAll(get(t, ts.URL+"/metrics").Body)
+	for _, w := range []string{`s3t_deletions_total{result="deleted"} 3`, `s3t_deletions_total{result="gone"} 2`,
+		`s3t_http_requests_total{method="DELETE",route="/v1/models/:name/samples/:id",status="410"} 1`,
+		`s3t_http_request_duration_seconds_bucket{method="POST",route="/v1/models/:name/samples"`} {
+		if !strings.Contains(string(body), w) {
+			t.Errorf("/metrics lacks %s", w)
+		}
+	}
+
+	// A backbone in use cannot be deleted; deleting the model erases it and frees the backbone.
+	_, err = admin.DeleteBackbone(ctx, &api.DeleteBackboneRequest{Name: "vit"})
+	wantError(t, err, http.StatusConflict, api.CodeConflict)
+	if _, err := admin.DeleteModel(ctx, &api.DeleteModelRequest{Name: "fmnist"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = admin.GetModel(ctx, &api.GetModelRequest{Name: "fmnist"})
+	wantError(t, err, http.StatusNotFound, api.CodeNotFound)
+	if _, err := admin.DeleteBackbone(ctx, &api.DeleteBackboneRequest{Name: "vit"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = admin.GetBackbone(ctx, &api.GetBackboneRequest{Name: "vit"})
+	wantError(t, err, http.StatusNotFound, api.CodeNotFound)
+}

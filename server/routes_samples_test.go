@@ -1,0 +1,104 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/s3t-dev/s3t/api"
+	"github.com/s3t-dev/s3t/assets"
+	"github.com/s3t-dev/s3t/server"
+)
+
+// TestUploadStreamLimit streams an NDJSON upload without a length (chunked) past the size
+// limit: the server answers 413 and stores nothing.
+func TestUploadStreamLimit(t *testing.T) {
+	ts := startServer(t, server.Config{AllowPaths: true, DisableRuntime: true, MaxUploadBytes: 4 << 10, MaxLineBytes: 1 << 10}, nil)
+	ctx := context.Background()
+	c := ts.client(t, "")
+	path := filepath.Join(t.TempDir(), "vit.onnx")
+	if err := os.WriteFile(path, assets.ViTFashionMNIST(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RegisterBackbone(ctx, &api.RegisterBackboneRequest{Name: "vit", Path: path}); err != nil {
+		t.Fatalf("register by path: %v", err)
+	}
+	list, err := c.ListBackbones(ctx, &api.ListBackbonesRequest{})
+	if err != nil || len(list.Backbones) != 1 || list.Backbones[0].Name != "vit" {
+		t.Fatalf("list backbones = %+v, %v", list, err)
+	}
+	spec := api.ModelSpec{Backbone: "vit", Labels: []string{"a", "b"}, PEFT: api.PEFT{Type: "lora"}, S3T: api.S3TConfig{Shards: 1, Slices: 2, Sequences: 1}}
+	if _, err := c.CreateModel(ctx, &api.CreateModelRequest{Name: "m", ModelSpec: spec}); err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		for i := 0; i < 1000; i++ {
+			if _, err := fmt.Fprintf(pw, `{"id":"s%d","input":[1,2,3],"label":"a"}`+"\n", i); err != nil {
+				return
+			}
+		}
+		pw.Close()
+	}()
+	_, err = c.UploadNDJSON(ctx, "m", pr)
+	pr.CloseWithError(io.ErrClosedPipe)
+	wantError(t, err, http.StatusRequestEntityTooLarge, api.CodeTooLarge)
+	m, err := c.GetModel(ctx, &api.GetModelRequest{Name: "m"})
+	if err != nil || m.Samples != 0 {
+		t.Fatalf("after a rejected upload: %+v, %v", m, err)
+	}
+
+	// Per-line validation: each failing line is reported with its number.
+	body := strings.Join([]string{
+		`{"id":"ok","input":[1],"label":"a"}`,
+		`not json`,
+		`{"id":"","input":[1],"label":"a"}`,
+		`{"id":"x","label":"a"}`,
+		`{"id":"y","input":[1],"label":"a","extra":1}`,
+	}, "\n")
+	_, err = c.UploadNDJSON(ctx, "m", strings.NewReader(body))
+	e := wantError(t, err, http.StatusBadRequest, api.CodeInvalid)
+	var got []int
+	for _, l := range e.Lines {
+		got = append(got, l.Line)
+	}
+	if fmt.Sprint(got) != "[2 3 4 5]" {
+		t.Fatalf("failing lines = %v, want [2 3 4 5] (%+v)", got, e.Lines)
+	}
+	long := `{"id":"ok","input":[1],"label":"a"}` + "\n" + `{"id":"long","input":"` + strings.Repeat("x", 2<<10) + `","label":"a"}`
+	_, err = c.UploadNDJSON(ctx, "m", strings.NewReader(long))
+	e = wantError(t, err, http.StatusBadRequest, api.CodeInvalid)
+	if len(e.Lines) != 1 || e.Lines[0].Line != 2 {
+		t.Fatalf("long line: %+v, want line 2", e.Lines)
+	}
+	_, err = c.UploadNDJSON(ctx, "nomodel", strings.NewReader(`{"id":"a","input":[1],"label":"a"}`))
+	wantError(t, err, http.StatusNotFound, api.CodeNotFound)
+}
+
+// TestHealthAndNoKeys checks the operational routes and that a server without keys allows
+// every request and binds loopback only.
+func TestHealthAndNoKeys(t *testing.T) {
+	ts := startServer(t, server.Config{DisableRuntime: true}, nil)
+	c := ts.client(t, "")
+	if h, err := c.Health(context.Background(), &api.HealthRequest{}); err != nil || h.Status != "ok" {
+		t.Fatalf("healthz = %+v, %v", h, err)
+	}
+	for _, p := range []string{"/readyz", "/metrics", "/openapi.json"} {
+		if resp := get(t, ts.URL+p); resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s = %d", p, resp.StatusCode)
+		}
+	}
+	ln, err := ts.srv.Listen("0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if !strings.HasPrefix(ln.Addr().String(), "127.0.0.1:") {
+		t.Fatalf("keyless server listens on %s, want loopback", ln.Addr())
+	}
+}

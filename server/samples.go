@@ -1,0 +1,139 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/s3t-dev/s3t/api"
+	"github.com/s3t-dev/s3t/store"
+)
+
+// maxLineErrors caps the per-line errors reported for one rejected upload.
+const maxLineErrors = 100
+
+// uploadSamples reads an NDJSON stream of api.Sample lines (size-limited by the route), checks
+// every line, and stores the batch in one ledger transaction: either every sample is stored or
+// none is, and a rejected upload lists the failing lines.
+func (s *Server) uploadSamples(c echo.Context) error {
+	ctx := c.Request().Context()
+	name := param(c, "name")
+	m, err := s.cfg.Store.GetModel(ctx, name)
+	if err != nil {
+		return fmt.Errorf("upload samples: %w", err)
+	}
+	spec, err := modelSpec(m)
+	if err != nil {
+		return err
+	}
+	var (
+		samples []store.Sample
+		lineOf  []int // lineOf[i] is the line of samples[i]
+		bad     []api.LineError
+	)
+	sc := bufio.NewScanner(c.Request().Body)
+	sc.Buffer(make([]byte, 0, min(64<<10, s.cfg.MaxLineBytes)), s.cfg.MaxLineBytes)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		smp, lerr := parseSampleLine(line, &spec)
+		if lerr != nil {
+			lerr.Line = n
+			if len(bad) < maxLineErrors {
+				bad = append(bad, *lerr)
+			}
+			continue
+		}
+		samples = append(samples, store.Sample{ID: smp.ID, Label: smp.Label, Input: []byte(smp.Input)})
+		lineOf = append(lineOf, n)
+	}
+	if err := sc.Err(); err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return err
+		}
+		if errors.Is(err, bufio.ErrTooLong) {
+			return rejectedUpload(http.StatusBadRequest, api.CodeInvalid, append(bad, api.LineError{Line: n + 1,
+				Code: api.CodeInvalid, Message: fmt.Sprintf("the line exceeds %d bytes", s.cfg.MaxLineBytes)}))
+		}
+		return fmt.Errorf("read upload: %w", err)
+	}
+	if len(bad) > 0 {
+		return rejectedUpload(http.StatusBadRequest, api.CodeInvalid, bad)
+	}
+	if len(samples) == 0 {
+		return invalidf("no samples in the upload (one JSON object per line: id, input, label)")
+	}
+	res, err := s.cfg.Store.PutSamples(ctx, name, samples)
+	if err != nil {
+		if len(res) != len(samples) {
+			return fmt.Errorf("upload samples: %w", err)
+		}
+		status, code := http.StatusBadRequest, api.CodeInvalid
+		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrGone) {
+			status, code = http.StatusConflict, api.CodeConflict
+		}
+		for i, r := range res {
+			if r.Err != nil && len(bad) < maxLineErrors {
+				_, e := toAPIError(r.Err)
+				bad = append(bad, api.LineError{Line: lineOf[i], ID: r.ID, Code: e.Code, Message: r.Err.Error()})
+			}
+		}
+		return rejectedUpload(status, code, bad)
+	}
+	out := api.UploadSamplesResponse{Samples: make([]api.UploadedSample, len(res))}
+	for i, r := range res {
+		out.Samples[i] = api.UploadedSample{ID: r.ID, Placement: api.Placement(r.Placement), Existed: r.Existed}
+		if r.Existed {
+			out.Existed++
+		} else {
+			out.Stored++
+		}
+	}
+	s.log.Info("samples uploaded", "model", name, "stored", out.Stored, "existed", out.Existed)
+	return c.JSON(http.StatusOK, out)
+}
+
+func rejectedUpload(status int, code string, lines []api.LineError) error {
+	return &statusError{status, &api.Error{Code: code,
+		Message: fmt.Sprintf("%d line(s) rejected (first: line %d: %s); nothing was stored", len(lines), lines[0].Line, lines[0].Message),
+		Lines:   lines}}
+}
+
+// parseSampleLine decodes and checks one NDJSON line against the model's spec.
+func parseSampleLine(line []byte, spec *api.ModelSpec) (*api.Sample, *api.LineError) {
+	var smp api.Sample
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&smp); err != nil {
+		return nil, &api.LineError{Code: api.CodeInvalid, Message: fmt.Sprintf("not a sample object: %v", err)}
+	}
+	switch {
+	case dec.More():
+		return nil, &api.LineError{ID: smp.ID, Code: api.CodeInvalid, Message: "more than one JSON value on the line"}
+	case smp.ID == "":
+		return nil, &api.LineError{Code: api.CodeInvalid, Message: "id is required"}
+	case len(smp.Input) == 0 || string(smp.Input) == "null":
+		return nil, &api.LineError{ID: smp.ID, Code: api.CodeInvalid, Message: "input is required"}
+	case !hasLabel(spec, smp.Label):
+		return nil, &api.LineError{ID: smp.ID, Code: api.CodeInvalid, Message: fmt.Sprintf("label %q is not one of the model's labels", smp.Label)}
+	}
+	return &smp, nil
+}
+
+func (s *Server) getSample(c echo.Context) error {
+	smp, err := s.cfg.Store.GetSample(c.Request().Context(), param(c, "name"), param(c, "id"))
+	if err != nil {
+		return fmt.Errorf("get sample: %w", err)
+	}
+	return c.JSON(http.StatusOK, api.SampleInfo{ID: smp.ID, Label: smp.Label, Placement: api.Placement(smp.Placement), CreatedAt: smp.CreatedAt})
+}

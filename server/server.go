@@ -1,0 +1,206 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/s3t-dev/s3t/backbone/ort"
+	"github.com/s3t-dev/s3t/store"
+)
+
+// Default limits of Config.
+const (
+	DefaultMaxBodyBytes      = 1 << 20   // JSON requests: 1 MiB
+	DefaultMaxUploadBytes    = 512 << 20 // NDJSON sample uploads and ONNX uploads: 512 MiB
+	DefaultMaxLineBytes      = 16 << 20  // one NDJSON line: 16 MiB
+	DefaultShutdownTimeout   = 30 * time.Second
+	DefaultReadHeaderTimeout = 10 * time.Second
+)
+
+// Trainer starts and cancels training of a model. The training issue implements it; a server
+// without one answers the training routes with 501 not_implemented.
+type Trainer interface {
+	// StartTraining queues the training jobs of a model and returns their ids.
+	StartTraining(ctx context.Context, model string) ([]int64, error)
+}
+
+// Config configures a Server. Store and Blobs are required; everything else has a default.
+type Config struct {
+	// Store is the ledger. The server does not close it.
+	Store *store.Store
+	// Blobs holds uploaded backbones (and, for the training issue, checkpoints).
+	Blobs *store.Blobs
+	// Keys are the accepted API keys. With none, every request is allowed and Listen binds
+	// loopback only.
+	Keys []Key
+	// Trainer runs training; nil: the training routes answer 501.
+	Trainer Trainer
+	// AllowPaths lets clients register a backbone from a path on the server's file system.
+	AllowPaths bool
+	// DisableRuntime skips creating ONNX Runtime sessions for backbones (their Runtime then says
+	// so); for machines without the library.
+	DisableRuntime bool
+	// MaxBodyBytes limits JSON request bodies (default DefaultMaxBodyBytes).
+	MaxBodyBytes int64
+	// MaxUploadBytes limits sample and backbone uploads (default DefaultMaxUploadBytes).
+	MaxUploadBytes int64
+	// MaxLineBytes limits one NDJSON line (default DefaultMaxLineBytes).
+	MaxLineBytes int
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+	// Registry receives the server's metrics (default: a fresh registry served at /metrics).
+	Registry *prometheus.Registry
+}
+
+// Server is the s3t HTTP API. Create it with New; serve it with Serve or use Handler.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	echo    *echo.Echo
+	routes  []Route
+	auth    *authenticator
+	metrics *metrics
+	openapi []byte
+
+	mu       sync.Mutex
+	sessions map[string]*runtimeEntry // backbone name -> ONNX Runtime session or its error
+}
+
+type runtimeEntry struct {
+	sha  string
+	sess *ort.Session
+	err  error
+}
+
+// New builds a server: every route of Routes on Echo, with size limits, authentication,
+// metrics and one error handler.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil || cfg.Blobs == nil {
+		return nil, errors.New("server: Config.Store and Config.Blobs are required")
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxUploadBytes <= 0 {
+		cfg.MaxUploadBytes = DefaultMaxUploadBytes
+	}
+	if cfg.MaxLineBytes <= 0 {
+		cfg.MaxLineBytes = DefaultMaxLineBytes
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, sessions: map[string]*runtimeEntry{}}
+	auth, err := newAuthenticator(cfg.Keys)
+	if err != nil {
+		return nil, err
+	}
+	s.auth = auth
+	if s.metrics, err = newMetrics(cfg.Registry); err != nil {
+		return nil, err
+	}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(s.metrics.middleware, s.recoverPanics)
+	s.routes = s.Routes()
+	for _, r := range s.routes {
+		e.Add(r.Method, r.Path, r.handler, s.limit(r), s.auth.require(r.Scope))
+	}
+	if s.openapi, err = json.Marshal(OpenAPI(s.routes)); err != nil {
+		return nil, fmt.Errorf("server: openapi: %w", err)
+	}
+	s.echo = e
+	return s, nil
+}
+
+// Handler returns the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// Listen opens the TCP listener of addr. With no API keys configured, a non-loopback host is
+// replaced by 127.0.0.1 and the log says so: an open server is reachable from this machine only.
+func (s *Server) Listen(addr string) (net.Listener, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("server: listen address %q: %w", addr, err)
+	}
+	if len(s.cfg.Keys) == 0 {
+		ip := net.ParseIP(host)
+		if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			s.log.Warn("no API keys configured: listening on loopback only", "asked", addr)
+			host = "127.0.0.1"
+		} else {
+			s.log.Info("no API keys configured: every request is allowed, loopback only", "addr", addr)
+		}
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, port))
+	if err != nil {
+		return nil, fmt.Errorf("server: listen: %w", err)
+	}
+	return ln, nil
+}
+
+// Serve serves HTTP on ln until ctx is cancelled, then shuts down gracefully: it stops
+// accepting, lets in-flight requests finish (up to DefaultShutdownTimeout) and closes the
+// backbone sessions.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{Handler: s.echo, ReadHeaderTimeout: DefaultReadHeaderTimeout, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	s.log.Info("serving", "addr", ln.Addr().String())
+	select {
+	case err := <-errc:
+		s.closeSessions()
+		return fmt.Errorf("server: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down", "timeout", DefaultShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultShutdownTimeout)
+	defer cancel()
+	err := hs.Shutdown(sctx)
+	<-errc
+	s.closeSessions()
+	if err != nil {
+		return fmt.Errorf("server: shutdown: %w", err)
+	}
+	s.log.Info("stopped")
+	return nil
+}
+
+func (s *Server) closeSessions() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, r := range s.sessions {
+		if r.sess != nil {
+			if err := r.sess.Close(); err != nil {
+				s.log.Warn("close backbone session", "backbone", name, "err", err)
+			}
+		}
+		delete(s.sessions, name)
+	}
+}
+
+// recoverPanics turns a handler panic into a 500 through the error handler.
+func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("server: panic in %s %s: %v", c.Request().Method, c.Path(), p)
+			}
+		}()
+		return next(c)
+	}
+}
