@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-
-	"github.com/s3t-dev/s3t/sdk"
 )
 
 // ParseManifest reads a manifest from JSON, rejecting unknown fields and other versions. It checks
@@ -55,18 +53,17 @@ func LoadManifest(path string) (*Manifest, error) {
 	return man, nil
 }
 
-// ValidateManifest checks man against the model: blocks listed bottom to top with unique names
-// and one output edge each; every tensor and consumer present in the graph and every consumer
+// ValidateManifest checks man against the model: its own consistency first (sdk's
+// Manifest.Validate: version, blocks indexed bottom to top with unique names, one output edge
+// each, roles and kinds), then every tensor and consumer present in the graph and every consumer
 // reading its edge's tensor; weight edges constant, activation edges computed; slices inside
-// their tensors; no edge listed twice. The error wraps ErrInvalidManifest and lists the problems.
+// their tensors; no edge listed twice across blocks; blocks ordered bottom to top. The error
+// wraps ErrInvalidManifest and lists the problems.
 func (m *Model) ValidateManifest(man *Manifest) error {
 	var probs []error
 	add := func(format string, args ...any) { probs = append(probs, fmt.Errorf(format, args...)) }
-	if man.Version != ManifestVersion {
-		add("version %d (want %d)", man.Version, ManifestVersion)
-	}
-	if len(man.Blocks) == 0 {
-		add("no blocks")
+	if err := man.Validate(); err != nil {
+		probs = append(probs, err)
 	}
 	ix := newIndex(m.pb.Graph)
 	constMemo := map[string]bool{}
@@ -74,7 +71,6 @@ func (m *Model) ValidateManifest(man *Manifest) error {
 	for i, n := range ix.g.GetNode() {
 		nodeByName[n.GetName()] = i
 	}
-	names := map[string]bool{}
 	type edgeKey struct {
 		tensor, consumers string
 		slice             Slice
@@ -83,33 +79,16 @@ func (m *Model) ValidateManifest(man *Manifest) error {
 	var outputs []string
 	for i, b := range man.Blocks {
 		where := fmt.Sprintf("block %d (%s)", i, b.Name)
-		if b.Index != i {
-			add("%s: index %d, want %d", where, b.Index, i)
-		}
-		if b.Name == "" {
-			add("block %d: no name", i)
-		} else if names[b.Name] {
-			add("%s: name used twice", where)
-		}
-		names[b.Name] = true
 		if b.Input != "" && !ix.defined(b.Input) {
 			add("%s: input %q: %v", where, b.Input, ErrNoSuchTensor)
 		}
-		nout := 0
 		for _, e := range b.Edges {
 			ew := fmt.Sprintf("%s: %s edge %q", where, e.Role, e.Tensor)
-			if !sdk.RolePattern.MatchString(string(e.Role)) {
-				add("%s: role must match %s", ew, sdk.RolePattern)
-			}
 			if e.Role == RoleOutput {
-				nout++
 				outputs = append(outputs, e.Tensor)
 			}
-			if k := e.Role.Kind(); k != "" && e.Kind != k {
-				add("%s: kind %q, want %q", ew, e.Kind, k)
-			}
-			if e.Kind != KindWeight && e.Kind != KindActivation {
-				add("%s: kind %q (want weight or activation)", ew, e.Kind)
+			if e.Kind == "" {
+				add("%s: no kind (want weight or activation)", ew)
 			}
 			if !ix.defined(e.Tensor) {
 				add("%s: %v", ew, ErrNoSuchTensor)
@@ -151,9 +130,6 @@ func (m *Model) ValidateManifest(man *Manifest) error {
 				add("%s: same edge as %s", ew, prev)
 			}
 			seen[k] = ew
-		}
-		if nout != 1 {
-			add("%s: %d output edges, want exactly 1", where, nout)
 		}
 	}
 	// Bottom to top: each block's output must feed the next one's.
