@@ -153,3 +153,14 @@ func DecodeConfig(config json.RawMessage, dst any) error {
 	}
 	return nil
 }
+
+// Describe builds a PEFT plugin's DescribeResponse from its JSON Schema text and its default
+// config (any value that marshals to a JSON object).
+func Describe(name, version, description, schema string, defaults any) (*DescribeResponse, error) {
+	d, err := json.Marshal(defaults)
+	if err != nil {
+		return nil, fmt.Errorf("%s: defaults: %w", name, err)
+	}
+	return &DescribeResponse{Name: name, Version: version, Description: description,
+		ConfigSchema: json.RawMessage(schema), Defaults: d}, nil
+}

@@ -47,13 +47,9 @@ type IA3 struct{}
 
 // Describe implements sdk.PEFT.
 func (*IA3) Describe(context.Context, *sdk.DescribeRequest) (*sdk.DescribeResponse, error) {
-	defaults, err := json.Marshal(Config{Targets: []string{TargetKeys, TargetValues, TargetMLP}})
-	if err != nil {
-		return nil, err
-	}
-	return &sdk.DescribeResponse{Name: Name, Version: Version,
-		Description:  "IA3: keys, values and MLP activations multiplied by learned vectors (ones = off)",
-		ConfigSchema: json.RawMessage(schema), Defaults: defaults}, nil
+	return sdk.Describe(Name, Version,
+		"IA3: keys, values and MLP activations multiplied by learned vectors (ones = off)",
+		schema, Config{Targets: []string{TargetKeys, TargetValues, TargetMLP}})
 }
 
 // Plan implements sdk.PEFT.

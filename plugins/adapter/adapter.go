@@ -81,13 +81,9 @@ func Plugin() *sdk.Plugin {
 
 // Describe implements sdk.PEFT.
 func (*Adapter) Describe(context.Context, *sdk.DescribeRequest) (*sdk.DescribeResponse, error) {
-	defaults, err := json.Marshal(DefaultConfig())
-	if err != nil {
-		return nil, err
-	}
-	return &sdk.DescribeResponse{Name: Name, Version: Version,
-		Description:  "Bottleneck adapters on block activations: h + up(act(down(h))), up-projection initialised (and off) at 0",
-		ConfigSchema: json.RawMessage(schema), Defaults: defaults}, nil
+	return sdk.Describe(Name, Version,
+		"Bottleneck adapters on block activations: h + up(act(down(h))), up-projection initialised (and off) at 0",
+		schema, DefaultConfig())
 }
 
 // ParseConfig decodes a config over the defaults and checks it.

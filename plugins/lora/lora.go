@@ -73,13 +73,9 @@ func Plugin() *sdk.Plugin {
 
 // Describe implements sdk.PEFT.
 func (*LoRA) Describe(context.Context, *sdk.DescribeRequest) (*sdk.DescribeResponse, error) {
-	defaults, err := json.Marshal(DefaultConfig())
-	if err != nil {
-		return nil, err
-	}
-	return &sdk.DescribeResponse{Name: Name, Version: Version,
-		Description:  "Low-rank adaptation of weight edges: W + (alpha/r)·B·A, B initialised (and off) at 0",
-		ConfigSchema: json.RawMessage(schema), Defaults: defaults}, nil
+	return sdk.Describe(Name, Version,
+		"Low-rank adaptation of weight edges: W + (alpha/r)·B·A, B initialised (and off) at 0",
+		schema, DefaultConfig())
 }
 
 // ParseConfig decodes a config over the defaults and checks it.

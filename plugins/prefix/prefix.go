@@ -90,13 +90,9 @@ func Plugin() *sdk.Plugin {
 
 // Describe implements sdk.PEFT.
 func (*Prefix) Describe(context.Context, *sdk.DescribeRequest) (*sdk.DescribeResponse, error) {
-	defaults, err := json.Marshal(DefaultConfig())
-	if err != nil {
-		return nil, err
-	}
-	return &sdk.DescribeResponse{Name: Name, Version: Version,
-		Description:  "Prefix tuning: learned key/value tokens per attention layer, gated per head (gate 0 is off)",
-		ConfigSchema: json.RawMessage(schema), Defaults: defaults}, nil
+	return sdk.Describe(Name, Version,
+		"Prefix tuning: learned key/value tokens per attention layer, gated per head (gate 0 is off)",
+		schema, DefaultConfig())
 }
 
 // ParseConfig decodes a config over the defaults and checks it.
