@@ -9,6 +9,10 @@ import (
 // (a block's input) for one sample, computed once by ONNX Runtime on the frozen trunk. Keys are per
 // sample so that deleting a sample can purge everything derived from it. Implementations must be
 // safe for concurrent use; a later backend may keep them as blobs.
+//
+// A cache belongs to one model: keys carry neither the backbone nor the model, so two models
+// sharing a cache (even on the same backbone) would read each other's activations wherever
+// their sample ids coincide. A shared backend must prefix keys with the model.
 type ActivationCache interface {
 	// Get returns the activation of sample id at edge (one example's values, row-major, without
 	// the batch axis), and whether it is present. The caller must not modify it.
