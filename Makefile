@@ -33,8 +33,19 @@ vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-## test: install deps, then run vet and the whole test suite
+## test: install deps, then run vet and the whole test suite, on SQLite and on a throwaway
+## PostgreSQL 15 cluster (scripts/pg.sh: installed from apt when missing, on 127.0.0.1, removed
+## at the end). S3T_TEST_DATABASE_URL=postgres://... uses that server instead; S3T_TEST_PG=0 runs
+## on SQLite only. S3 tests run against an in-process S3 server (gofakes3) and need nothing.
+S3T_TEST_PG ?= 1
 test: deps vet
+	@set -euo pipefail; \
+	if [ -z "$${S3T_TEST_DATABASE_URL:-}" ] && [ "$(S3T_TEST_PG)" != 0 ]; then \
+	  pgdir=$$(mktemp -d "$${TMPDIR:-/tmp}/s3t-pg.XXXXXX"); \
+	  trap 'scripts/pg.sh stop "$$pgdir"' EXIT; trap 'exit 130' INT TERM; \
+	  S3T_TEST_DATABASE_URL=$$(scripts/pg.sh start "$$pgdir"); export S3T_TEST_DATABASE_URL; \
+	fi; \
+	echo "test: PostgreSQL at $${S3T_TEST_DATABASE_URL:-(none: SQLite only)}"; \
 	$(GO) test $(TESTFLAGS) ./...
 
 ## bench: run the Go benchmarks

@@ -13,6 +13,7 @@ import (
 	"gocloud.dev/blob"
 	_ "gocloud.dev/blob/fileblob" // file://
 	_ "gocloud.dev/blob/memblob"  // mem://
+	_ "gocloud.dev/blob/s3blob"   // s3:// (AWS S3 and S3-compatible servers)
 	"gocloud.dev/gcerrors"
 )
 
@@ -34,10 +35,27 @@ type Blobs struct {
 	b *blob.Bucket
 }
 
-// OpenBlobs opens the bucket at url: file:///abs/dir (created if missing; writes go through a
-// temporary file and a rename, so a crash never leaves a half-written blob) and mem:// are
-// built in; other gocloud.dev schemes (s3://, gs://) need their driver linked into this
-// package.
+// BlobURL returns the bucket s3t uses: blobURL when set (S3T_BLOB_URL), else the file://
+// bucket under dataDir.
+func BlobURL(dataDir, blobURL string) (string, error) {
+	if blobURL != "" {
+		return blobURL, nil
+	}
+	return DefaultBlobURL(dataDir)
+}
+
+// OpenBlobs opens the bucket at url:
+//
+//   - file:///abs/dir: a folder, created if missing; writes go through a temporary file and a
+//     rename, so a crash never leaves a half-written blob.
+//   - mem://: in memory, for tests.
+//   - s3://BUCKET?region=R[&endpoint=URL&use_path_style=true&disable_https=true]: Amazon S3
+//     or an S3-compatible server (MinIO, Ceph, ...) through gocloud.dev/blob/s3blob and the AWS
+//     SDK v2, which takes its credentials from the usual places (AWS_ACCESS_KEY_ID and
+//     AWS_SECRET_ACCESS_KEY, ~/.aws, an instance role). endpoint points at a server other
+//     than AWS; use_path_style=true (or the v1 spelling s3ForcePathStyle=true) addresses
+//     buckets as ENDPOINT/BUCKET instead of BUCKET.ENDPOINT, which most such servers need.
+//     An upload appears whole or not at all on S3 too.
 func OpenBlobs(ctx context.Context, rawURL string) (*Blobs, error) {
 	if u, err := url.Parse(rawURL); err == nil && u.Scheme == "file" {
 		if err := os.MkdirAll(filepath.FromSlash(u.Path), 0o755); err != nil {

@@ -12,13 +12,9 @@ import (
 
 func TestBlobs(t *testing.T) {
 	ctx := context.Background()
-	fileURL, err := DefaultBlobURL(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range []string{fileURL, "mem://"} {
-		t.Run(strings.SplitN(u, ":", 2)[0], func(t *testing.T) {
-			bs, err := OpenBlobs(ctx, u)
+	for _, bb := range blobBackends() {
+		t.Run(bb.name, func(t *testing.T) {
+			bs, err := OpenBlobs(ctx, bb.url(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -83,11 +79,70 @@ func TestBlobs(t *testing.T) {
 	}
 }
 
-func TestBlobPurgerErasesSampleInputs(t *testing.T) {
+// errReader returns its data, then an error instead of EOF.
+type errReader struct{ data []byte }
+
+func (r *errReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, errors.New("upload interrupted")
+	}
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// TestBlobPutStreamIsAtomic: an upload whose reader fails leaves no blob and keeps an
+// earlier one intact, on every kind of bucket.
+func TestBlobPutStreamIsAtomic(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	s := openSQLite(t, dir)
-	u, _ := DefaultBlobURL(dir)
+	for _, bb := range blobBackends() {
+		t.Run(bb.name, func(t *testing.T) {
+			bs, err := OpenBlobs(ctx, bb.url(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer bs.Close()
+			// Larger than one S3 upload part (5 MiB), so the S3 upload is a multipart one.
+			big := bytes.Repeat([]byte("x"), 12<<20)
+			if err := bs.PutStream(ctx, "ckpt/new", &errReader{big}); err == nil {
+				t.Fatal("PutStream of a failing reader succeeded")
+			}
+			if _, err := bs.Get(ctx, "ckpt/new"); !errors.Is(err, ErrNotFound) {
+				t.Errorf("half-written blob readable: %v", err)
+			}
+			if err := bs.Put(ctx, "ckpt/old", []byte("old")); err != nil {
+				t.Fatal(err)
+			}
+			if err := bs.PutStream(ctx, "ckpt/old", &errReader{big}); err == nil {
+				t.Fatal("PutStream of a failing reader succeeded")
+			}
+			if b, err := bs.Get(ctx, "ckpt/old"); err != nil || string(b) != "old" {
+				t.Errorf("after a failed overwrite: %q, %v", b, err)
+			}
+			if got, err := bs.List(ctx, ""); err != nil || !reflect.DeepEqual(got, []string{"ckpt/old"}) {
+				t.Errorf("List = %v, %v", got, err)
+			}
+			// The same upload read to the end succeeds.
+			if err := bs.PutStream(ctx, "ckpt/new", bytes.NewReader(big)); err != nil {
+				t.Fatal(err)
+			}
+			if b, err := bs.Get(ctx, "ckpt/new"); err != nil || !bytes.Equal(b, big) {
+				t.Errorf("Get after a whole upload: %d bytes, %v", len(b), err)
+			}
+		})
+	}
+}
+
+func TestBlobPurgerErasesSampleInputs(t *testing.T) {
+	for _, bb := range blobBackends() {
+		for _, db := range backends(t) {
+			t.Run(db.name+"/"+bb.name, func(t *testing.T) { testBlobPurger(t, db.open(t), bb.url(t)) })
+		}
+	}
+}
+
+func testBlobPurger(t *testing.T, s *Store, u string) {
+	ctx := context.Background()
 	bs, err := OpenBlobs(ctx, u)
 	if err != nil {
 		t.Fatal(err)

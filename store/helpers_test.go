@@ -3,10 +3,13 @@ package store
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 )
@@ -16,25 +19,25 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // backend is one database the tests run against.
 type backend struct {
 	name string
-	open func(t testing.TB) *Store
+	// dsn returns a fresh, empty database that can be opened any number of times (with
+	// openDSN), as restarted processes would: a SQLite file in a temporary directory, or a
+	// schema of its own on the PostgreSQL test server (through search_path), dropped at the
+	// end of the test.
+	dsn func(t testing.TB) string
 }
 
-// backends returns SQLite in a temporary directory, and PostgreSQL when
-// S3T_TEST_DATABASE_URL names a server (tests there use unique model names).
+// open opens and migrates a fresh database of the backend.
+func (b backend) open(t testing.TB) *Store { return openDSN(t, b.dsn(t)) }
+
+// testDatabaseURL is the PostgreSQL server the tests use; `make test` starts one
+// (scripts/pg.sh) and sets it. Without it the tests run on SQLite only.
+func testDatabaseURL() string { return os.Getenv("S3T_TEST_DATABASE_URL") }
+
+// backends returns SQLite, and PostgreSQL when S3T_TEST_DATABASE_URL names a server.
 func backends(t testing.TB) []backend {
-	bs := []backend{{"sqlite", func(t testing.TB) *Store { return openSQLite(t, t.TempDir()) }}}
-	if u := os.Getenv("S3T_TEST_DATABASE_URL"); u != "" {
-		bs = append(bs, backend{"postgres", func(t testing.TB) *Store {
-			s, err := Open(context.Background(), u, WithLogger(quiet))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := s.Migrate(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
-		}})
+	bs := []backend{{"sqlite", func(t testing.TB) string { return SQLiteDSN(t.TempDir()) }}}
+	if u := testDatabaseURL(); u != "" {
+		bs = append(bs, backend{"postgres", func(t testing.TB) string { return freshSchema(t, u) }})
 	}
 	return bs
 }
@@ -45,9 +48,42 @@ func forEachBackend(t *testing.T, f func(t *testing.T, s *Store)) {
 	}
 }
 
-func openSQLite(t testing.TB, dir string) *Store {
+var pgAdmin struct {
+	once sync.Once
+	db   *sql.DB
+	err  error
+}
+
+// freshSchema creates an empty schema on the PostgreSQL server at base, dropped when the
+// test ends, and returns base with search_path set to it: each test gets its own tables
+// and its own River queue, so tests neither see each other's rows nor run each other's jobs.
+func freshSchema(t testing.TB, base string) string {
 	t.Helper()
-	s, err := Open(context.Background(), SQLiteDSN(dir), WithLogger(quiet))
+	pgAdmin.once.Do(func() { pgAdmin.db, pgAdmin.err = sql.Open("pgx", base) })
+	if pgAdmin.err != nil {
+		t.Fatal(pgAdmin.err)
+	}
+	schema := "t_" + strings.ReplaceAll(uniqueName("s"), "-", "_")
+	ctx := context.Background()
+	if _, err := pgAdmin.db.ExecContext(ctx, `CREATE SCHEMA `+schema); err != nil {
+		t.Fatalf("postgres test server %s: %v", base, err)
+	}
+	t.Cleanup(func() {
+		if _, err := pgAdmin.db.ExecContext(context.Background(), `DROP SCHEMA `+schema+` CASCADE`); err != nil {
+			t.Logf("drop schema %s: %v", schema, err)
+		}
+	})
+	sep := "?"
+	if strings.Contains(base, "?") {
+		sep = "&"
+	}
+	return base + sep + "search_path=" + schema
+}
+
+// openDSN opens and migrates the database at dsn, closed when the test ends.
+func openDSN(t testing.TB, dsn string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), dsn, WithLogger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,6 +92,11 @@ func openSQLite(t testing.TB, dir string) *Store {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+func openSQLite(t testing.TB, dir string) *Store {
+	t.Helper()
+	return openDSN(t, SQLiteDSN(dir))
 }
 
 var modelSeq atomic.Int64

@@ -16,6 +16,8 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL driver "pgx"
 	_ "modernc.org/sqlite"             // SQLite driver "sqlite" (pure Go)
+
+	"github.com/riverqueue/river/rivermigrate"
 )
 
 // Sentinel errors. Every error returned by this package that is one of these wraps it, so
@@ -46,6 +48,20 @@ const LedgerFile = "ledger.db"
 // SQLiteDSN returns the DSN of the ledger in dataDir.
 func SQLiteDSN(dataDir string) string {
 	return "sqlite://" + filepath.Join(dataDir, LedgerFile)
+}
+
+// DSN returns the ledger s3t uses: databaseURL when set (S3T_DATABASE_URL, for example
+// postgres://user@host:5432/db), else the SQLite ledger in dataDir.
+func DSN(dataDir, databaseURL string) string {
+	if databaseURL != "" {
+		return databaseURL
+	}
+	return SQLiteDSN(dataDir)
+}
+
+// IsPostgresURL reports whether dsn names a PostgreSQL database.
+func IsPostgresURL(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
 }
 
 // Store is s3t's durable state: the ledger (models, samples, placements, live prefixes,
@@ -96,7 +112,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	}
 	var err error
 	switch {
-	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+	case IsPostgresURL(dsn):
 		s.dialect = Postgres
 		s.db, err = sql.Open("pgx", dsn)
 	default:
@@ -183,6 +199,24 @@ func (s *Store) wrote() {
 	case s.wake <- struct{}{}:
 	default:
 	}
+}
+
+// JobQueueVersion returns the highest applied migration of the job queue's own schema
+// (River's; 0 before [Store.Migrate]).
+func (s *Store) JobQueueVersion(ctx context.Context) (int, error) {
+	m, err := rivermigrate.New(s.riverDriver(), &rivermigrate.Config{Logger: s.log})
+	if err != nil {
+		return 0, fmt.Errorf("store: job queue version: %w", err)
+	}
+	vs, err := m.ExistingVersions(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("store: job queue version: %w", err)
+	}
+	v := 0
+	for _, m := range vs {
+		v = max(v, m.Version)
+	}
+	return v, nil
 }
 
 // Dialect returns the database behind the store.
