@@ -197,12 +197,6 @@ func (c *Client) GetReceipt(ctx context.Context, req *GetReceiptRequest) (*Recei
 	return call[Receipt](ctx, c, http.MethodGet, "/v1/deletions/"+seg(req.ID), nil, "")
 }
 
-// StartTraining starts training a model (an *Error with CodeNotImplemented where the server
-// has no trainer).
-func (c *Client) StartTraining(ctx context.Context, req *StartTrainingRequest) (*TrainingJobs, error) {
-	return call[TrainingJobs](ctx, c, http.MethodPost, "/v1/models/"+seg(req.Model)+"/train", nil, "")
-}
-
 // DeleteBackbone deletes a backbone that no model uses.
 func (c *Client) DeleteBackbone(ctx context.Context, req *DeleteBackboneRequest) (*DeleteBackboneResponse, error) {
 	return call[DeleteBackboneResponse](ctx, c, http.MethodDelete, "/v1/backbones/"+seg(req.Name), nil, "")

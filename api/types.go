@@ -152,6 +152,17 @@ type TrainingConfig struct {
 	BatchSize    int     `json:"batch_size"`
 }
 
+// RetrainPolicy says when the server retrains dead sequences of a shard on its remaining data
+// (in the background; the new checkpoints swap in atomically): when the shard's served prefix
+// falls below MinPrefix stages, or when fewer than MinLiveShards shards serve anything. Zero
+// values take the defaults (MinPrefix 1: retrain a shard once nothing of it is live;
+// MinLiveShards 0: never for that reason). Disabled turns retraining off.
+type RetrainPolicy struct {
+	MinPrefix     int  `json:"min_prefix"`
+	MinLiveShards int  `json:"min_live_shards"`
+	Disabled      bool `json:"disabled,omitempty"`
+}
+
 // ModelSpec is what a model is created from; the server stores it verbatim.
 type ModelSpec struct {
 	Backbone string         `json:"backbone"`
@@ -159,7 +170,11 @@ type ModelSpec struct {
 	PEFT     PEFT           `json:"peft"`
 	S3T      S3TConfig      `json:"s3t"`
 	Training TrainingConfig `json:"training"`
-	Seed     int64          `json:"seed"`
+	Retrain  RetrainPolicy  `json:"retrain"`
+	// HeadInput is the backbone output the task head reads, [batch, features] (default
+	// "features" when the backbone has it, else its first output).
+	HeadInput string `json:"head_input,omitempty"`
+	Seed      int64  `json:"seed"`
 }
 
 // CreateModelRequest creates a model named Name.
@@ -183,8 +198,10 @@ type Model struct {
 	Sequences [][][]int `json:"sequences"`
 	// Live[k][b] is the live prefix length of sequence b of shard k.
 	Live [][]int `json:"live"`
-	// Serving[k] is what shard k serves now.
+	// Serving[k] is what shard k serves now: the longest prefix both live and trained.
 	Serving []Served `json:"serving"`
+	// Trained[k][b] is how many stages of sequence b of shard k are trained and published.
+	Trained [][]int `json:"trained"`
 	// Samples is the number of stored (not deleted) samples.
 	Samples int64 `json:"samples"`
 	// Version counts the model's committed ledger changes.
@@ -282,8 +299,11 @@ type Receipt struct {
 	Shard       int          `json:"shard"`
 	Slice       int          `json:"slice"`
 	Truncations []Truncation `json:"truncations"`
-	// Served is what the shard serves after the deletion.
+	// Served is the shard's longest live prefix after the deletion.
 	Served Served `json:"served"`
+	// Serving is the checkpoint the shard serves after the deletion (the longest prefix that
+	// is both live and trained; equal to Served once the model is trained).
+	Serving Served `json:"serving"`
 	// Live is every sequence's live prefix length in the shard after the deletion.
 	Live []int `json:"live"`
 	// LedgerVersion orders the receipts of one model.
@@ -325,17 +345,6 @@ type DeleteSamplesResponse struct {
 // GetReceiptRequest names a receipt.
 type GetReceiptRequest struct {
 	ID string `json:"-"`
-}
-
-// StartTrainingRequest starts training a model.
-type StartTrainingRequest struct {
-	Model string `json:"-"`
-}
-
-// TrainingJobs are the queued jobs of a training run.
-type TrainingJobs struct {
-	Model string  `json:"model"`
-	Jobs  []int64 `json:"jobs"`
 }
 
 // HealthRequest asks for liveness or readiness.

@@ -24,6 +24,7 @@ func (s *Server) deleteSample(c echo.Context) error {
 		return fmt.Errorf("delete sample %q of model %q: %w", id, name, err)
 	}
 	s.log.Info("sample deleted", "model", name, "receipt", rc.ID, "shard", rc.Shard, "slice", rc.Slice, "ledger_version", rc.LedgerVersion)
+	s.afterDeletion(name)
 	return c.JSON(http.StatusOK, toReceipt(rc))
 }
 
@@ -60,6 +61,9 @@ func (s *Server) deleteSamples(c echo.Context) error {
 		out.Results[i] = dr
 	}
 	s.log.Info("samples deleted", "model", name, "requested", len(req.IDs), "deleted", deleted)
+	if deleted > 0 {
+		s.afterDeletion(name)
+	}
 	return c.JSON(http.StatusOK, out)
 }
 
@@ -111,7 +115,7 @@ func toReceipt(r *store.Receipt) *api.Receipt {
 		return nil
 	}
 	out := &api.Receipt{ID: r.ID, Time: r.Time, Model: r.Model, SampleID: r.SampleID, Shard: r.Shard, Slice: r.Slice,
-		Truncations: make([]api.Truncation, len(r.Truncations)), Served: api.Served(r.Served), Live: r.Live,
+		Truncations: make([]api.Truncation, len(r.Truncations)), Served: api.Served(r.Served), Serving: api.Served(r.Serving), Live: r.Live,
 		LedgerVersion: r.LedgerVersion}
 	for i, t := range r.Truncations {
 		out.Truncations[i] = api.Truncation(t)

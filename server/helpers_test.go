@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 
@@ -113,3 +115,11 @@ func get(t *testing.T, url string) *http.Response {
 	t.Cleanup(func() { resp.Body.Close() })
 	return resp
 }
+
+// pixels is a valid input of the committed ViT (1x28x28 values, all v) as JSON.
+func pixels(v int) string {
+	return "[" + strings.TrimSuffix(strings.Repeat(fmt.Sprint(v)+",", 28*28), ",") + "]"
+}
+
+// withPixels replaces PIX in an NDJSON line by a valid ViT input.
+func withPixels(line string) string { return strings.ReplaceAll(line, "PIX", pixels(1)) }

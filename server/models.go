@@ -13,6 +13,7 @@ import (
 	"github.com/s3t-dev/s3t/api"
 	"github.com/s3t-dev/s3t/sdk"
 	"github.com/s3t-dev/s3t/store"
+	"github.com/s3t-dev/s3t/training"
 	"github.com/s3t-dev/s3t/unlearning"
 )
 
@@ -68,7 +69,37 @@ func normalize(spec *api.ModelSpec) error {
 	if t.Epochs < 0 || t.LearningRate < 0 || t.BatchSize < 0 {
 		return invalidf("training: epochs, learning_rate and batch_size must be positive")
 	}
+	r := &spec.Retrain
+	if r.MinPrefix < 0 || r.MinPrefix > c.Slices || r.MinLiveShards < 0 || r.MinLiveShards > c.Shards {
+		return invalidf("retrain: min_prefix must be in [0, %d] and min_live_shards in [0, %d]", c.Slices, c.Shards)
+	}
+	if r.MinPrefix == 0 {
+		r.MinPrefix = 1
+	}
 	return nil
+}
+
+// modelRecord derives what a model needs beyond its spec from its backbone (training.NewRecord).
+func (s *Server) modelRecord(ctx context.Context, spec *api.ModelSpec) (*training.Record, error) {
+	if _, err := s.loadBackbone(ctx, spec.Backbone); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, invalidf("backbone %q is not registered", spec.Backbone)
+		}
+		return nil, err
+	}
+	data, err := s.cfg.Blobs.Get(ctx, training.BackboneKey(spec.Backbone))
+	if err != nil {
+		return nil, fmt.Errorf("backbone %q: %w", spec.Backbone, err)
+	}
+	var planner training.Planner
+	if s.cfg.Plugins != nil {
+		planner = s.cfg.Plugins.Plan
+	}
+	rec, err := training.NewRecord(ctx, *spec, data, planner)
+	if errors.Is(err, training.ErrInvalidSpec) {
+		return nil, invalidf("%v", err)
+	}
+	return rec, err
 }
 
 // sequences chooses the B slice orders of every shard with the spec's selector; shard k uses
@@ -103,17 +134,15 @@ func (s *Server) createModel(c echo.Context) error {
 	if err := normalize(&req.ModelSpec); err != nil {
 		return err
 	}
-	if _, err := s.loadBackbone(ctx, req.Backbone); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return invalidf("backbone %q is not registered", req.Backbone)
-		}
+	rec, err := s.modelRecord(ctx, &req.ModelSpec)
+	if err != nil {
 		return err
 	}
 	seqs, err := sequences(ctx, &req.ModelSpec)
 	if err != nil {
 		return err
 	}
-	cfg, err := json.Marshal(req.ModelSpec)
+	cfg, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encode model spec: %w", err)
 	}
@@ -163,23 +192,11 @@ func (s *Server) deleteModel(c echo.Context) error {
 	if err := s.cfg.Store.DeleteModel(c.Request().Context(), name); err != nil {
 		return fmt.Errorf("delete model: %w", err)
 	}
+	if s.cfg.Serving != nil {
+		s.cfg.Serving.Forget(name)
+	}
 	s.log.Info("model deleted", "model", name)
 	return c.JSON(http.StatusOK, api.DeleteModelResponse{Name: name, Deleted: true})
-}
-
-func (s *Server) startTraining(c echo.Context) error {
-	name := param(c, "name")
-	if s.cfg.Trainer == nil {
-		return &statusError{http.StatusNotImplemented, &api.Error{Code: api.CodeNotImplemented, Message: "this server has no trainer"}}
-	}
-	if _, err := s.cfg.Store.GetModel(c.Request().Context(), name); err != nil {
-		return fmt.Errorf("train: %w", err)
-	}
-	jobs, err := s.cfg.Trainer.StartTraining(c.Request().Context(), name)
-	if err != nil {
-		return fmt.Errorf("train %q: %w", name, err)
-	}
-	return c.JSON(http.StatusAccepted, api.TrainingJobs{Model: name, Jobs: jobs})
 }
 
 // modelSpec decodes the spec a model was created with.
@@ -198,9 +215,10 @@ func toModel(m *store.Model) (*api.Model, error) {
 	}
 	out := &api.Model{Name: m.Name, Spec: spec, Sequences: m.Sequences, Live: m.Live,
 		Samples: m.Samples, Version: m.Version, CreatedAt: m.CreatedAt}
-	for _, sv := range m.Serving() {
+	for _, sv := range m.Published() {
 		out.Serving = append(out.Serving, api.Served(sv))
 	}
+	out.Trained = m.Trained
 	return out, nil
 }
 

@@ -56,7 +56,11 @@ func (s *Server) Routes() []Route {
 		{Method: http.MethodGet, Path: "/v1/models", Name: "listModels", Summary: "List the models.", Scope: api.ScopeInfer, Response: api.ListModelsResponse{}, handler: s.listModels},
 		{Method: http.MethodGet, Path: "/v1/models/:name", Name: "getModel", Summary: "A model with its live prefixes.", Scope: api.ScopeInfer, Response: api.Model{}, handler: s.getModel},
 		{Method: http.MethodDelete, Path: "/v1/models/:name", Name: "deleteModel", Summary: "Erase a model and everything recorded for it.", Scope: api.ScopeAdmin, Response: api.DeleteModelResponse{}, handler: s.deleteModel},
-		{Method: http.MethodPost, Path: "/v1/models/:name/train", Name: "startTraining", Summary: "Start training a model (501 where the server has no trainer).", Scope: api.ScopeTrain, Response: api.TrainingJobs{}, handler: s.startTraining},
+		{Method: http.MethodPost, Path: "/v1/models/:name/train", Name: "startTraining", Summary: "Queue the training a model needs (a job per shard x sequence; force: retrain all).", Scope: api.ScopeTrain, Request: api.StartTrainingRequest{}, Response: api.TrainingJobs{}, body: bodyJSON, handler: s.startTraining},
+		{Method: http.MethodGet, Path: "/v1/models/:name/training", Name: "getTraining", Summary: "Training jobs with progress (stage, loss, examples/s, ETA).", Scope: api.ScopeInfer, Response: api.TrainingStatus{}, handler: s.getTraining},
+		{Method: http.MethodGet, Path: "/v1/models/:name/training/events", Name: "trainingEvents", Summary: "Training progress as Server-Sent Events (progress every second, then done).", Scope: api.ScopeInfer, Response: api.TrainingStatus{}, handler: s.trainingEvents},
+		{Method: http.MethodDelete, Path: "/v1/models/:name/training", Name: "cancelTraining", Summary: "Cancel a model's unfinished training jobs.", Scope: api.ScopeTrain, Response: api.CancelTrainingResponse{}, handler: s.cancelTraining},
+		{Method: http.MethodGet, Path: "/v1/models/:name/unlearning", Name: "getUnlearning", Summary: "Live prefixes, deletions, expected deletions before retraining, and the retraining policy.", Scope: api.ScopeInfer, Response: api.UnlearningStatus{}, handler: s.getUnlearning},
 
 		// Samples.
 		{Method: http.MethodPost, Path: "/v1/models/:name/samples", Name: "uploadSamples", Summary: "Upload samples as NDJSON, all or nothing, with per-line errors.", Scope: api.ScopeTrain, Response: api.UploadSamplesResponse{}, ContentType: "application/x-ndjson", body: bodyUpload, handler: s.uploadSamples},
@@ -67,6 +71,14 @@ func (s *Server) Routes() []Route {
 		{Method: http.MethodPost, Path: "/v1/models/:name/deletions", Name: "deleteSamples", Summary: "Unlearn several samples in one transaction.", Scope: api.ScopeDelete, Request: api.DeleteSamplesRequest{}, Response: api.DeleteSamplesResponse{}, body: bodyJSON, handler: s.deleteSamples},
 		{Method: http.MethodGet, Path: "/v1/models/:name/deletions", Name: "listReceipts", Summary: "A model's deletion receipts in ledger order.", Scope: api.ScopeDelete, Response: api.ListReceiptsResponse{}, handler: s.listReceipts},
 		{Method: http.MethodGet, Path: "/v1/deletions/:receipt", Name: "getReceipt", Summary: "Read a deletion receipt back.", Scope: api.ScopeDelete, Response: api.Receipt{}, handler: s.getReceipt},
+
+		// Inference: native, and the KServe Open Inference Protocol v2 (501 where the server does not serve).
+		{Method: http.MethodPost, Path: "/v1/models/:name/predict", Name: "predict", Summary: "Predict a batch of inputs: labels, probabilities and what every shard served, at the current ledger version.", Scope: api.ScopeInfer, Request: api.PredictRequest{}, Response: api.PredictResponse{}, body: bodyJSON, handler: s.predict},
+		{Method: http.MethodGet, Path: "/v2/health/live", Name: "liveV2", Summary: "KServe v2 server liveness.", Response: api.HealthV2{}, handler: s.liveV2},
+		{Method: http.MethodGet, Path: "/v2/health/ready", Name: "readyV2", Summary: "KServe v2 server readiness (400 when not ready).", Response: api.HealthV2{}, handler: s.readyV2},
+		{Method: http.MethodGet, Path: "/v2/models/:name", Name: "modelMetadataV2", Summary: "KServe v2 model metadata: its input and outputs.", Scope: api.ScopeInfer, Response: api.ModelMetadataV2{}, handler: s.modelMetadataV2},
+		{Method: http.MethodGet, Path: "/v2/models/:name/ready", Name: "modelReadyV2", Summary: "KServe v2 model readiness: 200 when some shard serves a checkpoint, 400 when none does.", Scope: api.ScopeInfer, Response: api.ModelReadyV2{}, handler: s.modelReadyV2},
+		{Method: http.MethodPost, Path: "/v2/models/:name/infer", Name: "inferV2", Summary: "KServe v2 inference: outputs probabilities (FP32) and label (BYTES).", Scope: api.ScopeInfer, Request: api.InferRequestV2{}, Response: api.InferResponseV2{}, body: bodyJSON, handler: s.inferV2},
 	}
 }
 

@@ -17,7 +17,12 @@ import (
 var fashionLabels = []string{"t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"}
 
 func sampleInput(i int) json.RawMessage {
-	return json.RawMessage(fmt.Sprintf("[%d.5, 0.25, 1]", i))
+	v := make([]float32, 28*28)
+	for j := range v {
+		v[j] = float32((i+j)%7) / 8
+	}
+	b, _ := json.Marshal(v)
+	return b
 }
 
 // TestEndToEnd drives the real server over HTTP: backbone, model, upload, deletion, receipts
@@ -51,7 +56,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// Create a model.
-	spec := api.ModelSpec{Backbone: "vit", Labels: fashionLabels, PEFT: api.PEFT{Type: "lora", Config: json.RawMessage(`{"r":4}`)},
+	spec := api.ModelSpec{Backbone: "vit", Labels: fashionLabels, PEFT: api.PEFT{Type: "lora", Config: json.RawMessage(`{"rank":4}`)},
 		S3T: api.S3TConfig{Shards: 2, Slices: 3, Sequences: 2, Selector: "cyclic"}, Seed: 7}
 	m, err := admin.CreateModel(ctx, &api.CreateModelRequest{Name: "fmnist", ModelSpec: spec})
 	if err != nil {

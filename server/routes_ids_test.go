@@ -26,7 +26,7 @@ func TestSampleIDsNeedingEscapes(t *testing.T) {
 	ids := []string{"a b", "dir/file", "100%", "ünï", "q?x=1#f"}
 	var samples []api.Sample
 	for _, id := range ids {
-		samples = append(samples, api.Sample{ID: id, Input: json.RawMessage(`[0]`), Label: "a"})
+		samples = append(samples, api.Sample{ID: id, Input: json.RawMessage(pixels(0)), Label: "a"})
 	}
 	if _, err := c.UploadSamples(ctx, &api.UploadSamplesRequest{Model: "m", Samples: samples}); err != nil {
 		t.Fatal(err)

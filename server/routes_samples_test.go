@@ -18,7 +18,7 @@ import (
 // TestUploadStreamLimit streams an NDJSON upload without a length (chunked) past the size
 // limit: the server answers 413 and stores nothing.
 func TestUploadStreamLimit(t *testing.T) {
-	ts := startServer(t, server.Config{AllowPaths: true, DisableRuntime: true, MaxUploadBytes: 4 << 10, MaxLineBytes: 1 << 10}, nil)
+	ts := startServer(t, server.Config{AllowPaths: true, DisableRuntime: true, MaxUploadBytes: 4 << 10, MaxLineBytes: 1900}, nil)
 	ctx := context.Background()
 	c := ts.client(t, "")
 	path := filepath.Join(t.TempDir(), "vit.onnx")
@@ -55,7 +55,7 @@ func TestUploadStreamLimit(t *testing.T) {
 
 	// Per-line validation: each failing line is reported with its number.
 	body := strings.Join([]string{
-		`{"id":"ok","input":[1],"label":"a"}`,
+		withPixels(`{"id":"ok","input":PIX,"label":"a"}`),
 		`not json`,
 		`{"id":"","input":[1],"label":"a"}`,
 		`{"id":"x","label":"a"}`,
@@ -70,7 +70,7 @@ func TestUploadStreamLimit(t *testing.T) {
 	if fmt.Sprint(got) != "[2 3 4 5]" {
 		t.Fatalf("failing lines = %v, want [2 3 4 5] (%+v)", got, e.Lines)
 	}
-	long := `{"id":"ok","input":[1],"label":"a"}` + "\n" + `{"id":"long","input":"` + strings.Repeat("x", 2<<10) + `","label":"a"}`
+	long := withPixels(`{"id":"ok","input":PIX,"label":"a"}`) + "\n" + `{"id":"long","input":"` + strings.Repeat("x", 2<<10) + `","label":"a"}`
 	_, err = c.UploadNDJSON(ctx, "m", strings.NewReader(long))
 	e = wantError(t, err, http.StatusBadRequest, api.CodeInvalid)
 	if len(e.Lines) != 1 || e.Lines[0].Line != 2 {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/s3t-dev/s3t/api"
 	"github.com/s3t-dev/s3t/store"
+	"github.com/s3t-dev/s3t/training"
 )
 
 // maxLineErrors caps the per-line errors reported for one rejected upload.
@@ -27,7 +28,7 @@ func (s *Server) uploadSamples(c echo.Context) error {
 	if err != nil {
 		return fmt.Errorf("upload samples: %w", err)
 	}
-	spec, err := modelSpec(m)
+	rec, err := training.DecodeRecord(m)
 	if err != nil {
 		return err
 	}
@@ -45,7 +46,7 @@ func (s *Server) uploadSamples(c echo.Context) error {
 		if len(line) == 0 {
 			continue
 		}
-		smp, lerr := parseSampleLine(line, &spec)
+		smp, input, lerr := parseSampleLine(line, rec)
 		if lerr != nil {
 			lerr.Line = n
 			if len(bad) < maxLineErrors {
@@ -53,7 +54,7 @@ func (s *Server) uploadSamples(c echo.Context) error {
 			}
 			continue
 		}
-		samples = append(samples, store.Sample{ID: smp.ID, Label: smp.Label, Input: []byte(smp.Input)})
+		samples = append(samples, store.Sample{ID: smp.ID, Label: smp.Label, Input: training.EncodeInput(input)})
 		lineOf = append(lineOf, n)
 	}
 	if err := sc.Err(); err != nil {
@@ -109,25 +110,30 @@ func rejectedUpload(status int, code string, lines []api.LineError) error {
 		Lines:   lines}}
 }
 
-// parseSampleLine decodes and checks one NDJSON line against the model's spec.
-func parseSampleLine(line []byte, spec *api.ModelSpec) (*api.Sample, *api.LineError) {
+// parseSampleLine decodes and checks one NDJSON line against the model: the input must hold
+// exactly the backbone's values for one example, the label be one of the model's.
+func parseSampleLine(line []byte, rec *training.Record) (*api.Sample, []float32, *api.LineError) {
 	var smp api.Sample
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&smp); err != nil {
-		return nil, &api.LineError{Code: api.CodeInvalid, Message: fmt.Sprintf("not a sample object: %v", err)}
+		return nil, nil, &api.LineError{Code: api.CodeInvalid, Message: fmt.Sprintf("not a sample object: %v", err)}
 	}
 	switch {
 	case dec.More():
-		return nil, &api.LineError{ID: smp.ID, Code: api.CodeInvalid, Message: "more than one JSON value on the line"}
+		return nil, nil, &api.LineError{ID: smp.ID, Code: api.CodeInvalid, Message: "more than one JSON value on the line"}
 	case smp.ID == "":
-		return nil, &api.LineError{Code: api.CodeInvalid, Message: "id is required"}
+		return nil, nil, &api.LineError{Code: api.CodeInvalid, Message: "id is required"}
 	case len(smp.Input) == 0 || string(smp.Input) == "null":
-		return nil, &api.LineError{ID: smp.ID, Code: api.CodeInvalid, Message: "input is required"}
-	case !hasLabel(spec, smp.Label):
-		return nil, &api.LineError{ID: smp.ID, Code: api.CodeInvalid, Message: fmt.Sprintf("label %q is not one of the model's labels", smp.Label)}
+		return nil, nil, &api.LineError{ID: smp.ID, Code: api.CodeInvalid, Message: "input is required"}
+	case !hasLabel(&rec.ModelSpec, smp.Label):
+		return nil, nil, &api.LineError{ID: smp.ID, Code: api.CodeInvalid, Message: fmt.Sprintf("label %q is not one of the model's labels", smp.Label)}
 	}
-	return &smp, nil
+	input, err := training.ParseInput(smp.Input, rec.InputSize())
+	if err != nil {
+		return nil, nil, &api.LineError{ID: smp.ID, Code: api.CodeInvalid, Message: fmt.Sprintf("%v (the backbone takes %v per example)", err, rec.InputShape)}
+	}
+	return &smp, input, nil
 }
 
 func (s *Server) getSample(c echo.Context) error {

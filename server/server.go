@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/s3t-dev/s3t/backbone/ort"
+	"github.com/s3t-dev/s3t/sdk"
+	"github.com/s3t-dev/s3t/serving"
 	"github.com/s3t-dev/s3t/store"
 )
 
@@ -27,11 +29,22 @@ const (
 	DefaultReadHeaderTimeout = 10 * time.Second
 )
 
-// Trainer starts and cancels training of a model. The training issue implements it; a server
+// Trainer queues, cancels and reports the training of models (training.Runner); a server
 // without one answers the training routes with 501 not_implemented.
 type Trainer interface {
-	// StartTraining queues the training jobs of a model and returns their ids.
-	StartTraining(ctx context.Context, model string) ([]int64, error)
+	// Start queues the training a model needs (force: retrain every sequence) and returns
+	// the new jobs' ids.
+	Start(ctx context.Context, model string, force bool) ([]int64, error)
+	// Cancel cancels a model's unfinished jobs and returns their ids.
+	Cancel(ctx context.Context, model string) ([]int64, error)
+	// Status returns a model's training jobs.
+	Status(ctx context.Context, model string) ([]*store.Training, error)
+}
+
+// Planner makes a PEFT plugin's plan for a backbone (plugins.Manager); nil: the built-in
+// PEFT types plan in process.
+type Planner interface {
+	Plan(ctx context.Context, name string, req *sdk.PlanRequest) (*sdk.PlanResponse, error)
 }
 
 // Config configures a Server. Store and Blobs are required; everything else has a default.
@@ -45,6 +58,10 @@ type Config struct {
 	Keys []Key
 	// Trainer runs training; nil: the training routes answer 501.
 	Trainer Trainer
+	// Serving answers predictions (native and KServe v2); nil: those routes answer 501.
+	Serving *serving.Service
+	// Plugins plans PEFT types out of process; nil: built-ins only, in process.
+	Plugins Planner
 	// AllowPaths lets clients register a backbone from a path on the server's file system.
 	AllowPaths bool
 	// DisableRuntime skips creating ONNX Runtime sessions for backbones (their Runtime then says

@@ -36,7 +36,7 @@ func TestGracefulShutdown(t *testing.T) {
 		got <- result{res, err}
 	}()
 	// The first line reaches the handler, which then waits for more: the request is in flight.
-	fmt.Fprintln(pw, `{"id":"first","input":[1],"label":"a"}`)
+	fmt.Fprintln(pw, withPixels(`{"id":"first","input":PIX,"label":"a"}`))
 	time.Sleep(200 * time.Millisecond)
 	stopped := make(chan error, 1)
 	go func() { stopped <- ts.stop() }()
@@ -46,7 +46,7 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatalf("Serve returned with a request in flight: %v", err)
 	default:
 	}
-	fmt.Fprintln(pw, `{"id":"second","input":[2],"label":"b"}`)
+	fmt.Fprintln(pw, withPixels(`{"id":"second","input":PIX,"label":"b"}`))
 	pw.Close()
 	r := <-got
 	if r.err != nil || r.res.Stored != 2 {

@@ -24,8 +24,11 @@ type Receipt struct {
 	// Truncations are the sequences of the shard that lost stages (empty when the slice
 	// was already cut from every live prefix).
 	Truncations []unlearning.Truncation `json:"truncations"`
-	// Served is what the shard serves after the deletion (Length 0: no live model).
+	// Served is the shard's longest live prefix after the deletion (Length 0: none is live).
 	Served unlearning.Served `json:"served"`
+	// Serving is the checkpoint the shard serves after the deletion: the longest prefix that
+	// is both live and trained (equal to Served once the model is trained; Length 0: none).
+	Serving unlearning.Served `json:"serving"`
 	// Live is the live prefix length of every sequence of the shard after the deletion.
 	Live []int `json:"live"`
 	// LedgerVersion is the model's ledger version this deletion produced; receipts of one
@@ -209,12 +212,13 @@ func (d *deleter) delete(ctx context.Context, id string) (*Receipt, error) {
 		ID: newID(), Time: d.now, Model: d.m.Name, SampleID: id, Shard: p.Shard, Slice: p.Slice,
 		Truncations: plan.Truncations, Served: sh.Served(), Live: sh.Live(), LedgerVersion: d.version,
 	}
+	rec.Serving = published(rec.Live, d.m.Trained[p.Shard])
 	body, err := json.Marshal(rec)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := d.tx.ExecContext(ctx, `INSERT INTO deletions (receipt, model, sample_id, version, at, body) VALUES ($1, $2, $3, $4, $5, $6)`,
-		rec.ID, rec.Model, id, rec.LedgerVersion, d.now.UnixNano(), string(body)); err != nil {
+	if _, err := d.tx.ExecContext(ctx, `INSERT INTO deletions (receipt, model, sample_id, version, at, body, shard, slice) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		rec.ID, rec.Model, id, rec.LedgerVersion, d.now.UnixNano(), string(body), p.Shard, p.Slice); err != nil {
 		return nil, err
 	}
 	if _, err := d.tx.ExecContext(ctx, `INSERT INTO purges (id, model, sample_id, shard, slice, blob_key, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,

@@ -115,12 +115,19 @@ type JobsConfig struct {
 	// RetryDelay, when set, is the fixed wait before a failed job is retried (default:
 	// River's exponential backoff).
 	RetryDelay time.Duration
+	// RescueAfter is how long a job may stay running before River hands it to another
+	// worker, taken for a worker that died (default 10 minutes). Jobs have no timeout of
+	// their own: a training stage may run for long; training jobs hold a lease in the
+	// ledger (see [Store.AcquireTraining]), so a rescued job whose first worker is still
+	// alive waits for it instead of training twice.
+	RescueAfter time.Duration
 }
 
 // Jobs is the durable job queue (River, in the ledger database). Jobs survive crashes: a job
 // enqueued is in the database, and a job whose worker died is retried after River's rescue
 // delay.
 type Jobs struct {
+	store  *Store
 	client *river.Client[*sql.Tx]
 	cfg    JobsConfig
 	log    *slog.Logger
@@ -176,12 +183,17 @@ func (s *Store) NewJobs(cfg JobsConfig) (*Jobs, error) {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
 	}
-	j := &Jobs{cfg: cfg, log: s.log, handlers: map[string]JobHandler{}}
+	j := &Jobs{store: s, cfg: cfg, log: s.log, handlers: map[string]JobHandler{}}
+	if cfg.RescueAfter <= 0 {
+		cfg.RescueAfter = 10 * time.Minute
+	}
 	rc := &river.Config{
-		Logger:            s.log,
-		MaxAttempts:       cfg.MaxAttempts,
-		FetchPollInterval: cfg.PollInterval,
-		FetchCooldown:     min(cfg.PollInterval, 100*time.Millisecond),
+		Logger:               s.log,
+		MaxAttempts:          cfg.MaxAttempts,
+		FetchPollInterval:    cfg.PollInterval,
+		FetchCooldown:        min(cfg.PollInterval, 100*time.Millisecond),
+		JobTimeout:           -1,
+		RescueStuckJobsAfter: cfg.RescueAfter,
 	}
 	if cfg.RetryDelay > 0 {
 		rc.RetryPolicy = fixedRetry(cfg.RetryDelay)
@@ -260,6 +272,55 @@ func (j *Jobs) Enqueue(ctx context.Context, kind string, args any) (int64, error
 		return 0, fmt.Errorf("store: enqueue %q: %w", kind, err)
 	}
 	return res.Job.ID, nil
+}
+
+// EnqueueTx queues a job inside tx, so that it exists exactly when tx commits.
+func (j *Jobs) EnqueueTx(ctx context.Context, tx *sql.Tx, kind string, args any) (int64, error) {
+	if kind == "" {
+		return 0, fmt.Errorf("store: enqueue: %w: empty kind", ErrInvalid)
+	}
+	raw, err := json.Marshal(args)
+	if err != nil {
+		return 0, fmt.Errorf("store: enqueue %q: %w", kind, err)
+	}
+	res, err := j.client.InsertTx(ctx, tx, envelope{JobKind: kind, Args: raw}, &river.InsertOpts{Queue: j.cfg.Queue})
+	if err != nil {
+		return 0, fmt.Errorf("store: enqueue %q: %w", kind, err)
+	}
+	return res.Job.ID, nil
+}
+
+// Snooze is what a job handler returns to run the job again after d without counting an
+// attempt (a job whose lease another worker holds, or that must start over).
+func Snooze(d time.Duration) error { return river.JobSnooze(d) }
+
+// RecoverOrphans makes the jobs left running by a dead process available again at once
+// (instead of after RescueAfter). Only for a process that knows it is the queue's one worker
+// (the embedded SQLite server, which holds its data directory's lock); it returns how many
+// jobs it recovered.
+func (j *Jobs) RecoverOrphans(ctx context.Context) (int, error) {
+	res, err := j.store.db.ExecContext(ctx, `UPDATE river_job SET state = 'available' WHERE state = 'running' AND queue = $1`, j.cfg.Queue)
+	if err != nil {
+		return 0, fmt.Errorf("store: recover orphaned jobs: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	if n > 0 {
+		j.log.Warn("recovered jobs left running by a previous process", "jobs", n)
+	}
+	return int(n), nil
+}
+
+// Depth returns how many jobs wait in the queue (available, scheduled or retryable) and how
+// many run.
+func (j *Jobs) Depth(ctx context.Context) (waiting, running int, err error) {
+	err = j.store.db.QueryRowContext(ctx, `SELECT
+		COALESCE(SUM(CASE WHEN state IN ('available', 'scheduled', 'retryable') THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END), 0)
+		FROM river_job WHERE queue = $1`, j.cfg.Queue).Scan(&waiting, &running)
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: queue depth: %w", err)
+	}
+	return waiting, running, nil
 }
 
 // Get returns a job's state (ErrNotFound for an unknown id).

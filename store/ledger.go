@@ -38,6 +38,11 @@ type Model struct {
 	CreatedAt time.Time `json:"created_at"`
 	// Live[k][b] is the live prefix length of sequence b of shard k.
 	Live [][]int `json:"live"`
+	// Gen[k][b] is the generation of the checkpoints Live[k][b] counts for (1 for the first
+	// training; each retraining swaps in the next).
+	Gen [][]int `json:"gen"`
+	// Trained[k][b] is how many stages of generation Gen[k][b] are published.
+	Trained [][]int `json:"trained"`
 	// Samples is the number of stored (not deleted) samples.
 	Samples int64 `json:"samples"`
 }
@@ -47,6 +52,24 @@ func (m *Model) Serving() []unlearning.Served {
 	out := make([]unlearning.Served, len(m.Live))
 	for k, live := range m.Live {
 		for b, n := range live {
+			if n > out[k].Length {
+				out[k] = unlearning.Served{Sequence: b, Length: n}
+			}
+		}
+	}
+	return out
+}
+
+// Published returns, per shard, the checkpoint it serves now: the sequence with the longest
+// prefix that is both live and trained (min(Live, Trained)), ties to the lowest index;
+// Length 0 when the shard has none.
+func (m *Model) Published() []unlearning.Served {
+	out := make([]unlearning.Served, len(m.Live))
+	for k, live := range m.Live {
+		for b, n := range live {
+			if t := m.Trained[k][b]; t < n {
+				n = t
+			}
 			if n > out[k].Length {
 				out[k] = unlearning.Served{Sequence: b, Length: n}
 			}
@@ -154,24 +177,26 @@ func getModel(ctx context.Context, q queryer, name string, withCount bool) (*Mod
 	if err := json.Unmarshal([]byte(seqs), &m.Sequences); err != nil {
 		return nil, fmt.Errorf("decode sequences: %w", err)
 	}
-	m.Live = make([][]int, m.Shards)
+	m.Live, m.Gen, m.Trained = make([][]int, m.Shards), make([][]int, m.Shards), make([][]int, m.Shards)
 	for k := range m.Live {
 		m.Live[k] = make([]int, len(m.Sequences[k]))
+		m.Gen[k] = make([]int, len(m.Sequences[k]))
+		m.Trained[k] = make([]int, len(m.Sequences[k]))
 	}
-	rows, err := q.QueryContext(ctx, `SELECT shard, sequence, live FROM prefixes WHERE model = $1`, name)
+	rows, err := q.QueryContext(ctx, `SELECT shard, sequence, live, gen, trained FROM prefixes WHERE model = $1`, name)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var k, b, n int
-		if err := rows.Scan(&k, &b, &n); err != nil {
+		var k, b, n, g, t int
+		if err := rows.Scan(&k, &b, &n, &g, &t); err != nil {
 			return nil, err
 		}
 		if k < 0 || k >= m.Shards || b < 0 || b >= len(m.Live[k]) {
 			return nil, fmt.Errorf("prefix row (%d, %d) out of range", k, b)
 		}
-		m.Live[k][b] = n
+		m.Live[k][b], m.Gen[k][b], m.Trained[k][b] = n, g, t
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -243,6 +268,8 @@ func (s *Store) DeleteModel(ctx context.Context, name string) error {
 		// depend on foreign_keys being on).
 		for _, q := range []string{
 			`DELETE FROM samples WHERE model = $1`,
+			`DELETE FROM checkpoints WHERE model = $1`,
+			`DELETE FROM trainings WHERE model = $1`,
 			`DELETE FROM deletions WHERE model = $1`,
 			`DELETE FROM prefixes WHERE model = $1`,
 			`DELETE FROM units WHERE model = $1`,

@@ -36,6 +36,7 @@ func newBenchTrainCmd() *cobra.Command {
 		data                             string
 		samples, slices, budget, batch   int
 		epochs, rank, microBatches, reps int
+		only                             string
 		asJSON                           bool
 	)
 	c := &cobra.Command{
@@ -52,7 +53,10 @@ The process's peak resident memory (VmHWM) is reported at the end.`,
 			if samples < slices || slices < 1 || budget < 1 || batch < 1 || epochs < 1 || reps < 1 {
 				return fmt.Errorf("%w: need --samples >= --slices >= 1 and positive --budget, --batch, --epochs, --repeat", errUsage)
 			}
-			rows, err := runBenchTrain(c.Context(), path, data, samples, slices, budget, batch, epochs, rank, microBatches, reps)
+			if only != "" && only != "stage" && only != "shard" {
+				return fmt.Errorf("%w: --only is stage or shard", errUsage)
+			}
+			rows, err := runBenchTrain(c.Context(), path, data, samples, slices, budget, batch, epochs, rank, microBatches, reps, only)
 			if err != nil {
 				return err
 			}
@@ -88,11 +92,12 @@ The process's peak resident memory (VmHWM) is reported at the end.`,
 	f.IntVar(&rank, "rank", 8, "LoRA rank")
 	f.IntVar(&microBatches, "micro-batches", 2, "concurrent micro-batches per step")
 	f.IntVar(&reps, "repeat", 1, "repetitions of each measurement (the fastest is reported)")
+	f.StringVar(&only, "only", "", "run only the stage or only the shard measurements")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	return c
 }
 
-func runBenchTrain(ctx context.Context, path, data string, samples, L, B, batch, epochs, rank, micro, reps int) ([]trainBenchRow, error) {
+func runBenchTrain(ctx context.Context, path, data string, samples, L, B, batch, epochs, rank, micro, reps int, only string) ([]trainBenchRow, error) {
 	m, man, _, err := loadBackbone(path)
 	if err != nil {
 		return nil, err
@@ -148,6 +153,9 @@ func runBenchTrain(ctx context.Context, path, data string, samples, L, B, batch,
 		return nil
 	}
 	for _, cached := range []bool{true, false} {
+		if only == "shard" {
+			break
+		}
 		cache := adapters.NewMemoryCache()
 		st, err := newTrainer(cache, !cached)
 		if err != nil {
@@ -167,6 +175,9 @@ func runBenchTrain(ctx context.Context, path, data string, samples, L, B, batch,
 		}
 	}
 	for _, cached := range []bool{true, false} {
+		if only == "stage" {
+			break
+		}
 		err := measure("shard", cached, shardPasses, func() error {
 			st, err := newTrainer(adapters.NewMemoryCache(), !cached) // empty cache: the run fills it
 			if err != nil {

@@ -90,7 +90,7 @@ func TestHelpExplainsFlags(t *testing.T) {
 }
 
 func TestDemoPrintsTable(t *testing.T) {
-	out, stderr, code := run(t, "demo", "--runs", "2000")
+	out, stderr, code := run(t, "demo", "rates", "--runs", "2000")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}

@@ -18,15 +18,15 @@ var demoSettings = []struct{ m, L, B int }{
 	{10, 8, 1}, {10, 8, 8},
 }
 
-func newDemoCmd() *cobra.Command {
+func newDemoRatesCmd() *cobra.Command {
 	var runs int
 	var seed uint64
 	c := &cobra.Command{
-		Use:   "demo",
-		Short: "Run the main job on the embedded defaults",
-		Long: `Run the main job on embedded defaults. For now this is the S3T deletion-rate study on the
-paper's settings: for each (m shards, L slices, B sequences) the simulated number of deletion
-requests a model survives, the closed form, SISA's value, and the gain over SISA.`,
+		Use:   "rates",
+		Short: "Print the S3T deletion-rate study on the paper's settings (simulated)",
+		Long: `The S3T deletion-rate study on the paper's settings: for each (m shards, L slices, B sequences)
+the simulated number of deletion requests a model survives, the closed form, SISA's value, and
+the gain over SISA.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			out := c.OutOrStdout()

@@ -17,6 +17,9 @@ var envVars = []envVar{
 	{"S3T_ADDR", "127.0.0.1:8080", "address s3t serve listens on (--addr)"},
 	{"S3T_DATA", "./s3t-data", "data directory of s3t serve: ledger.db and blobs/ (--data)"},
 	{"S3T_KEYS", "", "API keys file of s3t serve: lines NAME SHA256HEX SCOPES (--keys); none: loopback only"},
+	{"S3T_DATABASE_URL", "", "ledger database: postgres://... for PostgreSQL (--database-url); empty: SQLite in the data directory"},
+	{"S3T_BLOB_URL", "", "blob bucket: file://DIR, s3://BUCKET?... (--blob-url); empty: file:// under the data directory"},
+	{"S3T_TRAIN_WORKERS", "1", "training jobs s3t serve or s3t worker runs at once (--train-workers); 0 with serve: serve only"},
 	{"S3T_URL", "http://127.0.0.1:8080", "server URL the client commands call (--url)"},
 	{"S3T_API_KEY", "", "API key the client commands send (--api-key)"},
 }

@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"os"
+	"os/signal"
+	"syscall"
 	"testing"
 
 	"github.com/s3t-dev/s3t/sdk"
@@ -13,7 +15,16 @@ import (
 // (the go-plugin handshake cookie is set): `<test binary> plugin run NAME` serves a built-in
 // through the real command line, as `s3t plugin run NAME` does, and without arguments (an
 // installed copy) it serves selector.clitest, a third-party plugin.
+//
+// With S3T_TEST_AS_CLI=1 the test binary is the s3t command itself (`<test binary> serve ...`),
+// with the signal handling of cmd/s3t: the crash tests run and kill real server processes.
 func TestMain(m *testing.M) {
+	if os.Getenv("S3T_TEST_AS_CLI") == "1" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := Execute(ctx, os.Args[1:], os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
 	if os.Getenv(sdk.Handshake.MagicCookieKey) == sdk.Handshake.MagicCookieValue {
 		if len(os.Args) > 1 {
 			os.Exit(Execute(context.Background(), os.Args[1:], os.Stdout, os.Stderr))

@@ -2,46 +2,83 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/s3t-dev/s3t/server"
+	"github.com/s3t-dev/s3t/serving"
 	"github.com/s3t-dev/s3t/store"
+	"github.com/s3t-dev/s3t/training"
 )
 
+// serveOptions are the flags of s3t serve.
+type serveOptions struct {
+	addr, data, keysFile   string
+	databaseURL, blobURL   string
+	allowPaths             bool
+	trainWorkers           int
+	compactEvery, jobsStop time.Duration
+}
+
 func newServeCmd() *cobra.Command {
-	var (
-		addr, data, keysFile string
-		allowPaths           bool
-	)
+	var o serveOptions
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the s3t HTTP server on one machine (SQLite ledger and blobs in a data directory)",
-		Long: `Serve the s3t API: backbones, models, sample uploads and deletions with receipts.
-State lives in the data directory: the SQLite ledger (ledger.db) and the blob bucket (blobs/).
+		Long: `Serve the s3t API: backbones, models, sample uploads, training, inference and deletions with
+receipts. State lives in the data directory: the SQLite ledger (ledger.db), the blob bucket
+(blobs/) and the training worker's local stage checkpoints (work/); S3T_DATABASE_URL and
+S3T_BLOB_URL move the ledger to PostgreSQL and the blobs to S3. Training jobs run in this
+process (--train-workers of them at once; 0: none, for a serving replica).
 Without an API keys file the server allows every request and listens on loopback only.
-SIGINT or SIGTERM shut it down gracefully, letting in-flight requests finish.` + serverEnvHelp("S3T_ADDR", "S3T_DATA", "S3T_KEYS"),
+SIGINT or SIGTERM shut it down gracefully: in-flight requests finish, training jobs stop after
+their finished stages are published and resume at the next start.` + serverEnvHelp("S3T_ADDR", "S3T_DATA", "S3T_KEYS", "S3T_DATABASE_URL", "S3T_BLOB_URL", "S3T_TRAIN_WORKERS"),
 		Example: `  s3t serve --addr 127.0.0.1:8080 --data ./s3t-data`,
 		Args:    cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return serve(c.Context(), addr, data, keysFile, allowPaths)
+			return serve(c.Context(), o)
 		},
 	}
-	c.Flags().StringVar(&addr, "addr", env("S3T_ADDR"), "listen address (S3T_ADDR)")
-	c.Flags().StringVar(&data, "data", env("S3T_DATA"), "data directory (S3T_DATA)")
-	c.Flags().StringVar(&keysFile, "keys", env("S3T_KEYS"), "API keys file (S3T_KEYS)")
-	c.Flags().BoolVar(&allowPaths, "allow-paths", false, "let clients register backbones from paths on this machine")
+	f := c.Flags()
+	f.StringVar(&o.addr, "addr", env("S3T_ADDR"), "listen address (S3T_ADDR)")
+	f.StringVar(&o.data, "data", env("S3T_DATA"), "data directory (S3T_DATA)")
+	f.StringVar(&o.keysFile, "keys", env("S3T_KEYS"), "API keys file (S3T_KEYS)")
+	f.StringVar(&o.databaseURL, "database-url", env("S3T_DATABASE_URL"), "ledger database URL (S3T_DATABASE_URL; default SQLite in --data)")
+	f.StringVar(&o.blobURL, "blob-url", env("S3T_BLOB_URL"), "blob bucket URL (S3T_BLOB_URL; default file:// under --data)")
+	f.BoolVar(&o.allowPaths, "allow-paths", false, "let clients register backbones from paths on this machine")
+	workers, _ := strconv.Atoi(env("S3T_TRAIN_WORKERS"))
+	f.IntVar(&o.trainWorkers, "train-workers", workers, "training jobs run at once in this process (S3T_TRAIN_WORKERS; 0: serve only)")
+	f.DurationVar(&o.compactEvery, "compact-every", time.Minute, "after deletions, rewrite the SQLite ledger this often so no copy of a deleted row survives in free pages (0: never)")
+	f.DurationVar(&o.jobsStop, "jobs-stop-timeout", 10*time.Second, "at shutdown, how long running training jobs may take to finish before they are interrupted")
 	return c
 }
 
-// serve opens the data directory, migrates the ledger, finishes interrupted purges and serves
-// until ctx is cancelled.
-func serve(ctx context.Context, addr, data, keysFile string, allowPaths bool) error {
-	dir, err := filepath.Abs(data)
+// lockDataDir takes an exclusive lock on the data directory, so that one embedded server owns
+// its SQLite ledger and its training jobs (the lock dies with the process, even on kill -9).
+func lockDataDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock data directory: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data directory %s is in use by another s3t process: %w", dir, err)
+	}
+	return f, nil
+}
+
+// serve opens the data directory, migrates the ledger, finishes interrupted purges, starts the
+// training worker and serves until ctx is cancelled.
+func serve(ctx context.Context, o serveOptions) error {
+	dir, err := filepath.Abs(o.data)
 	if err != nil {
 		return fmt.Errorf("serve: data directory: %w", err)
 	}
@@ -49,12 +86,22 @@ func serve(ctx context.Context, addr, data, keysFile string, allowPaths bool) er
 		return fmt.Errorf("serve: data directory: %w", err)
 	}
 	var keys []server.Key
-	if keysFile != "" {
-		if keys, err = server.LoadKeys(keysFile); err != nil {
+	if o.keysFile != "" {
+		if keys, err = server.LoadKeys(o.keysFile); err != nil {
 			return err
 		}
 	}
-	st, err := store.Open(ctx, store.SQLiteDSN(dir))
+	embedded := o.databaseURL == ""
+	dsn := o.databaseURL
+	if embedded {
+		lock, err := lockDataDir(dir)
+		if err != nil {
+			return err
+		}
+		defer lock.Close()
+		dsn = store.SQLiteDSN(dir)
+	}
+	st, err := store.Open(ctx, dsn)
 	if err != nil {
 		return err
 	}
@@ -62,9 +109,11 @@ func serve(ctx context.Context, addr, data, keysFile string, allowPaths bool) er
 	if err := st.Migrate(ctx); err != nil {
 		return err
 	}
-	burl, err := store.DefaultBlobURL(dir)
-	if err != nil {
-		return err
+	burl := o.blobURL
+	if burl == "" {
+		if burl, err = store.DefaultBlobURL(dir); err != nil {
+			return err
+		}
 	}
 	blobs, err := store.OpenBlobs(ctx, burl)
 	if err != nil {
@@ -72,19 +121,77 @@ func serve(ctx context.Context, addr, data, keysFile string, allowPaths bool) er
 	}
 	defer blobs.Close()
 	st.OnPurge(blobs.Purger())
+	jobs, err := st.NewJobs(store.JobsConfig{Workers: max(o.trainWorkers, 0), RetryDelay: 2 * time.Second})
+	if err != nil {
+		return err
+	}
+	runner, err := training.New(training.Config{Store: st, Blobs: blobs, Jobs: jobs, WorkDir: filepath.Join(dir, "work")})
+	if err != nil {
+		return err
+	}
 	if n, err := st.DrainPurges(ctx); err != nil {
 		slog.Warn("interrupted purges remain", "finished", n, "err", err)
 	} else if n > 0 {
 		slog.Info("finished interrupted purges", "count", n)
 	}
-	srv, err := server.New(server.Config{Store: st, Blobs: blobs, Keys: keys, AllowPaths: allowPaths})
+	svc, err := serving.New(serving.Config{Store: st, Blobs: blobs})
 	if err != nil {
 		return err
 	}
-	ln, err := srv.Listen(addr)
+	defer svc.Close()
+	srv, err := server.New(server.Config{Store: st, Blobs: blobs, Keys: keys, AllowPaths: o.allowPaths, Trainer: runner, Serving: svc})
 	if err != nil {
 		return err
 	}
-	slog.Info("s3t serve", "data", dir, "keys", len(keys))
-	return srv.Serve(ctx, ln)
+	ln, err := srv.Listen(o.addr)
+	if err != nil {
+		return err
+	}
+	if embedded && o.trainWorkers > 0 {
+		// This process holds the data directory: jobs left running belong to a dead process.
+		if _, err := jobs.RecoverOrphans(ctx); err != nil {
+			return err
+		}
+	}
+	if err := jobs.Start(ctx); err != nil {
+		return err
+	}
+	if embedded && o.compactEvery > 0 {
+		go compactLoop(ctx, st, o.compactEvery)
+	}
+	slog.Info("s3t serve", "data", dir, "keys", len(keys), "train_workers", o.trainWorkers, "database", map[bool]string{true: "sqlite", false: "postgres"}[embedded])
+	err = srv.Serve(ctx, ln)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.jobsStop)
+	defer cancel()
+	if jerr := jobs.Stop(sctx); jerr != nil {
+		slog.Warn("stop training jobs", "err", jerr)
+	}
+	return err
+}
+
+// compactLoop rewrites the SQLite ledger (store.Compact) every interval when deletions
+// committed since the last rewrite: secure_delete zeroes a deleted row in place, but only a
+// rewrite is sure to drop the copies B-tree rebalancing leaves in free space.
+func compactLoop(ctx context.Context, st *store.Store, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var last int64 = -1
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := st.DeletionTotal(ctx)
+		if err != nil || n == last {
+			continue
+		}
+		start := time.Now()
+		if err := st.Compact(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			slog.Warn("compact ledger", "err", err)
+			continue
+		}
+		last = n
+		slog.Info("ledger compacted after deletions", "deletions", n, "took", time.Since(start).Round(time.Millisecond))
+	}
 }

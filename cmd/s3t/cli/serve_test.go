@@ -59,7 +59,7 @@ func TestServeAndClientCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := cl.UploadSamples(ctx, &api.UploadSamplesRequest{Model: "demo", Samples: []api.Sample{
-		{ID: "x1", Input: json.RawMessage(`[1]`), Label: "a"}, {ID: "x2", Input: json.RawMessage(`[2]`), Label: "b"}}}); err != nil {
+		{ID: "x1", Input: json.RawMessage(pixelsJSON(1)), Label: "a"}, {ID: "x2", Input: json.RawMessage(pixelsJSON(0)), Label: "b"}}}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -1,0 +1,52 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+)
+
+// Predict returns the model's predictions of req.Inputs, with what every shard served.
+func (c *Client) Predict(ctx context.Context, req *PredictRequest) (*PredictResponse, error) {
+	return call[PredictResponse](ctx, c, http.MethodPost, "/v1/models/"+seg(req.Name)+"/predict", req, "")
+}
+
+// InferV2 calls the KServe v2 inference route of model req.Name.
+func (c *Client) InferV2(ctx context.Context, req *InferRequestV2) (*InferResponseV2, error) {
+	out, err := call[InferResponseV2](ctx, c, http.MethodPost, "/v2/models/"+seg(req.Name)+"/infer", req, "")
+	return out, v2Error(err)
+}
+
+// ModelMetadataV2 returns the KServe v2 metadata of model req.Name.
+func (c *Client) ModelMetadataV2(ctx context.Context, req *ModelMetadataRequestV2) (*ModelMetadataV2, error) {
+	out, err := call[ModelMetadataV2](ctx, c, http.MethodGet, "/v2/models/"+seg(req.Name), nil, "")
+	return out, v2Error(err)
+}
+
+// v2Error turns a v2 error body {"error": "message"}, which the client does not decode as an
+// s3t error body, into an *Error with the message and a code from the status.
+func v2Error(err error) error {
+	var e *Error
+	if !errors.As(err, &e) || e.Status == 0 {
+		return err
+	}
+	var body ErrorV2
+	if json.Unmarshal([]byte(e.Message), &body) != nil || body.Error == "" {
+		return err
+	}
+	code := CodeInvalid
+	switch {
+	case e.Status == http.StatusNotFound:
+		code = CodeNotFound
+	case e.Status == http.StatusConflict:
+		code = CodeConflict
+	case e.Status == http.StatusNotImplemented:
+		code = CodeNotImplemented
+	case e.Status == http.StatusServiceUnavailable:
+		code = CodeUnavailable
+	case e.Status >= 500:
+		code = CodeInternal
+	}
+	return &Error{Status: e.Status, Code: code, Message: body.Error}
+}

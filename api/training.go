@@ -1,0 +1,118 @@
+package api
+
+import "time"
+
+// StartTrainingRequest queues the training a model needs: every (shard, sequence) not fully
+// trained, and a retraining on the remaining data of every sequence whose live prefix was cut.
+// Force retrains every sequence.
+type StartTrainingRequest struct {
+	Model string `json:"-"`
+	Force bool   `json:"force,omitempty"`
+}
+
+// TrainingJobs are the jobs a request queued (none when nothing needed training).
+type TrainingJobs struct {
+	Model string  `json:"model"`
+	Jobs  []int64 `json:"jobs"`
+}
+
+// Training job states.
+const (
+	TrainingQueued    = "queued"
+	TrainingRunning   = "running"
+	TrainingDone      = "done"
+	TrainingFailed    = "failed" // this attempt failed; it is retried
+	TrainingCancelled = "cancelled"
+)
+
+// TrainingJob is one training job: a (shard, sequence) of a model trained stage by stage.
+type TrainingJob struct {
+	ID       int64  `json:"id"`
+	Shard    int    `json:"shard"`
+	Sequence int    `json:"sequence"`
+	Retrain  bool   `json:"retrain"`
+	State    string `json:"state"`
+	// Stage is the stage in training (of Stages); Step counts optimizer steps (of Steps).
+	Stage  int     `json:"stage"`
+	Stages int     `json:"stages"`
+	Step   int64   `json:"step"`
+	Steps  int64   `json:"steps"`
+	Loss   float64 `json:"loss"`
+	// ExamplesPerSecond is the current stage's throughput; ETASeconds the estimated time left.
+	ExamplesPerSecond float64   `json:"examples_per_second"`
+	ETASeconds        float64   `json:"eta_seconds"`
+	Message           string    `json:"message,omitempty"`
+	Worker            string    `json:"worker,omitempty"`
+	Updated           time.Time `json:"updated_at"`
+}
+
+// GetTrainingRequest asks for a model's training status.
+type GetTrainingRequest struct {
+	Model string `json:"-"`
+}
+
+// TrainingStatus is a model's training: every job, and the totals.
+type TrainingStatus struct {
+	Model string        `json:"model"`
+	Jobs  []TrainingJob `json:"jobs"`
+	// Done is true when no job is queued or running.
+	Done bool `json:"done"`
+	// Step and Steps sum the unfinished and finished jobs' steps; Progress is Step/Steps.
+	Step     int64   `json:"step"`
+	Steps    int64   `json:"steps"`
+	Progress float64 `json:"progress"`
+	// ETASeconds is the longest ETA among running jobs.
+	ETASeconds float64 `json:"eta_seconds"`
+}
+
+// CancelTrainingRequest cancels a model's unfinished training jobs.
+type CancelTrainingRequest struct {
+	Model string `json:"-"`
+}
+
+// CancelTrainingResponse lists the cancelled jobs.
+type CancelTrainingResponse struct {
+	Model     string  `json:"model"`
+	Cancelled []int64 `json:"cancelled"`
+}
+
+// GetUnlearningRequest asks for a model's unlearning status.
+type GetUnlearningRequest struct {
+	Model string `json:"-"`
+}
+
+// SequenceStatus is one sequence of a shard.
+type SequenceStatus struct {
+	Sequence int   `json:"sequence"`
+	Order    []int `json:"order"`
+	Live     int   `json:"live"`
+	Trained  int   `json:"trained"`
+	Gen      int   `json:"gen"`
+}
+
+// ShardStatus is one shard's unlearning state.
+type ShardStatus struct {
+	Shard     int              `json:"shard"`
+	Serving   Served           `json:"serving"`
+	Sequences []SequenceStatus `json:"sequences"`
+	// Samples is the number of stored samples in the shard; Deletions the deletions so far.
+	Samples   int64 `json:"samples"`
+	Deletions int64 `json:"deletions"`
+	// ExpectedDeletionsBeforeRetrain is the expected number of further deletions of the shard's
+	// samples (uniformly at random) before its served prefix falls below the policy's
+	// MinPrefix, estimated by simulating the live prefixes from their current state.
+	ExpectedDeletionsBeforeRetrain float64 `json:"expected_deletions_before_retrain"`
+	// NeedsRetrain is true when the policy asks for a retraining of this shard now.
+	NeedsRetrain bool `json:"needs_retrain"`
+}
+
+// UnlearningStatus is a model's unlearning state and retraining policy.
+type UnlearningStatus struct {
+	Model      string        `json:"model"`
+	Policy     RetrainPolicy `json:"policy"`
+	LiveShards int           `json:"live_shards"`
+	Shards     []ShardStatus `json:"shards"`
+	Deletions  int64         `json:"deletions"`
+	// Version is the ledger version this status was read at.
+	Version int64 `json:"ledger_version"`
+}

@@ -1,0 +1,383 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/s3t-dev/s3t/api"
+	"github.com/s3t-dev/s3t/assets"
+	"github.com/s3t-dev/s3t/dataset"
+)
+
+// demoOptions are the flags of s3t demo.
+type demoOptions struct {
+	data, addr                string
+	keep                      bool
+	train, test               int
+	shards, slices, sequences int
+	epochs, batch             int
+	lr                        float64
+	deletions                 int
+	workers                   int
+}
+
+func newDemoCmd() *cobra.Command {
+	var o demoOptions
+	c := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the main job on the embedded defaults: serve, train LoRA S3T on MNIST, predict, delete",
+		Long: `The whole story on real data, through the HTTP API of a real server: starts ` + "`s3t serve`" + ` (SQLite
+and blobs in a data directory, an in-process training worker), registers the committed ViT
+backbone, creates a LoRA S3T model on MNIST, uploads the training digits, trains with a progress
+bar (one job per shard x sequence, stages top-down), predicts the held-out digits, then deletes
+samples from shard 0 one by one, each from the last slice of the prefix it serves, and shows
+the receipts, the new served prefixes and the accuracy after each deletion, and stops the server.
+
+The defaults finish in a few minutes on 2 cores. ` + "`s3t demo rates`" + ` prints the simulated deletion-rate study.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return runDemo(c.Context(), c.OutOrStdout(), c.ErrOrStderr(), o)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.data, "data", "", "data directory of the demo server (default: a temporary one, removed at the end)")
+	f.BoolVar(&o.keep, "keep", false, "keep the temporary data directory")
+	f.StringVar(&o.addr, "addr", "", "listen address of the demo server (default: a free loopback port)")
+	f.IntVar(&o.train, "train", 2000, "MNIST digits uploaded for training")
+	f.IntVar(&o.test, "test", 1000, "held-out MNIST digits predicted")
+	f.IntVar(&o.shards, "shards", 2, "m, shards")
+	f.IntVar(&o.slices, "slices", 4, "L, slices per shard (and stages)")
+	f.IntVar(&o.sequences, "sequences", 2, "B, sequences per shard")
+	f.IntVar(&o.epochs, "epochs", 2, "epochs per stage")
+	f.IntVar(&o.batch, "batch", 32, "batch size")
+	f.Float64Var(&o.lr, "lr", 1e-2, "learning rate")
+	f.IntVar(&o.deletions, "deletions", 3, "samples deleted from shard 0, one at a time")
+	f.IntVar(&o.workers, "train-workers", 2, "training jobs the demo server runs at once")
+	c.AddCommand(newDemoRatesCmd())
+	return c
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// runDemo runs the demo against a server process it starts and stops.
+func runDemo(ctx context.Context, out, errw io.Writer, o demoOptions) error {
+	start := time.Now()
+	if o.data == "" {
+		dir, err := os.MkdirTemp("", "s3t-demo-")
+		if err != nil {
+			return err
+		}
+		o.data = dir
+		if !o.keep {
+			defer os.RemoveAll(dir)
+		}
+	}
+	if o.addr == "" {
+		var err error
+		if o.addr, err = freeAddr(); err != nil {
+			return err
+		}
+	}
+	data, err := loadTrainData("mnist", o.test, o.train)
+	if err != nil {
+		return fmt.Errorf("demo: %w (run make deps)", err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.data, 0o700); err != nil {
+		return err
+	}
+	logPath := filepath.Join(o.data, "serve.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	srv := exec.Command(exe, "serve", "--addr", o.addr, "--data", o.data, "--train-workers", fmt.Sprint(o.workers))
+	srv.Stdout, srv.Stderr = logf, logf
+	srv.Env = append(os.Environ(), "S3T_KEYS=")
+	if err := srv.Start(); err != nil {
+		return fmt.Errorf("demo: start s3t serve: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- srv.Wait() }()
+	stop := func() error {
+		srv.Process.Signal(syscall.SIGINT)
+		select {
+		case err := <-exited:
+			return err
+		case <-time.After(30 * time.Second):
+			srv.Process.Kill()
+			return errors.New("s3t serve did not stop within 30 s; killed")
+		}
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			stop()
+		}
+	}()
+	fmt.Fprintf(out, "s3t demo: server %s (pid %d), data %s, log %s\n", o.addr, srv.Process.Pid, o.data, logPath)
+	cl, err := api.NewClient("http://" + o.addr)
+	if err != nil {
+		return err
+	}
+	for i := 0; ; i++ {
+		if _, err = cl.Health(ctx, &api.HealthRequest{}); err == nil {
+			break
+		}
+		select {
+		case e := <-exited:
+			return fmt.Errorf("demo: s3t serve exited: %v (see %s)", e, logPath)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if i == 300 {
+			return fmt.Errorf("demo: server not up after 30 s: %w", err)
+		}
+	}
+
+	step := func(format string, args ...any) { fmt.Fprintf(out, "\n== "+format+"\n", args...) }
+	step("register the committed ViT backbone (assets/vit-fmnist.onnx)")
+	bb, err := cl.RegisterBackbone(ctx, &api.RegisterBackboneRequest{Name: "vit", ONNX: assets.ViTFashionMNIST()})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "backbone vit: %d bytes, sha256 %.12s..., runs on %s\n", bb.Size, bb.SHA256, runtimeName(bb.Runtime))
+
+	step("create a LoRA S3T model: m=%d shards, L=%d slices, B=%d sequences (cyclic)", o.shards, o.slices, o.sequences)
+	labels := make([]string, dataset.Classes)
+	for i := range labels {
+		labels[i] = fmt.Sprint(i)
+	}
+	spec := api.ModelSpec{
+		Backbone: "vit", Labels: labels,
+		PEFT:     api.PEFT{Type: "lora", Config: json.RawMessage(`{"rank": 8}`)},
+		S3T:      api.S3TConfig{Shards: o.shards, Slices: o.slices, Sequences: o.sequences, Selector: "cyclic"},
+		Training: api.TrainingConfig{Epochs: o.epochs, LearningRate: o.lr, BatchSize: o.batch},
+		Retrain:  api.RetrainPolicy{Disabled: true},
+		Seed:     1,
+	}
+	const name = "mnist-lora"
+	m, err := cl.CreateModel(ctx, &api.CreateModelRequest{Name: name, ModelSpec: spec})
+	if err != nil {
+		return err
+	}
+	for k, seqs := range m.Sequences {
+		fmt.Fprintf(out, "shard %d sequences: %v\n", k, seqs)
+	}
+
+	step("upload %d MNIST digits as NDJSON", len(data.train))
+	const chunk = 500
+	for lo := 0; lo < len(data.train); lo += chunk {
+		var smps []api.Sample
+		for _, e := range data.train[lo:min(lo+chunk, len(data.train))] {
+			in, _ := json.Marshal(e.Input)
+			smps = append(smps, api.Sample{ID: e.ID, Input: in, Label: labels[e.Label]})
+		}
+		if _, err := cl.UploadSamples(ctx, &api.UploadSamplesRequest{Model: name, Samples: smps}); err != nil {
+			return err
+		}
+	}
+	m, err = cl.GetModel(ctx, &api.GetModelRequest{Name: name})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "%d samples stored, placed on %d x %d (shard, slice) units\n", m.Samples, o.shards, o.slices)
+
+	step("train: %d jobs (shard x sequence), %d stages each, top-down on cumulative slices", o.shards*o.sequences, o.slices)
+	trainStart := time.Now()
+	if _, err := cl.StartTraining(ctx, &api.StartTrainingRequest{Model: name}); err != nil {
+		return err
+	}
+	last, err := cl.WatchTraining(ctx, &api.GetTrainingRequest{Model: name}, func(st *api.TrainingStatus) error {
+		drawTraining(errw, st, time.Since(trainStart))
+		return nil
+	})
+	fmt.Fprintln(errw)
+	if err != nil {
+		return err
+	}
+	for _, j := range last.Jobs {
+		if j.State != api.TrainingDone {
+			return fmt.Errorf("demo: training job %d (shard %d, sequence %d) ended %s: %s", j.ID, j.Shard, j.Sequence, j.State, j.Message)
+		}
+	}
+	fmt.Fprintf(out, "trained in %s\n", time.Since(trainStart).Round(time.Second))
+
+	acc := func() (float64, []api.ShardServed, error) {
+		correct, n := 0, len(data.testY)
+		var served []api.ShardServed
+		row := len(data.testX) / n
+		for lo := 0; lo < n; lo += 250 {
+			hi := min(lo+250, n)
+			req := &api.PredictRequest{Name: name}
+			for i := lo; i < hi; i++ {
+				in, _ := json.Marshal(data.testX[i*row : (i+1)*row])
+				req.Inputs = append(req.Inputs, in)
+			}
+			res, err := cl.Predict(ctx, req)
+			if err != nil {
+				return 0, nil, err
+			}
+			for i, p := range res.Predictions {
+				if p.Index == data.testY[lo+i] {
+					correct++
+				}
+			}
+			served = res.Served
+		}
+		return float64(correct) / float64(n), served, nil
+	}
+	step("predict %d held-out digits (aggregated over the shards' served checkpoints)", len(data.testY))
+	a, served, err := acc()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "accuracy %.4f, served %s\n", a, servedString(served))
+
+	step("delete samples of shard 0, each from the last slice of the prefix it serves")
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "step\tsample\t(shard, slice)\ttruncations\tshard 0 serves\treceipt\tlatency\taccuracy")
+	fmt.Fprintf(tw, "0\t-\t-\t-\t%s\t-\t-\t%.4f\n", servedOf(served, 0), a)
+	for i := 1; i <= o.deletions; i++ {
+		m, err := cl.GetModel(ctx, &api.GetModelRequest{Name: name})
+		if err != nil {
+			return err
+		}
+		sv := m.Serving[0]
+		if sv.Length == 0 {
+			break
+		}
+		slice := m.Sequences[0][sv.Sequence][sv.Length-1]
+		id := ""
+		for _, e := range data.train {
+			info, err := cl.GetSample(ctx, &api.GetSampleRequest{Model: name, ID: e.ID})
+			if err == nil && info.Placement.Shard == 0 && info.Placement.Slice == slice {
+				id = e.ID
+				break
+			}
+		}
+		if id == "" {
+			break
+		}
+		t0 := time.Now()
+		rc, err := cl.DeleteSample(ctx, &api.DeleteSampleRequest{Model: name, ID: id})
+		if err != nil {
+			return err
+		}
+		lat := time.Since(t0)
+		var cuts []string
+		for _, t := range rc.Truncations {
+			cuts = append(cuts, fmt.Sprintf("seq %d: %d->%d", t.Sequence, t.From, t.To))
+		}
+		a, served, err = acc()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(tw, "%d\t%s\t(%d, %d)\t%s\t%s\t%.8s v%d\t%s\t%.4f\n", i, id, rc.Shard, rc.Slice, strings.Join(cuts, ", "),
+			servedOf(served, 0), rc.ID, rc.LedgerVersion, lat.Round(10*time.Microsecond), a)
+	}
+	tw.Flush()
+
+	step("unlearning status")
+	us, err := cl.GetUnlearning(ctx, &api.GetUnlearningRequest{Model: name})
+	if err != nil {
+		return err
+	}
+	for _, sh := range us.Shards {
+		var live []string
+		for _, sq := range sh.Sequences {
+			live = append(live, fmt.Sprintf("seq %d %v live %d/%d", sq.Sequence, sq.Order, sq.Live, o.slices))
+		}
+		fmt.Fprintf(out, "shard %d: serves seq %d at %d; %s; %d deletions; ~%.1f more before it has nothing live\n",
+			sh.Shard, sh.Serving.Sequence, sh.Serving.Length, strings.Join(live, ", "), sh.Deletions, sh.ExpectedDeletionsBeforeRetrain)
+	}
+	rcs, err := cl.ListReceipts(ctx, &api.ListReceiptsRequest{Model: name})
+	if err != nil {
+		return err
+	}
+	if len(rcs.Receipts) > 0 {
+		b, _ := json.MarshalIndent(rcs.Receipts[len(rcs.Receipts)-1], "", "  ")
+		fmt.Fprintf(out, "last receipt (GET /v1/deletions/%s):\n%s\n", rcs.Receipts[len(rcs.Receipts)-1].ID, b)
+	}
+
+	step("stop the server")
+	stopped = true
+	if err := stop(); err != nil {
+		return fmt.Errorf("demo: s3t serve: %w (see %s)", err, logPath)
+	}
+	fmt.Fprintf(out, "server stopped cleanly; demo done in %s\n", time.Since(start).Round(time.Second))
+	return nil
+}
+
+func runtimeName(r *api.Runtime) string {
+	if r == nil {
+		return "?"
+	}
+	if r.Error != "" {
+		return "no runtime (" + r.Error + ")"
+	}
+	return r.Provider
+}
+
+func servedOf(s []api.ShardServed, shard int) string {
+	for _, x := range s {
+		if x.Shard == shard {
+			if x.Length == 0 {
+				return "nothing"
+			}
+			return fmt.Sprintf("seq %d, %d stages", x.Sequence, x.Length)
+		}
+	}
+	return "?"
+}
+
+func servedString(s []api.ShardServed) string {
+	var parts []string
+	for _, x := range s {
+		parts = append(parts, fmt.Sprintf("shard %d: %s", x.Shard, servedOf(s, x.Shard)))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// drawTraining draws one progress line.
+func drawTraining(w io.Writer, st *api.TrainingStatus, el time.Duration) {
+	const width = 24
+	n := int(st.Progress * width)
+	running, done := 0, 0
+	var loss, rate float64
+	for _, j := range st.Jobs {
+		switch j.State {
+		case api.TrainingRunning:
+			running++
+			loss, rate = j.Loss, rate+j.ExamplesPerSecond
+		case api.TrainingDone:
+			done++
+		}
+	}
+	fmt.Fprintf(w, "\r\033[K[%s%s] %3.0f%%  %d/%d steps  jobs %d done, %d running  loss %.3f  %.0f ex/s  ETA %s  (%s)",
+		strings.Repeat("=", n), strings.Repeat(" ", width-n), 100*st.Progress, st.Step, st.Steps, done, running, loss, rate,
+		(time.Duration(st.ETASeconds) * time.Second).String(), el.Round(time.Second))
+}

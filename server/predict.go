@@ -1,0 +1,73 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/s3t-dev/s3t/api"
+	"github.com/s3t-dev/s3t/serving"
+	"github.com/s3t-dev/s3t/training"
+)
+
+// errNoServing answers the inference routes of a server without a serving.Service.
+var errNoServing = &statusError{http.StatusNotImplemented, &api.Error{Code: api.CodeNotImplemented, Message: "this server does not serve predictions"}}
+
+// servingError maps the serving package's errors to statuses: bad inputs 400, a model with
+// nothing live 409, a ledger that cannot be read 503; store errors pass through.
+func servingError(err error) error {
+	switch {
+	case errors.Is(err, serving.ErrInvalidInput):
+		return &statusError{http.StatusBadRequest, &api.Error{Code: api.CodeInvalid, Message: err.Error()}}
+	case errors.Is(err, serving.ErrNotLive):
+		return &statusError{http.StatusConflict, &api.Error{Code: api.CodeConflict, Message: err.Error()}}
+	case errors.Is(err, serving.ErrUnavailable):
+		return &statusError{http.StatusServiceUnavailable, &api.Error{Code: api.CodeUnavailable, Message: err.Error()}}
+	}
+	return err
+}
+
+// predict is the native inference route: a batch of inputs, each a JSON array of numbers.
+func (s *Server) predict(c echo.Context) error {
+	svc := s.cfg.Serving
+	if svc == nil {
+		return errNoServing
+	}
+	ctx := c.Request().Context()
+	name := param(c, "name")
+	var req api.PredictRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if len(req.Inputs) == 0 {
+		return invalidf("inputs: at least one input is required")
+	}
+	info, err := svc.Info(ctx, name)
+	if err != nil {
+		return servingError(err)
+	}
+	inputs := make([][]float32, len(req.Inputs))
+	for i, raw := range req.Inputs {
+		if inputs[i], err = training.ParseInput(raw, info.InputSize); err != nil {
+			return invalidf("inputs[%d]: %v (model %q takes %d values, shape %v)", i, err, name, info.InputSize, info.InputShape)
+		}
+	}
+	res, err := svc.Predict(ctx, name, inputs)
+	if err != nil {
+		return servingError(err)
+	}
+	out := &api.PredictResponse{Model: name, LedgerVersion: res.Version,
+		Predictions: make([]api.Prediction, len(res.Predictions)), Served: make([]api.ShardServed, len(res.Served))}
+	for i, p := range res.Predictions {
+		probs := make(map[string]float64, len(res.Labels))
+		for c, l := range res.Labels {
+			probs[l] = p.Probabilities[c]
+		}
+		out.Predictions[i] = api.Prediction{Label: res.Labels[p.Label], Index: p.Label, Probabilities: probs}
+	}
+	for k, sv := range res.Served {
+		out.Served[k] = api.ShardServed{Shard: sv.Shard, Sequence: sv.Sequence, Length: sv.Length, Gen: sv.Gen}
+	}
+	return c.JSON(http.StatusOK, out)
+}

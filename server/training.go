@@ -1,0 +1,301 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/s3t-dev/s3t/api"
+	"github.com/s3t-dev/s3t/store"
+	"github.com/s3t-dev/s3t/training"
+	"github.com/s3t-dev/s3t/unlearning"
+)
+
+// sseInterval is how often the training event stream sends the status.
+const sseInterval = time.Second
+
+func (s *Server) trainer() (Trainer, error) {
+	if s.cfg.Trainer == nil {
+		return nil, &statusError{http.StatusNotImplemented, &api.Error{Code: api.CodeNotImplemented, Message: "this server has no trainer"}}
+	}
+	return s.cfg.Trainer, nil
+}
+
+func (s *Server) startTraining(c echo.Context) error {
+	ctx := c.Request().Context()
+	name := param(c, "name")
+	tr, err := s.trainer()
+	if err != nil {
+		return err
+	}
+	var req api.StartTrainingRequest
+	if c.Request().ContentLength != 0 {
+		if err := decodeJSON(c, &req); err != nil {
+			return err
+		}
+	}
+	jobs, err := tr.Start(ctx, name, req.Force)
+	if err != nil {
+		return fmt.Errorf("train %q: %w", name, err)
+	}
+	if jobs == nil {
+		jobs = []int64{}
+	}
+	return c.JSON(http.StatusAccepted, api.TrainingJobs{Model: name, Jobs: jobs})
+}
+
+// trainingStatus reads a model's training jobs and sums them up.
+func (s *Server) trainingStatus(ctx context.Context, name string) (*api.TrainingStatus, error) {
+	tr, err := s.trainer()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.cfg.Store.GetModel(ctx, name); err != nil {
+		return nil, fmt.Errorf("training of %q: %w", name, err)
+	}
+	ts, err := tr.Status(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("training of %q: %w", name, err)
+	}
+	out := &api.TrainingStatus{Model: name, Jobs: make([]api.TrainingJob, 0, len(ts)), Done: true}
+	for _, t := range ts {
+		j := api.TrainingJob{ID: t.JobID, Shard: t.Shard, Sequence: t.Sequence, Retrain: t.Retrain, State: t.State,
+			Stage: t.Stage, Stages: t.Stages, Step: t.Step, Steps: t.Steps, Loss: t.Loss, ExamplesPerSecond: t.Rate,
+			ETASeconds: t.ETA.Seconds(), Message: t.Message, Worker: t.Holder, Updated: t.Updated}
+		out.Jobs = append(out.Jobs, j)
+		if t.State == store.TrainingCancelled {
+			continue
+		}
+		if t.State != store.TrainingDone {
+			out.Done = false
+			out.ETASeconds = max(out.ETASeconds, j.ETASeconds)
+			out.Step += t.Step
+		} else {
+			out.Step += t.Steps
+		}
+		out.Steps += t.Steps
+	}
+	if out.Steps > 0 {
+		out.Progress = float64(out.Step) / float64(out.Steps)
+	}
+	return out, nil
+}
+
+func (s *Server) getTraining(c echo.Context) error {
+	st, err := s.trainingStatus(c.Request().Context(), param(c, "name"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, st)
+}
+
+// trainingEvents streams the training status as Server-Sent Events: an "progress" event every
+// second while jobs are queued or running, then one "done" event.
+func (s *Server) trainingEvents(c echo.Context) error {
+	ctx := c.Request().Context()
+	name := param(c, "name")
+	st, err := s.trainingStatus(ctx, name)
+	if err != nil {
+		return err
+	}
+	w := c.Response()
+	w.Header().Set(echo.HeaderContentType, "text/event-stream")
+	w.Header().Set(echo.HeaderCacheControl, "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	t := time.NewTicker(sseInterval)
+	defer t.Stop()
+	for {
+		event := "progress"
+		if st.Done {
+			event = "done"
+		}
+		b, err := json.Marshal(st)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b); err != nil {
+			return nil // the client went away
+		}
+		w.Flush()
+		if st.Done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if st, err = s.trainingStatus(ctx, name); err != nil {
+			fmt.Fprintf(w, "event: error\ndata: %q\n\n", err.Error())
+			w.Flush()
+			return nil
+		}
+	}
+}
+
+func (s *Server) cancelTraining(c echo.Context) error {
+	ctx := c.Request().Context()
+	name := param(c, "name")
+	tr, err := s.trainer()
+	if err != nil {
+		return err
+	}
+	if _, err := s.cfg.Store.GetModel(ctx, name); err != nil {
+		return fmt.Errorf("cancel training of %q: %w", name, err)
+	}
+	ids, err := tr.Cancel(ctx, name)
+	if err != nil {
+		return fmt.Errorf("cancel training of %q: %w", name, err)
+	}
+	if ids == nil {
+		ids = []int64{}
+	}
+	return c.JSON(http.StatusOK, api.CancelTrainingResponse{Model: name, Cancelled: ids})
+}
+
+// retrainRuns is the number of simulated deletion streams behind
+// ExpectedDeletionsBeforeRetrain.
+const retrainRuns = 400
+
+func (s *Server) getUnlearning(c echo.Context) error {
+	ctx := c.Request().Context()
+	name := param(c, "name")
+	m, err := s.cfg.Store.GetModel(ctx, name)
+	if err != nil {
+		return fmt.Errorf("unlearning status of %q: %w", name, err)
+	}
+	rec, err := training.DecodeRecord(m)
+	if err != nil {
+		return err
+	}
+	counts, err := s.cfg.Store.UnitCounts(ctx, name)
+	if err != nil {
+		return err
+	}
+	dels, err := s.cfg.Store.DeletionCounts(ctx, name)
+	if err != nil {
+		return err
+	}
+	pol := rec.Retrain
+	pol.MinPrefix = max(pol.MinPrefix, 1)
+	out := api.UnlearningStatus{Model: name, Policy: pol, Version: m.Version}
+	pub := m.Published()
+	needs := retrainShards(m, pol)
+	for k := range m.Shards {
+		ss := api.ShardStatus{Shard: k, Serving: api.Served(pub[k]), Deletions: dels[k], NeedsRetrain: needs[k]}
+		for b, seq := range m.Sequences[k] {
+			ss.Sequences = append(ss.Sequences, api.SequenceStatus{Sequence: b, Order: seq, Live: m.Live[k][b], Trained: m.Trained[k][b], Gen: m.Gen[k][b]})
+		}
+		for _, n := range counts[k] {
+			ss.Samples += int64(n)
+		}
+		ss.ExpectedDeletionsBeforeRetrain = expectedDeletions(m.Sequences[k], m.Live[k], counts[k], pol.MinPrefix, uint64(k))
+		if pub[k].Length > 0 {
+			out.LiveShards++
+		}
+		out.Deletions += dels[k]
+		out.Shards = append(out.Shards, ss)
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// expectedDeletions estimates, by simulating deletion streams (each deleting a uniformly random
+// remaining sample of the shard), how many deletions it takes from the live prefixes live
+// until the shard's longest live prefix is shorter than minPrefix. Deterministic per seed.
+func expectedDeletions(seqs [][]int, live []int, counts []int, minPrefix int, seed uint64) float64 {
+	start, err := unlearning.RestoreShard(seqs, live)
+	if err != nil || start.Served().Length < minPrefix {
+		return 0
+	}
+	rng := rand.New(rand.NewPCG(seed, 0x5e7))
+	total := 0
+	for run := 0; run < retrainRuns; run++ {
+		sh, _ := unlearning.RestoreShard(seqs, live)
+		left := append([]int(nil), counts...)
+		n := 0
+		for _, c := range left {
+			n += c
+		}
+		for n > 0 && sh.Served().Length >= minPrefix {
+			r := rng.IntN(n)
+			j := 0
+			for r >= left[j] {
+				r -= left[j]
+				j++
+			}
+			left[j]--
+			n--
+			if _, err := sh.Delete(j); err != nil {
+				break
+			}
+			total++
+		}
+	}
+	return float64(total) / retrainRuns
+}
+
+// retrainShards returns the shards the policy asks to retrain now: trained shards whose
+// served prefix is below MinPrefix, and every dead trained shard when fewer than MinLiveShards
+// shards serve something.
+func retrainShards(m *store.Model, pol api.RetrainPolicy) map[int]bool {
+	out := map[int]bool{}
+	if pol.Disabled {
+		return out
+	}
+	pub := m.Published()
+	live := 0
+	for _, sv := range pub {
+		if sv.Length > 0 {
+			live++
+		}
+	}
+	for k, sv := range pub {
+		trained := false
+		for b := range m.Trained[k] {
+			trained = trained || m.Trained[k][b] > 0 || m.Gen[k][b] > 1
+		}
+		if trained && (sv.Length < max(pol.MinPrefix, 1) || (live < pol.MinLiveShards && sv.Length == 0)) {
+			out[k] = true
+		}
+	}
+	return out
+}
+
+// afterDeletion applies the retraining policy once a deletion committed: when a shard needs
+// it, the model's cut sequences are queued for retraining on the remaining data (in the
+// background; the request that deleted does not wait).
+func (s *Server) afterDeletion(model string) {
+	if s.cfg.Trainer == nil {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		m, err := s.cfg.Store.GetModel(ctx, model)
+		if err != nil {
+			return
+		}
+		rec, err := training.DecodeRecord(m)
+		if err != nil {
+			return
+		}
+		if len(retrainShards(m, rec.Retrain)) == 0 {
+			return
+		}
+		ids, err := s.cfg.Trainer.Start(ctx, model, false)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.log.Warn("retraining policy: queue retraining", "model", model, "err", err)
+			return
+		}
+		if len(ids) > 0 {
+			s.log.Info("retraining policy: retraining queued", "model", model, "jobs", len(ids))
+		}
+	}()
+}

@@ -1,0 +1,531 @@
+// Package serving answers predictions of S3T models: per shard, the checkpoint the ledger says
+// it serves (the longest live and trained prefix), run through ONNX Runtime by an
+// adapters.Predictor, and the shards' softmax probabilities averaged (METHOD.md, Serving).
+//
+// Everything is loaded lazily and cached: the backbone (by its SHA-256, shared by the models
+// of one backbone), a small pool of Predictors per model, and the decoded checkpoints that
+// are served now (a checkpoint no longer served is dropped at the next reload).
+//
+// Consistency: every Predict reads the model's ledger version (store.Version, one indexed
+// row) and, when the cached serving state is older, re-reads store.Serving before it answers.
+// A deletion commits its version bump before its receipt is returned, so a prediction started
+// after the receipt never runs a switched-off group. A replica that cannot read the version
+// answers ErrUnavailable, never from its cache.
+package serving
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/s3t-dev/s3t/adapters"
+	"github.com/s3t-dev/s3t/backbone"
+	"github.com/s3t-dev/s3t/backbone/ort"
+	"github.com/s3t-dev/s3t/store"
+	"github.com/s3t-dev/s3t/training"
+	"github.com/s3t-dev/s3t/unlearning"
+)
+
+// Errors of the service. Callers check them with errors.Is; store.ErrNotFound passes through
+// for an unknown model.
+var (
+	// ErrInvalidInput: the inputs do not fit the model (count, size, values).
+	ErrInvalidInput = errors.New("serving: invalid input")
+	// ErrNotLive: no shard of the model serves a checkpoint (never trained, or every prefix
+	// was cut by deletions and not yet retrained).
+	ErrNotLive = errors.New("serving: no trained checkpoint live")
+	// ErrUnavailable: the ledger could not be read, so the service cannot tell what is served
+	// now and refuses to answer from its cache.
+	ErrUnavailable = errors.New("serving: ledger unavailable")
+)
+
+// NotLiveError is ErrNotLive for one model.
+type NotLiveError struct{ Model string }
+
+func (e *NotLiveError) Error() string {
+	return fmt.Sprintf("model %q has no trained checkpoint live; train it", e.Model)
+}
+
+// Is makes errors.Is(err, ErrNotLive) hold.
+func (e *NotLiveError) Is(target error) bool { return target == ErrNotLive }
+
+// DefaultMaxBatch is the default Config.MaxBatch.
+const DefaultMaxBatch = 1024
+
+// Config configures a Service. Store and Blobs are required.
+type Config struct {
+	Store *store.Store
+	Blobs *store.Blobs
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+	// Threads is ONNX Runtime's intra-op threads per session (0: 1 when Pool > 1, else the
+	// runtime's default).
+	Threads int
+	// Pool is the number of Predictors per model, i.e. the predictions of one model that run
+	// at once (default GOMAXPROCS). A Predictor is not safe for concurrent use.
+	Pool int
+	// MaxBatch caps the inputs of one Predict (default DefaultMaxBatch).
+	MaxBatch int
+}
+
+// Service serves predictions. It is safe for concurrent use; Close releases its ONNX Runtime
+// sessions.
+type Service struct {
+	cfg Config
+	log *slog.Logger
+
+	mu        sync.Mutex
+	models    map[string]*model
+	backbones map[string]*loadedBackbone // by SHA-256
+	closed    bool
+}
+
+type loadedBackbone struct {
+	model    *backbone.Model
+	manifest *backbone.Manifest
+}
+
+// New returns a service.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.Blobs == nil {
+		return nil, errors.New("serving: Config.Store and Config.Blobs are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Pool <= 0 {
+		cfg.Pool = runtime.GOMAXPROCS(0)
+	}
+	if cfg.Threads <= 0 && cfg.Pool > 1 {
+		cfg.Threads = 1
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = DefaultMaxBatch
+	}
+	return &Service{cfg: cfg, log: cfg.Logger, models: map[string]*model{}, backbones: map[string]*loadedBackbone{}}, nil
+}
+
+// Info describes a model's inputs and outputs.
+type Info struct {
+	Name string
+	// InputName and InputShape describe one example (without the batch axis).
+	InputName  string
+	InputShape []int64
+	// InputSize is the number of float32 values of one example.
+	InputSize int
+	// Labels are the class names, by index.
+	Labels []string
+}
+
+// Served is what one shard served a prediction with: C[Shard, Sequence, Length] of generation
+// Gen, or nothing when Length is 0.
+type Served struct {
+	Shard, Sequence, Length, Gen int
+}
+
+// Prediction is the aggregated prediction of one input.
+type Prediction struct {
+	// Label is the predicted class index (Info.Labels[Label] is its name).
+	Label int
+	// Probabilities[c] is the mean over the serving shards of their softmax probability of c.
+	Probabilities []float64
+}
+
+// Result is the answer to one Predict.
+type Result struct {
+	Model       string
+	Labels      []string
+	Predictions []Prediction
+	// Served has one entry per shard.
+	Served []Served
+	// Version is the ledger version of the serving state used.
+	Version int64
+}
+
+// model is a model's cached record, predictors and serving state.
+type model struct {
+	name    string
+	created time.Time
+	config  []byte
+	rec     *training.Record
+	slices  int
+	// sem holds a token per Predictor in use; free is a stack of the idle ones, so that the
+	// most recently used (its memory hot in the caches) serves the next prediction.
+	sem    chan struct{}
+	fmu    sync.Mutex
+	free   []*adapters.Predictor
+	closed bool // set by drain, under fmu
+	all    []*adapters.Predictor
+
+	mu    sync.Mutex // serialises reloads of state
+	state *state     // guarded by smu
+	smu   sync.RWMutex
+}
+
+// state is what a model serves at one ledger version.
+type state struct {
+	version int64
+	// read is when the ledger read of this state began: a state read after a caller read the
+	// version is at least as new as that version.
+	read time.Time
+	// shards[k] is shard k's record (nil: serves nothing), cks[k] its decoded checkpoint.
+	shards []*store.CheckpointRecord
+	cks    []*adapters.Checkpoint
+	live   int
+}
+
+func (m *model) current() *state {
+	m.smu.RLock()
+	defer m.smu.RUnlock()
+	return m.state
+}
+
+// Info returns a model's input and output description (store.ErrNotFound when unknown).
+func (s *Service) Info(ctx context.Context, name string) (*Info, error) {
+	m, err := s.model(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return m.info(), nil
+}
+
+func (m *model) info() *Info {
+	return &Info{Name: m.name, InputName: m.rec.InputName, InputShape: append([]int64(nil), m.rec.InputShape...),
+		InputSize: m.rec.InputSize(), Labels: append([]string(nil), m.rec.Labels...)}
+}
+
+// Ready reports whether some shard of the model serves a checkpoint now (at the current
+// ledger version); the error is store.ErrNotFound or ErrUnavailable.
+func (s *Service) Ready(ctx context.Context, name string) (bool, error) {
+	_, st, err := s.fresh(ctx, name)
+	if err != nil {
+		return false, err
+	}
+	return st.live > 0, nil
+}
+
+// Predict returns the model's prediction of each input (each Info.InputSize float32 values).
+func (s *Service) Predict(ctx context.Context, name string, inputs [][]float32) (*Result, error) {
+	if len(inputs) == 0 {
+		return nil, fmt.Errorf("%w: no inputs", ErrInvalidInput)
+	}
+	if len(inputs) > s.cfg.MaxBatch {
+		return nil, fmt.Errorf("%w: %d inputs, at most %d per request", ErrInvalidInput, len(inputs), s.cfg.MaxBatch)
+	}
+	m, st, err := s.fresh(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	n, size := len(inputs), m.rec.InputSize()
+	x := make([]float32, 0, n*size)
+	for i, in := range inputs {
+		if len(in) != size {
+			return nil, fmt.Errorf("%w: input %d has %d values, want %d (shape %v)", ErrInvalidInput, i, len(in), size, m.rec.InputShape)
+		}
+		x = append(x, in...)
+	}
+	if st.live == 0 {
+		return nil, &NotLiveError{Model: name}
+	}
+	shape := append([]int64{int64(n)}, m.rec.InputShape...)
+	res := &Result{Model: name, Labels: m.rec.Labels, Version: st.version, Served: st.served()}
+	classes := len(m.rec.Labels)
+	outputs, err := m.run(ctx, st, ort.NewTensor(x, shape...), n, classes)
+	if err != nil {
+		return nil, err
+	}
+	scores, labels, err := unlearning.Aggregate(unlearning.MeanProbs, outputs, n, classes)
+	if err != nil {
+		return nil, fmt.Errorf("serving: %q: %w", name, err)
+	}
+	res.Predictions = make([]Prediction, n)
+	for i := range n {
+		res.Predictions[i] = Prediction{Label: labels[i], Probabilities: scores[i*classes : (i+1)*classes : (i+1)*classes]}
+	}
+	return res, nil
+}
+
+// run computes every serving shard's logits with one pooled Predictor.
+func (m *model) run(ctx context.Context, st *state, x ort.Tensor, n, classes int) ([][]float32, error) {
+	p, err := m.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer m.release(p)
+	outputs := make([][]float32, len(st.cks))
+	for k, c := range st.cks {
+		if c == nil {
+			continue
+		}
+		t, err := p.Logits(ctx, c, x, 0)
+		if err != nil {
+			return nil, fmt.Errorf("serving: %q shard %d: %w", m.name, k, err)
+		}
+		v, err := ort.Values[float32](t)
+		if err != nil || len(v) != n*classes {
+			return nil, fmt.Errorf("serving: %q shard %d: head gives %d values for %d inputs of %d classes", m.name, k, len(v), n, classes)
+		}
+		outputs[k] = v
+	}
+	return outputs, nil
+}
+
+func (st *state) served() []Served {
+	out := make([]Served, len(st.shards))
+	for k, c := range st.shards {
+		out[k] = Served{Shard: k}
+		if c != nil {
+			out[k] = Served{Shard: k, Sequence: c.Sequence, Length: c.Stage, Gen: c.Gen}
+		}
+	}
+	return out
+}
+
+// fresh returns the model and a serving state at least as new as the ledger version read now.
+func (s *Service) fresh(ctx context.Context, name string) (*model, *state, error) {
+	asked := time.Now()
+	v, err := s.cfg.Store.Version(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		s.forget(name)
+		return nil, nil, err
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	m, err := s.model(ctx, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if st := m.current(); st != nil && st.covers(v, asked) {
+		return m, st, nil
+	}
+	st, err := s.reload(ctx, m, v, asked)
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, st, nil
+}
+
+func (st *state) covers(v int64, asked time.Time) bool {
+	return st.version == v || (st.version > v && st.read.After(asked))
+}
+
+// reload reads the serving state from the ledger and swaps it in, reusing the decoded
+// checkpoints that are still served and dropping the others.
+func (s *Service) reload(ctx context.Context, m *model, v int64, asked time.Time) (*state, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := m.current()
+	if old != nil && old.covers(v, asked) {
+		return old, nil // another prediction reloaded meanwhile
+	}
+	read := time.Now()
+	ss, err := s.cfg.Store.Serving(ctx, m.name)
+	if errors.Is(err, store.ErrNotFound) {
+		s.forget(m.name)
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if !ss.Model.CreatedAt.Equal(m.created) || !bytes.Equal(ss.Model.Config, m.config) {
+		// The model was deleted and created again under its name: start over.
+		s.forget(m.name)
+		return nil, fmt.Errorf("%w: model %q changed while loading; retry", ErrUnavailable, m.name)
+	}
+	byKey := map[string]*adapters.Checkpoint{}
+	if old != nil {
+		for k, c := range old.shards {
+			if c != nil {
+				byKey[ckKey(c)] = old.cks[k]
+			}
+		}
+	}
+	st := &state{version: ss.Version, read: read, shards: ss.Shards, cks: make([]*adapters.Checkpoint, len(ss.Shards))}
+	for k, c := range ss.Shards {
+		if c == nil {
+			continue
+		}
+		ck := byKey[ckKey(c)]
+		if ck == nil {
+			if ck, err = s.checkpoint(ctx, c); err != nil {
+				return nil, err
+			}
+		}
+		st.cks[k] = ck
+		st.live++
+	}
+	m.smu.Lock()
+	m.state = st
+	m.smu.Unlock()
+	if old == nil || old.version != st.version {
+		s.log.Debug("serving state loaded", "model", m.name, "version", st.version, "live_shards", st.live)
+	}
+	return st, nil
+}
+
+func ckKey(c *store.CheckpointRecord) string { return c.BlobKey + "\x00" + c.Digest }
+
+func (s *Service) checkpoint(ctx context.Context, c *store.CheckpointRecord) (*adapters.Checkpoint, error) {
+	b, err := s.cfg.Blobs.Get(ctx, c.BlobKey)
+	if err != nil {
+		// Not %w: a missing checkpoint blob is a server fault, not an unknown model.
+		return nil, fmt.Errorf("serving: checkpoint C[%d, %d, %d] of %q: %v", c.Shard, c.Sequence, c.Stage, c.Model, err)
+	}
+	ck, err := adapters.DecodeCheckpoint(b)
+	if err != nil {
+		return nil, fmt.Errorf("serving: checkpoint %s: %w", c.BlobKey, err)
+	}
+	if ck.Manifest.Stage != c.Stage {
+		return nil, fmt.Errorf("serving: checkpoint %s holds stage %d, the ledger says %d", c.BlobKey, ck.Manifest.Stage, c.Stage)
+	}
+	return ck, nil
+}
+
+// model returns the cached model, loading its record, backbone and predictors on first use.
+func (s *Service) model(ctx context.Context, name string) (*model, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errors.New("serving: service closed")
+	}
+	if m, ok := s.models[name]; ok {
+		return m, nil
+	}
+	sm, err := s.cfg.Store.GetModel(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	rec, err := training.DecodeRecord(sm)
+	if err != nil {
+		return nil, fmt.Errorf("serving: %w", err)
+	}
+	if len(rec.Labels) == 0 {
+		return nil, fmt.Errorf("serving: model %q has no labels", name)
+	}
+	bb, err := s.backbone(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	m := &model{name: name, created: sm.CreatedAt, config: bytes.Clone(sm.Config), rec: rec, slices: sm.Slices,
+		sem: make(chan struct{}, s.cfg.Pool)}
+	peft := adapters.Planned{Plugin: rec.PEFT.Type, Plan: rec.Plan}
+	for range s.cfg.Pool {
+		p, err := adapters.NewPredictor(bb.model, bb.manifest, peft, sm.Slices, rec.HeadInput, s.cfg.Threads)
+		if err != nil {
+			m.close()
+			return nil, fmt.Errorf("serving: model %q: %w", name, err)
+		}
+		m.all = append(m.all, p)
+		m.free = append(m.free, p)
+	}
+	s.models[name] = m
+	return m, nil
+}
+
+// backbone returns the model's backbone, checked against its pinned SHA-256. Called with s.mu held.
+func (s *Service) backbone(ctx context.Context, rec *training.Record) (*loadedBackbone, error) {
+	if b, ok := s.backbones[rec.BackboneSHA256]; ok {
+		return b, nil
+	}
+	data, err := s.cfg.Blobs.Get(ctx, training.BackboneKey(rec.Backbone))
+	if err != nil {
+		return nil, fmt.Errorf("serving: backbone %q: %v", rec.Backbone, err) // not %w: a server fault, not an unknown model
+	}
+	sum := sha256.Sum256(data)
+	if got := hex.EncodeToString(sum[:]); got != rec.BackboneSHA256 {
+		return nil, fmt.Errorf("serving: backbone %q has SHA-256 %s, the model was created with %s", rec.Backbone, got, rec.BackboneSHA256)
+	}
+	bm, err := backbone.LoadBytes(data)
+	if err != nil {
+		return nil, fmt.Errorf("serving: backbone %q: %w", rec.Backbone, err)
+	}
+	man, err := backbone.DetectManifest(bm)
+	if err != nil {
+		return nil, fmt.Errorf("serving: backbone %q: %w", rec.Backbone, err)
+	}
+	b := &loadedBackbone{model: bm, manifest: man}
+	s.backbones[rec.BackboneSHA256] = b
+	return b, nil
+}
+
+// Forget drops what is cached for a model (call it when the model is deleted). Predictions
+// in flight finish with what they hold.
+func (s *Service) Forget(name string) { s.forget(name) }
+
+func (s *Service) forget(name string) {
+	s.mu.Lock()
+	m, ok := s.models[name]
+	delete(s.models, name)
+	s.mu.Unlock()
+	if ok {
+		go m.drain() // closes each predictor once no prediction holds it
+	}
+}
+
+// acquire takes an idle Predictor, waiting while all are in use.
+func (m *model) acquire(ctx context.Context) (*adapters.Predictor, error) {
+	select {
+	case m.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	m.fmu.Lock()
+	defer m.fmu.Unlock()
+	if m.closed {
+		<-m.sem
+		return nil, fmt.Errorf("%w: model %q was unloaded (deleted or changed) during the request; retry", ErrUnavailable, m.name)
+	}
+	p := m.free[len(m.free)-1]
+	m.free = m.free[:len(m.free)-1]
+	return p, nil
+}
+
+func (m *model) release(p *adapters.Predictor) {
+	m.fmu.Lock()
+	m.free = append(m.free, p)
+	m.fmu.Unlock()
+	<-m.sem
+}
+
+// drain waits until no prediction holds a Predictor and closes them all.
+func (m *model) drain() {
+	m.fmu.Lock()
+	m.closed = true
+	m.fmu.Unlock()
+	for range m.all {
+		m.sem <- struct{}{}
+	}
+	m.close()
+}
+
+func (m *model) close() {
+	for _, p := range m.all {
+		if err := p.Close(); err != nil {
+			slog.Default().Warn("serving: close predictor", "model", m.name, "err", err)
+		}
+	}
+}
+
+// Close waits for the predictions in flight and releases every ONNX Runtime session.
+func (s *Service) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	models := s.models
+	s.models = map[string]*model{}
+	s.mu.Unlock()
+	for _, m := range models {
+		m.drain()
+	}
+	return nil
+}

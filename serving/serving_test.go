@@ -1,0 +1,254 @@
+package serving_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/s3t-dev/s3t/backbone/ort"
+	"github.com/s3t-dev/s3t/internal/testmodel"
+	"github.com/s3t-dev/s3t/serving"
+	"github.com/s3t-dev/s3t/store"
+)
+
+// TestMain shuts ONNX Runtime down after the tests, which also checks that every session was
+// closed.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if err := ort.Shutdown(); err != nil {
+		fmt.Fprintf(os.Stderr, "ONNX Runtime shutdown after tests: %v\n", err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+func newFixture(t testing.TB, o testmodel.Options) *testmodel.Fixture {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("trains a model")
+	}
+	st, blobs := testmodel.OpenStore(t)
+	return testmodel.New(t, st, blobs, o)
+}
+
+func newService(t testing.TB, fx *testmodel.Fixture, pool int) *serving.Service {
+	t.Helper()
+	svc, err := serving.New(serving.Config{Store: fx.Store, Blobs: fx.Blobs, Pool: pool,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close() })
+	return svc
+}
+
+// checkDirect checks that res equals, exactly, the ensemble of the checkpoints the ledger
+// serves now computed directly through adapters.Predictor, and that res.Served names them.
+func checkDirect(t *testing.T, fx *testmodel.Fixture, res *serving.Result, inputs [][]float32) {
+	t.Helper()
+	m, err := fx.Store.GetModel(context.Background(), fx.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Version != m.Version {
+		t.Errorf("result at ledger version %d, the ledger is at %d", res.Version, m.Version)
+	}
+	for k, sv := range m.Published() {
+		got := res.Served[k]
+		if got.Shard != k || got.Length != sv.Length || (sv.Length > 0 && (got.Sequence != sv.Sequence || got.Gen != m.Gen[k][sv.Sequence])) {
+			t.Errorf("shard %d served %+v, the ledger publishes sequence %d length %d", k, got, sv.Sequence, sv.Length)
+		}
+	}
+	scores, labels := fx.Direct(t, fx.Predictor(t, 1), fx.Served(t), inputs)
+	classes := len(fx.Rec.Labels)
+	if len(res.Predictions) != len(inputs) {
+		t.Fatalf("%d predictions for %d inputs", len(res.Predictions), len(inputs))
+	}
+	for i, p := range res.Predictions {
+		if p.Label != labels[i] || !slices.Equal(p.Probabilities, scores[i*classes:(i+1)*classes]) {
+			t.Errorf("input %d: served %d %v, direct %d %v", i, p.Label, p.Probabilities, labels[i], scores[i*classes:(i+1)*classes])
+		}
+	}
+}
+
+func TestPredictDeleteAndServe(t *testing.T) {
+	ctx := context.Background()
+	fx := newFixture(t, testmodel.Options{})
+	svc := newService(t, fx, 2)
+	info, err := svc.Info(ctx, fx.Name)
+	if err != nil || info.InputSize != 784 || info.InputName == "" || len(info.Labels) != 10 {
+		t.Fatalf("Info = %+v, %v", info, err)
+	}
+	if ok, err := svc.Ready(ctx, fx.Name); !ok || err != nil {
+		t.Fatalf("Ready = %v, %v", ok, err)
+	}
+	res, err := svc.Predict(ctx, fx.Name, fx.Test)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sv := range res.Served {
+		if sv.Length != 2 {
+			t.Errorf("fully trained model serves %+v", sv)
+		}
+	}
+	checkDirect(t, fx, res, fx.Test)
+	// One input, and the same batch again from the cache.
+	if res, err = svc.Predict(ctx, fx.Name, fx.Test[:1]); err != nil {
+		t.Fatal(err)
+	}
+	checkDirect(t, fx, res, fx.Test[:1])
+
+	// Delete a sample of shard 0 that the served sequence's second stage saw: the very next
+	// prediction serves the truncated prefix.
+	served := res.Served[0]
+	slice := fx.Sequences[0][served.Sequence][1]
+	rc, err := fx.Store.Delete(ctx, fx.Name, fx.Units[0][slice][0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = svc.Predict(ctx, fx.Name, fx.Test)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Version < rc.LedgerVersion || res.Served[0].Length != rc.Serving.Length || res.Served[0].Sequence != rc.Serving.Sequence {
+		t.Fatalf("after the receipt (version %d, serving %+v) the prediction used version %d, %+v",
+			rc.LedgerVersion, rc.Serving, res.Version, res.Served[0])
+	}
+	if res.Served[0].Length != 1 {
+		t.Errorf("shard 0 serves length %d after deleting from slice %d, want 1", res.Served[0].Length, slice)
+	}
+	checkDirect(t, fx, res, fx.Test)
+
+	// Kill shard 0 (a sample of every slice): only shard 1 serves.
+	for s := range fx.Units[0] {
+		if s != slice {
+			if _, err := fx.Store.Delete(ctx, fx.Name, fx.Units[0][s][0]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if res, err = svc.Predict(ctx, fx.Name, fx.Test); err != nil {
+		t.Fatal(err)
+	}
+	if res.Served[0].Length != 0 || res.Served[1].Length != 2 {
+		t.Fatalf("served %+v after killing shard 0", res.Served)
+	}
+	checkDirect(t, fx, res, fx.Test)
+
+	// And shard 1: nothing is live.
+	for s := range fx.Units[1] {
+		if _, err := fx.Store.Delete(ctx, fx.Name, fx.Units[1][s][0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := svc.Predict(ctx, fx.Name, fx.Test); !errors.Is(err, serving.ErrNotLive) {
+		t.Fatalf("no shard live: err = %v, want ErrNotLive", err)
+	}
+	if ok, err := svc.Ready(ctx, fx.Name); ok || err != nil {
+		t.Errorf("Ready = %v, %v with no shard live", ok, err)
+	}
+
+	// A replica that cannot read the ledger refuses to answer from its cache.
+	fx.Store.Close()
+	if _, err := svc.Predict(ctx, fx.Name, fx.Test); !errors.Is(err, serving.ErrUnavailable) {
+		t.Errorf("closed ledger: err = %v, want ErrUnavailable", err)
+	}
+}
+
+func TestPredictBadInputs(t *testing.T) {
+	ctx := context.Background()
+	fx := newFixture(t, testmodel.Options{Untrained: true})
+	svc := newService(t, fx, 1)
+	cases := map[string][][]float32{
+		"none":       nil,
+		"short":      {make([]float32, 783)},
+		"long":       {make([]float32, 785)},
+		"second bad": {make([]float32, 784), make([]float32, 10)},
+	}
+	for name, in := range cases {
+		if _, err := svc.Predict(ctx, fx.Name, in); !errors.Is(err, serving.ErrInvalidInput) {
+			t.Errorf("%s: err = %v, want ErrInvalidInput", name, err)
+		}
+	}
+	if _, err := svc.Predict(ctx, "nope", fx.Test); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unknown model: err = %v, want store.ErrNotFound", err)
+	}
+	// Never trained: a clear error, not a crash.
+	_, err := svc.Predict(ctx, fx.Name, fx.Test)
+	if !errors.Is(err, serving.ErrNotLive) {
+		t.Errorf("untrained: err = %v, want ErrNotLive", err)
+	} else {
+		t.Log(err)
+	}
+	if ok, err := svc.Ready(ctx, fx.Name); ok || err != nil {
+		t.Errorf("untrained: Ready = %v, %v", ok, err)
+	}
+	// A deleted model is unknown, not served from the cache.
+	if err := fx.Store.DeleteModel(ctx, fx.Name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Predict(ctx, fx.Name, fx.Test); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("deleted model: err = %v, want store.ErrNotFound", err)
+	}
+	if _, err := svc.Info(ctx, fx.Name); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("deleted model: Info err = %v, want store.ErrNotFound", err)
+	}
+}
+
+// TestPredictConcurrent runs predictions from several goroutines while samples are deleted:
+// every answer is the exact ensemble of what the ledger served at the answer's version.
+func TestPredictConcurrent(t *testing.T) {
+	ctx := context.Background()
+	fx := newFixture(t, testmodel.Options{Slices: 2, Seqs: 1})
+	svc := newService(t, fx, 2)
+	want := map[int64][]float64{}
+	ref := func() {
+		res, err := svc.Predict(ctx, fx.Name, fx.Test[:2])
+		if err != nil {
+			t.Fatal(err)
+		}
+		scores, _ := fx.Direct(t, fx.Predictor(t, 1), fx.Served(t), fx.Test[:2])
+		want[res.Version] = scores
+	}
+	ref()
+	var wg sync.WaitGroup
+	results := make(chan *serving.Result, 64)
+	for range 4 {
+		wg.Go(func() {
+			for range 8 {
+				res, err := svc.Predict(ctx, fx.Name, fx.Test[:2])
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				results <- res
+			}
+		})
+	}
+	if _, err := fx.Store.Delete(ctx, fx.Name, fx.Units[0][fx.Sequences[0][0][1]][0]); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(results)
+	ref()
+	for res := range results {
+		w, ok := want[res.Version]
+		if !ok {
+			t.Errorf("answer at unexpected version %d", res.Version)
+			continue
+		}
+		var got []float64
+		for _, p := range res.Predictions {
+			got = append(got, p.Probabilities...)
+		}
+		if !slices.Equal(got, w) {
+			t.Errorf("answer at version %d differs from the direct ensemble", res.Version)
+		}
+	}
+}

@@ -1,0 +1,224 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/s3t-dev/s3t/unlearning"
+)
+
+// sampleIn returns a stored sample id of (shard 0, slice).
+func sampleIn(t *testing.T, s *Store, model string, slice int) string {
+	t.Helper()
+	smps, err := s.ListSamples(context.Background(), model, unlearning.Placement{Shard: 0, Slice: slice}, "", 1)
+	if err != nil || len(smps) != 1 {
+		t.Fatalf("no sample in slice %d: %v", slice, err)
+	}
+	return smps[0].ID
+}
+
+func ckpt(model string, seq, gen, stage int, snapshot int64) CheckpointRecord {
+	return CheckpointRecord{Model: model, Shard: 0, Sequence: seq, Gen: gen, Stage: stage,
+		BlobKey: fmt.Sprintf("k/%d/%d/%d", seq, gen, stage), Samples: 10, Digest: fmt.Sprintf("d%d-%d-%d", seq, gen, stage), Snapshot: snapshot}
+}
+
+// TestPublishServesOnlyLiveTrainedPrefixes: a shard serves min(live, trained); stages publish
+// in order; a stage above the live prefix (a sample it may have seen was deleted) is refused.
+func TestPublishServesOnlyLiveTrainedPrefixes(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		// One shard, L = 3, sequences [0 1 2] and [2 0 1].
+		mustModel(t, s, spec("p", 1, 3, 2), 60)
+		tgt, err := s.Target(ctx, "p", 0, 0, false)
+		if err != nil || tgt.Gen != 1 || tgt.Retrain || tgt.From != 1 {
+			t.Fatalf("Target = %+v, %v", tgt, err)
+		}
+		if err := s.PublishCheckpoint(ctx, ckpt("p", 0, 1, 2, tgt.Snapshot)); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("stage 2 before stage 1: %v, want ErrInvalid", err)
+		}
+		for stage := 1; stage <= 3; stage++ {
+			if err := s.PublishCheckpoint(ctx, ckpt("p", 0, 1, stage, tgt.Snapshot)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.PublishCheckpoint(ctx, ckpt("p", 0, 1, 2, tgt.Snapshot)); err != nil {
+			t.Fatalf("re-publishing a stage: %v", err)
+		}
+		if err := s.PublishCheckpoint(ctx, ckpt("p", 1, 1, 1, tgt.Snapshot)); err != nil {
+			t.Fatal(err)
+		}
+		m, _ := s.GetModel(ctx, "p")
+		if !reflect.DeepEqual(m.Trained, [][]int{{3, 1}}) || m.Published()[0] != (unlearning.Served{Sequence: 0, Length: 3}) {
+			t.Fatalf("trained %v published %v", m.Trained, m.Published())
+		}
+		sv, err := s.Serving(ctx, "p")
+		if err != nil || sv.Shards[0] == nil || sv.Shards[0].BlobKey != "k/0/1/3" || sv.Version != m.Version {
+			t.Fatalf("Serving = %+v, %v", sv, err)
+		}
+		// Delete from slice 1: sequence 0 keeps 1 stage, sequence 1 ([2 0 1]) keeps 2 but has
+		// only 1 trained.
+		rc, err := s.Delete(ctx, "p", sampleIn(t, s, "p", 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rc.Served != (unlearning.Served{Sequence: 1, Length: 2}) || rc.Serving != (unlearning.Served{Sequence: 0, Length: 1}) {
+			t.Fatalf("receipt served %v serving %v", rc.Served, rc.Serving)
+		}
+		if err := s.PublishCheckpoint(ctx, ckpt("p", 1, 1, 2, tgt.Snapshot)); err != nil {
+			t.Fatalf("stage 2 of sequence 1 is still live: %v", err)
+		}
+		if err := s.PublishCheckpoint(ctx, ckpt("p", 1, 1, 3, tgt.Snapshot)); !errors.Is(err, ErrStale) {
+			t.Fatalf("stage 3 of sequence 1 is above its live prefix: %v, want ErrStale", err)
+		}
+		sv, _ = s.Serving(ctx, "p")
+		if got := sv.Shards[0]; got == nil || got.Sequence != 1 || got.Stage != 2 {
+			t.Fatalf("serving %+v, want sequence 1 stage 2", got)
+		}
+		// A generation that is neither the current nor the next is stale.
+		if err := s.PublishCheckpoint(ctx, ckpt("p", 0, 3, 1, tgt.Snapshot)); !errors.Is(err, ErrStale) {
+			t.Fatalf("generation 3: %v, want ErrStale", err)
+		}
+	})
+}
+
+// TestRetrainSwap: a retraining stages the next generation, which is not served until the swap;
+// deletions committed after its snapshot cut the new generation's live prefix and refuse
+// stages that saw them; the swap checks every staged stage is the retraining's own.
+func TestRetrainSwap(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		mustModel(t, s, spec("r", 1, 3, 1), 60) // sequence [0 1 2]
+		for stage := 1; stage <= 3; stage++ {
+			if err := s.PublishCheckpoint(ctx, ckpt("r", 0, 1, stage, 0)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.Delete(ctx, "r", sampleIn(t, s, "r", 0)); err != nil {
+			t.Fatal(err)
+		}
+		tgt, err := s.Target(ctx, "r", 0, 0, false)
+		if err != nil || !tgt.Retrain || tgt.Gen != 2 || tgt.From != 1 {
+			t.Fatalf("Target after a deletion = %+v, %v; want a retraining into generation 2", tgt, err)
+		}
+		digests := []string{"d0-2-1", "d0-2-2", "d0-2-3"}
+		for stage := 1; stage <= 2; stage++ {
+			if err := s.PublishCheckpoint(ctx, ckpt("r", 0, 2, stage, tgt.Snapshot)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if sv, _ := s.Serving(ctx, "r"); sv.Shards[0] != nil {
+			t.Fatalf("a staged generation is served before its swap: %+v", sv.Shards[0])
+		}
+		if _, err := s.SwapGeneration(ctx, "r", 0, 0, 2, tgt.Snapshot, digests); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("swap with 2 of 3 stages: %v, want ErrInvalid", err)
+		}
+		// A deletion after the snapshot, in slice 2 (stage 3 of the new generation).
+		if _, err := s.Delete(ctx, "r", sampleIn(t, s, "r", 2)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PublishCheckpoint(ctx, ckpt("r", 0, 2, 3, tgt.Snapshot)); !errors.Is(err, ErrStale) {
+			t.Fatalf("stage 3 saw a sample deleted after the snapshot: %v, want ErrStale", err)
+		}
+		// With a later snapshot the stage is clean and the swap keeps all 3 stages.
+		tgt2, _ := s.Target(ctx, "r", 0, 0, false)
+		if err := s.PublishCheckpoint(ctx, ckpt("r", 0, 2, 3, tgt2.Snapshot)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.SwapGeneration(ctx, "r", 0, 0, 2, tgt2.Snapshot, []string{"x", "d0-2-2", "d0-2-3"}); !errors.Is(err, ErrStale) {
+			t.Fatalf("swap with a stage another retraining staged: %v, want ErrStale", err)
+		}
+		// Swapping with the older snapshot: the deletion in slice 2 cuts the new live prefix to 2.
+		sw, err := s.SwapGeneration(ctx, "r", 0, 0, 2, tgt.Snapshot, digests)
+		if err != nil || sw.Live != 2 || !reflect.DeepEqual(sw.Replaced, []string{"k/0/1/1", "k/0/1/2", "k/0/1/3"}) {
+			t.Fatalf("swap = %+v, %v", sw, err)
+		}
+		m, _ := s.GetModel(ctx, "r")
+		if !reflect.DeepEqual(m.Gen, [][]int{{2}}) || !reflect.DeepEqual(m.Live, [][]int{{2}}) || !reflect.DeepEqual(m.Trained, [][]int{{3}}) {
+			t.Fatalf("after the swap: gen %v live %v trained %v", m.Gen, m.Live, m.Trained)
+		}
+		sv, _ := s.Serving(ctx, "r")
+		if got := sv.Shards[0]; got == nil || got.Gen != 2 || got.Stage != 2 || got.BlobKey != "k/0/2/2" {
+			t.Fatalf("serving %+v after the swap", got)
+		}
+		if _, err := s.SwapGeneration(ctx, "r", 0, 0, 2, tgt.Snapshot, digests); !errors.Is(err, ErrStale) {
+			t.Fatalf("second swap: %v, want ErrStale", err)
+		}
+		keys, _ := s.CheckpointKeys(ctx, "r")
+		if !reflect.DeepEqual(keys, []string{"k/0/2/1", "k/0/2/2", "k/0/2/3"}) {
+			t.Fatalf("checkpoint keys after the swap: %v", keys)
+		}
+	})
+}
+
+// TestTrainingLeases: one holder at a time; an expired lease is taken over and its old holder
+// can no longer write; a cancelled job cannot be acquired or updated.
+func TestTrainingLeases(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		mustModel(t, s, spec("l", 2, 2, 1), 20)
+		jobs, err := s.NewJobs(JobsConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, err := s.EnqueueTraining(ctx, jobs, "l", "train", []TrainUnit{{Shard: 0}, {Shard: 1}}, func(u TrainUnit) any { return u })
+		if err != nil || len(ids) != 2 {
+			t.Fatal(ids, err)
+		}
+		for _, id := range ids {
+			if info, err := jobs.Get(ctx, id); err != nil || info.Kind != "train" {
+				t.Fatalf("job %d: %+v, %v", id, info, err)
+			}
+		}
+		id := ids[0]
+		if ok, err := s.AcquireTraining(ctx, id, "a", time.Hour); !ok || err != nil {
+			t.Fatalf("a acquires: %v, %v", ok, err)
+		}
+		if ok, err := s.AcquireTraining(ctx, id, "b", time.Hour); ok || err != nil {
+			t.Fatalf("b acquires a held lease: %v, %v", ok, err)
+		}
+		tr := &Training{JobID: id, State: TrainingRunning, Stage: 1, Step: 5, Steps: 10, Loss: 0.5, Rate: 100, ETA: 3 * time.Second}
+		if err := s.UpdateTraining(ctx, tr, "a", -time.Second); err != nil { // releases
+			t.Fatal(err)
+		}
+		if ok, err := s.AcquireTraining(ctx, id, "b", time.Millisecond); !ok || err != nil {
+			t.Fatalf("b acquires a released lease: %v, %v", ok, err)
+		}
+		if err := s.UpdateTraining(ctx, tr, "a", time.Hour); !errors.Is(err, ErrStale) {
+			t.Fatalf("a writes after losing the lease: %v, want ErrStale", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+		if ok, err := s.AcquireTraining(ctx, id, "c", time.Hour); !ok || err != nil {
+			t.Fatalf("c takes an expired lease: %v, %v", ok, err)
+		}
+		got, err := s.GetTraining(ctx, id)
+		if err != nil || got.Holder != "c" || got.State != TrainingRunning || got.Step != 5 || got.ETA != 3*time.Second {
+			t.Fatalf("row %+v, %v", got, err)
+		}
+		if err := s.SetTrainingState(ctx, id, TrainingCancelled, "by request"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.UpdateTraining(ctx, tr, "", time.Hour); !errors.Is(err, ErrStale) {
+			t.Fatalf("update of a cancelled job: %v, want ErrStale", err)
+		}
+		if ok, err := s.AcquireTraining(ctx, id, "c", time.Hour); ok || err != nil {
+			t.Fatalf("acquire a cancelled job: %v, %v", ok, err)
+		}
+		if _, err := s.AcquireTraining(ctx, 99999, "c", time.Hour); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("acquire an unknown job: %v, want ErrNotFound", err)
+		}
+		all, err := s.Trainings(ctx, "l")
+		if err != nil || len(all) != 2 || all[1].State != TrainingQueued || all[1].Stages != 2 {
+			t.Fatalf("Trainings = %+v, %v", all, err)
+		}
+		if err := s.DeleteModel(ctx, "l"); err != nil {
+			t.Fatal(err)
+		}
+		if all, _ := s.Trainings(ctx, "l"); len(all) != 0 {
+			t.Fatalf("training rows survive DeleteModel: %+v", all)
+		}
+	})
+}

@@ -1,0 +1,199 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Training states of a [Training] row. Running, waiting and failed attempts are retried by the
+// queue; done, cancelled and discarded are final.
+const (
+	TrainingQueued    = "queued"
+	TrainingRunning   = "running"
+	TrainingDone      = "done"
+	TrainingFailed    = "failed" // an attempt failed; the queue retries it
+	TrainingCancelled = "cancelled"
+)
+
+// Training is one training job's row: a (shard, sequence) of a model, its progress as its
+// worker last wrote it, and its lease.
+type Training struct {
+	JobID    int64  `json:"job_id"`
+	Model    string `json:"model"`
+	Shard    int    `json:"shard"`
+	Sequence int    `json:"sequence"`
+	Retrain  bool   `json:"retrain"`
+	State    string `json:"state"`
+	// Stage is the stage being trained (or last trained), of Stages.
+	Stage  int `json:"stage"`
+	Stages int `json:"stages"`
+	// Step and Steps count optimizer steps over the job's stages.
+	Step    int64         `json:"step"`
+	Steps   int64         `json:"steps"`
+	Loss    float64       `json:"loss"`
+	Rate    float64       `json:"examples_per_second"`
+	ETA     time.Duration `json:"eta"`
+	Message string        `json:"message,omitempty"`
+	// Holder is the worker holding the lease, until LeaseUntil.
+	Holder     string    `json:"holder,omitempty"`
+	LeaseUntil time.Time `json:"lease_until"`
+	Created    time.Time `json:"created_at"`
+	Updated    time.Time `json:"updated_at"`
+}
+
+// TrainUnit is one (shard, sequence) to train.
+type TrainUnit struct {
+	Shard, Sequence int
+	Retrain         bool
+}
+
+// EnqueueTraining queues one job of kind per unit with args(unit) as its arguments, and their
+// Training rows, in one transaction: either every job and row exists or none does.
+func (s *Store) EnqueueTraining(ctx context.Context, jobs *Jobs, model, kind string, units []TrainUnit, args func(TrainUnit) any) ([]int64, error) {
+	var ids []int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		ids = ids[:0]
+		var shards, slices int
+		if err := tx.QueryRowContext(ctx, `SELECT shards, slices FROM models WHERE name = $1`, model).Scan(&shards, &slices); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return ErrNotFound
+			}
+			return err
+		}
+		now := s.now().UnixNano()
+		for _, u := range units {
+			id, err := jobs.EnqueueTx(ctx, tx, kind, args(u))
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO trainings (job_id, model, shard, sequence, retrain, state, stage, stages, step, steps,
+				loss, rate, eta_ms, message, holder, lease_until, created_at, updated_at)
+				VALUES ($1, $2, $3, $4, $5, $6, 0, $7, 0, 0, 0, 0, 0, '', '', 0, $8, $8)`,
+				id, model, u.Shard, u.Sequence, boolInt(u.Retrain), TrainingQueued, slices, now); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: enqueue training of %q: %w", model, err)
+	}
+	return ids, nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// AcquireTraining takes the lease of a training job for holder until now+lease, when nobody
+// else holds it (it is free, expired, or already holder's). It returns false when another
+// live holder has it; ErrNotFound when the row is gone (the model was deleted).
+func (s *Store) AcquireTraining(ctx context.Context, jobID int64, holder string, lease time.Duration) (bool, error) {
+	now := s.now()
+	res, err := s.db.ExecContext(ctx, `UPDATE trainings SET holder = $1, lease_until = $2, state = $3, updated_at = $4
+		WHERE job_id = $5 AND state <> 'cancelled' AND (holder = '' OR holder = $1 OR lease_until < $4)`,
+		holder, now.Add(lease).UnixNano(), TrainingRunning, now.UnixNano(), jobID)
+	if err != nil {
+		return false, fmt.Errorf("store: acquire training %d: %w", jobID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		s.wrote()
+		return true, nil
+	}
+	if _, err := s.GetTraining(ctx, jobID); err != nil {
+		return false, err
+	}
+	return false, nil
+}
+
+// UpdateTraining writes a job's progress and state and extends its lease, if holder still
+// holds it (ErrStale otherwise: the lease expired and another worker took the job). An empty
+// holder releases the lease.
+func (s *Store) UpdateTraining(ctx context.Context, t *Training, holder string, lease time.Duration) error {
+	now := s.now()
+	until, newHolder := now.Add(lease).UnixNano(), holder
+	if lease <= 0 {
+		until, newHolder = 0, ""
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE trainings SET state = $1, stage = $2, step = $3, steps = $4, loss = $5, rate = $6, eta_ms = $7,
+		message = $8, holder = $9, lease_until = $10, updated_at = $11, retrain = $12
+		WHERE job_id = $13 AND holder = $14 AND state <> 'cancelled'`,
+		t.State, t.Stage, t.Step, t.Steps, t.Loss, t.Rate, t.ETA.Milliseconds(), t.Message, newHolder, until, now.UnixNano(), boolInt(t.Retrain),
+		t.JobID, holder)
+	if err != nil {
+		return fmt.Errorf("store: update training %d: %w", t.JobID, err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return fmt.Errorf("store: update training %d: %w: cancelled, or the lease is not %q's", t.JobID, ErrStale, holder)
+	}
+	s.wrote()
+	return nil
+}
+
+// SetTrainingState sets a job's state regardless of its lease (cancellation, a final failure
+// seen by the queue).
+func (s *Store) SetTrainingState(ctx context.Context, jobID int64, state, message string) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE trainings SET state = $1, message = $2, holder = '', lease_until = 0, updated_at = $3 WHERE job_id = $4`,
+		state, message, s.now().UnixNano(), jobID)
+	if err != nil {
+		return fmt.Errorf("store: set training %d state: %w", jobID, err)
+	}
+	s.wrote()
+	return nil
+}
+
+const trainingCols = `job_id, model, shard, sequence, retrain, state, stage, stages, step, steps, loss, rate, eta_ms, message, holder, lease_until, created_at, updated_at`
+
+func scanTraining(sc interface{ Scan(...any) error }) (*Training, error) {
+	t := &Training{}
+	var retrain int
+	var eta, lease, created, updated int64
+	if err := sc.Scan(&t.JobID, &t.Model, &t.Shard, &t.Sequence, &retrain, &t.State, &t.Stage, &t.Stages, &t.Step, &t.Steps,
+		&t.Loss, &t.Rate, &eta, &t.Message, &t.Holder, &lease, &created, &updated); err != nil {
+		return nil, err
+	}
+	t.Retrain = retrain != 0
+	t.ETA = time.Duration(eta) * time.Millisecond
+	if lease > 0 {
+		t.LeaseUntil = time.Unix(0, lease).UTC()
+	}
+	t.Created, t.Updated = time.Unix(0, created).UTC(), time.Unix(0, updated).UTC()
+	return t, nil
+}
+
+// GetTraining returns one training job's row.
+func (s *Store) GetTraining(ctx context.Context, jobID int64) (*Training, error) {
+	t, err := scanTraining(s.db.QueryRowContext(ctx, `SELECT `+trainingCols+` FROM trainings WHERE job_id = $1`, jobID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("store: training %d: %w", jobID, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: training %d: %w", jobID, err)
+	}
+	return t, nil
+}
+
+// Trainings returns a model's training jobs, oldest first.
+func (s *Store) Trainings(ctx context.Context, model string) ([]*Training, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+trainingCols+` FROM trainings WHERE model = $1 ORDER BY job_id`, model)
+	if err != nil {
+		return nil, fmt.Errorf("store: trainings of %q: %w", model, err)
+	}
+	defer rows.Close()
+	var out []*Training
+	for rows.Next() {
+		t, err := scanTraining(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: trainings of %q: %w", model, err)
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}

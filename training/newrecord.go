@@ -1,0 +1,80 @@
+package training
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/s3t-dev/s3t/api"
+	"github.com/s3t-dev/s3t/backbone"
+	"github.com/s3t-dev/s3t/plugins"
+	"github.com/s3t-dev/s3t/sdk"
+)
+
+// ErrInvalidSpec marks a model spec that does not fit its backbone or PEFT type.
+var ErrInvalidSpec = errors.New("invalid model spec")
+
+// Planner makes a PEFT plugin's plan (plugins.Manager.Plan); nil: the built-ins, in process.
+type Planner func(ctx context.Context, name string, req *sdk.PlanRequest) (*sdk.PlanResponse, error)
+
+// NewRecord derives a model's Record from its spec and its backbone's ONNX bytes: the pinned
+// SHA-256, the data input, the head input (spec.HeadInput, or "features" when the backbone
+// has that output, else its first output) and the PEFT plugin's plan, checked against the
+// backbone's manifest. Errors about the spec wrap ErrInvalidSpec.
+func NewRecord(ctx context.Context, spec api.ModelSpec, onnx []byte, plan Planner) (*Record, error) {
+	sum := sha256.Sum256(onnx)
+	rec := &Record{ModelSpec: spec, BackboneSHA256: hex.EncodeToString(sum[:])}
+	b, err := backbone.LoadBytes(onnx)
+	if err != nil {
+		return nil, fmt.Errorf("backbone %q: %w", spec.Backbone, err)
+	}
+	man, err := backbone.DetectManifest(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: backbone %q has no manifest PEFT types can use: %v", ErrInvalidSpec, spec.Backbone, err)
+	}
+	ins := b.Inputs()
+	if len(ins) != 1 || len(ins[0].Shape) < 2 || ins[0].DType != sdk.DTypeFloat32 {
+		return nil, fmt.Errorf("%w: backbone %q: want one float32 data input [batch, ...], got %d inputs", ErrInvalidSpec, spec.Backbone, len(ins))
+	}
+	rec.InputName = ins[0].Name
+	for _, d := range ins[0].Shape[1:] {
+		if !d.Known() {
+			return nil, fmt.Errorf("%w: backbone %q: input %q has a symbolic dimension besides the batch axis", ErrInvalidSpec, spec.Backbone, ins[0].Name)
+		}
+		rec.InputShape = append(rec.InputShape, d.Size)
+	}
+	outs := b.Outputs()
+	if rec.HeadInput == "" {
+		rec.HeadInput = outs[0].Name
+		if slices.ContainsFunc(outs, func(o backbone.ValueInfo) bool { return o.Name == "features" }) {
+			rec.HeadInput = "features"
+		}
+	} else if !slices.ContainsFunc(outs, func(o backbone.ValueInfo) bool { return o.Name == rec.HeadInput }) {
+		return nil, fmt.Errorf("%w: head_input %q is not an output of backbone %q", ErrInvalidSpec, rec.HeadInput, spec.Backbone)
+	}
+	name := spec.PEFT.Type
+	if !strings.Contains(name, ".") {
+		name = "peft." + name
+	}
+	req := &sdk.PlanRequest{Manifest: *man, Config: spec.PEFT.Config}
+	switch p, ok := plugins.Builtins().Lookup(name); {
+	case plan != nil:
+		rec.Plan, err = plan(ctx, name, req)
+	case ok && p.PEFT != nil:
+		rec.Plan, err = p.PEFT.Plan(ctx, req)
+	default:
+		return nil, fmt.Errorf("%w: peft.type %q is not a built-in PEFT type (lora, prefix, adapter) and no plugin host is configured", ErrInvalidSpec, spec.PEFT.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: peft %q: %v", ErrInvalidSpec, spec.PEFT.Type, err)
+	}
+	if err := sdk.ValidatePlan(man, rec.Plan); err != nil {
+		return nil, fmt.Errorf("%w: peft %q: %v", ErrInvalidSpec, spec.PEFT.Type, err)
+	}
+	rec.PEFT.Config = rec.Plan.Config
+	return rec, nil
+}

@@ -1,0 +1,629 @@
+package training
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/s3t-dev/s3t/adapters"
+	"github.com/s3t-dev/s3t/backbone"
+	"github.com/s3t-dev/s3t/store"
+	"github.com/s3t-dev/s3t/unlearning"
+)
+
+// JobKind is the kind of a training job on the store's queue.
+const JobKind = "s3t.train"
+
+// Defaults of Config.
+const (
+	DefaultLease     = 30 * time.Second
+	DefaultHeartbeat = time.Second
+)
+
+// Config configures a Runner.
+type Config struct {
+	Store *store.Store
+	Blobs *store.Blobs
+	// Jobs is the queue. A Runner registers its handler on it; whether this process works
+	// jobs is the queue's configuration (Workers 0: enqueue only).
+	Jobs *store.Jobs
+	// WorkDir holds this worker's local stage checkpoints, so that an interrupted job resumes
+	// without retraining finished stages (required).
+	WorkDir string
+	// Holder names this worker in leases (default host:pid:random).
+	Holder string
+	// Lease is how long a job's lease lasts without a heartbeat (default DefaultLease);
+	// Heartbeat is how often progress is written and the lease extended (DefaultHeartbeat).
+	Lease     time.Duration
+	Heartbeat time.Duration
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+	// OnProgress, when set, sees every progress write (for metrics).
+	OnProgress func(*store.Training)
+}
+
+// Runner queues and runs training jobs.
+type Runner struct {
+	cfg    Config
+	log    *slog.Logger
+	engine *adapters.Engine
+
+	mu        sync.Mutex
+	active    map[int64]*activeJob
+	backbones map[string]*loadedBackbone // by SHA-256
+}
+
+type loadedBackbone struct {
+	model    *backbone.Model
+	manifest *backbone.Manifest
+}
+
+// jobArgs are a training job's arguments.
+type jobArgs struct {
+	Model    string `json:"model"`
+	Shard    int    `json:"shard"`
+	Sequence int    `json:"sequence"`
+	// Retrain forces a new generation even if the current one is intact.
+	Retrain bool `json:"retrain,omitempty"`
+}
+
+// errDeleted cancels a running job when a sample of its shard is deleted: the stages it is
+// training may have seen it, so it starts over on the remaining data.
+var errDeleted = errors.New("a sample of this shard was deleted")
+
+// errLeaseLost cancels a job whose lease was taken by another worker or which was cancelled.
+var errLeaseLost = errors.New("lease lost or training cancelled")
+
+// New returns a Runner and registers its job handler and its purger (which stops running jobs
+// of a shard a deletion hit and erases the local and published checkpoints that saw the
+// deleted sample).
+func New(cfg Config) (*Runner, error) {
+	if cfg.Store == nil || cfg.Blobs == nil || cfg.Jobs == nil || cfg.WorkDir == "" {
+		return nil, errors.New("training: Config.Store, Blobs, Jobs and WorkDir are required")
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = DefaultLease
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = DefaultHeartbeat
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Holder == "" {
+		host, _ := os.Hostname()
+		var b [4]byte
+		rand.Read(b[:])
+		cfg.Holder = fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	}
+	eng, err := adapters.NewEngine()
+	if err != nil {
+		return nil, fmt.Errorf("training: %w", err)
+	}
+	r := &Runner{cfg: cfg, log: cfg.Logger, engine: eng, active: map[int64]*activeJob{}, backbones: map[string]*loadedBackbone{}}
+	if err := cfg.Jobs.Handle(JobKind, r.work); err != nil {
+		return nil, fmt.Errorf("training: %w", err)
+	}
+	cfg.Store.OnPurge(r.purge)
+	return r, nil
+}
+
+// Start queues the training jobs a model needs: one per (shard, sequence) that is not fully
+// trained, or whose live prefix was cut (a retraining on the remaining data); with force,
+// every sequence is retrained. Sequences with a training job still queued or running are
+// skipped. It returns the new jobs' ids (none when nothing needs training).
+func (r *Runner) Start(ctx context.Context, model string, force bool) ([]int64, error) {
+	m, err := r.cfg.Store.GetModel(ctx, model)
+	if err != nil {
+		return nil, err
+	}
+	if m.Samples == 0 {
+		return nil, fmt.Errorf("training: model %q: %w: no samples uploaded", model, store.ErrInvalid)
+	}
+	busy, err := r.busy(ctx, model)
+	if err != nil {
+		return nil, err
+	}
+	var units []store.TrainUnit
+	for k := range m.Shards {
+		for b := range m.Sequences[k] {
+			if busy[[2]int{k, b}] {
+				continue
+			}
+			retrain := force || m.Live[k][b] < m.Slices
+			if retrain || m.Trained[k][b] < m.Slices {
+				units = append(units, store.TrainUnit{Shard: k, Sequence: b, Retrain: retrain})
+			}
+		}
+	}
+	if len(units) == 0 {
+		return nil, nil
+	}
+	ids, err := r.cfg.Store.EnqueueTraining(ctx, r.cfg.Jobs, model, JobKind, units, func(u store.TrainUnit) any {
+		return jobArgs{Model: model, Shard: u.Shard, Sequence: u.Sequence, Retrain: force}
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.log.Info("training queued", "model", model, "jobs", len(ids))
+	return ids, nil
+}
+
+// busy returns the (shard, sequence) pairs of a model with an unfinished training job.
+func (r *Runner) busy(ctx context.Context, model string) (map[[2]int]bool, error) {
+	ts, err := r.cfg.Store.Trainings(ctx, model)
+	if err != nil {
+		return nil, err
+	}
+	out := map[[2]int]bool{}
+	for _, t := range ts {
+		if t.State == store.TrainingDone || t.State == store.TrainingCancelled {
+			continue
+		}
+		info, err := r.cfg.Jobs.Get(ctx, t.JobID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		if err == nil && !info.Finished() {
+			out[[2]int{t.Shard, t.Sequence}] = true
+		}
+	}
+	return out, nil
+}
+
+// Cancel cancels a model's unfinished training jobs and returns their ids. Finished stages stay
+// published; a cancelled sequence can be trained again with Start.
+func (r *Runner) Cancel(ctx context.Context, model string) ([]int64, error) {
+	ts, err := r.cfg.Store.Trainings(ctx, model)
+	if err != nil {
+		return nil, err
+	}
+	var ids []int64
+	for _, t := range ts {
+		if t.State == store.TrainingDone || t.State == store.TrainingCancelled {
+			continue
+		}
+		if err := r.cfg.Store.SetTrainingState(ctx, t.JobID, store.TrainingCancelled, "cancelled by request"); err != nil {
+			return ids, err
+		}
+		if _, err := r.cfg.Jobs.Cancel(ctx, t.JobID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return ids, err
+		}
+		r.mu.Lock()
+		if a := r.active[t.JobID]; a != nil {
+			a.cancel(errLeaseLost)
+		}
+		r.mu.Unlock()
+		ids = append(ids, t.JobID)
+	}
+	if len(ids) > 0 {
+		r.log.Info("training cancelled", "model", model, "jobs", len(ids))
+	}
+	return ids, nil
+}
+
+// activeJob is a job running in this process.
+type activeJob struct {
+	model  string
+	shard  int
+	cancel context.CancelCauseFunc
+
+	mu       sync.Mutex
+	row      store.Training
+	started  time.Time
+	work     int // steps weighted by stage, of the stages this run trains
+	workDone int
+}
+
+func (a *activeJob) snapshot() store.Training {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.row
+}
+
+// work runs one training job.
+func (r *Runner) work(ctx context.Context, job store.Job) error {
+	var args jobArgs
+	if err := json.Unmarshal(job.Args, &args); err != nil {
+		return fmt.Errorf("training job %d: bad arguments: %w", job.ID, err)
+	}
+	log := r.log.With("job", job.ID, "model", args.Model, "shard", args.Shard, "sequence", args.Sequence)
+	ok, err := r.cfg.Store.AcquireTraining(ctx, job.ID, r.cfg.Holder, r.cfg.Lease)
+	if errors.Is(err, store.ErrNotFound) {
+		log.Info("training job of a deleted model: nothing to do")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !ok {
+		row, err := r.cfg.Store.GetTraining(ctx, job.ID)
+		if err != nil {
+			return err
+		}
+		if row.State == store.TrainingCancelled {
+			return nil
+		}
+		log.Info("training job held by another worker; waiting", "holder", row.Holder)
+		return store.Snooze(r.cfg.Lease)
+	}
+	jctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	a := &activeJob{model: args.Model, shard: args.Shard, cancel: cancel, started: time.Now()}
+	a.row = store.Training{JobID: job.ID, Model: args.Model, Shard: args.Shard, Sequence: args.Sequence, State: store.TrainingRunning}
+	r.mu.Lock()
+	r.active[job.ID] = a
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.active, job.ID)
+		r.mu.Unlock()
+	}()
+	hbDone := make(chan struct{})
+	go r.heartbeat(jctx, a, hbDone)
+	err = r.train(jctx, args, a, log)
+	cancel(nil)
+	<-hbDone
+
+	final := a.snapshot()
+	wctx := context.WithoutCancel(ctx)
+	switch cause := context.Cause(jctx); {
+	case err == nil:
+		final.State, final.Message, final.ETA = store.TrainingDone, "", 0
+		if uerr := r.cfg.Store.UpdateTraining(wctx, &final, r.cfg.Holder, 0); uerr != nil {
+			log.Warn("record training done", "err", uerr)
+		}
+		log.Info("training job done")
+		return nil
+	case errors.Is(cause, errDeleted):
+		final.State, final.Message = store.TrainingQueued, "a sample of this shard was deleted: starting over on the remaining data"
+		if uerr := r.cfg.Store.UpdateTraining(wctx, &final, r.cfg.Holder, 0); uerr != nil {
+			log.Warn("record training restart", "err", uerr)
+		}
+		log.Info("training job restarts after a deletion in its shard")
+		return store.Snooze(time.Second)
+	case errors.Is(cause, errLeaseLost):
+		log.Warn("training job stopped: cancelled, or its lease went to another worker")
+		return nil
+	case ctx.Err() != nil:
+		// Shutdown or a cancellation from the queue: finished stages are published; the
+		// queue retries (or the job stays cancelled).
+		final.State, final.Message = store.TrainingQueued, "interrupted: "+context.Cause(ctx).Error()
+		if uerr := r.cfg.Store.UpdateTraining(wctx, &final, r.cfg.Holder, 0); uerr != nil {
+			log.Warn("record training interruption", "err", uerr)
+		}
+		return err
+	default:
+		final.State, final.Message = store.TrainingFailed, err.Error()
+		if uerr := r.cfg.Store.UpdateTraining(wctx, &final, r.cfg.Holder, 0); uerr != nil {
+			log.Warn("record training failure", "err", uerr)
+		}
+		log.Error("training job failed", "err", err)
+		return err
+	}
+}
+
+// heartbeat writes the job's progress and extends its lease until ctx ends.
+func (r *Runner) heartbeat(ctx context.Context, a *activeJob, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(r.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		row := a.snapshot()
+		err := r.cfg.Store.UpdateTraining(ctx, &row, r.cfg.Holder, r.cfg.Lease)
+		switch {
+		case errors.Is(err, store.ErrStale):
+			a.cancel(errLeaseLost)
+			return
+		case err != nil && ctx.Err() == nil:
+			r.log.Warn("training heartbeat", "job", row.JobID, "err", err)
+		}
+		if r.cfg.OnProgress != nil {
+			r.cfg.OnProgress(&row)
+		}
+	}
+}
+
+// train trains the stages a job must publish.
+func (r *Runner) train(ctx context.Context, args jobArgs, a *activeJob, log *slog.Logger) error {
+	st := r.cfg.Store
+	m, err := st.GetModel(ctx, args.Model)
+	if err != nil {
+		return err
+	}
+	rec, err := DecodeRecord(m)
+	if err != nil {
+		return err
+	}
+	tgt, err := st.Target(ctx, args.Model, args.Shard, args.Sequence, args.Retrain)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.row.Retrain, a.row.Stages = tgt.Retrain, m.Slices
+	a.mu.Unlock()
+	if tgt.From > m.Slices {
+		log.Info("every stage is published already")
+		return nil
+	}
+	data, err := r.loadShard(ctx, args.Model, args.Shard, m.Slices, rec)
+	if err != nil {
+		return err
+	}
+	bb, err := r.backbone(ctx, rec)
+	if err != nil {
+		return err
+	}
+	seq := m.Sequences[args.Shard][args.Sequence]
+	digests := make([]string, m.Slices)
+	var pubErr error
+	trainer, err := r.engine.NewShardTrainer(adapters.ShardConfig{
+		Backbone: bb.model, Manifest: bb.manifest,
+		PEFT:         adapters.Planned{Plugin: rec.PEFT.Type, Plan: rec.Plan},
+		Slices:       m.Slices,
+		Head:         adapters.Head{Input: rec.HeadInput, Classes: len(rec.Labels)},
+		Epochs:       rec.Training.Epochs,
+		Optimizer:    adapters.AdamW{LearningRate: rec.Training.LearningRate},
+		BatchSize:    rec.Training.BatchSize,
+		MicroBatches: microBatches,
+		Seed:         uint64(rec.Seed),
+		Dir:          r.workDir(args.Model),
+		Logger:       log,
+		Progress:     func(p adapters.StageProgress) { r.progress(a, p) },
+		StageDone: func(c *adapters.Checkpoint, trained bool) {
+			if pubErr != nil {
+				return
+			}
+			digests[c.Manifest.Stage-1] = c.Manifest.SamplesDigest
+			if c.Manifest.Stage < tgt.From {
+				return
+			}
+			if pubErr = r.publish(ctx, args, tgt, c); pubErr != nil {
+				a.cancel(pubErr)
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer trainer.Close()
+	// The progress total: every stage this job trains, weighted by its depth.
+	total, work := 0, 0
+	n := 0
+	for i, j := range seq {
+		n += len(data[j])
+		if i+1 >= tgt.From {
+			steps := trainer.StageSteps(n)
+			total += steps
+			work += steps * (i + 1)
+		}
+	}
+	a.mu.Lock()
+	a.row.Steps, a.work, a.started = int64(total), work, time.Now()
+	a.mu.Unlock()
+	log.Info("training", "gen", tgt.Gen, "retrain", tgt.Retrain, "from_stage", tgt.From, "samples", n, "steps", total)
+	if _, err := trainer.TrainSequence(ctx, args.Shard, args.Sequence, seq, data, m.Slices); err != nil {
+		if pubErr != nil {
+			return pubErr
+		}
+		return err
+	}
+	if pubErr != nil {
+		return pubErr
+	}
+	if tgt.Retrain {
+		swap, err := st.SwapGeneration(ctx, args.Model, args.Shard, args.Sequence, tgt.Gen, tgt.Snapshot, digests)
+		if err != nil {
+			return err
+		}
+		for _, k := range swap.Replaced {
+			if err := r.cfg.Blobs.Delete(ctx, k); err != nil {
+				log.Warn("delete a replaced checkpoint", "key", k, "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+// publish writes a stage's checkpoint blob and records it; a refused record (a sample the stage
+// saw was deleted meanwhile) has its blob removed again.
+func (r *Runner) publish(ctx context.Context, args jobArgs, tgt *store.TrainingTarget, c *adapters.Checkpoint) error {
+	b, err := adapters.EncodeCheckpoint(c)
+	if err != nil {
+		return err
+	}
+	key := CheckpointKey(args.Model, args.Shard, args.Sequence, tgt.Gen, c.Manifest.Stage)
+	if err := r.cfg.Blobs.Put(ctx, key, b); err != nil {
+		return err
+	}
+	err = r.cfg.Store.PublishCheckpoint(ctx, store.CheckpointRecord{
+		Model: args.Model, Shard: args.Shard, Sequence: args.Sequence, Gen: tgt.Gen, Stage: c.Manifest.Stage,
+		BlobKey: key, Samples: int64(c.Manifest.Samples), Digest: c.Manifest.SamplesDigest, Snapshot: tgt.Snapshot,
+	})
+	if err != nil {
+		if errors.Is(err, store.ErrStale) {
+			if derr := r.cfg.Blobs.Delete(context.WithoutCancel(ctx), key); derr != nil {
+				r.log.Warn("remove a refused checkpoint", "key", key, "err", derr)
+			}
+			return fmt.Errorf("%w: %w", errDeleted, err)
+		}
+		return err
+	}
+	r.log.Info("checkpoint published", "model", args.Model, "shard", args.Shard, "sequence", args.Sequence,
+		"gen", tgt.Gen, "stage", c.Manifest.Stage, "samples", c.Manifest.Samples)
+	return nil
+}
+
+// progress records one training step.
+func (r *Runner) progress(a *activeJob, p adapters.StageProgress) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.row.Stage, a.row.Loss, a.row.Rate = p.Stage, p.Loss, p.ExamplesPerSecond
+	a.row.Step++
+	a.workDone += p.Stage
+	if el := time.Since(a.started); a.workDone > 0 && a.workDone < a.work {
+		a.row.ETA = (el / time.Duration(a.workDone) * time.Duration(a.work-a.workDone)).Round(time.Second)
+	} else {
+		a.row.ETA = 0
+	}
+}
+
+// workDir is the local folder of a model's stage checkpoints.
+func (r *Runner) workDir(model string) string {
+	return filepath.Join(r.cfg.WorkDir, "models", model)
+}
+
+// loadShard reads the samples of a shard, slice by slice.
+func (r *Runner) loadShard(ctx context.Context, model string, shard, L int, rec *Record) ([][]adapters.Example, error) {
+	const page = 1000
+	out := make([][]adapters.Example, L)
+	size := rec.InputSize()
+	for j := range L {
+		after := ""
+		for {
+			smps, err := r.cfg.Store.ListSamples(ctx, model, unlearning.Placement{Shard: shard, Slice: j}, after, page)
+			if err != nil {
+				return nil, err
+			}
+			for _, s := range smps {
+				in, err := DecodeInput(s.Input, size)
+				if err != nil {
+					return nil, fmt.Errorf("sample %q: %w", s.ID, err)
+				}
+				label := rec.Label(s.Label)
+				if label < 0 {
+					return nil, fmt.Errorf("sample %q: label %q is not one of the model's", s.ID, s.Label)
+				}
+				out[j] = append(out[j], adapters.Example{ID: s.ID, Input: in, Label: label})
+			}
+			if len(smps) < page {
+				break
+			}
+			after = smps[len(smps)-1].ID
+		}
+	}
+	return out, nil
+}
+
+// backbone loads (once per process) the backbone a record pins.
+func (r *Runner) backbone(ctx context.Context, rec *Record) (*loadedBackbone, error) {
+	r.mu.Lock()
+	bb := r.backbones[rec.BackboneSHA256]
+	r.mu.Unlock()
+	if bb != nil {
+		return bb, nil
+	}
+	b, err := r.cfg.Blobs.Get(ctx, BackboneKey(rec.Backbone))
+	if err != nil {
+		return nil, fmt.Errorf("backbone %q: %w", rec.Backbone, err)
+	}
+	if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != rec.BackboneSHA256 {
+		return nil, fmt.Errorf("backbone %q: its bytes changed since the model was created (SHA-256 %x, model pins %s)", rec.Backbone, sum, rec.BackboneSHA256)
+	}
+	m, err := backbone.LoadBytes(b)
+	if err != nil {
+		return nil, err
+	}
+	man, err := backbone.DetectManifest(m)
+	if err != nil {
+		return nil, err
+	}
+	bb = &loadedBackbone{model: m, manifest: man}
+	r.mu.Lock()
+	r.backbones[rec.BackboneSHA256] = bb
+	r.mu.Unlock()
+	return bb, nil
+}
+
+// purge runs after a deletion commits: it stops this process's running jobs of the shard the
+// deletion hit (they restart on the remaining data) and erases the local and published
+// checkpoints that saw the deleted sample, in every generation: for each sequence of the shard,
+// the stages at and above the deleted slice's position. A whole-model purge removes the
+// model's local folder and blobs.
+func (r *Runner) purge(ctx context.Context, p store.Purge) error {
+	if p.SampleID == "" {
+		if err := os.RemoveAll(r.workDir(p.Model)); err != nil {
+			return err
+		}
+		_, err := r.cfg.Blobs.DeletePrefix(ctx, ModelPrefix(p.Model))
+		return err
+	}
+	r.mu.Lock()
+	for _, a := range r.active {
+		if a.model == p.Model && a.shard == p.Shard {
+			a.cancel(errDeleted)
+		}
+	}
+	r.mu.Unlock()
+	m, err := r.cfg.Store.GetModel(ctx, p.Model)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // the model is gone; its whole-model purge erases the rest
+	}
+	if err != nil {
+		return err
+	}
+	if p.Shard < 0 || p.Shard >= m.Shards {
+		return nil
+	}
+	for b, seq := range m.Sequences[p.Shard] {
+		pos := slices.Index(seq, p.Slice) + 1
+		if pos < 1 {
+			continue
+		}
+		for stage := pos; stage <= m.Slices; stage++ {
+			if err := os.RemoveAll(adapters.CheckpointDir(r.workDir(p.Model), p.Shard, b, stage)); err != nil {
+				return err
+			}
+		}
+		prefix := fmt.Sprintf("%scheckpoints/shard-%d/seq-%d/", ModelPrefix(p.Model), p.Shard, b)
+		keys, err := r.cfg.Blobs.List(ctx, prefix)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			var gen, stage int
+			if _, err := fmt.Sscanf(strings.TrimPrefix(k, prefix), "gen-%d/stage-%d.safetensors", &gen, &stage); err != nil || stage < pos {
+				continue
+			}
+			if err := r.cfg.Blobs.Delete(ctx, k); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Status returns a model's training jobs, with this process's live progress for the ones it
+// runs.
+func (r *Runner) Status(ctx context.Context, model string) ([]*store.Training, error) {
+	ts, err := r.cfg.Store.Trainings(ctx, model)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, t := range ts {
+		if a := r.active[t.JobID]; a != nil {
+			row := a.snapshot()
+			row.Holder, row.LeaseUntil, row.Created, row.Updated = t.Holder, t.LeaseUntil, t.Created, time.Now().UTC()
+			ts[i] = &row
+		}
+	}
+	return ts, nil
+}

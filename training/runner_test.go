@@ -1,0 +1,383 @@
+package training_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/s3t-dev/s3t/adapters"
+	"github.com/s3t-dev/s3t/api"
+	"github.com/s3t-dev/s3t/assets"
+	"github.com/s3t-dev/s3t/backbone"
+	"github.com/s3t-dev/s3t/backbone/ort"
+	"github.com/s3t-dev/s3t/dataset"
+	"github.com/s3t-dev/s3t/sdk"
+	"github.com/s3t-dev/s3t/store"
+	"github.com/s3t-dev/s3t/training"
+	"github.com/s3t-dev/s3t/unlearning"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if err := ort.Shutdown(); err != nil {
+		fmt.Fprintf(os.Stderr, "ONNX Runtime shutdown after tests: %v\n", err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// env is a real embedded deployment: SQLite ledger, file blobs, River queue, a Runner.
+type env struct {
+	st     *store.Store
+	blobs  *store.Blobs
+	jobs   *store.Jobs
+	runner *training.Runner
+	work   string
+	rec    *training.Record
+	byID   map[string]adapters.Example
+}
+
+const testModel = "digits"
+
+func newEnv(t *testing.T, shards, slices, seqs, samples int) *env {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	st, err := store.Open(ctx, store.SQLiteDSN(dir), store.WithLogger(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	blobs, err := store.OpenBlobs(ctx, "file://"+filepath.Join(dir, "blobs")+"?create_dir=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { blobs.Close() })
+	st.OnPurge(blobs.Purger())
+	onnx := assets.ViTFashionMNIST()
+	if err := blobs.Put(ctx, training.BackboneKey("vit"), onnx); err != nil {
+		t.Fatal(err)
+	}
+	labels := make([]string, dataset.Classes)
+	for i := range labels {
+		labels[i] = fmt.Sprint(i)
+	}
+	spec := api.ModelSpec{
+		Backbone: "vit", Labels: labels,
+		PEFT:     api.PEFT{Type: "lora", Config: json.RawMessage(`{"rank": 2}`)},
+		S3T:      api.S3TConfig{Shards: shards, Slices: slices, Sequences: seqs, Selector: "cyclic"},
+		Training: api.TrainingConfig{Epochs: 1, LearningRate: 1e-2, BatchSize: 16},
+		Seed:     7,
+	}
+	rec, err := training.NewRecord(ctx, spec, onnx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := json.Marshal(rec)
+	layout := make([][][]int, shards)
+	for k := range layout {
+		if layout[k], err = unlearning.Select(ctx, unlearning.Cyclic{}, &sdk.SelectRequest{Slices: slices, Budget: seqs, Seed: int64(k)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.CreateModel(ctx, store.ModelSpec{Name: testModel, Config: cfg, Slices: slices, Sequences: layout}); err != nil {
+		t.Fatal(err)
+	}
+	set, err := dataset.LoadMNIST("")
+	if err != nil {
+		t.Skipf("MNIST is not installed (make deps): %v", err)
+	}
+	e := &env{st: st, blobs: blobs, rec: rec, byID: map[string]adapters.Example{}, work: filepath.Join(dir, "work")}
+	var smps []store.Sample
+	for i := range samples {
+		id := fmt.Sprintf("m%04d", i)
+		in := set.Image(i)
+		smps = append(smps, store.Sample{ID: id, Label: fmt.Sprint(set.Labels[i]), Input: training.EncodeInput(in)})
+		e.byID[id] = adapters.Example{ID: id, Input: in, Label: set.Labels[i]}
+	}
+	if _, err := st.PutSamples(ctx, testModel, smps); err != nil {
+		t.Fatal(err)
+	}
+	e.jobs, err = st.NewJobs(store.JobsConfig{Workers: 1, PollInterval: 50 * time.Millisecond, RetryDelay: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.runner, err = training.New(training.Config{Store: st, Blobs: blobs, Jobs: e.jobs, WorkDir: e.work, Logger: log,
+		Heartbeat: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.jobs.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		e.jobs.Stop(sctx)
+	})
+	return e
+}
+
+// wait waits for a model's training jobs to finish and fails on a failed or cancelled one.
+func (e *env) wait(t *testing.T, ids []int64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		ts, err := e.st.Trainings(context.Background(), testModel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := 0
+		for _, tr := range ts {
+			if !slices.Contains(ids, tr.JobID) {
+				continue
+			}
+			switch tr.State {
+			case store.TrainingDone:
+				done++
+			case store.TrainingCancelled:
+				t.Fatalf("job %d cancelled: %s", tr.JobID, tr.Message)
+			}
+		}
+		if done == len(ids) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("training did not finish: %+v", ts)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// served decodes the checkpoint a shard serves now.
+func (e *env) served(t *testing.T, shard int) (*store.CheckpointRecord, *adapters.Checkpoint) {
+	t.Helper()
+	ctx := context.Background()
+	sv, err := e.st.Serving(ctx, testModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := sv.Shards[shard]
+	if rec == nil {
+		t.Fatalf("shard %d serves nothing", shard)
+	}
+	b, err := e.blobs.Get(ctx, rec.BlobKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := adapters.DecodeCheckpoint(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec, c
+}
+
+// retrainFromScratch trains C[shard, sequence, 1..stage] with a fresh ShardTrainer (no
+// checkpoint folder, no shared cache) on the samples the ledger holds now.
+func (e *env) retrainFromScratch(t *testing.T, shard, sequence, stage int) *adapters.Checkpoint {
+	t.Helper()
+	ctx := context.Background()
+	m, err := e.st.GetModel(ctx, testModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([][]adapters.Example, m.Slices)
+	for j := range data {
+		smps, err := e.st.ListSamples(ctx, testModel, unlearning.Placement{Shard: shard, Slice: j}, "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range smps {
+			data[j] = append(data[j], e.byID[s.ID])
+		}
+	}
+	bm, err := backbone.LoadBytes(assets.ViTFashionMNIST())
+	if err != nil {
+		t.Fatal(err)
+	}
+	man, err := backbone.DetectManifest(bm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := adapters.NewEngine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := eng.NewShardTrainer(adapters.ShardConfig{
+		Backbone: bm, Manifest: man, PEFT: adapters.Planned{Plugin: e.rec.PEFT.Type, Plan: e.rec.Plan},
+		Slices: m.Slices, Head: adapters.Head{Input: e.rec.HeadInput, Classes: len(e.rec.Labels)},
+		Epochs: e.rec.Training.Epochs, Optimizer: adapters.AdamW{LearningRate: e.rec.Training.LearningRate},
+		BatchSize: e.rec.Training.BatchSize, MicroBatches: 2, Seed: uint64(e.rec.Seed),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cs, err := st.TrainSequence(ctx, shard, sequence, m.Sequences[shard][sequence], data, stage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs[stage-1]
+}
+
+func sameParams(t *testing.T, what string, got, want *adapters.Checkpoint) {
+	t.Helper()
+	if len(got.Params) != len(want.Params) {
+		t.Fatalf("%s: %d parameters, want %d", what, len(got.Params), len(want.Params))
+	}
+	for name, w := range want.Params {
+		g := got.Params[name]
+		gv, _ := ort.Values[float32](g)
+		wv, _ := ort.Values[float32](w)
+		if !slices.Equal(g.Shape, w.Shape) || !slices.Equal(gv, wv) {
+			t.Fatalf("%s: parameter %q differs from the stage retrained from scratch", what, name)
+		}
+	}
+	if got.Manifest.SamplesDigest != want.Manifest.SamplesDigest {
+		t.Fatalf("%s: samples digest %s, retrained %s", what, got.Manifest.SamplesDigest, want.Manifest.SamplesDigest)
+	}
+}
+
+// TestTrainDeleteRetrain is the server-side exactness story on the real stack: River jobs train
+// every (shard, sequence); a deletion switches stages off, erases the stage checkpoints that saw
+// the sample (local and blobs), and what the shard serves then equals, bit for bit, that stage
+// retrained from scratch on the remaining data; a retraining swaps in a new generation that
+// never saw the sample.
+func TestTrainDeleteRetrain(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 1, 2, 2, 96)
+	ids, err := e.runner.Start(ctx, testModel, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 2 {
+		t.Fatalf("Start queued %d jobs, want 2 (one per sequence)", len(ids))
+	}
+	// A second Start while the jobs are unfinished queues nothing.
+	if again, err := e.runner.Start(ctx, testModel, false); err != nil || len(again) != 0 {
+		t.Fatalf("second Start = %v, %v; want no new jobs", again, err)
+	}
+	e.wait(t, ids)
+	m, err := e.st.GetModel(ctx, testModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(m.Trained, [][]int{{2, 2}}) || !reflect.DeepEqual(m.Published(), []unlearning.Served{{Sequence: 0, Length: 2}}) {
+		t.Fatalf("after training: trained %v, published %v", m.Trained, m.Published())
+	}
+	ts, _ := e.st.Trainings(ctx, testModel)
+	for _, tr := range ts {
+		if tr.Step != tr.Steps || tr.Steps == 0 || tr.Stage != 2 || tr.Loss <= 0 || tr.Rate <= 0 {
+			t.Errorf("job %d progress: %+v", tr.JobID, tr)
+		}
+	}
+	_, full := e.served(t, 0)
+	sameParams(t, "trained C[0,0,2]", full, e.retrainFromScratch(t, 0, 0, 2))
+	if again, err := e.runner.Start(ctx, testModel, false); err != nil || len(again) != 0 {
+		t.Fatalf("Start on a trained model = %v, %v; want nothing to do", again, err)
+	}
+
+	// Delete a sample of the second slice of sequence 0: sequence 0 keeps stage 1, sequence 1
+	// (whose first slice it is) loses everything.
+	seq0 := m.Sequences[0][0]
+	victimSlice := seq0[1]
+	smps, err := e.st.ListSamples(ctx, testModel, unlearning.Placement{Shard: 0, Slice: victimSlice}, "", 1)
+	if err != nil || len(smps) != 1 {
+		t.Fatal(smps, err)
+	}
+	victim := smps[0].ID
+	rc, err := e.st.Delete(ctx, testModel, victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.Serving != (unlearning.Served{Sequence: 0, Length: 1}) {
+		t.Fatalf("receipt serving %v, want sequence 0 at 1", rc.Serving)
+	}
+	crec, c := e.served(t, 0)
+	if crec.Stage != 1 || c.Manifest.Stage != 1 {
+		t.Fatalf("after the deletion shard 0 serves stage %d", crec.Stage)
+	}
+	sameParams(t, "served C[0,0,1] after the deletion", c, e.retrainFromScratch(t, 0, 0, 1))
+	// Every stage that saw the sample is erased: blobs and local stage checkpoints.
+	keys, _ := e.blobs.List(ctx, training.ModelPrefix(testModel))
+	for _, k := range keys {
+		if strings.Contains(k, "seq-0/gen-1/stage-2") || strings.Contains(k, "seq-1/gen-1/") {
+			t.Errorf("blob %s saw the deleted sample and survived", k)
+		}
+	}
+	for _, d := range []string{adapters.CheckpointDir(filepath.Join(e.work, "models", testModel), 0, 0, 2), adapters.CheckpointDir(filepath.Join(e.work, "models", testModel), 0, 1, 1)} {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("local stage checkpoint %s survived the deletion (%v)", d, err)
+		}
+	}
+
+	// Retraining the cut sequences on the remaining data swaps in generation 2.
+	ids, err = e.runner.Start(ctx, testModel, false)
+	if err != nil || len(ids) != 2 {
+		t.Fatalf("Start after the deletion = %v, %v; want 2 retraining jobs", ids, err)
+	}
+	e.wait(t, ids)
+	m, _ = e.st.GetModel(ctx, testModel)
+	if !reflect.DeepEqual(m.Gen, [][]int{{2, 2}}) || !reflect.DeepEqual(m.Live, [][]int{{2, 2}}) || !reflect.DeepEqual(m.Trained, [][]int{{2, 2}}) {
+		t.Fatalf("after retraining: gen %v live %v trained %v", m.Gen, m.Live, m.Trained)
+	}
+	_, c = e.served(t, 0)
+	sameParams(t, "retrained C[0,0,2]", c, e.retrainFromScratch(t, 0, 0, 2))
+	if c.Manifest.Samples != 95 {
+		t.Errorf("the retrained stage saw %d samples, want 95", c.Manifest.Samples)
+	}
+	keys, _ = e.blobs.List(ctx, training.ModelPrefix(testModel))
+	for _, k := range keys {
+		if strings.Contains(k, "/gen-1/") {
+			t.Errorf("generation 1 checkpoint %s survived the swap", k)
+		}
+	}
+}
+
+// TestCancelTraining cancels queued and running jobs; nothing is published afterwards and the
+// model can be trained again.
+func TestCancelTraining(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 2, 2, 1, 64)
+	ids, err := e.runner.Start(ctx, testModel, false)
+	if err != nil || len(ids) != 2 {
+		t.Fatal(ids, err)
+	}
+	cancelled, err := e.runner.Cancel(ctx, testModel)
+	if err != nil || len(cancelled) == 0 {
+		t.Fatalf("Cancel = %v, %v", cancelled, err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	ts, _ := e.st.Trainings(ctx, testModel)
+	for _, tr := range ts {
+		if slices.Contains(cancelled, tr.JobID) && tr.State != store.TrainingCancelled {
+			t.Errorf("job %d is %s after Cancel", tr.JobID, tr.State)
+		}
+	}
+	ids, err = e.runner.Start(ctx, testModel, false)
+	if err != nil || len(ids) == 0 {
+		t.Fatalf("Start after Cancel = %v, %v", ids, err)
+	}
+	e.wait(t, ids)
+	m, _ := e.st.GetModel(ctx, testModel)
+	if !reflect.DeepEqual(m.Trained, [][]int{{2}, {2}}) {
+		t.Fatalf("trained %v after training again", m.Trained)
+	}
+}
