@@ -310,6 +310,9 @@ func (j *Jobs) RecoverOrphans(ctx context.Context) (int, error) {
 	return int(n), nil
 }
 
+// Queue returns the queue's name.
+func (j *Jobs) Queue() string { return j.cfg.Queue }
+
 // Depth returns how many jobs wait in the queue (available, scheduled or retryable) and how
 // many run.
 func (j *Jobs) Depth(ctx context.Context) (waiting, running int, err error) {

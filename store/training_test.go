@@ -222,3 +222,48 @@ func TestTrainingLeases(t *testing.T) {
 		}
 	})
 }
+
+// TestRescueExpiredTrainings: a running job whose lease expired goes back to the queue; one
+// whose worker still renews its lease stays.
+func TestRescueExpiredTrainings(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		mustModel(t, s, spec("x", 2, 2, 1), 10)
+		jobs, err := s.NewJobs(JobsConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, err := s.EnqueueTraining(ctx, jobs, "x", "train", []TrainUnit{{Shard: 0}, {Shard: 1}}, func(u TrainUnit) any { return u })
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range ids { // as River marks a fetched job
+			if _, err := s.db.ExecContext(ctx, `UPDATE river_job SET state = 'running' WHERE id = $1`, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if ok, _ := s.AcquireTraining(ctx, ids[0], "dead", time.Millisecond); !ok {
+			t.Fatal("acquire")
+		}
+		if ok, _ := s.AcquireTraining(ctx, ids[1], "alive", time.Hour); !ok {
+			t.Fatal("acquire")
+		}
+		time.Sleep(10 * time.Millisecond)
+		got, err := s.RescueExpiredTrainings(ctx, jobs.Queue(), time.Millisecond)
+		if err != nil || !reflect.DeepEqual(got, []int64{ids[0]}) {
+			t.Fatalf("rescued %v, %v; want [%d]", got, err, ids[0])
+		}
+		if info, _ := jobs.Get(ctx, ids[0]); info.State != "available" {
+			t.Errorf("rescued job is %s", info.State)
+		}
+		if info, _ := jobs.Get(ctx, ids[1]); info.State != "running" {
+			t.Errorf("the live worker's job is %s", info.State)
+		}
+		if tr, _ := s.GetTraining(ctx, ids[0]); tr.State != TrainingQueued || tr.Holder != "" {
+			t.Errorf("rescued training row %+v", tr)
+		}
+		if again, _ := s.RescueExpiredTrainings(ctx, jobs.Queue(), time.Millisecond); len(again) != 0 {
+			t.Errorf("second rescue %v", again)
+		}
+	})
+}

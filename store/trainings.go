@@ -197,3 +197,57 @@ func (s *Store) Trainings(ctx context.Context, model string) ([]*Training, error
 	}
 	return out, rows.Err()
 }
+
+// RescueExpiredTrainings hands the training jobs whose worker died back to the queue: a job
+// whose lease expired (its worker stopped heartbeating) more than grace ago, and that River
+// still counts as running, becomes available again at once, instead of after River's rescue
+// delay. The lease is what tells a dead worker from a slow one; a live worker renews it every
+// heartbeat. It returns the requeued job ids.
+func (s *Store) RescueExpiredTrainings(ctx context.Context, queue string, grace time.Duration) ([]int64, error) {
+	var ids []int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		ids = ids[:0]
+		now := s.now()
+		rows, err := tx.QueryContext(ctx, `SELECT job_id FROM trainings WHERE state = $1 AND lease_until > 0 AND lease_until < $2`,
+			TrainingRunning, now.Add(-grace).UnixNano())
+		if err != nil {
+			return err
+		}
+		var cand []int64
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			cand = append(cand, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, id := range cand {
+			// scheduled_at is in the past already: the job ran.
+			res, err := tx.ExecContext(ctx, `UPDATE river_job SET state = 'available' WHERE id = $1 AND state = 'running' AND queue = $2`, id, queue)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE trainings SET state = $1, holder = '', lease_until = 0, message = $2, updated_at = $3 WHERE job_id = $4`,
+				TrainingQueued, "its worker stopped renewing the lease: requeued", now.UnixNano(), id); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: rescue expired trainings: %w", err)
+	}
+	if len(ids) > 0 {
+		s.log.Warn("requeued training jobs of a lost worker", "jobs", ids)
+	}
+	return ids, nil
+}

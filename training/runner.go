@@ -627,3 +627,21 @@ func (r *Runner) Status(ctx context.Context, model string) ([]*store.Training, e
 	}
 	return ts, nil
 }
+
+// RescueLost requeues, every interval until ctx ends, the jobs of workers that died: jobs whose
+// lease expired more than one lease ago (see store.RescueExpiredTrainings). Every process that
+// works jobs runs it; one that finds nothing does nothing.
+func (r *Runner) RescueLost(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := r.cfg.Store.RescueExpiredTrainings(ctx, r.cfg.Jobs.Queue(), r.cfg.Lease); err != nil && ctx.Err() == nil {
+			r.log.Warn("rescue lost training jobs", "err", err)
+		}
+	}
+}

@@ -156,6 +156,9 @@ func serve(ctx context.Context, o serveOptions) error {
 	if err := jobs.Start(ctx); err != nil {
 		return err
 	}
+	if o.trainWorkers > 0 {
+		go runner.RescueLost(ctx, training.DefaultLease/2)
+	}
 	if embedded && o.compactEvery > 0 {
 		go compactLoop(ctx, st, o.compactEvery)
 	}
