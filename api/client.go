@@ -50,6 +50,12 @@ func IsNotFound(err error) bool { return hasCode(err, CodeNotFound) }
 // IsGone reports whether err is an *Error with Code CodeGone (its Receipt is the earlier one).
 func IsGone(err error) bool { return hasCode(err, CodeGone) }
 
+// IsInvalid reports whether err is the server's 400: the request is malformed.
+func IsInvalid(err error) bool { return hasCode(err, CodeInvalid) }
+
+// IsConflict reports whether err is the server's 409: the request contradicts stored state.
+func IsConflict(err error) bool { return hasCode(err, CodeConflict) }
+
 func hasCode(err error, code string) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Code == code

@@ -35,6 +35,8 @@ type Trainer interface {
 	// Start queues the training a model needs (force: retrain every sequence) and returns
 	// the new jobs' ids.
 	Start(ctx context.Context, model string, force bool) ([]int64, error)
+	// Retrain queues the training of the given shards only (the retraining policy's call).
+	Retrain(ctx context.Context, model string, shards []int) ([]int64, error)
 	// Cancel cancels a model's unfinished jobs and returns their ids.
 	Cancel(ctx context.Context, model string) ([]int64, error)
 	// Status returns a model's training jobs.

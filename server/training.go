@@ -268,9 +268,9 @@ func retrainShards(m *store.Model, pol api.RetrainPolicy) map[int]bool {
 	return out
 }
 
-// afterDeletion applies the retraining policy once a deletion committed: when a shard needs
-// it, the model's cut sequences are queued for retraining on the remaining data (in the
-// background; the request that deleted does not wait).
+// afterDeletion applies the retraining policy once a deletion committed: the cut sequences of
+// the shards that need it are queued for retraining on the remaining data (in the background;
+// the request that deleted does not wait).
 func (s *Server) afterDeletion(model string) {
 	if s.cfg.Trainer == nil {
 		return
@@ -286,10 +286,15 @@ func (s *Server) afterDeletion(model string) {
 		if err != nil {
 			return
 		}
-		if len(retrainShards(m, rec.Retrain)) == 0 {
+		need := retrainShards(m, rec.Retrain)
+		if len(need) == 0 {
 			return
 		}
-		ids, err := s.cfg.Trainer.Start(ctx, model, false)
+		shards := make([]int, 0, len(need))
+		for k := range need {
+			shards = append(shards, k)
+		}
+		ids, err := s.cfg.Trainer.Retrain(ctx, model, shards)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			s.log.Warn("retraining policy: queue retraining", "model", model, "err", err)
 			return

@@ -291,7 +291,7 @@ func (st *state) served() []Served {
 // fresh returns the model and a serving state at least as new as the ledger version read now.
 func (s *Service) fresh(ctx context.Context, name string) (*model, *state, error) {
 	asked := time.Now()
-	v, err := s.cfg.Store.Version(ctx, name)
+	v, created, err := s.cfg.Store.Stamp(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
 		s.forget(name)
 		return nil, nil, err
@@ -302,6 +302,14 @@ func (s *Service) fresh(ctx context.Context, name string) (*model, *state, error
 	m, err := s.model(ctx, name)
 	if err != nil {
 		return nil, nil, err
+	}
+	if !m.created.Equal(created) {
+		// Deleted and created again under its name since this replica loaded it: its versions
+		// started over, so they say nothing about the cached state.
+		s.forget(name)
+		if m, err = s.model(ctx, name); err != nil {
+			return nil, nil, err
+		}
 	}
 	if st := m.current(); st != nil && st.covers(v, asked) {
 		return m, st, nil

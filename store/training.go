@@ -402,3 +402,18 @@ func (s *Store) DeletionTotal(ctx context.Context) (int64, error) {
 	}
 	return n, nil
 }
+
+// Stamp returns a model's ledger version and creation time in one cheap read: together they
+// tell a serving replica whether its in-memory state is current, even across a model deleted
+// and created again under the same name (whose versions start over).
+func (s *Store) Stamp(ctx context.Context, model string) (int64, time.Time, error) {
+	var v, created int64
+	err := s.db.QueryRowContext(ctx, `SELECT version, created_at FROM models WHERE name = $1`, model).Scan(&v, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, time.Time{}, fmt.Errorf("store: stamp of %q: %w", model, ErrNotFound)
+	}
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("store: stamp of %q: %w", model, err)
+	}
+	return v, time.Unix(0, created).UTC(), nil
+}

@@ -124,6 +124,19 @@ func New(cfg Config) (*Runner, error) {
 // every sequence is retrained. Sequences with a training job still queued or running are
 // skipped. It returns the new jobs' ids (none when nothing needs training).
 func (r *Runner) Start(ctx context.Context, model string, force bool) ([]int64, error) {
+	return r.start(ctx, model, force, nil)
+}
+
+// Retrain queues, like Start, the training of the given shards only: the retraining policy's
+// call when those shards fell below it.
+func (r *Runner) Retrain(ctx context.Context, model string, shards []int) ([]int64, error) {
+	if len(shards) == 0 {
+		return nil, nil
+	}
+	return r.start(ctx, model, false, shards)
+}
+
+func (r *Runner) start(ctx context.Context, model string, force bool, only []int) ([]int64, error) {
 	m, err := r.cfg.Store.GetModel(ctx, model)
 	if err != nil {
 		return nil, err
@@ -137,6 +150,9 @@ func (r *Runner) Start(ctx context.Context, model string, force bool) ([]int64, 
 	}
 	var units []store.TrainUnit
 	for k := range m.Shards {
+		if only != nil && !slices.Contains(only, k) {
+			continue
+		}
 		for b := range m.Sequences[k] {
 			if busy[[2]int{k, b}] {
 				continue

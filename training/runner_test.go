@@ -349,6 +349,17 @@ func TestTrainDeleteRetrain(t *testing.T) {
 			t.Errorf("generation 1 checkpoint %s survived the swap", k)
 		}
 	}
+
+	// Deleting the model erases everything derived from it: checkpoints and local stages.
+	if err := e.st.DeleteModel(ctx, testModel); err != nil {
+		t.Fatal(err)
+	}
+	if keys, _ := e.blobs.List(ctx, training.ModelPrefix(testModel)); len(keys) != 0 {
+		t.Errorf("blobs of a deleted model survive: %v", keys)
+	}
+	if _, err := os.Stat(filepath.Join(e.work, "models", testModel)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the local stage checkpoints of a deleted model survive (%v)", err)
+	}
 }
 
 // TestCancelTraining cancels queued and running jobs; nothing is published afterwards and the
@@ -380,4 +391,52 @@ func TestCancelTraining(t *testing.T) {
 	if !reflect.DeepEqual(m.Trained, [][]int{{2}, {2}}) {
 		t.Fatalf("trained %v after training again", m.Trained)
 	}
+}
+
+// TestDeleteDuringTraining deletes a sample of the shard a job is training: the job stops,
+// starts over on the remaining data as the next generation, and nothing it publishes, nor
+// anything left published, saw the sample.
+func TestDeleteDuringTraining(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 1, 2, 1, 160)
+	ids, err := e.runner.Start(ctx, testModel, false)
+	if err != nil || len(ids) != 1 {
+		t.Fatal(ids, err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		tr, err := e.st.GetTraining(ctx, ids[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tr.State == store.TrainingRunning && tr.Step > 0 {
+			break
+		}
+		if tr.State == store.TrainingDone || time.Now().After(deadline) {
+			t.Fatalf("could not catch the job training: %+v", tr)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	m, _ := e.st.GetModel(ctx, testModel)
+	first := m.Sequences[0][0][0]
+	smps, _ := e.st.ListSamples(ctx, testModel, unlearning.Placement{Shard: 0, Slice: first}, "", 1)
+	if _, err := e.st.Delete(ctx, testModel, smps[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	e.wait(t, ids)
+	m, _ = e.st.GetModel(ctx, testModel)
+	if m.Gen[0][0] != 2 || m.Live[0][0] != 2 || m.Trained[0][0] != 2 {
+		t.Fatalf("after the deletion during training: gen %v live %v trained %v", m.Gen, m.Live, m.Trained)
+	}
+	keys, _ := e.blobs.List(ctx, training.ModelPrefix(testModel))
+	for _, k := range keys {
+		if !strings.Contains(k, "/gen-2/") {
+			t.Errorf("checkpoint %s is not of the retrained generation", k)
+		}
+	}
+	_, c := e.served(t, 0)
+	if c.Manifest.Samples != 159 {
+		t.Errorf("the served stage saw %d samples, want 159", c.Manifest.Samples)
+	}
+	sameParams(t, "C[0,0,2] after a deletion during training", c, e.retrainFromScratch(t, 0, 0, 2))
 }

@@ -56,7 +56,7 @@ The defaults finish in a few minutes on 2 cores. ` + "`s3t demo rates`" + ` prin
 	f.StringVar(&o.data, "data", "", "data directory of the demo server (default: a temporary one, removed at the end)")
 	f.BoolVar(&o.keep, "keep", false, "keep the temporary data directory")
 	f.StringVar(&o.addr, "addr", "", "listen address of the demo server (default: a free loopback port)")
-	f.IntVar(&o.train, "train", 2000, "MNIST digits uploaded for training")
+	f.IntVar(&o.train, "train", 6000, "MNIST digits uploaded for training")
 	f.IntVar(&o.test, "test", 1000, "held-out MNIST digits predicted")
 	f.IntVar(&o.shards, "shards", 2, "m, shards")
 	f.IntVar(&o.slices, "slices", 4, "L, slices per shard (and stages)")
@@ -160,7 +160,10 @@ func runDemo(ctx context.Context, out, errw io.Writer, o demoOptions) error {
 
 	step := func(format string, args ...any) { fmt.Fprintf(out, "\n== "+format+"\n", args...) }
 	step("register the committed ViT backbone (assets/vit-fmnist.onnx)")
-	bb, err := cl.RegisterBackbone(ctx, &api.RegisterBackboneRequest{Name: "vit", ONNX: assets.ViTFashionMNIST()})
+	if _, err := cl.RegisterBackbone(ctx, &api.RegisterBackboneRequest{Name: "vit", ONNX: assets.ViTFashionMNIST()}); err != nil {
+		return err
+	}
+	bb, err := cl.GetBackbone(ctx, &api.GetBackboneRequest{Name: "vit"})
 	if err != nil {
 		return err
 	}

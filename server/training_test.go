@@ -1,0 +1,196 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/s3t-dev/s3t/api"
+	"github.com/s3t-dev/s3t/assets"
+	"github.com/s3t-dev/s3t/internal/testmodel"
+	"github.com/s3t-dev/s3t/server"
+	"github.com/s3t-dev/s3t/serving"
+	"github.com/s3t-dev/s3t/store"
+	"github.com/s3t-dev/s3t/training"
+)
+
+// fullServer is the whole product in one process, as `s3t serve` wires it: SQLite ledger, file
+// blobs, River jobs with a training worker, serving.
+func fullServer(t *testing.T) *api.Client {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("trains a model")
+	}
+	ctx := context.Background()
+	st, blobs := testmodel.OpenStore(t)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	jobs, err := st.NewJobs(store.JobsConfig{Workers: 1, PollInterval: 50 * time.Millisecond, RetryDelay: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runner, err := training.New(training.Config{Store: st, Blobs: blobs, Jobs: jobs, WorkDir: filepath.Join(t.TempDir(), "work"),
+		Logger: quiet, Heartbeat: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := serving.New(serving.Config{Store: st, Blobs: blobs, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Config{Store: st, Blobs: blobs, Trainer: runner, Serving: svc, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := jobs.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		hs.Close()
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		jobs.Stop(sctx)
+		svc.Close()
+	})
+	c, err := api.NewClient(hs.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestTrainPredictDeleteRetrainOverHTTP drives the whole product over HTTP: upload, train
+// (watched through Server-Sent Events), predict, delete until a shard has nothing live, the
+// retraining policy retraining it in the background, and the unlearning status along the way.
+func TestTrainPredictDeleteRetrainOverHTTP(t *testing.T) {
+	ctx := context.Background()
+	c := fullServer(t)
+	if _, err := c.RegisterBackbone(ctx, &api.RegisterBackboneRequest{Name: "vit", ONNX: assets.ViTFashionMNIST()}); err != nil {
+		t.Fatal(err)
+	}
+	labels := []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
+	spec := api.ModelSpec{Backbone: "vit", Labels: labels, PEFT: api.PEFT{Type: "lora", Config: json.RawMessage(`{"rank": 2}`)},
+		S3T:      api.S3TConfig{Shards: 2, Slices: 2, Sequences: 2},
+		Training: api.TrainingConfig{Epochs: 1, LearningRate: 1e-2, BatchSize: 16}, Seed: 3}
+	if _, err := c.CreateModel(ctx, &api.CreateModelRequest{Name: "d", ModelSpec: spec}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StartTraining(ctx, &api.StartTrainingRequest{Model: "d"}); !api.IsInvalid(err) {
+		t.Fatalf("training a model without samples: %v, want 400", err)
+	}
+	set := testmodel.MNIST(t)
+	var smps []api.Sample
+	for i := range 120 {
+		in, _ := json.Marshal(set.Image(i))
+		smps = append(smps, api.Sample{ID: fmt.Sprintf("d%03d", i), Input: in, Label: labels[set.Labels[i]]})
+	}
+	if _, err := c.UploadSamples(ctx, &api.UploadSamplesRequest{Model: "d", Samples: smps}); err != nil {
+		t.Fatal(err)
+	}
+	input, _ := json.Marshal(set.Image(500))
+	if _, err := c.Predict(ctx, &api.PredictRequest{Name: "d", Inputs: []json.RawMessage{input}}); !api.IsConflict(err) {
+		t.Fatalf("predict before training: %v, want 409", err)
+	}
+	jobs, err := c.StartTraining(ctx, &api.StartTrainingRequest{Model: "d"})
+	if err != nil || len(jobs.Jobs) != 4 {
+		t.Fatalf("start training = %+v, %v; want 4 jobs", jobs, err)
+	}
+	events := 0
+	last, err := c.WatchTraining(ctx, &api.GetTrainingRequest{Model: "d"}, func(*api.TrainingStatus) error { events++; return nil })
+	if err != nil || !last.Done || last.Progress != 1 || last.Step != last.Steps || last.Steps == 0 {
+		t.Fatalf("training events: %d, last %+v, %v", events, last, err)
+	}
+	for _, j := range last.Jobs {
+		if j.State != api.TrainingDone || j.Stage != 2 || j.Stages != 2 {
+			t.Fatalf("job %+v", j)
+		}
+	}
+	m, err := c.GetModel(ctx, &api.GetModelRequest{Name: "d"})
+	if err != nil || !slices.Equal(m.Serving, []api.Served{{Sequence: 0, Length: 2}, {Sequence: 0, Length: 2}}) {
+		t.Fatalf("serving after training: %+v, %v", m, err)
+	}
+	res, err := c.Predict(ctx, &api.PredictRequest{Name: "d", Inputs: []json.RawMessage{input}})
+	if err != nil || len(res.Predictions) != 1 || len(res.Served) != 2 || res.Served[0].Length != 2 {
+		t.Fatalf("predict: %+v, %v", res, err)
+	}
+
+	// Delete shard 0's samples of its sequences' first slices until nothing of it is live:
+	// the retraining policy (default: a trained shard with nothing live) retrains it.
+	m, _ = c.GetModel(ctx, &api.GetModelRequest{Name: "d"})
+	var lastRC *api.Receipt
+	for _, seq := range m.Sequences[0] {
+		for _, smp := range smps {
+			info, err := c.GetSample(ctx, &api.GetSampleRequest{Model: "d", ID: smp.ID})
+			if err == nil && info.Placement.Shard == 0 && info.Placement.Slice == seq[0] {
+				if lastRC, err = c.DeleteSample(ctx, &api.DeleteSampleRequest{Model: "d", ID: smp.ID}); err != nil {
+					t.Fatal(err)
+				}
+				break
+			}
+		}
+	}
+	if lastRC == nil || lastRC.Serving.Length != 0 {
+		t.Fatalf("last receipt %+v: shard 0 should serve nothing", lastRC)
+	}
+	res, err = c.Predict(ctx, &api.PredictRequest{Name: "d", Inputs: []json.RawMessage{input}})
+	if err != nil || res.Served[0].Length != 0 || res.Served[1].Length != 2 || res.LedgerVersion < lastRC.LedgerVersion {
+		t.Fatalf("predict after shard 0 died: %+v, %v", res, err)
+	}
+	us, err := c.GetUnlearning(ctx, &api.GetUnlearningRequest{Model: "d"})
+	if err != nil || us.Deletions != 2 || us.Shards[0].Deletions != 2 || us.Shards[1].ExpectedDeletionsBeforeRetrain <= 0 {
+		t.Fatalf("unlearning status %+v, %v", us, err)
+	}
+	// The policy queued the retraining of shard 0 only; wait for the swap.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		m, err = c.GetModel(ctx, &api.GetModelRequest{Name: "d"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Serving[0].Length == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			st, _ := c.GetTraining(ctx, &api.GetTrainingRequest{Model: "d"})
+			t.Fatalf("shard 0 was not retrained: %+v; training %+v", m, st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	st, err := c.WatchTraining(ctx, &api.GetTrainingRequest{Model: "d"}, func(*api.TrainingStatus) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	retrains := 0
+	for _, j := range st.Jobs {
+		if j.Retrain {
+			retrains++
+			if j.Shard != 0 {
+				t.Errorf("the policy retrained shard %d", j.Shard)
+			}
+		}
+	}
+	if retrains != 2 {
+		t.Errorf("%d retraining jobs, want 2 (shard 0's sequences)", retrains)
+	}
+	res, err = c.Predict(ctx, &api.PredictRequest{Name: "d", Inputs: []json.RawMessage{input}})
+	if err != nil || res.Served[0].Length != 2 || res.Served[0].Gen != 2 {
+		t.Fatalf("predict after retraining: %+v, %v", res, err)
+	}
+	cancelled, err := c.CancelTraining(ctx, &api.CancelTrainingRequest{Model: "d"})
+	if err != nil || len(cancelled.Cancelled) != 0 {
+		t.Fatalf("cancel with nothing running: %+v, %v", cancelled, err)
+	}
+	if _, err := c.DeleteModel(ctx, &api.DeleteModelRequest{Name: "d"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Predict(ctx, &api.PredictRequest{Name: "d", Inputs: []json.RawMessage{input}}); !api.IsNotFound(err) {
+		t.Fatalf("predict a deleted model: %v, want 404", err)
+	}
+}
