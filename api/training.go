@@ -21,7 +21,7 @@ const (
 	TrainingQueued    = "queued"
 	TrainingRunning   = "running"
 	TrainingDone      = "done"
-	TrainingFailed    = "failed" // this attempt failed; it is retried
+	TrainingFailed    = "failed" // for good: attempts exhausted, or bad data or configuration (Message says why)
 	TrainingCancelled = "cancelled"
 )
 
@@ -55,7 +55,7 @@ type GetTrainingRequest struct {
 type TrainingStatus struct {
 	Model string        `json:"model"`
 	Jobs  []TrainingJob `json:"jobs"`
-	// Done is true when no job is queued or running.
+	// Done is true when no job is queued or running (each is done, failed or cancelled).
 	Done bool `json:"done"`
 	// Step and Steps sum the unfinished and finished jobs' steps; Progress is Step/Steps.
 	Step     int64   `json:"step"`

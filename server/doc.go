@@ -8,22 +8,29 @@
 // pattern, and OpenAPI renders it as /openapi.json (a test checks that the document and the
 // served routes are the same set). Resources:
 //
-//   - operations: /healthz, /readyz (the ledger answers), /metrics (Prometheus), /openapi.json
-//   - backbones (backbones.go): PUT /v1/backbones/{name} uploads an ONNX file, POST /v1/backbones
-//     registers a server-readable path (Config.AllowPaths), GET lists and reads them (Info,
-//     detected Manifest, and the ONNX Runtime provider in use with its fallback reason), DELETE
-//     removes one no model uses. They are stored as blobs under backbones/NAME/.
-//   - models (models.go): create (the api.ModelSpec is stored verbatim as the ledger's model
-//     config; sequences are chosen per shard with the spec's selector and seed Seed+k), list,
-//     get (live prefixes and what each shard serves), delete; POST .../train calls Config.Trainer.
-//   - samples (samples.go): NDJSON upload, streamed under a size limit, every line checked
-//     (JSON, id, input, label among the model's labels) and then stored in one ledger
-//     transaction, so a rejected upload stores nothing and lists its failing lines; GET a
-//     sample's label and placement. The input is kept as the line's raw JSON value.
-//   - deletions (deletions.go): DELETE /v1/models/{name}/samples/{id}, the batch form POST
-//     /v1/models/{name}/deletions, GET /v1/deletions/{receipt} and GET
-//     /v1/models/{name}/deletions (every receipt in ledger order); each returns the store's
-//     receipts.
+//   - operations (health.go, metrics.go): /healthz, /readyz (the ledger answers), /metrics
+//     (Prometheus, below), /openapi.json
+//   - backbones (backbones.go): register from an upload or a server-readable path
+//     (Config.AllowPaths), list, get (manifest, ONNX Runtime provider and why), delete when unused.
+//   - models (models.go): create (the spec stored with the record training.NewRecord derives),
+//     list, get (live prefixes, what each shard serves), delete (erases everything).
+//   - samples (samples.go): NDJSON upload, all or nothing with per-line errors; a sample's placement.
+//   - training (training.go): start, status with progress, Server-Sent Events, cancel, through
+//     Config.Trainer (training.Runner; 501 without one); the unlearning status per shard and
+//     sequence, and the retraining policy.
+//   - deletions (deletions.go): one sample or a batch, in one ledger transaction each; the response
+//     is the receipt (410 with the earlier receipt for a sample deleted before); receipts read back.
+//   - inference (predict.go, kserve.go): the native predict and the KServe Open Inference Protocol
+//     v2, answered by Config.Serving (serving.Service, which checks the model's ledger version on
+//     every prediction; 501 without one).
+//
+// # Metrics
+//
+// /metrics serves request counts and latency histograms by route pattern, deletions by result,
+// and, read from the ledger at every scrape (so correct across processes): live prefix lengths,
+// trained stages and served prefixes per model/shard/sequence, deletions and samples per model,
+// training jobs by state with steps done/total (through Config.Trainer's Status), and the queue
+// depth (Config.QueueDepth).
 //
 // # Errors
 //
@@ -39,10 +46,4 @@
 // keys, every request is allowed and Server.Listen binds loopback only, saying so in the log.
 // JSON bodies are limited to Config.MaxBodyBytes, uploads to Config.MaxUploadBytes and one
 // NDJSON line to Config.MaxLineBytes.
-//
-// # Not here yet
-//
-// Training runs through the Trainer interface (the training issue implements it; without one the
-// route answers 501). Prediction (native and KServe v2), training progress and the unlearning
-// status routes are added to Routes by the issues that build them.
 package server

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -9,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/s3t-dev/s3t/store"
 )
 
 type metrics struct {
@@ -18,7 +22,7 @@ type metrics struct {
 	deletions *prometheus.CounterVec
 }
 
-func newMetrics(reg *prometheus.Registry) (*metrics, error) {
+func newMetrics(reg *prometheus.Registry, state prometheus.Collector) (*metrics, error) {
 	m := &metrics{
 		reg: reg,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -32,8 +36,12 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 			Name: "s3t_deletions_total", Help: "Sample deletions by result (deleted, gone, not_found).",
 		}, []string{"result"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.deletions,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+	cs := []prometheus.Collector{m.requests, m.latency, m.deletions,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})}
+	if state != nil {
+		cs = append(cs, state)
+	}
+	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -68,4 +76,141 @@ func (m *metrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 func (s *Server) metricsHandler(c echo.Context) error {
 	promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}).ServeHTTP(c.Response(), c.Request())
 	return nil
+}
+
+// scrapeTimeout bounds the ledger reads of one scrape.
+const scrapeTimeout = 5 * time.Second
+
+// Descriptions of the series stateCollector reads from the ledger (and the queue) at every
+// scrape: they are correct across processes (a serving replica reports the training a worker
+// process runs) and cost a few indexed reads per model.
+var (
+	descQueueJobs = prometheus.NewDesc("s3t_queue_jobs",
+		"Training jobs in the queue by state (waiting: available, scheduled or retryable; running).", []string{"state"}, nil)
+	descTrainingJobs = prometheus.NewDesc("s3t_training_jobs",
+		"A model's training jobs by state (queued, running, done, failed, cancelled).", []string{"model", "state"}, nil)
+	descTrainingSteps = prometheus.NewDesc("s3t_training_steps",
+		"Optimizer steps of a model's training jobs (cancelled ones left out): done so far and total.", []string{"model", "kind"}, nil)
+	descTrainingProgress = prometheus.NewDesc("s3t_training_progress_ratio",
+		"A model's training progress: steps done / total, as its training status reports it (0 before any job).", []string{"model"}, nil)
+	descLivePrefix = prometheus.NewDesc("s3t_live_prefix_length",
+		"Live prefix length (slices) of each sequence of each shard.", []string{"model", "shard", "sequence"}, nil)
+	descTrainedStages = prometheus.NewDesc("s3t_trained_stages",
+		"Trained and published stages of each sequence of each shard (current generation).", []string{"model", "shard", "sequence"}, nil)
+	descServedPrefix = prometheus.NewDesc("s3t_served_prefix_length",
+		"The prefix each shard serves: the longest both live and trained (0: the shard serves nothing).", []string{"model", "shard"}, nil)
+	descModelDeletions = prometheus.NewDesc("s3t_model_deletions",
+		"Samples deleted so far (receipts in the ledger) per model and shard.", []string{"model", "shard"}, nil)
+	descModelSamples = prometheus.NewDesc("s3t_model_samples",
+		"Stored (not deleted) samples per model.", []string{"model"}, nil)
+	descLedgerUp = prometheus.NewDesc("s3t_ledger_scrape_success",
+		"1 when this scrape read the ledger (and the queue), 0 when a read failed (the failing series are left out).", nil, nil)
+)
+
+// stateCollector reports the ledger's current state on every scrape: live prefixes, what
+// is served, deletions, samples, training progress (through the Trainer, which adds this
+// process's live progress to the ledger's rows) and the queue depth.
+type stateCollector struct {
+	store interface {
+		ListModels(context.Context) ([]*store.Model, error)
+		DeletionCounts(context.Context, string) ([]int64, error)
+		Trainings(context.Context, string) ([]*store.Training, error)
+	}
+	trainer Trainer
+	depth   func(context.Context) (waiting, running int, err error)
+	log     *slog.Logger
+}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descQueueJobs, descTrainingJobs, descTrainingSteps, descTrainingProgress,
+		descLivePrefix, descTrainedStages, descServedPrefix, descModelDeletions, descModelSamples, descLedgerUp} {
+		ch <- d
+	}
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+	defer cancel()
+	ok := 1.0
+	fail := func(what string, err error) {
+		ok = 0
+		c.log.Warn("metrics: read "+what, "err", err)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	defer func() { gauge(descLedgerUp, ok) }()
+	if c.depth != nil {
+		if waiting, running, err := c.depth(ctx); err != nil {
+			fail("queue depth", err)
+		} else {
+			gauge(descQueueJobs, float64(waiting), "waiting")
+			gauge(descQueueJobs, float64(running), "running")
+		}
+	}
+	models, err := c.store.ListModels(ctx)
+	if err != nil {
+		fail("models", err)
+		return
+	}
+	for _, m := range models {
+		itoa := strconv.Itoa
+		pub := m.Published()
+		for k := range m.Live {
+			for b, n := range m.Live[k] {
+				gauge(descLivePrefix, float64(n), m.Name, itoa(k), itoa(b))
+				gauge(descTrainedStages, float64(m.Trained[k][b]), m.Name, itoa(k), itoa(b))
+			}
+			gauge(descServedPrefix, float64(pub[k].Length), m.Name, itoa(k))
+		}
+		gauge(descModelSamples, float64(m.Samples), m.Name)
+		if dels, err := c.store.DeletionCounts(ctx, m.Name); err != nil {
+			fail("deletions of "+m.Name, err)
+		} else {
+			for k, n := range dels {
+				gauge(descModelDeletions, float64(n), m.Name, itoa(k))
+			}
+		}
+		var ts []*store.Training
+		if c.trainer != nil {
+			ts, err = c.trainer.Status(ctx, m.Name)
+		} else {
+			ts, err = c.store.Trainings(ctx, m.Name)
+		}
+		if err != nil {
+			fail("training of "+m.Name, err)
+			continue
+		}
+		collectTraining(m.Name, ts, gauge)
+	}
+}
+
+// collectTraining reports a model's jobs by state and its steps done / total, counted as
+// GET /v1/models/{name}/training counts them (a done job counts all its steps, a cancelled one
+// none).
+func collectTraining(model string, ts []*store.Training, gauge func(*prometheus.Desc, float64, ...string)) {
+	states := map[string]int{store.TrainingQueued: 0, store.TrainingRunning: 0, store.TrainingDone: 0, store.TrainingFailed: 0, store.TrainingCancelled: 0}
+	var step, steps int64
+	for _, t := range ts {
+		states[t.State]++
+		switch t.State {
+		case store.TrainingCancelled:
+			continue
+		case store.TrainingDone:
+			step += t.Steps
+		default:
+			step += min(t.Step, t.Steps)
+		}
+		steps += t.Steps
+	}
+	for st, n := range states {
+		gauge(descTrainingJobs, float64(n), model, st)
+	}
+	gauge(descTrainingSteps, float64(step), model, "done")
+	gauge(descTrainingSteps, float64(steps), model, "total")
+	ratio := 0.0
+	if steps > 0 {
+		ratio = float64(step) / float64(steps)
+	}
+	gauge(descTrainingProgress, ratio, model)
 }

@@ -79,6 +79,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Registry receives the server's metrics (default: a fresh registry served at /metrics).
 	Registry *prometheus.Registry
+	// QueueDepth reports the training queue's waiting and running jobs for /metrics
+	// (store.Jobs.Depth); nil: no queue series.
+	QueueDepth func(ctx context.Context) (waiting, running int, err error)
 }
 
 // Server is the s3t HTTP API. Create it with New; serve it with Serve or use Handler.
@@ -128,7 +131,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.auth = auth
-	if s.metrics, err = newMetrics(cfg.Registry); err != nil {
+	state := &stateCollector{store: cfg.Store, trainer: cfg.Trainer, depth: cfg.QueueDepth, log: cfg.Logger}
+	if s.metrics, err = newMetrics(cfg.Registry, state); err != nil {
 		return nil, err
 	}
 	e := echo.New()

@@ -69,7 +69,7 @@ func (s *Server) trainingStatus(ctx context.Context, name string) (*api.Training
 			Stage: t.Stage, Stages: t.Stages, Step: t.Step, Steps: t.Steps, Loss: t.Loss, ExamplesPerSecond: t.Rate,
 			ETASeconds: t.ETA.Seconds(), Message: t.Message, Worker: t.Holder, Updated: t.Updated}
 		out.Jobs = append(out.Jobs, j)
-		if t.State == store.TrainingCancelled {
+		if t.State == store.TrainingCancelled || t.State == store.TrainingFailed {
 			continue
 		}
 		if t.State != store.TrainingDone {

@@ -294,6 +294,10 @@ func (j *Jobs) EnqueueTx(ctx context.Context, tx *sql.Tx, kind string, args any)
 // attempt (a job whose lease another worker holds, or that must start over).
 func Snooze(d time.Duration) error { return river.JobSnooze(d) }
 
+// Permanent is what a job handler returns for a failure that retrying cannot fix: the job is
+// cancelled, not retried.
+func Permanent(err error) error { return river.JobCancel(err) }
+
 // RecoverOrphans makes the jobs left running by a dead process available again at once
 // (instead of after RescueAfter). Only for a process that knows it is the queue's one worker
 // (the embedded SQLite server, which holds its data directory's lock); it returns how many

@@ -8,13 +8,14 @@ import (
 	"time"
 )
 
-// Training states of a [Training] row. Running, waiting and failed attempts are retried by the
-// queue; done, cancelled and discarded are final.
+// Training states of a [Training] row. Queued and running jobs are unfinished (a failed
+// attempt that will be retried is queued again, with the error in its message); done, failed
+// (for good: attempts exhausted, or an error retrying cannot fix) and cancelled are final.
 const (
 	TrainingQueued    = "queued"
 	TrainingRunning   = "running"
 	TrainingDone      = "done"
-	TrainingFailed    = "failed" // an attempt failed; the queue retries it
+	TrainingFailed    = "failed"
 	TrainingCancelled = "cancelled"
 )
 

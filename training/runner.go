@@ -144,6 +144,21 @@ func (r *Runner) start(ctx context.Context, model string, force bool, only []int
 	if m.Samples == 0 {
 		return nil, fmt.Errorf("training: model %q: %w: no samples uploaded", model, store.ErrInvalid)
 	}
+	counts, err := r.cfg.Store.UnitCounts(ctx, model)
+	if err != nil {
+		return nil, err
+	}
+	for k, cs := range counts {
+		if only != nil && !slices.Contains(only, k) {
+			continue
+		}
+		for j, n := range cs {
+			if n == 0 {
+				return nil, fmt.Errorf("training: model %q: %w: shard %d slice %d holds no samples (every stage needs data: upload more samples, or use fewer shards or slices)",
+					model, store.ErrInvalid, k, j)
+			}
+		}
+	}
 	busy, err := r.busy(ctx, model)
 	if err != nil {
 		return nil, err
@@ -184,7 +199,7 @@ func (r *Runner) busy(ctx context.Context, model string) (map[[2]int]bool, error
 	}
 	out := map[[2]int]bool{}
 	for _, t := range ts {
-		if t.State == store.TrainingDone || t.State == store.TrainingCancelled {
+		if t.State == store.TrainingDone || t.State == store.TrainingCancelled || t.State == store.TrainingFailed {
 			continue
 		}
 		info, err := r.cfg.Jobs.Get(ctx, t.JobID)
@@ -207,7 +222,7 @@ func (r *Runner) Cancel(ctx context.Context, model string) ([]int64, error) {
 	}
 	var ids []int64
 	for _, t := range ts {
-		if t.State == store.TrainingDone || t.State == store.TrainingCancelled {
+		if t.State == store.TrainingDone || t.State == store.TrainingCancelled || t.State == store.TrainingFailed {
 			continue
 		}
 		if err := r.cfg.Store.SetTrainingState(ctx, t.JobID, store.TrainingCancelled, "cancelled by request"); err != nil {
@@ -320,12 +335,23 @@ func (r *Runner) work(ctx context.Context, job store.Job) error {
 			log.Warn("record training interruption", "err", uerr)
 		}
 		return err
-	default:
+	case errors.Is(err, adapters.ErrInvalidArgument), errors.Is(err, ErrInvalidSpec), errors.Is(err, store.ErrInvalid):
+		// Retrying cannot fix the data or the configuration.
 		final.State, final.Message = store.TrainingFailed, err.Error()
 		if uerr := r.cfg.Store.UpdateTraining(wctx, &final, r.cfg.Holder, 0); uerr != nil {
 			log.Warn("record training failure", "err", uerr)
 		}
-		log.Error("training job failed", "err", err)
+		log.Error("training job failed for good", "err", err)
+		return store.Permanent(err)
+	default:
+		final.State, final.Message = store.TrainingQueued, fmt.Sprintf("attempt %d of %d failed, retrying: %v", job.Attempt, job.MaxAttempts, err)
+		if job.Attempt >= job.MaxAttempts {
+			final.State, final.Message = store.TrainingFailed, fmt.Sprintf("failed after %d attempts: %v", job.Attempt, err)
+		}
+		if uerr := r.cfg.Store.UpdateTraining(wctx, &final, r.cfg.Holder, 0); uerr != nil {
+			log.Warn("record training failure", "err", uerr)
+		}
+		log.Error("training job attempt failed", "attempt", job.Attempt, "max_attempts", job.MaxAttempts, "err", err)
 		return err
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -89,7 +90,69 @@ func newModelsCmd() *cobra.Command {
 			return printJSON(c.OutOrStdout(), m)
 		},
 	}
-	c.AddCommand(list, get)
+	var force, watch bool
+	train := &cobra.Command{
+		Use:   "train NAME",
+		Short: "Queue the training a model needs and show its progress until it is done",
+		Long: `Queue one training job per (shard, sequence) that is not fully trained, and a retraining on
+the remaining data for every sequence whose live prefix was cut (--force: retrain everything);
+then follow the server's training events with a progress bar (--watch=false: return at once).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			jobs, err := cl.StartTraining(c.Context(), &api.StartTrainingRequest{Model: args[0], Force: force})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "%d training jobs queued: %v\n", len(jobs.Jobs), jobs.Jobs)
+			if !watch {
+				return nil
+			}
+			start := time.Now()
+			last, err := cl.WatchTraining(c.Context(), &api.GetTrainingRequest{Model: args[0]}, func(st *api.TrainingStatus) error {
+				drawTraining(c.ErrOrStderr(), st, time.Since(start))
+				return nil
+			})
+			fmt.Fprintln(c.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			failed := 0
+			for _, j := range last.Jobs {
+				if j.State != api.TrainingDone && j.State != api.TrainingCancelled {
+					failed++
+					fmt.Fprintf(c.OutOrStdout(), "job %d (shard %d, sequence %d): %s %s\n", j.ID, j.Shard, j.Sequence, j.State, j.Message)
+				}
+			}
+			if failed > 0 {
+				return fmt.Errorf("%d training jobs did not finish", failed)
+			}
+			fmt.Fprintf(c.OutOrStdout(), "training done in %s\n", time.Since(start).Round(time.Second))
+			return nil
+		},
+	}
+	train.Flags().BoolVar(&force, "force", false, "retrain every sequence")
+	train.Flags().BoolVar(&watch, "watch", true, "follow the progress until the training is done")
+	status := &cobra.Command{
+		Use:   "unlearning NAME",
+		Short: "Print a model's unlearning status: live prefixes, deletions, expected deletions before retraining (JSON)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			us, err := cl.GetUnlearning(c.Context(), &api.GetUnlearningRequest{Model: args[0]})
+			if err != nil {
+				return err
+			}
+			return printJSON(c.OutOrStdout(), us)
+		},
+	}
+	c.AddCommand(list, get, train, status)
 	return c
 }
 

@@ -67,6 +67,15 @@ func TestServeAndClientCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "demo") || !strings.Contains(out, "2x2") {
 		t.Fatalf("models list: exit %d, %q %q", code, out, stderr)
 	}
+	// Two samples leave most (shard, slice) units empty: training is refused, saying why.
+	out, stderr, code = run(t, "models", "train", "demo", "--url", url)
+	if code != 1 || !strings.Contains(stderr, "holds no samples") {
+		t.Fatalf("models train: exit %d, %q %q", code, out, stderr)
+	}
+	out, stderr, code = run(t, "models", "unlearning", "demo", "--url", url)
+	if code != 0 || !strings.Contains(out, `"live_shards"`) {
+		t.Fatalf("models unlearning: exit %d, %q %q", code, out, stderr)
+	}
 	out, stderr, code = run(t, "delete", "demo", "x1", "--url", url)
 	var rc api.Receipt
 	if code != 0 || json.Unmarshal([]byte(out), &rc) != nil || rc.SampleID != "x1" {
