@@ -366,29 +366,3 @@ func TestSecureDeleteLeavesNoTrace(t *testing.T) {
 	}
 }
 
-func TestPurgesSurviveACrash(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	s := openSQLite(t, dir)
-	mustModel(t, s, spec("m", 2, 2, 1), 10)
-	// The cache is down when the deletion commits, and the process then stops.
-	s.OnPurge(func(context.Context, Purge) error { return errors.New("cache down") })
-	rec, err := s.Delete(ctx, "m", "s000004")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-
-	s2 := openSQLite(t, dir)
-	var got []Purge
-	s2.OnPurge(func(_ context.Context, p Purge) error { got = append(got, p); return nil })
-	if n, err := s2.DrainPurges(ctx); err != nil || n != 1 {
-		t.Fatalf("DrainPurges = %d, %v", n, err)
-	}
-	if len(got) != 1 || got[0].ID != rec.ID || got[0].SampleID != "s000004" || got[0].Shard != rec.Shard || got[0].Slice != rec.Slice {
-		t.Fatalf("purged %+v for receipt %+v", got, rec)
-	}
-	if n, _ := s2.DrainPurges(ctx); n != 0 {
-		t.Errorf("a drained purge ran again")
-	}
-}

@@ -223,37 +223,6 @@ func TestPutSamples(t *testing.T) {
 	})
 }
 
-func TestPlacementsResumeAcrossBatchesAndRestarts(t *testing.T) {
-	dir1, dir2 := t.TempDir(), t.TempDir()
-	ctx := context.Background()
-	all := samples("z", 300)
-	// One store gets everything at once; the other in three batches with a reopen between.
-	s1 := openSQLite(t, dir1)
-	mustModel(t, s1, spec("m", 3, 5, 2), 0)
-	want, err := s1.PutSamples(ctx, "m", all)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []PutResult
-	for i, part := range [][]Sample{all[:100], all[100:101], all[101:]} {
-		s2 := openSQLite(t, dir2)
-		if i == 0 {
-			mustModel(t, s2, spec("m", 3, 5, 2), 0)
-		}
-		res, err := s2.PutSamples(ctx, "m", part)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, res...)
-		s2.Close()
-	}
-	for i := range want {
-		if want[i].Placement != got[i].Placement {
-			t.Fatalf("sample %d placed at %+v after restarts, %+v in one batch", i, got[i].Placement, want[i].Placement)
-		}
-	}
-}
-
 func existedAll(ss []Sample) map[string]bool {
 	m := map[string]bool{}
 	for _, s := range ss {
