@@ -100,3 +100,25 @@ func TestDemoPrintsTable(t *testing.T) {
 		}
 	}
 }
+
+// TestDemoSmall runs `s3t demo` end to end at a small size: this test binary serves as
+// `s3t serve` (S3T_TEST_AS_CLI); the demo trains, predicts, deletes until a prefix is cut, and
+// stops the server cleanly.
+func TestDemoSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server and trains a model")
+	}
+	if _, err := loadTrainData("mnist", 100, 400); err != nil {
+		t.Skipf("MNIST is not installed (make deps): %v", err)
+	}
+	t.Setenv("S3T_TEST_AS_CLI", "1")
+	out, stderr, code := run(t, "demo", "--train", "400", "--test", "100", "--epochs", "1", "--deletions", "2")
+	if code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, stderr, out)
+	}
+	for _, want := range []string{"trained in", "accuracy", "seq 0: 4->3", "unlearning status", "server stopped cleanly"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}

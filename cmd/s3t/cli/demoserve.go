@@ -56,12 +56,12 @@ The defaults finish in a few minutes on 2 cores. ` + "`s3t demo rates`" + ` prin
 	f.StringVar(&o.data, "data", "", "data directory of the demo server (default: a temporary one, removed at the end)")
 	f.BoolVar(&o.keep, "keep", false, "keep the temporary data directory")
 	f.StringVar(&o.addr, "addr", "", "listen address of the demo server (default: a free loopback port)")
-	f.IntVar(&o.train, "train", 6000, "MNIST digits uploaded for training")
+	f.IntVar(&o.train, "train", 8000, "MNIST digits uploaded for training")
 	f.IntVar(&o.test, "test", 1000, "held-out MNIST digits predicted")
 	f.IntVar(&o.shards, "shards", 2, "m, shards")
 	f.IntVar(&o.slices, "slices", 4, "L, slices per shard (and stages)")
 	f.IntVar(&o.sequences, "sequences", 2, "B, sequences per shard")
-	f.IntVar(&o.epochs, "epochs", 2, "epochs per stage")
+	f.IntVar(&o.epochs, "epochs", 3, "epochs per stage")
 	f.IntVar(&o.batch, "batch", 32, "batch size")
 	f.Float64Var(&o.lr, "lr", 1e-2, "learning rate")
 	f.IntVar(&o.deletions, "deletions", 3, "samples deleted from shard 0, one at a time")
@@ -102,10 +102,6 @@ func runDemo(ctx context.Context, out, errw io.Writer, o demoOptions) error {
 	if err != nil {
 		return fmt.Errorf("demo: %w (run make deps)", err)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	if err := os.MkdirAll(o.data, 0o700); err != nil {
 		return err
 	}
@@ -115,119 +111,42 @@ func runDemo(ctx context.Context, out, errw io.Writer, o demoOptions) error {
 		return err
 	}
 	defer logf.Close()
-	srv := exec.Command(exe, "serve", "--addr", o.addr, "--data", o.data, "--train-workers", fmt.Sprint(o.workers))
-	srv.Stdout, srv.Stderr = logf, logf
-	srv.Env = append(os.Environ(), "S3T_KEYS=")
-	if err := srv.Start(); err != nil {
-		return fmt.Errorf("demo: start s3t serve: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- srv.Wait() }()
-	stop := func() error {
-		srv.Process.Signal(syscall.SIGINT)
-		select {
-		case err := <-exited:
-			return err
-		case <-time.After(30 * time.Second):
-			srv.Process.Kill()
-			return errors.New("s3t serve did not stop within 30 s; killed")
-		}
-	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			stop()
-		}
-	}()
-	fmt.Fprintf(out, "s3t demo: server %s (pid %d), data %s, log %s\n", o.addr, srv.Process.Pid, o.data, logPath)
 	cl, err := api.NewClient("http://" + o.addr)
 	if err != nil {
 		return err
 	}
-	for i := 0; ; i++ {
-		if _, err = cl.Health(ctx, &api.HealthRequest{}); err == nil {
-			break
-		}
-		select {
-		case e := <-exited:
-			return fmt.Errorf("demo: s3t serve exited: %v (see %s)", e, logPath)
-		case <-time.After(100 * time.Millisecond):
-		}
-		if i == 300 {
-			return fmt.Errorf("demo: server not up after 30 s: %w", err)
-		}
+	srv, err := startServeChild(ctx, cl, o.addr, o.data, o.workers, logf)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
 	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			srv.stop()
+		}
+	}()
+	fmt.Fprintf(out, "s3t demo: server %s (pid %d), data %s, log %s\n", o.addr, srv.cmd.Process.Pid, o.data, logPath)
 
 	step := func(format string, args ...any) { fmt.Fprintf(out, "\n== "+format+"\n", args...) }
-	step("register the committed ViT backbone (assets/vit-fmnist.onnx)")
-	if _, err := cl.RegisterBackbone(ctx, &api.RegisterBackboneRequest{Name: "vit", ONNX: assets.ViTFashionMNIST()}); err != nil {
-		return err
-	}
-	bb, err := cl.GetBackbone(ctx, &api.GetBackboneRequest{Name: "vit"})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "backbone vit: %d bytes, sha256 %.12s..., runs on %s\n", bb.Size, bb.SHA256, runtimeName(bb.Runtime))
-
-	step("create a LoRA S3T model: m=%d shards, L=%d slices, B=%d sequences (cyclic)", o.shards, o.slices, o.sequences)
-	labels := make([]string, dataset.Classes)
-	for i := range labels {
-		labels[i] = fmt.Sprint(i)
-	}
-	spec := api.ModelSpec{
-		Backbone: "vit", Labels: labels,
-		PEFT:     api.PEFT{Type: "lora", Config: json.RawMessage(`{"rank": 8}`)},
-		S3T:      api.S3TConfig{Shards: o.shards, Slices: o.slices, Sequences: o.sequences, Selector: "cyclic"},
-		Training: api.TrainingConfig{Epochs: o.epochs, LearningRate: o.lr, BatchSize: o.batch},
-		Retrain:  api.RetrainPolicy{Disabled: true},
-		Seed:     1,
-	}
+	step("register the committed ViT; create a LoRA S3T model: m=%d shards, L=%d slices, B=%d sequences (cyclic); upload %d MNIST digits as NDJSON; train",
+		o.shards, o.slices, o.sequences, len(data.train))
 	const name = "mnist-lora"
-	m, err := cl.CreateModel(ctx, &api.CreateModelRequest{Name: name, ModelSpec: spec})
+	trainStart := time.Now()
+	if err := trainDemoModel(ctx, cl, errw, name, demoSpec(o.shards, o.slices, o.sequences, o.epochs, o.batch, o.lr), data); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	m, err := cl.GetModel(ctx, &api.GetModelRequest{Name: name})
 	if err != nil {
 		return err
+	}
+	if bb, err := cl.GetBackbone(ctx, &api.GetBackboneRequest{Name: "vit"}); err == nil {
+		fmt.Fprintf(out, "backbone vit: %d bytes, sha256 %.12s..., ONNX Runtime provider %s\n", bb.Size, bb.SHA256, runtimeName(bb.Runtime))
 	}
 	for k, seqs := range m.Sequences {
 		fmt.Fprintf(out, "shard %d sequences: %v\n", k, seqs)
 	}
-
-	step("upload %d MNIST digits as NDJSON", len(data.train))
-	const chunk = 500
-	for lo := 0; lo < len(data.train); lo += chunk {
-		var smps []api.Sample
-		for _, e := range data.train[lo:min(lo+chunk, len(data.train))] {
-			in, _ := json.Marshal(e.Input)
-			smps = append(smps, api.Sample{ID: e.ID, Input: in, Label: labels[e.Label]})
-		}
-		if _, err := cl.UploadSamples(ctx, &api.UploadSamplesRequest{Model: name, Samples: smps}); err != nil {
-			return err
-		}
-	}
-	m, err = cl.GetModel(ctx, &api.GetModelRequest{Name: name})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "%d samples stored, placed on %d x %d (shard, slice) units\n", m.Samples, o.shards, o.slices)
-
-	step("train: %d jobs (shard x sequence), %d stages each, top-down on cumulative slices", o.shards*o.sequences, o.slices)
-	trainStart := time.Now()
-	if _, err := cl.StartTraining(ctx, &api.StartTrainingRequest{Model: name}); err != nil {
-		return err
-	}
-	last, err := cl.WatchTraining(ctx, &api.GetTrainingRequest{Model: name}, func(st *api.TrainingStatus) error {
-		drawTraining(errw, st, time.Since(trainStart))
-		return nil
-	})
-	fmt.Fprintln(errw)
-	if err != nil {
-		return err
-	}
-	for _, j := range last.Jobs {
-		if j.State != api.TrainingDone {
-			return fmt.Errorf("demo: training job %d (shard %d, sequence %d) ended %s: %s", j.ID, j.Shard, j.Sequence, j.State, j.Message)
-		}
-	}
-	fmt.Fprintf(out, "trained in %s\n", time.Since(trainStart).Round(time.Second))
+	fmt.Fprintf(out, "%d samples on %d x %d (shard, slice) units; %d training jobs (shard x sequence), %d stages each, trained in %s\n",
+		m.Samples, o.shards, o.slices, o.shards*o.sequences, o.slices, time.Since(trainStart).Round(time.Second))
 
 	acc := func() (float64, []api.ShardServed, error) {
 		correct, n := 0, len(data.testY)
@@ -328,10 +247,119 @@ func runDemo(ctx context.Context, out, errw io.Writer, o demoOptions) error {
 
 	step("stop the server")
 	stopped = true
-	if err := stop(); err != nil {
+	if err := srv.stop(); err != nil {
 		return fmt.Errorf("demo: s3t serve: %w (see %s)", err, logPath)
 	}
 	fmt.Fprintf(out, "server stopped cleanly; demo done in %s\n", time.Since(start).Round(time.Second))
+	return nil
+}
+
+// serveChild is an `s3t serve` child process (the same binary).
+type serveChild struct {
+	cmd    *exec.Cmd
+	exited chan error
+	log    string
+}
+
+// startServeChild starts `s3t serve` on addr over the data directory with workers training
+// workers, its output going to logf, and waits until it answers.
+func startServeChild(ctx context.Context, cl *api.Client, addr, data string, workers int, logf *os.File) (*serveChild, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe, "serve", "--addr", addr, "--data", data, "--train-workers", fmt.Sprint(workers))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), "S3T_KEYS=")
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start s3t serve: %w", err)
+	}
+	p := &serveChild{cmd: cmd, exited: make(chan error, 1), log: logf.Name()}
+	go func() { p.exited <- cmd.Wait() }()
+	for i := 0; ; i++ {
+		if _, err = cl.Health(ctx, &api.HealthRequest{}); err == nil {
+			return p, nil
+		}
+		select {
+		case e := <-p.exited:
+			return nil, fmt.Errorf("s3t serve exited: %v (see %s)", e, p.log)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if i == 300 {
+			p.stop()
+			return nil, fmt.Errorf("s3t serve not up after 30 s: %w (see %s)", err, p.log)
+		}
+	}
+}
+
+// stop shuts the child down gracefully (SIGINT), killing it after 30 s.
+func (p *serveChild) stop() error {
+	p.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case err := <-p.exited:
+		return err
+	case <-time.After(30 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.exited
+		return errors.New("s3t serve did not stop within 30 s; killed")
+	}
+}
+
+// demoSpec is the demo's model: the committed ViT with LoRA (rank 8) on the ten digits, S3T with
+// the cyclic selector, retraining off (the demo shows the served prefixes shrinking).
+func demoSpec(shards, slices, sequences, epochs, batch int, lr float64) api.ModelSpec {
+	labels := make([]string, dataset.Classes)
+	for i := range labels {
+		labels[i] = fmt.Sprint(i)
+	}
+	return api.ModelSpec{
+		Backbone: "vit", Labels: labels,
+		PEFT:     api.PEFT{Type: "lora", Config: json.RawMessage(`{"rank": 8}`)},
+		S3T:      api.S3TConfig{Shards: shards, Slices: slices, Sequences: sequences, Selector: "cyclic"},
+		Training: api.TrainingConfig{Epochs: epochs, LearningRate: lr, BatchSize: batch},
+		Retrain:  api.RetrainPolicy{Disabled: true},
+		Seed:     1,
+	}
+}
+
+// trainDemoModel registers the committed ViT (as "vit"), creates the model, uploads the
+// training digits as NDJSON and trains it, drawing the progress on errw, until every job is
+// done.
+func trainDemoModel(ctx context.Context, cl *api.Client, errw io.Writer, name string, spec api.ModelSpec, data *trainData) error {
+	if _, err := cl.RegisterBackbone(ctx, &api.RegisterBackboneRequest{Name: "vit", ONNX: assets.ViTFashionMNIST()}); err != nil {
+		return err
+	}
+	if _, err := cl.CreateModel(ctx, &api.CreateModelRequest{Name: name, ModelSpec: spec}); err != nil {
+		return err
+	}
+	const chunk = 500
+	for lo := 0; lo < len(data.train); lo += chunk {
+		var smps []api.Sample
+		for _, e := range data.train[lo:min(lo+chunk, len(data.train))] {
+			in, _ := json.Marshal(e.Input)
+			smps = append(smps, api.Sample{ID: e.ID, Input: in, Label: spec.Labels[e.Label]})
+		}
+		if _, err := cl.UploadSamples(ctx, &api.UploadSamplesRequest{Model: name, Samples: smps}); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	if _, err := cl.StartTraining(ctx, &api.StartTrainingRequest{Model: name}); err != nil {
+		return err
+	}
+	last, err := cl.WatchTraining(ctx, &api.GetTrainingRequest{Model: name}, func(st *api.TrainingStatus) error {
+		drawTraining(errw, st, time.Since(start))
+		return nil
+	})
+	fmt.Fprintln(errw)
+	if err != nil {
+		return err
+	}
+	for _, j := range last.Jobs {
+		if j.State != api.TrainingDone {
+			return fmt.Errorf("training job %d (shard %d, sequence %d) ended %s: %s", j.ID, j.Shard, j.Sequence, j.State, j.Message)
+		}
+	}
 	return nil
 }
 

@@ -1,0 +1,749 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/s3t-dev/s3t/adapters"
+	"github.com/s3t-dev/s3t/api"
+	"github.com/s3t-dev/s3t/assets"
+	"github.com/s3t-dev/s3t/backbone"
+	"github.com/s3t-dev/s3t/backbone/ort"
+	"github.com/s3t-dev/s3t/store"
+	"github.com/s3t-dev/s3t/training"
+	"github.com/s3t-dev/s3t/unlearning"
+)
+
+// serveBenchOptions are the flags of s3t bench serve.
+type serveBenchOptions struct {
+	data                      string
+	keep                      bool
+	train, test               int
+	shards, slices, sequences int
+	epochs, batch             int
+	lr                        float64
+	clients, batches          string
+	requests, warmup, reps    int
+	deletions                 int
+	restart                   bool
+	asJSON                    bool
+}
+
+// latencyStats summarises one measurement (or the medians of several).
+type latencyStats struct {
+	P50Ms float64 `json:"p50_ms"`
+	P99Ms float64 `json:"p99_ms"`
+	// PerSecond is predictions (inputs) per second, or deletions per second, over the wall time.
+	PerSecond float64 `json:"per_second"`
+	Requests  int     `json:"requests"`
+}
+
+// servePredictRow compares predictions over HTTP with the same ensemble run directly.
+type servePredictRow struct {
+	Clients int          `json:"clients"`
+	Batch   int          `json:"batch"`
+	HTTP    latencyStats `json:"http"`
+	Direct  latencyStats `json:"direct"`
+	// ServerMs is the server's own mean time per predict request (its request duration
+	// histogram on /metrics: handler, decoding and encoding included, the network and the
+	// client not), median over repetitions.
+	ServerMs float64 `json:"server_mean_ms"`
+	// RatioP50 and RatioP99 are HTTP / Direct latency (medians over repetitions).
+	RatioP50 float64 `json:"ratio_p50"`
+	RatioP99 float64 `json:"ratio_p99"`
+}
+
+// serveRSS is the server process's memory (/proc/PID/status) at points of the run.
+type serveRSS struct {
+	// AfterTraining is VmRSS of the process that trained (0 when not restarted: see Idle).
+	AfterTraining int64 `json:"after_training_bytes"`
+	// Idle is VmRSS of the serving process before any prediction (checkpoints not loaded).
+	Idle int64 `json:"idle_bytes"`
+	// FirstPredict is VmRSS after the first prediction (backbone, predictors and served
+	// checkpoints loaded lazily).
+	FirstPredict int64 `json:"after_first_predict_bytes"`
+	// AfterPredict is VmRSS after every predict measurement; Peak is VmHWM then.
+	AfterPredict int64 `json:"after_predict_bytes"`
+	Peak         int64 `json:"peak_bytes"`
+}
+
+// serveBenchResult is what `s3t bench serve --json` prints.
+type serveBenchResult struct {
+	Model        string            `json:"model"`
+	Shards       int               `json:"shards"`
+	Slices       int               `json:"slices"`
+	Sequences    int               `json:"sequences"`
+	TrainSamples int               `json:"train_samples"`
+	TrainSeconds float64           `json:"train_seconds"`
+	Reps         int               `json:"reps"`
+	GOMAXPROCS   int               `json:"gomaxprocs"`
+	Predict      []servePredictRow `json:"predict"`
+	Deletion     latencyStats      `json:"deletion"`
+	DeletionCuts int               `json:"deletions_that_cut_a_prefix"`
+	// Overheads of the HTTP path, for reading the ratio: HTTPFloor is GET /healthz (p50, one
+	// client); ParseMs is the server's decoding of one single-input predict body (the request
+	// JSON, then training.ParseInput), timed in this process.
+	HTTPFloor     latencyStats `json:"http_floor"`
+	ParseMs       float64      `json:"parse_one_input_ms"`
+	RSS           serveRSS     `json:"server_rss"`
+	AgreeMaxDelta float64      `json:"direct_vs_http_max_prob_delta"`
+}
+
+func newBenchServeCmd() *cobra.Command {
+	var o serveBenchOptions
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Predict and deletion latency of a real s3t serve process, against the same ensemble run directly",
+		Long: `Start ` + "`s3t serve`" + ` (this binary) on a fresh data directory, register the committed ViT,
+create a LoRA S3T model on MNIST (m/L/B from the flags), upload --train digits and train it
+through the API. Then, over --reps repetitions, report:
+
+  - predict latency p50/p99 and throughput (predictions/s) with each --clients count of
+    concurrent clients and each --batch size, over HTTP (POST /v1/models/NAME/predict);
+  - the same ensemble run directly in this process: the served checkpoints read from the
+    server's blob bucket, one adapters.Predictor per core (1 ONNX Runtime thread each, as the
+    server's pool) for every shard, then unlearning.Aggregate; HTTP / direct is the ratio;
+  - deletion latency p50/p99, request to receipt (DELETE /v1/models/NAME/samples/ID), of
+    samples spread round-robin over the (shard, slice) units;
+  - the server's resident memory (VmRSS) before and after its first prediction.
+
+Figures are medians over the repetitions. By default the server is restarted after training
+without training workers, so that its memory is that of a serving process.`,
+		Example: `  s3t bench serve
+  s3t bench serve --train 2000 --epochs 2 --reps 5 --json`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			clients, err := parseInts(o.clients)
+			if err != nil {
+				return fmt.Errorf("%w: --clients: %w", errUsage, err)
+			}
+			batches, err := parseInts(o.batches)
+			if err != nil {
+				return fmt.Errorf("%w: --batch-sizes: %w", errUsage, err)
+			}
+			if o.train < o.shards*o.slices || o.test < 1 || o.reps < 1 || o.requests < 1 || o.deletions < 0 || o.warmup < 0 {
+				return fmt.Errorf("%w: need --train >= shards x slices, positive --test, --reps, --requests", errUsage)
+			}
+			res, err := runServeBench(c.Context(), c.ErrOrStderr(), o, clients, batches)
+			if err != nil {
+				return err
+			}
+			if o.asJSON {
+				return json.NewEncoder(c.OutOrStdout()).Encode(res)
+			}
+			printServeBench(c.OutOrStdout(), res)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.data, "data", "", "data directory of the server (default: a temporary one, removed at the end)")
+	f.BoolVar(&o.keep, "keep", false, "keep the temporary data directory")
+	f.IntVar(&o.train, "train", 1000, "MNIST digits uploaded and trained on")
+	f.IntVar(&o.test, "test", 200, "held-out MNIST digits used as prediction inputs")
+	f.IntVar(&o.shards, "shards", 2, "m, shards")
+	f.IntVar(&o.slices, "slices", 4, "L, slices per shard")
+	f.IntVar(&o.sequences, "sequences", 2, "B, sequences per shard")
+	f.IntVar(&o.epochs, "epochs", 1, "epochs per stage")
+	f.IntVar(&o.batch, "train-batch", 32, "training batch size")
+	f.Float64Var(&o.lr, "lr", 1e-2, "learning rate")
+	f.StringVar(&o.clients, "clients", "1,8", "comma-separated concurrent client counts")
+	f.StringVar(&o.batches, "batch-sizes", "1,8", "comma-separated inputs per predict request")
+	f.IntVar(&o.requests, "requests", 400, "timed requests per measurement (split over the clients)")
+	f.IntVar(&o.warmup, "warmup", 8, "untimed requests before each measurement")
+	f.IntVar(&o.reps, "reps", 5, "repetitions; the figures are their medians")
+	f.IntVar(&o.deletions, "deletions", 40, "timed deletions per repetition")
+	f.BoolVar(&o.restart, "restart", true, "restart the server without training workers after training, before measuring")
+	f.BoolVar(&o.asJSON, "json", false, "print the results as one line of JSON")
+	return c
+}
+
+// procStatus returns a field of /proc/PID/status in bytes (0 when unreadable).
+func procStatus(pid int, field string) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, clients, batches []int) (*serveBenchResult, error) {
+	res := &serveBenchResult{Model: "bench-lora", Shards: o.shards, Slices: o.slices, Sequences: o.sequences, Reps: o.reps, GOMAXPROCS: runtime.GOMAXPROCS(0)}
+	logln := func(format string, args ...any) { fmt.Fprintf(errw, format+"\n", args...) }
+	if o.data == "" {
+		dir, err := os.MkdirTemp("", "s3t-bench-serve-")
+		if err != nil {
+			return nil, err
+		}
+		o.data = dir
+		if !o.keep {
+			defer os.RemoveAll(dir)
+		}
+	}
+	if err := os.MkdirAll(o.data, 0o700); err != nil {
+		return nil, err
+	}
+	data, err := loadTrainData("mnist", o.test, o.train)
+	if err != nil {
+		return nil, fmt.Errorf("bench serve: %w (run make deps)", err)
+	}
+	res.TrainSamples = len(data.train)
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(o.data, "serve.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cl, err := api.NewClient("http://" + addr)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := startServeChild(ctx, cl, addr, o.data, 2, logf)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if srv != nil {
+			srv.stop()
+		}
+	}()
+	logln("bench serve: server %s (pid %d), data %s", addr, srv.cmd.Process.Pid, o.data)
+
+	// The demo setup: the committed ViT, a LoRA S3T model on MNIST, trained through the API.
+	spec := demoSpec(o.shards, o.slices, o.sequences, o.epochs, o.batch, o.lr)
+	name := res.Model
+	logln("bench serve: training m=%d, L=%d, B=%d on %d digits, %d epoch(s) per stage", o.shards, o.slices, o.sequences, len(data.train), o.epochs)
+	trainStart := time.Now()
+	if err := trainDemoModel(ctx, cl, errw, name, spec, data); err != nil {
+		return nil, fmt.Errorf("bench serve: %w", err)
+	}
+	res.TrainSeconds = time.Since(trainStart).Seconds()
+
+	if o.restart {
+		res.RSS.AfterTraining = procStatus(srv.cmd.Process.Pid, "VmRSS")
+		err := srv.stop()
+		srv = nil
+		if err != nil {
+			return nil, fmt.Errorf("bench serve: stop after training: %w", err)
+		}
+		if srv, err = startServeChild(ctx, cl, addr, o.data, 0, logf); err != nil {
+			return nil, err
+		}
+		logln("bench serve: restarted without training workers (pid %d)", srv.cmd.Process.Pid)
+	}
+	pid := srv.cmd.Process.Pid
+	res.RSS.Idle = procStatus(pid, "VmRSS")
+
+	// Inputs: the held-out digits, as JSON for HTTP and as float32 for the direct path.
+	row := len(data.testX) / len(data.testY)
+	raw := make([]json.RawMessage, len(data.testY))
+	vals := make([][]float32, len(data.testY))
+	for i := range raw {
+		vals[i] = data.testX[i*row : (i+1)*row]
+		raw[i], _ = json.Marshal(vals[i])
+	}
+	first, err := cl.Predict(ctx, &api.PredictRequest{Name: name, Inputs: raw[:8]})
+	if err != nil {
+		return nil, err
+	}
+	res.RSS.FirstPredict = procStatus(pid, "VmRSS")
+
+	direct, err := newDirectEnsemble(ctx, o.data, name, spec, first.Served)
+	if err != nil {
+		return nil, err
+	}
+	defer direct.close()
+	// The direct ensemble must give the served answer.
+	scores, _, err := direct.predict(ctx, vals[:8])
+	if err != nil {
+		return nil, err
+	}
+	for i, p := range first.Predictions {
+		for c, l := range spec.Labels {
+			res.AgreeMaxDelta = math.Max(res.AgreeMaxDelta, math.Abs(p.Probabilities[l]-scores[i*len(spec.Labels)+c]))
+		}
+	}
+	if res.AgreeMaxDelta > 1e-3 {
+		return nil, fmt.Errorf("bench serve: the direct ensemble differs from the served predictions by %.3g", res.AgreeMaxDelta)
+	}
+
+	httpCall := func(batch int) func(ctx context.Context, i int) error {
+		return func(ctx context.Context, i int) error {
+			in := make([]json.RawMessage, batch)
+			for j := range in {
+				in[j] = raw[(i*batch+j)%len(raw)]
+			}
+			_, err := cl.Predict(ctx, &api.PredictRequest{Name: name, Inputs: in})
+			return err
+		}
+	}
+	directCall := func(batch int) func(ctx context.Context, i int) error {
+		return func(ctx context.Context, i int) error {
+			in := make([][]float32, batch)
+			for j := range in {
+				in[j] = vals[(i*batch+j)%len(vals)]
+			}
+			_, _, err := direct.predict(ctx, in)
+			return err
+		}
+	}
+	if res.HTTPFloor, err = measureConcurrent(ctx, 1, o.warmup, o.requests, 1, func(ctx context.Context, _ int) error {
+		_, err := cl.Health(ctx, &api.HealthRequest{})
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if res.ParseMs, err = parseCost(raw[0], row); err != nil {
+		return nil, err
+	}
+	type key struct{ clients, batch int }
+	perRep := map[key][2][]latencyStats{}
+	serverMs := map[key][]float64{}
+	for r := range o.reps {
+		for _, b := range batches {
+			for _, n := range clients {
+				k := key{n, b}
+				got := perRep[k]
+				for side, call := range []func(context.Context, int) error{httpCall(b), directCall(b)} {
+					sum0, n0, err := scrapePredictTime(ctx, addr)
+					if err != nil {
+						return nil, err
+					}
+					st, err := measureConcurrent(ctx, n, o.warmup, o.requests, b, call)
+					if err != nil {
+						return nil, err
+					}
+					got[side] = append(got[side], st)
+					if side == 0 {
+						sum1, n1, err := scrapePredictTime(ctx, addr)
+						if err != nil {
+							return nil, err
+						}
+						serverMs[k] = append(serverMs[k], 1000*(sum1-sum0)/max(n1-n0, 1))
+					}
+				}
+				perRep[k] = got
+				logln("bench serve: rep %d, %d client(s), batch %d: http p50 %.2f ms (server mean %.2f ms), direct p50 %.2f ms", r+1, n, b, got[0][r].P50Ms, serverMs[k][r], got[1][r].P50Ms)
+			}
+		}
+	}
+	for _, b := range batches {
+		for _, n := range clients {
+			got := perRep[key{n, b}]
+			row := servePredictRow{Clients: n, Batch: b, HTTP: medianStats(got[0]), Direct: medianStats(got[1]), ServerMs: median(serverMs[key{n, b}])}
+			row.RatioP50 = row.HTTP.P50Ms / row.Direct.P50Ms
+			row.RatioP99 = row.HTTP.P99Ms / row.Direct.P99Ms
+			res.Predict = append(res.Predict, row)
+		}
+	}
+	res.RSS.AfterPredict = procStatus(pid, "VmRSS")
+	res.RSS.Peak = procStatus(pid, "VmHWM")
+
+	if o.deletions > 0 {
+		ids, err := spreadSamples(ctx, cl, name, data.train)
+		if err != nil {
+			return nil, err
+		}
+		var reps []latencyStats
+		next := 0
+		for r := range o.reps {
+			var lat []time.Duration
+			start := time.Now()
+			for range o.deletions {
+				if next == len(ids) {
+					break
+				}
+				t0 := time.Now()
+				rc, err := cl.DeleteSample(ctx, &api.DeleteSampleRequest{Model: name, ID: ids[next]})
+				if err != nil {
+					return nil, err
+				}
+				lat = append(lat, time.Since(t0))
+				if len(rc.Truncations) > 0 {
+					res.DeletionCuts++
+				}
+				next++
+			}
+			if len(lat) == 0 {
+				break
+			}
+			st := summarize(lat, time.Since(start), 1)
+			reps = append(reps, st)
+			logln("bench serve: rep %d: %d deletions, p50 %.2f ms, p99 %.2f ms", r+1, len(lat), st.P50Ms, st.P99Ms)
+		}
+		res.Deletion = medianStats(reps)
+	}
+
+	err = srv.stop()
+	srv = nil
+	if err != nil {
+		return nil, fmt.Errorf("bench serve: s3t serve: %w (see %s)", err, logf.Name())
+	}
+	return res, nil
+}
+
+// parseCost times what the predict handler does to a one-input body before predicting: decode
+// the request, then parse the input's numbers (median of 200 runs, in ms).
+func parseCost(input json.RawMessage, size int) (float64, error) {
+	body, err := json.Marshal(api.PredictRequest{Inputs: []json.RawMessage{input}})
+	if err != nil {
+		return 0, err
+	}
+	d := make([]time.Duration, 200)
+	for i := range d {
+		t0 := time.Now()
+		var req api.PredictRequest
+		if err := json.Unmarshal(body, &req); err != nil {
+			return 0, err
+		}
+		if _, err := training.ParseInput(req.Inputs[0], size); err != nil {
+			return 0, err
+		}
+		d[i] = time.Since(t0)
+	}
+	slices.Sort(d)
+	return float64(d[len(d)/2]) / float64(time.Millisecond), nil
+}
+
+// spreadSamples orders the samples so that consecutive ones come from different (shard,
+// slice) units, round-robin.
+func spreadSamples(ctx context.Context, cl *api.Client, model string, train []adapters.Example) ([]string, error) {
+	units := map[api.Placement][]string{}
+	var order []api.Placement
+	for _, e := range train {
+		info, err := cl.GetSample(ctx, &api.GetSampleRequest{Model: model, ID: e.ID})
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := units[info.Placement]; !ok {
+			order = append(order, info.Placement)
+		}
+		units[info.Placement] = append(units[info.Placement], e.ID)
+	}
+	slices.SortFunc(order, func(a, b api.Placement) int {
+		if a.Slice != b.Slice {
+			return a.Slice - b.Slice
+		}
+		return a.Shard - b.Shard
+	})
+	var groups [][]string
+	for _, p := range order {
+		groups = append(groups, units[p])
+	}
+	return roundRobin(groups), nil
+}
+
+// roundRobin interleaves groups: the first of each, then the second of each, and so on.
+func roundRobin(groups [][]string) []string {
+	var out []string
+	for i := 0; ; i++ {
+		added := false
+		for _, g := range groups {
+			if i < len(g) {
+				out = append(out, g[i])
+				added = true
+			}
+		}
+		if !added {
+			return out
+		}
+	}
+}
+
+// measureConcurrent runs warmup untimed calls, then requests timed calls spread over clients
+// concurrent goroutines, and summarises their latencies (batch inputs per call).
+func measureConcurrent(ctx context.Context, clients, warmup, requests, batch int, call func(ctx context.Context, i int) error) (latencyStats, error) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	run := func(total int, lat *[]time.Duration) {
+		per := (total + clients - 1) / clients
+		for c := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var mine []time.Duration
+				for i := range per {
+					t0 := time.Now()
+					if err := call(ctx, c*per+i); err != nil {
+						mu.Lock()
+						first = cmp(first, err)
+						mu.Unlock()
+						return
+					}
+					mine = append(mine, time.Since(t0))
+				}
+				mu.Lock()
+				*lat = append(*lat, mine...)
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+	}
+	var discard, lat []time.Duration
+	if warmup > 0 {
+		run(max(warmup, clients), &discard)
+	}
+	start := time.Now()
+	run(requests, &lat)
+	wall := time.Since(start)
+	if first != nil {
+		return latencyStats{}, first
+	}
+	return summarize(lat, wall, batch), nil
+}
+
+func cmp(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// summarize gives the p50 and p99 of lat and the throughput of n items per call over wall.
+func summarize(lat []time.Duration, wall time.Duration, n int) latencyStats {
+	if len(lat) == 0 {
+		return latencyStats{}
+	}
+	s := slices.Clone(lat)
+	slices.Sort(s)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	return latencyStats{P50Ms: ms(percentile(s, 50)), P99Ms: ms(percentile(s, 99)), Requests: len(s),
+		PerSecond: float64(len(s)*n) / wall.Seconds()}
+}
+
+// percentile returns the p-th percentile of sorted s (nearest rank).
+func percentile(s []time.Duration, p int) time.Duration {
+	i := (len(s)*p + 99) / 100
+	return s[min(max(i-1, 0), len(s)-1)]
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	v = slices.Clone(v)
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// predictRoute is the native predict route's label in the server's metrics.
+const predictRoute = `route="/v1/models/:name/predict"`
+
+// scrapePredictTime reads the server's request duration histogram of the predict route from
+// /metrics: the sum of the durations (seconds) and their count.
+func scrapePredictTime(ctx context.Context, addr string) (sum, count float64, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, 0, err
+	}
+	sum, count = parsePredictTime(string(b))
+	return sum, count, nil
+}
+
+// parsePredictTime finds the predict route's duration sum and count in a text exposition.
+func parsePredictTime(text string) (sum, count float64) {
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.Contains(line, predictRoute) {
+			continue
+		}
+		var dst *float64
+		switch {
+		case strings.HasPrefix(line, "s3t_http_request_duration_seconds_sum{"):
+			dst = &sum
+		case strings.HasPrefix(line, "s3t_http_request_duration_seconds_count{"):
+			dst = &count
+		default:
+			continue
+		}
+		if i := strings.LastIndexByte(line, ' '); i > 0 {
+			fmt.Sscanf(line[i+1:], "%g", dst)
+		}
+	}
+	return sum, count
+}
+
+// medianStats is the element-wise median of several measurements.
+func medianStats(reps []latencyStats) latencyStats {
+	if len(reps) == 0 {
+		return latencyStats{}
+	}
+	med := func(f func(latencyStats) float64) float64 {
+		v := make([]float64, len(reps))
+		for i, r := range reps {
+			v[i] = f(r)
+		}
+		return median(v)
+	}
+	out := latencyStats{
+		P50Ms:     med(func(r latencyStats) float64 { return r.P50Ms }),
+		P99Ms:     med(func(r latencyStats) float64 { return r.P99Ms }),
+		PerSecond: med(func(r latencyStats) float64 { return r.PerSecond }),
+	}
+	for _, r := range reps {
+		out.Requests += r.Requests
+	}
+	return out
+}
+
+// directEnsemble is what the server does for a prediction, minus HTTP and the ledger check:
+// the served checkpoints, a pool of one Predictor per core (1 ONNX Runtime thread each when
+// there are several, as serving.New's defaults), every shard's logits and their aggregate.
+type directEnsemble struct {
+	rec  *training.Record
+	cks  []*adapters.Checkpoint
+	pool chan *adapters.Predictor
+	all  []*adapters.Predictor
+}
+
+// newDirectEnsemble reads the served checkpoints from the server's blob bucket (file:// under
+// data, read only) and derives the model's record from its spec, as the server did.
+func newDirectEnsemble(ctx context.Context, data, model string, spec api.ModelSpec, served []api.ShardServed) (*directEnsemble, error) {
+	onnx := assets.ViTFashionMNIST()
+	rec, err := training.NewRecord(ctx, spec, onnx, nil)
+	if err != nil {
+		return nil, err
+	}
+	burl, err := store.DefaultBlobURL(data)
+	if err != nil {
+		return nil, err
+	}
+	blobs, err := store.OpenBlobs(ctx, burl)
+	if err != nil {
+		return nil, err
+	}
+	defer blobs.Close()
+	d := &directEnsemble{rec: rec, cks: make([]*adapters.Checkpoint, len(served))}
+	for _, s := range served {
+		if s.Length == 0 {
+			continue
+		}
+		b, err := blobs.Get(ctx, training.CheckpointKey(model, s.Shard, s.Sequence, s.Gen, s.Length))
+		if err != nil {
+			return nil, fmt.Errorf("bench serve: served checkpoint of shard %d: %w", s.Shard, err)
+		}
+		if d.cks[s.Shard], err = adapters.DecodeCheckpoint(b); err != nil {
+			return nil, err
+		}
+	}
+	bm, err := backbone.LoadBytes(onnx)
+	if err != nil {
+		return nil, err
+	}
+	man, err := backbone.DetectManifest(bm)
+	if err != nil {
+		return nil, err
+	}
+	n := runtime.GOMAXPROCS(0)
+	threads := 0
+	if n > 1 {
+		threads = 1
+	}
+	d.pool = make(chan *adapters.Predictor, n)
+	peft := adapters.Planned{Plugin: rec.PEFT.Type, Plan: rec.Plan}
+	for range n {
+		p, err := adapters.NewPredictor(bm, man, peft, spec.S3T.Slices, rec.HeadInput, threads)
+		if err != nil {
+			d.close()
+			return nil, err
+		}
+		d.all = append(d.all, p)
+		d.pool <- p
+	}
+	return d, nil
+}
+
+func (d *directEnsemble) predict(ctx context.Context, inputs [][]float32) ([]float64, []int, error) {
+	p := <-d.pool
+	defer func() { d.pool <- p }()
+	n, classes := len(inputs), len(d.rec.Labels)
+	x := make([]float32, 0, n*d.rec.InputSize())
+	for _, in := range inputs {
+		x = append(x, in...)
+	}
+	t := ort.NewTensor(x, append([]int64{int64(n)}, d.rec.InputShape...)...)
+	outs := make([][]float32, len(d.cks))
+	for k, c := range d.cks {
+		if c == nil {
+			continue
+		}
+		l, err := p.Logits(ctx, c, t, 0)
+		if err != nil {
+			return nil, nil, err
+		}
+		if outs[k], err = ort.Values[float32](l); err != nil {
+			return nil, nil, err
+		}
+	}
+	return unlearning.Aggregate(unlearning.MeanProbs, outs, n, classes)
+}
+
+func (d *directEnsemble) close() {
+	for _, p := range d.all {
+		p.Close()
+	}
+}
+
+func printServeBench(w io.Writer, r *serveBenchResult) {
+	fmt.Fprintf(w, "s3t bench serve: LoRA S3T on MNIST, m=%d L=%d B=%d, %d training digits (trained in %.0f s); GOMAXPROCS %d; medians of %d repetitions\n",
+		r.Shards, r.Slices, r.Sequences, r.TrainSamples, r.TrainSeconds, r.GOMAXPROCS, r.Reps)
+	fmt.Fprintln(w, "\npredict: HTTP (POST /v1/models/NAME/predict) vs the same ensemble directly through ONNX Runtime")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "clients\tbatch\tHTTP p50 ms\tHTTP p99 ms\tHTTP pred/s\tserver mean ms\tdirect p50 ms\tdirect p99 ms\tdirect pred/s\tp50 ratio\tp99 ratio\t")
+	for _, p := range r.Predict {
+		fmt.Fprintf(tw, "%d\t%d\t%.2f\t%.2f\t%.0f\t%.2f\t%.2f\t%.2f\t%.0f\t%.3fx\t%.3fx\t\n", p.Clients, p.Batch,
+			p.HTTP.P50Ms, p.HTTP.P99Ms, p.HTTP.PerSecond, p.ServerMs, p.Direct.P50Ms, p.Direct.P99Ms, p.Direct.PerSecond, p.RatioP50, p.RatioP99)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "(direct and HTTP probabilities agree within %.2g; target: p50 ratio <= 1.2x)\n", r.AgreeMaxDelta)
+	fmt.Fprintf(w, "HTTP floor (GET /healthz, 1 client): p50 %.2f ms, p99 %.2f ms; decoding one input's predict body (request JSON + ParseInput): %.3f ms\n",
+		r.HTTPFloor.P50Ms, r.HTTPFloor.P99Ms, r.ParseMs)
+	if r.Deletion.Requests > 0 {
+		fmt.Fprintf(w, "\ndeletion, request to receipt over HTTP: p50 %.2f ms, p99 %.2f ms, %.0f deletions/s (%d deletions, %d cut a prefix; target: p99 < 10 ms)\n",
+			r.Deletion.P50Ms, r.Deletion.P99Ms, r.Deletion.PerSecond, r.Deletion.Requests, r.DeletionCuts)
+	}
+	fmt.Fprintln(w, "\nserver memory (VmRSS of the s3t serve process):")
+	if r.RSS.AfterTraining > 0 {
+		fmt.Fprintf(w, "  after training (training process)  %s\n", humanBytes(r.RSS.AfterTraining))
+	}
+	fmt.Fprintf(w, "  idle, before any prediction        %s\n", humanBytes(r.RSS.Idle))
+	fmt.Fprintf(w, "  after the first prediction         %s\n", humanBytes(r.RSS.FirstPredict))
+	fmt.Fprintf(w, "  after the predict benchmarks       %s (peak VmHWM %s)\n", humanBytes(r.RSS.AfterPredict), humanBytes(r.RSS.Peak))
+	b, _ := json.Marshal(r)
+	fmt.Fprintf(w, "\njson: %s\n", b)
+}

@@ -1,0 +1,59 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/s3t-dev/s3t/api"
+	"github.com/s3t-dev/s3t/internal/testmodel"
+	"github.com/s3t-dev/s3t/server"
+	"github.com/s3t-dev/s3t/serving"
+)
+
+// BenchmarkPredictHTTP compares, in one process, a prediction of one input through the whole
+// HTTP route (client JSON, Echo, parsing, serving, response) with serving.Service.Predict
+// alone: the route's own cost.
+//
+//	go test ./server -run '^$' -bench PredictHTTP -count 5
+func BenchmarkPredictHTTP(b *testing.B) {
+	st, blobs := testmodel.OpenStore(b)
+	fx := testmodel.New(b, st, blobs, testmodel.Options{Samples: 48})
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc, err := serving.New(serving.Config{Store: st, Blobs: blobs, Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer svc.Close()
+	srv, err := server.New(server.Config{Store: st, Blobs: blobs, Serving: svc, Logger: quiet, DisableRuntime: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	c, err := api.NewClient(hs.URL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	img := fx.Test[0]
+	raw, _ := json.Marshal(img)
+	b.Run("http", func(b *testing.B) {
+		req := &api.PredictRequest{Name: fx.Name, Inputs: []json.RawMessage{raw}}
+		for b.Loop() {
+			if _, err := c.Predict(ctx, req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("service", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := svc.Predict(ctx, fx.Name, [][]float32{img}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
