@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -49,9 +50,33 @@ func BenchmarkPredictHTTP(b *testing.B) {
 			}
 		}
 	})
+	body, _ := json.Marshal(&api.PredictRequest{Inputs: []json.RawMessage{raw}})
+	b.Run("handler", func(b *testing.B) { // the route without a network or a client
+		h := srv.Handler()
+		for b.Loop() {
+			req := httptest.NewRequest("POST", "/v1/models/"+fx.Name+"/predict", bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != 200 {
+				b.Fatal(rec.Code, rec.Body.String())
+			}
+		}
+	})
 	b.Run("service", func(b *testing.B) {
 		for b.Loop() {
 			if _, err := svc.Predict(ctx, fx.Name, [][]float32{img}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// A request's context can be cancelled; ONNX Runtime then runs with run options that a
+	// cancellation terminates.
+	b.Run("service-cancellable", func(b *testing.B) {
+		cctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		for b.Loop() {
+			if _, err := svc.Predict(cctx, fx.Name, [][]float32{img}); err != nil {
 				b.Fatal(err)
 			}
 		}

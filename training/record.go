@@ -10,9 +10,11 @@ package training
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 
 	"github.com/s3t-dev/s3t/api"
 	"github.com/s3t-dev/s3t/sdk"
@@ -93,37 +95,73 @@ func DecodeInput(b []byte, n int) ([]float32, error) {
 }
 
 // ParseInput reads a JSON input (an array of numbers, nested or flat, holding n values, all
-// finite) into float32 values.
+// finite float32) into float32 values. It scans the bytes itself: a prediction's input is
+// parsed on every request, and decoding it through encoding/json's interface values cost more
+// than the model on small backbones.
 func ParseInput(raw json.RawMessage, n int) ([]float32, error) {
-	var v any
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return nil, fmt.Errorf("input is not JSON: %w", err)
-	}
 	out := make([]float32, 0, n)
-	var walk func(any) error
-	walk = func(x any) error {
-		switch t := x.(type) {
-		case float64:
-			if math.IsNaN(t) || math.IsInf(t, 0) || math.Abs(t) > math.MaxFloat32 {
-				return fmt.Errorf("input value %v is not a finite float32", t)
+	depth, i := 0, 0
+	expectValue := true // after '[' or ','
+	afterComma := false
+	for i < len(raw) {
+		c := raw[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			i++
+		case c == '[':
+			if !expectValue {
+				return nil, fmt.Errorf("input: unexpected '[' at byte %d", i)
 			}
-			if len(out) == n {
-				return fmt.Errorf("input has more than %d values", n)
+			depth++
+			afterComma = false
+			i++
+		case c == ']':
+			if depth == 0 || afterComma {
+				return nil, fmt.Errorf("input: unexpected ']' at byte %d", i)
 			}
-			out = append(out, float32(t))
-		case []any:
-			for _, e := range t {
-				if err := walk(e); err != nil {
-					return err
+			depth--
+			expectValue = false
+			i++
+			if depth == 0 {
+				for ; i < len(raw); i++ {
+					if c := raw[i]; c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+						return nil, fmt.Errorf("input: trailing data at byte %d", i)
+					}
 				}
 			}
+		case c == ',':
+			if expectValue || depth == 0 {
+				return nil, fmt.Errorf("input: unexpected ',' at byte %d", i)
+			}
+			expectValue, afterComma = true, true
+			i++
+		case c == '-' || (c >= '0' && c <= '9'):
+			if !expectValue || depth == 0 {
+				return nil, fmt.Errorf("input must be an array of numbers (unexpected number at byte %d)", i)
+			}
+			j := i + 1
+			for j < len(raw) && (raw[j] >= '0' && raw[j] <= '9' || raw[j] == '.' || raw[j] == 'e' || raw[j] == 'E' || raw[j] == '-' || raw[j] == '+') {
+				j++
+			}
+			if !json.Valid(raw[i:j]) {
+				return nil, fmt.Errorf("input: %q is not a JSON number", raw[i:j])
+			}
+			f, err := strconv.ParseFloat(string(raw[i:j]), 32)
+			if err != nil || math.IsInf(f, 0) {
+				return nil, fmt.Errorf("input value %s is not a finite float32", raw[i:j])
+			}
+			if len(out) == n {
+				return nil, fmt.Errorf("input has more than %d values", n)
+			}
+			out = append(out, float32(f))
+			expectValue, afterComma = false, false
+			i = j
 		default:
-			return fmt.Errorf("input must be an array of numbers, found %T", x)
+			return nil, fmt.Errorf("input must be an array of numbers, found %q at byte %d", c, i)
 		}
-		return nil
 	}
-	if err := walk(v); err != nil {
-		return nil, err
+	if depth != 0 || len(raw) == 0 {
+		return nil, errors.New("input: unterminated or empty: want an array of numbers")
 	}
 	if len(out) != n {
 		return nil, fmt.Errorf("input has %d values, want %d", len(out), n)
