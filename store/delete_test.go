@@ -365,4 +365,3 @@ func TestSecureDeleteLeavesNoTrace(t *testing.T) {
 		}
 	}
 }
-

@@ -102,4 +102,3 @@ func TestJobs(t *testing.T) {
 		}
 	})
 }
-

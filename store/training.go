@@ -417,3 +417,14 @@ func (s *Store) Stamp(ctx context.Context, model string) (int64, time.Time, erro
 	}
 	return v, time.Unix(0, created).UTC(), nil
 }
+
+// DeletedSince reports whether a deletion in a shard of a model committed after ledger
+// version snapshot: a training job that read its data at snapshot must then start over.
+func (s *Store) DeletedSince(ctx context.Context, model string, shard int, snapshot int64) (bool, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM deletions WHERE model = $1 AND shard = $2 AND version > $3`, model, shard, snapshot).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("store: deletions of %q since %d: %w", model, snapshot, err)
+	}
+	return n > 0, nil
+}

@@ -252,6 +252,7 @@ type activeJob struct {
 
 	mu       sync.Mutex
 	row      store.Training
+	snap     int64 // the ledger version the job read its data at; 0 until then
 	started  time.Time
 	work     int // steps weighted by stage, of the stages this run trains
 	workDone int
@@ -379,6 +380,19 @@ func (r *Runner) heartbeat(ctx context.Context, a *activeJob, done chan<- struct
 		if r.cfg.OnProgress != nil {
 			r.cfg.OnProgress(&row)
 		}
+		// A deletion committed elsewhere (another replica or machine) in this job's shard
+		// since it read its data: what it trains now may have seen the sample, and the
+		// ledger would refuse it. Start over on the remaining data.
+		a.mu.Lock()
+		snap := a.snap
+		a.mu.Unlock()
+		if snap > 0 {
+			hit, err := r.cfg.Store.DeletedSince(ctx, a.model, a.shard, snap)
+			if err == nil && hit {
+				a.cancel(errDeleted)
+				return
+			}
+		}
 	}
 }
 
@@ -398,7 +412,7 @@ func (r *Runner) train(ctx context.Context, args jobArgs, a *activeJob, log *slo
 		return err
 	}
 	a.mu.Lock()
-	a.row.Retrain, a.row.Stages = tgt.Retrain, m.Slices
+	a.row.Retrain, a.row.Stages, a.snap = tgt.Retrain, m.Slices, tgt.Snapshot
 	a.mu.Unlock()
 	if tgt.From > m.Slices {
 		log.Info("every stage is published already")
@@ -413,6 +427,14 @@ func (r *Runner) train(ctx context.Context, args jobArgs, a *activeJob, log *slo
 		return err
 	}
 	seq := m.Sequences[args.Shard][args.Sequence]
+	if !tgt.Retrain && tgt.From > 1 {
+		// Resuming a sequence another worker started: its published stages are the ones to
+		// build on; the trainer loads them when they match the data, instead of training them
+		// again.
+		if err := r.fetchPublished(ctx, args, tgt); err != nil {
+			log.Warn("fetch published stages; they will be trained again", "err", err)
+		}
+	}
 	digests := make([]string, m.Slices)
 	var pubErr error
 	trainer, err := r.engine.NewShardTrainer(adapters.ShardConfig{
@@ -509,6 +531,33 @@ func (r *Runner) publish(ctx context.Context, args jobArgs, tgt *store.TrainingT
 	}
 	r.log.Info("checkpoint published", "model", args.Model, "shard", args.Shard, "sequence", args.Sequence,
 		"gen", tgt.Gen, "stage", c.Manifest.Stage, "samples", c.Manifest.Samples)
+	return nil
+}
+
+// fetchPublished writes the published checkpoints of stages 1..From-1 of the job's sequence
+// into the local work folder where it has none.
+func (r *Runner) fetchPublished(ctx context.Context, args jobArgs, tgt *store.TrainingTarget) error {
+	for stage := 1; stage < tgt.From; stage++ {
+		dir := adapters.CheckpointDir(r.workDir(args.Model), args.Shard, args.Sequence, stage)
+		if _, err := adapters.LoadCheckpoint(dir); err == nil {
+			continue
+		}
+		rec, err := r.cfg.Store.CheckpointRecordOf(ctx, args.Model, args.Shard, args.Sequence, tgt.Gen, stage)
+		if err != nil {
+			return err
+		}
+		b, err := r.cfg.Blobs.Get(ctx, rec.BlobKey)
+		if err != nil {
+			return err
+		}
+		c, err := adapters.DecodeCheckpoint(b)
+		if err != nil {
+			return err
+		}
+		if err := adapters.SaveCheckpoint(dir, c); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

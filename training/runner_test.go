@@ -440,3 +440,44 @@ func TestDeleteDuringTraining(t *testing.T) {
 	}
 	sameParams(t, "C[0,0,2] after a deletion during training", c, e.retrainFromScratch(t, 0, 0, 2))
 }
+
+// TestResumeFromPublishedStages: a sequence whose first stage another worker published (its
+// local files elsewhere) resumes here from the published checkpoint: the stage is fetched, not
+// trained again, and the result equals training from scratch bit for bit.
+func TestResumeFromPublishedStages(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 1, 2, 1, 64)
+	c1 := e.retrainFromScratch(t, 0, 0, 1) // what the other worker trained and published
+	b, err := adapters.EncodeCheckpoint(c1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := training.CheckpointKey(testModel, 0, 0, 1, 1)
+	if err := e.blobs.Put(ctx, key, b); err != nil {
+		t.Fatal(err)
+	}
+	tgt, err := e.st.Target(ctx, testModel, 0, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.PublishCheckpoint(ctx, store.CheckpointRecord{Model: testModel, Shard: 0, Sequence: 0, Gen: 1, Stage: 1,
+		BlobKey: key, Samples: int64(c1.Manifest.Samples), Digest: c1.Manifest.SamplesDigest, Snapshot: tgt.Snapshot}); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := e.runner.Start(ctx, testModel, false)
+	if err != nil || len(ids) != 1 {
+		t.Fatal(ids, err)
+	}
+	e.wait(t, ids)
+	tr, _ := e.st.GetTraining(ctx, ids[0])
+	if full := e.retrainFromScratch(t, 0, 0, 2); tr.Steps >= int64(full.Manifest.Steps+c1.Manifest.Steps) {
+		t.Errorf("the job took %d steps: it trained stage 1 again", tr.Steps)
+	}
+	local, err := adapters.LoadCheckpoint(adapters.CheckpointDir(filepath.Join(e.work, "models", testModel), 0, 0, 1))
+	if err != nil {
+		t.Fatalf("stage 1 was not fetched into the work folder: %v", err)
+	}
+	sameParams(t, "fetched C[0,0,1]", local, c1)
+	_, c2 := e.served(t, 0)
+	sameParams(t, "C[0,0,2] resumed from the published stage 1", c2, e.retrainFromScratch(t, 0, 0, 2))
+}

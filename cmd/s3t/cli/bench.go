@@ -24,7 +24,7 @@ func newBenchCmd() *cobra.Command {
 		Short: "Benchmarks of the serving and training paths",
 		Long:  "Benchmarks of s3t's hot paths. Each reports medians and percentiles of repeated runs, and ratios measured in the same run.",
 	}
-	c.AddCommand(newBenchInferCmd(), newBenchTrainCmd())
+	c.AddCommand(newBenchInferCmd(), newBenchTrainCmd(), newBenchServeCmd(), newBenchClusterCmd())
 	return c
 }
 

@@ -26,6 +26,8 @@ type serveOptions struct {
 	allowPaths             bool
 	trainWorkers           int
 	compactEvery, jobsStop time.Duration
+	lease                  time.Duration
+	worker                 bool
 }
 
 func newServeCmd() *cobra.Command {
@@ -57,6 +59,8 @@ their finished stages are published and resume at the next start.` + serverEnvHe
 	workers, _ := strconv.Atoi(env("S3T_TRAIN_WORKERS"))
 	f.IntVar(&o.trainWorkers, "train-workers", workers, "training jobs run at once in this process (S3T_TRAIN_WORKERS; 0: serve only)")
 	f.DurationVar(&o.compactEvery, "compact-every", time.Minute, "after deletions, rewrite the SQLite ledger this often so no copy of a deleted row survives in free pages (0: never)")
+	f.BoolVar(&o.worker, "worker", true, "run training jobs in this process (--worker=false: serve only, the same as --train-workers 0)")
+	f.DurationVar(&o.lease, "lease", training.DefaultLease, "a training job's lease: a job whose worker stops renewing it is requeued after about twice this")
 	f.DurationVar(&o.jobsStop, "jobs-stop-timeout", 10*time.Second, "at shutdown, how long running training jobs may take to finish before they are interrupted")
 	return c
 }
@@ -101,45 +105,26 @@ func serve(ctx context.Context, o serveOptions) error {
 		defer lock.Close()
 		dsn = store.SQLiteDSN(dir)
 	}
-	st, err := store.Open(ctx, dsn)
+	burl, err := store.BlobURL(dir, o.blobURL)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		return err
+	workers := o.trainWorkers
+	if !o.worker {
+		workers = 0
 	}
-	burl := o.blobURL
-	if burl == "" {
-		if burl, err = store.DefaultBlobURL(dir); err != nil {
-			return err
-		}
-	}
-	blobs, err := store.OpenBlobs(ctx, burl)
+	be, err := openBackend(ctx, backendConfig{DSN: dsn, BlobURL: burl, WorkDir: filepath.Join(dir, "work"), TrainWorkers: workers, Lease: o.lease})
 	if err != nil {
 		return err
 	}
-	defer blobs.Close()
-	st.OnPurge(blobs.Purger())
-	jobs, err := st.NewJobs(store.JobsConfig{Workers: max(o.trainWorkers, 0), RetryDelay: 2 * time.Second})
-	if err != nil {
-		return err
-	}
-	runner, err := training.New(training.Config{Store: st, Blobs: blobs, Jobs: jobs, WorkDir: filepath.Join(dir, "work")})
-	if err != nil {
-		return err
-	}
-	if n, err := st.DrainPurges(ctx); err != nil {
-		slog.Warn("interrupted purges remain", "finished", n, "err", err)
-	} else if n > 0 {
-		slog.Info("finished interrupted purges", "count", n)
-	}
+	defer be.Close()
+	st, blobs, jobs, runner := be.st, be.blobs, be.jobs, be.runner
 	svc, err := serving.New(serving.Config{Store: st, Blobs: blobs})
 	if err != nil {
 		return err
 	}
 	defer svc.Close()
-	srv, err := server.New(server.Config{Store: st, Blobs: blobs, Keys: keys, AllowPaths: o.allowPaths, Trainer: runner, Serving: svc})
+	srv, err := server.New(server.Config{Store: st, Blobs: blobs, Keys: keys, AllowPaths: o.allowPaths, Trainer: runner, Serving: svc, QueueDepth: jobs.Depth})
 	if err != nil {
 		return err
 	}
@@ -147,28 +132,22 @@ func serve(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	if embedded && o.trainWorkers > 0 {
+	if embedded && workers > 0 {
 		// This process holds the data directory: jobs left running belong to a dead process.
+		// (Replicas on PostgreSQL never do this: they do not own the queue.)
 		if _, err := jobs.RecoverOrphans(ctx); err != nil {
 			return err
 		}
 	}
-	if err := jobs.Start(ctx); err != nil {
+	if err := be.startJobs(ctx); err != nil {
 		return err
-	}
-	if o.trainWorkers > 0 {
-		go runner.RescueLost(ctx, training.DefaultLease/2)
 	}
 	if embedded && o.compactEvery > 0 {
 		go compactLoop(ctx, st, o.compactEvery)
 	}
-	slog.Info("s3t serve", "data", dir, "keys", len(keys), "train_workers", o.trainWorkers, "database", map[bool]string{true: "sqlite", false: "postgres"}[embedded])
+	slog.Info("s3t serve", "data", dir, "keys", len(keys), "train_workers", workers, "database", databaseKind(dsn))
 	err = srv.Serve(ctx, ln)
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.jobsStop)
-	defer cancel()
-	if jerr := jobs.Stop(sctx); jerr != nil {
-		slog.Warn("stop training jobs", "err", jerr)
-	}
+	be.stopJobs(ctx, o.jobsStop)
 	return err
 }
 
