@@ -153,26 +153,40 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
-// backgroundInterval is how often the background loop runs when there were writes.
-const backgroundInterval = 200 * time.Millisecond
+// backgroundInterval is how often the background loop runs when there were writes;
+// backgroundMaxDelay bounds how long a stream of writes may postpone it.
+const (
+	backgroundInterval = 200 * time.Millisecond
+	backgroundMaxDelay = 2 * time.Second
+)
 
 // background does, shortly after writes and off the request path: removing completed
 // purges from the queue (one commit for many), and on SQLite folding the write-ahead log
 // into the database file, truncating it when no reader holds it, so that data erased by a
-// deletion (zeroed by secure_delete) leaves the log within about backgroundInterval.
+// deletion (zeroed by secure_delete) leaves the log. A truncating checkpoint blocks writers
+// while it syncs, so it waits for a pause in the writes (a tick without one), but no longer
+// than backgroundMaxDelay after the first write it covers: erased data leaves the log within
+// about backgroundInterval of the last write of a burst, and within backgroundMaxDelay during
+// a steady stream.
 func (s *Store) background() {
 	defer close(s.stopped)
 	t := time.NewTicker(backgroundInterval)
 	defer t.Stop()
-	dirty := false
+	dirty, wroteThisTick := false, false
+	var since time.Time // the first write not yet covered
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-s.wake:
-			dirty = true
-		case <-t.C:
 			if !dirty {
+				since = time.Now()
+			}
+			dirty, wroteThisTick = true, true
+		case <-t.C:
+			busy := wroteThisTick
+			wroteThisTick = false
+			if !dirty || (busy && time.Since(since) < backgroundMaxDelay) {
 				continue
 			}
 			dirty = false
@@ -184,6 +198,9 @@ func (s *Store) background() {
 			if err := s.Checkpoint(ctx); err != nil {
 				dirty = true // retry on the next tick
 				s.log.Debug("checkpoint deferred", "err", err)
+			}
+			if dirty {
+				since = time.Now()
 			}
 			cancel()
 		}
