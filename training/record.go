@@ -143,7 +143,7 @@ func ParseInput(raw json.RawMessage, n int) ([]float32, error) {
 			for j < len(raw) && (raw[j] >= '0' && raw[j] <= '9' || raw[j] == '.' || raw[j] == 'e' || raw[j] == 'E' || raw[j] == '-' || raw[j] == '+') {
 				j++
 			}
-			if !json.Valid(raw[i:j]) {
+			if !jsonNumber(raw[i:j]) {
 				return nil, fmt.Errorf("input: %q is not a JSON number", raw[i:j])
 			}
 			f, err := strconv.ParseFloat(string(raw[i:j]), 32)
@@ -172,3 +172,41 @@ func ParseInput(raw json.RawMessage, n int) ([]float32, error) {
 // microBatches is the number of concurrent micro-batches of every training step. It is part of
 // the result (a step's gradient is summed over them in a fixed order), so it is fixed here.
 const microBatches = 2
+
+// jsonNumber reports whether b is a JSON number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func jsonNumber(b []byte) bool {
+	i := 0
+	digits := func() int {
+		n := 0
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+			n++
+		}
+		return n
+	}
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case digits() == 0:
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == len(b)
+}

@@ -34,6 +34,11 @@ func TestParseInput(t *testing.T) {
 		{`[1.]`, 1, nil, "not a JSON number"},
 		{`[NaN]`, 1, nil, "array of numbers"},
 		{`[]`, 1, nil, "has 0 values"},
+		{`[-]`, 1, nil, "not a JSON number"},
+		{`[1e]`, 1, nil, "not a JSON number"},
+		{`[1e+]`, 1, nil, "not a JSON number"},
+		{`[1-2]`, 1, nil, "not a JSON number"},
+		{`[-0.5e-2]`, 1, []float32{-0.005}, ""},
 		{``, 1, nil, "empty"},
 		{`[1,]`, 1, nil, "unexpected ']'"},
 	}
@@ -55,5 +60,22 @@ func TestParseInput(t *testing.T) {
 	got, err := ParseInput(b, len(vals))
 	if err != nil || !slices.Equal(got, vals) {
 		t.Fatalf("round trip %s = %v, %v", b, got, err)
+	}
+}
+
+// BenchmarkParseInput parses one 28x28 image as a prediction request carries it.
+//
+//	go test ./training -run '^$' -bench ParseInput
+func BenchmarkParseInput(b *testing.B) {
+	v := make([]float32, 784)
+	for i := range v {
+		v[i] = float32(i%255) / 255
+	}
+	raw, _ := json.Marshal(v)
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		if _, err := ParseInput(raw, len(v)); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
