@@ -46,7 +46,9 @@ test: deps vet
 	  S3T_TEST_DATABASE_URL=$$(scripts/pg.sh start "$$pgdir"); export S3T_TEST_DATABASE_URL; \
 	fi; \
 	echo "test: PostgreSQL at $${S3T_TEST_DATABASE_URL:-(none: SQLite only)}"; \
-	$(GO) test $(TESTFLAGS) ./...
+	$(GO) test $(TESTFLAGS) ./...; \
+	echo "test: adapters with the plain-Go kernels only (-tags purego, as on CPUs without AVX2/FMA)"; \
+	$(GO) test $(TESTFLAGS) -tags purego ./adapters/
 
 ## bench: run the Go benchmarks
 bench: deps

@@ -30,6 +30,11 @@ import (
 // The backend below wraps simplego's builder and implements Pad from Concatenate, BroadcastInDim,
 // Reshape and Slice, which simplego has; Reverse (the gradient of a convolution's kernel) is not
 // needed by any trainable part and stays unimplemented.
+//
+// Speed. simplego's executors of the heavy float32 ops (DotGeneral, broadcasting arithmetic,
+// reductions, transposes, Exp, Erf) are scalar loops over per-element index iterators; kernel.go
+// replaces them, in this process, with the package's own (matmul.go, kernel_elementwise.go,
+// AVX2 on amd64), which keep training deterministic.
 
 // simplegoConfig is the simplego configuration: see above.
 const simplegoConfig = "ops_sequential"
