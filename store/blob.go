@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"gocloud.dev/blob"
 	_ "gocloud.dev/blob/fileblob" // file://
@@ -130,6 +131,18 @@ func (bs *Blobs) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, blobErr("get", key, err)
 	}
 	return data, nil
+}
+
+// ModTime returns when the blob under key was last written (ErrNotFound when missing).
+func (bs *Blobs) ModTime(ctx context.Context, key string) (time.Time, error) {
+	if err := checkKey(key); err != nil {
+		return time.Time{}, fmt.Errorf("store: blob attributes: %w", err)
+	}
+	a, err := bs.b.Attributes(ctx, key)
+	if err != nil {
+		return time.Time{}, blobErr("attributes", key, err)
+	}
+	return a.ModTime, nil
 }
 
 // Open returns a reader of the blob under key (ErrNotFound when missing); close it.

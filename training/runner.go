@@ -652,8 +652,16 @@ func (r *Runner) purge(ctx context.Context, p store.Purge) error {
 		if err := os.RemoveAll(r.workDir(p.Model)); err != nil {
 			return err
 		}
-		_, err := r.cfg.Blobs.DeletePrefix(ctx, ModelPrefix(p.Model))
-		return err
+		keys, err := r.cfg.Blobs.List(ctx, ModelPrefix(p.Model))
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if err := r.purgeBlob(ctx, k, p); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	r.mu.Lock()
 	for _, a := range r.active {
@@ -692,12 +700,32 @@ func (r *Runner) purge(ctx context.Context, p store.Purge) error {
 			if _, err := fmt.Sscanf(strings.TrimPrefix(k, prefix), "gen-%d/stage-%d.safetensors", &gen, &stage); err != nil || stage < pos {
 				continue
 			}
-			if err := r.cfg.Blobs.Delete(ctx, k); err != nil {
+			if err := r.purgeBlob(ctx, k, p); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// purgeClockMargin is how much later than a deletion a blob must have been written for a purge
+// to leave it: the blob store's clock (an S3 server's) may run ahead of this process's.
+const purgeClockMargin = 5 * time.Minute
+
+// purgeBlob deletes a blob a purge covers, unless it was written well after the deletion: a
+// purge handed over again much later (after a crash, or a failed attempt) must not erase what a
+// retraining on the remaining data, or a model created again under the name, wrote since
+// (nothing written after the deletion can hold the sample: publishing refuses it). The first
+// hand-over, right after the deletion commits, erases every covered blob that exists.
+func (r *Runner) purgeBlob(ctx context.Context, key string, p store.Purge) error {
+	t, err := r.cfg.Blobs.ModTime(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err == nil && t.After(p.Created.Add(purgeClockMargin)) {
+		return nil
+	}
+	return r.cfg.Blobs.Delete(ctx, key)
 }
 
 // Status returns a model's training jobs, with this process's live progress for the ones it
