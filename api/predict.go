@@ -79,17 +79,26 @@ type ModelMetadataV2 struct {
 }
 
 // InferTensorV2 is an input or output tensor: Data holds the values in row-major order, as a
-// flat JSON array or nested to the shape (numbers for FP32, strings for BYTES).
+// flat JSON array or nested to the shape (numbers for FP32, strings for BYTES). With the
+// binary tensor data extension, Data is empty, Parameters hold "binary_data_size" and Binary
+// the raw bytes (FP32 little-endian; BYTES as a 4-byte little-endian length and the bytes,
+// per element).
 type InferTensorV2 struct {
 	Name       string          `json:"name"`
 	Shape      []int64         `json:"shape"`
 	Datatype   string          `json:"datatype"`
 	Parameters map[string]any  `json:"parameters,omitempty"`
-	Data       json.RawMessage `json:"data"`
+	Data       json.RawMessage `json:"data,omitempty"`
+	// Binary is the tensor's binary data (not part of the JSON): set by InferV2Binary on
+	// outputs the server sent binary.
+	Binary []byte `json:"-"`
 }
 
-// Float32s decodes Data of an FP32 tensor given flat.
+// Float32s decodes Data (or Binary, when set) of an FP32 tensor given flat.
 func (t *InferTensorV2) Float32s() ([]float32, error) {
+	if t.Binary != nil {
+		return binaryFloat32s(t)
+	}
 	var v []float32
 	if err := json.Unmarshal(t.Data, &v); err != nil {
 		return nil, fmt.Errorf("api: tensor %q: %w", t.Name, err)
@@ -97,8 +106,11 @@ func (t *InferTensorV2) Float32s() ([]float32, error) {
 	return v, nil
 }
 
-// Strings decodes Data of a BYTES tensor given flat.
+// Strings decodes Data (or Binary, when set) of a BYTES tensor given flat.
 func (t *InferTensorV2) Strings() ([]string, error) {
+	if t.Binary != nil {
+		return binaryStrings(t)
+	}
 	var v []string
 	if err := json.Unmarshal(t.Data, &v); err != nil {
 		return nil, fmt.Errorf("api: tensor %q: %w", t.Name, err)

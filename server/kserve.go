@@ -1,10 +1,16 @@
 package server
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"math"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -107,32 +113,25 @@ func (s *Server) inferV2(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	name := param(c, "name")
-	var req api.InferRequestV2
-	dec := json.NewDecoder(c.Request().Body)
-	if err := dec.Decode(&req); err != nil {
+	req, bin, err := readInferV2(c.Request())
+	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
 			return err
 		}
-		return s.v2Error(c, v2Invalid("request body: %v", err))
+		return s.v2Error(c, err)
 	}
 	info, err := s.cfg.Serving.Info(ctx, name)
 	if err != nil {
 		return s.v2Error(c, err)
 	}
-	inputs, err := v2Inputs(&req, info)
+	inputs, err := v2Inputs(req, info, bin)
 	if err != nil {
 		return s.v2Error(c, err)
 	}
-	want := []string{outputProbabilities, outputLabel}
-	if len(req.Outputs) > 0 {
-		want = want[:0]
-		for _, o := range req.Outputs {
-			if o.Name != outputProbabilities && o.Name != outputLabel {
-				return s.v2Error(c, v2Invalid("outputs: model %q has no output %q (it has %q and %q)", name, o.Name, outputProbabilities, outputLabel))
-			}
-			want = append(want, o.Name)
-		}
+	want, err := v2Outputs(req, name)
+	if err != nil {
+		return s.v2Error(c, err)
 	}
 	res, err := s.cfg.Serving.Predict(ctx, name, inputs)
 	if err != nil {
@@ -140,24 +139,48 @@ func (s *Server) inferV2(c echo.Context) error {
 	}
 	n, classes := len(res.Predictions), len(res.Labels)
 	out := &api.InferResponseV2{ModelName: name, ID: req.ID, Parameters: map[string]any{"ledger_version": res.Version}}
+	var binOut []byte // the binary outputs' bytes, in the order of the outputs
 	for _, o := range want {
 		var t api.InferTensorV2
-		switch o {
+		switch o.name {
 		case outputProbabilities:
+			t = api.InferTensorV2{Name: o.name, Datatype: "FP32", Shape: []int64{int64(n), int64(classes)}}
+			if o.binary {
+				start := len(binOut)
+				binOut = slices.Grow(binOut, 4*n*classes)
+				for _, p := range res.Predictions {
+					for _, v := range p.Probabilities {
+						binOut = binary.LittleEndian.AppendUint32(binOut, math.Float32bits(float32(v)))
+					}
+				}
+				t.Parameters = map[string]any{binaryDataSize: len(binOut) - start}
+				break
+			}
 			probs := make([]float32, 0, n*classes)
 			for _, p := range res.Predictions {
 				for _, v := range p.Probabilities {
 					probs = append(probs, float32(v))
 				}
 			}
-			t = api.InferTensorV2{Name: o, Datatype: "FP32", Shape: []int64{int64(n), int64(classes)}}
 			t.Data, err = json.Marshal(probs)
 		case outputLabel:
+			t = api.InferTensorV2{Name: o.name, Datatype: "BYTES", Shape: []int64{int64(n)}}
+			if o.binary {
+				// The extension's BYTES encoding: each element as a 4-byte little-endian length,
+				// then its bytes.
+				start := len(binOut)
+				for _, p := range res.Predictions {
+					l := res.Labels[p.Label]
+					binOut = binary.LittleEndian.AppendUint32(binOut, uint32(len(l)))
+					binOut = append(binOut, l...)
+				}
+				t.Parameters = map[string]any{binaryDataSize: len(binOut) - start}
+				break
+			}
 			labels := make([]string, n)
 			for i, p := range res.Predictions {
 				labels[i] = res.Labels[p.Label]
 			}
-			t = api.InferTensorV2{Name: o, Datatype: "BYTES", Shape: []int64{int64(n)}}
 			t.Data, err = json.Marshal(labels)
 		}
 		if err != nil {
@@ -165,11 +188,109 @@ func (s *Server) inferV2(c echo.Context) error {
 		}
 		out.Outputs = append(out.Outputs, t)
 	}
-	return c.JSON(http.StatusOK, out)
+	if !slices.ContainsFunc(want, func(o v2Output) bool { return o.binary }) {
+		return c.JSON(http.StatusOK, out)
+	}
+	header, err := json.Marshal(out)
+	if err != nil {
+		return s.v2Error(c, err)
+	}
+	h := c.Response().Header()
+	h.Set(api.HeaderInferenceHeaderContentLength, strconv.Itoa(len(header)))
+	return c.Blob(http.StatusOK, echo.MIMEOctetStream, append(header, binOut...))
+}
+
+// binaryDataSize is the parameter of a tensor whose values follow the JSON header as bytes
+// (the protocol's binary tensor data extension).
+const binaryDataSize = "binary_data_size"
+
+// readInferV2 reads an inference request: a JSON body, or, with the binary tensor data
+// extension, a JSON header of Inference-Header-Content-Length bytes followed by the tensors'
+// bytes (returned as bin).
+func readInferV2(r *http.Request) (*api.InferRequestV2, []byte, error) {
+	var req api.InferRequestV2
+	hl := r.Header.Get(api.HeaderInferenceHeaderContentLength)
+	if hl == "" {
+		dec := json.NewDecoder(r.Body)
+		if err := dec.Decode(&req); err != nil {
+			var mb *http.MaxBytesError
+			if errors.As(err, &mb) {
+				return nil, nil, err
+			}
+			return nil, nil, v2Invalid("request body: %v", err)
+		}
+		return &req, nil, nil
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(hl), 10, 64)
+	if err != nil || n < 1 {
+		return nil, nil, v2Invalid("%s: %q is not a positive length", api.HeaderInferenceHeaderContentLength, hl)
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return nil, nil, err
+		}
+		return nil, nil, v2Invalid("request body: %v", err)
+	}
+	if n > int64(len(body)) {
+		return nil, nil, v2Invalid("%s: %d, but the body has only %d bytes", api.HeaderInferenceHeaderContentLength, n, len(body))
+	}
+	if err := json.Unmarshal(body[:n], &req); err != nil {
+		return nil, nil, v2Invalid("request header (the first %d bytes of the body, per %s): %v", n, api.HeaderInferenceHeaderContentLength, err)
+	}
+	return &req, body[n:], nil
+}
+
+// v2Output is an output to answer, and whether its values go as binary data.
+type v2Output struct {
+	name   string
+	binary bool
+}
+
+// v2Outputs lists the outputs the request asks for (all when it names none), each binary when
+// its parameters say binary_data, or else when the request's parameters say binary_data_output.
+func v2Outputs(req *api.InferRequestV2, model string) ([]v2Output, error) {
+	all, err := boolParam(req.Parameters, "binary_data_output", "request parameters")
+	if err != nil {
+		return nil, err
+	}
+	if len(req.Outputs) == 0 {
+		return []v2Output{{outputProbabilities, all}, {outputLabel, all}}, nil
+	}
+	var want []v2Output
+	for _, o := range req.Outputs {
+		if o.Name != outputProbabilities && o.Name != outputLabel {
+			return nil, v2Invalid("outputs: model %q has no output %q (it has %q and %q)", model, o.Name, outputProbabilities, outputLabel)
+		}
+		bin := all
+		if _, ok := o.Parameters["binary_data"]; ok {
+			if bin, err = boolParam(o.Parameters, "binary_data", fmt.Sprintf("output %q parameters", o.Name)); err != nil {
+				return nil, err
+			}
+		}
+		want = append(want, v2Output{o.Name, bin})
+	}
+	return want, nil
+}
+
+// boolParam reads a boolean parameter (false when absent).
+func boolParam(params map[string]any, key, where string) (bool, error) {
+	v, ok := params[key]
+	if !ok {
+		return false, nil
+	}
+	b, ok := v.(bool)
+	if !ok {
+		return false, v2Invalid("%s: %s must be a boolean, not %v", where, key, v)
+	}
+	return b, nil
 }
 
 // v2Inputs checks the request's one input against the model and splits it into examples.
-func v2Inputs(req *api.InferRequestV2, info *serving.Info) ([][]float32, error) {
+// bin is the request's binary data (nil without the binary extension): when the input's
+// parameters give a binary_data_size, its values are those bytes, FP32 little-endian.
+func v2Inputs(req *api.InferRequestV2, info *serving.Info, bin []byte) ([][]float32, error) {
 	if len(req.Inputs) != 1 {
 		return nil, v2Invalid("inputs: model %q has one input, %q; the request has %d", info.Name, info.InputName, len(req.Inputs))
 	}
@@ -177,6 +298,13 @@ func v2Inputs(req *api.InferRequestV2, info *serving.Info) ([][]float32, error) 
 	wantShape := append([]int64{-1}, info.InputShape...)
 	if in.Name != info.InputName {
 		return nil, v2Invalid("inputs: model %q has one input, %q; the request names %q", info.Name, info.InputName, in.Name)
+	}
+	binSize, isBin := in.Parameters[binaryDataSize]
+	if isBin && bin == nil {
+		return nil, v2Invalid("input %q: %s given but the request has no %s header (the binary tensor data extension)", in.Name, binaryDataSize, api.HeaderInferenceHeaderContentLength)
+	}
+	if isBin && in.Datatype != "FP32" {
+		return nil, v2Invalid("input %q: %s given for datatype %q; binary data is supported for FP32 only", in.Name, binaryDataSize, in.Datatype)
 	}
 	if in.Datatype != "FP32" {
 		return nil, v2Invalid("input %q: datatype %q, want FP32", in.Name, in.Datatype)
@@ -198,16 +326,58 @@ func v2Inputs(req *api.InferRequestV2, info *serving.Info) ([][]float32, error) 
 	if n > serving.DefaultMaxBatch {
 		return nil, v2Invalid("input %q: batch of %d, at most %d", in.Name, n, serving.DefaultMaxBatch)
 	}
-	if len(in.Data) == 0 {
-		return nil, v2Invalid("input %q: no data", in.Name)
-	}
-	flat, err := training.ParseInput(in.Data, n*info.InputSize)
-	if err != nil {
-		return nil, v2Invalid("input %q data: %v (shape %v)", in.Name, err, in.Shape)
+	var flat []float32
+	if isBin {
+		var err error
+		if flat, err = binaryFP32(in, binSize, bin, n*info.InputSize); err != nil {
+			return nil, err
+		}
+	} else {
+		if len(bin) > 0 {
+			return nil, v2Invalid("request body: %d trailing bytes after the JSON header, but no input has %s", len(bin), binaryDataSize)
+		}
+		if len(in.Data) == 0 {
+			return nil, v2Invalid("input %q: no data", in.Name)
+		}
+		var err error
+		if flat, err = training.ParseInput(in.Data, n*info.InputSize); err != nil {
+			return nil, v2Invalid("input %q data: %v (shape %v)", in.Name, err, in.Shape)
+		}
 	}
 	out := make([][]float32, n)
 	for i := range out {
 		out[i] = flat[i*info.InputSize : (i+1)*info.InputSize : (i+1)*info.InputSize]
+	}
+	return out, nil
+}
+
+// binaryFP32 decodes the binary data of input in (the whole of bin: the model has one input),
+// count float32 values, little-endian, all finite.
+func binaryFP32(in api.InferTensorV2, size any, bin []byte, count int) ([]float32, error) {
+	f, ok := size.(float64)
+	if !ok || f < 0 || f != math.Trunc(f) {
+		return nil, v2Invalid("input %q: %s %v is not a byte count", in.Name, binaryDataSize, size)
+	}
+	if len(in.Data) > 0 && string(in.Data) != "null" {
+		return nil, v2Invalid("input %q: both data and %s; give one", in.Name, binaryDataSize)
+	}
+	if want := 4 * count; f != float64(want) {
+		return nil, v2Invalid("input %q: %s %v, want %d (shape %v x 4 bytes of FP32)", in.Name, binaryDataSize, size, want, in.Shape)
+	}
+	size4 := 4 * count
+	if len(bin) < size4 {
+		return nil, v2Invalid("input %q: %s %d, but the body has only %d bytes after the JSON header", in.Name, binaryDataSize, size4, len(bin))
+	}
+	if len(bin) > size4 {
+		return nil, v2Invalid("request body: %d trailing bytes after input %q's %d bytes of binary data", len(bin)-size4, in.Name, size4)
+	}
+	out := make([]float32, count)
+	for i := range out {
+		v := math.Float32frombits(binary.LittleEndian.Uint32(bin[4*i:]))
+		if math.IsInf(float64(v), 0) || v != v {
+			return nil, v2Invalid("input %q: value %d (%v) is not a finite float32", in.Name, i, v)
+		}
+		out[i] = v
 	}
 	return out, nil
 }

@@ -65,6 +65,13 @@ type servePredictRow struct {
 	// RatioP50 and RatioP99 are HTTP / Direct latency (medians over repetitions).
 	RatioP50 float64 `json:"ratio_p50"`
 	RatioP99 float64 `json:"ratio_p99"`
+	// V2Binary is the same over the KServe v2 route with the binary tensor data extension
+	// (POST /v2/models/NAME/infer, FP32 input bytes, binary probabilities; api.InferV2Binary),
+	// with its server mean time and its ratios to Direct.
+	V2Binary         latencyStats `json:"v2_binary"`
+	V2BinaryServerMs float64      `json:"v2_binary_server_mean_ms"`
+	V2BinaryRatioP50 float64      `json:"v2_binary_ratio_p50"`
+	V2BinaryRatioP99 float64      `json:"v2_binary_ratio_p99"`
 }
 
 // serveRSS is the server process's memory (/proc/PID/status) at points of the run.
@@ -113,7 +120,9 @@ create a LoRA S3T model on MNIST (m/L/B from the flags), upload --train digits a
 through the API. Then, over --reps repetitions, report:
 
   - predict latency p50/p99 and throughput (predictions/s) with each --clients count of
-    concurrent clients and each --batch size, over HTTP (POST /v1/models/NAME/predict);
+    concurrent clients and each --batch size, over HTTP (POST /v1/models/NAME/predict, JSON),
+    and over the KServe v2 route with the binary tensor data extension (POST
+    /v2/models/NAME/infer, the inputs as FP32 bytes, probabilities back as bytes);
   - the same ensemble run directly in this process: the served checkpoints read from the
     server's blob bucket, one adapters.Predictor per core (1 ONNX Runtime thread each, as the
     server's pool) for every shard, then unlearning.Aggregate; HTTP / direct is the ratio;
@@ -286,6 +295,21 @@ func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, cli
 			res.AgreeMaxDelta = math.Max(res.AgreeMaxDelta, math.Abs(p.Probabilities[l]-scores[i*len(spec.Labels)+c]))
 		}
 	}
+	// So must the v2 binary route.
+	bin, err := cl.InferV2Binary(ctx, name, vals[:8], direct.rec.InputShape)
+	if err != nil {
+		return nil, err
+	}
+	bprobs, err := bin.Output("probabilities").Float32s()
+	if err != nil {
+		return nil, err
+	}
+	if len(bprobs) != len(scores) {
+		return nil, fmt.Errorf("bench serve: v2 binary: %d probabilities, want %d", len(bprobs), len(scores))
+	}
+	for i, p := range bprobs {
+		res.AgreeMaxDelta = math.Max(res.AgreeMaxDelta, math.Abs(float64(p)-scores[i]))
+	}
 	if res.AgreeMaxDelta > 1e-3 {
 		return nil, fmt.Errorf("bench serve: the direct ensemble differs from the served predictions by %.3g", res.AgreeMaxDelta)
 	}
@@ -297,6 +321,16 @@ func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, cli
 				in[j] = raw[(i*batch+j)%len(raw)]
 			}
 			_, err := cl.Predict(ctx, &api.PredictRequest{Name: name, Inputs: in})
+			return err
+		}
+	}
+	v2BinaryCall := func(batch int) func(ctx context.Context, i int) error {
+		return func(ctx context.Context, i int) error {
+			in := make([][]float32, batch)
+			for j := range in {
+				in[j] = vals[(i*batch+j)%len(vals)]
+			}
+			_, err := cl.InferV2Binary(ctx, name, in, direct.rec.InputShape)
 			return err
 		}
 	}
@@ -320,42 +354,50 @@ func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, cli
 		return nil, err
 	}
 	type key struct{ clients, batch int }
-	perRep := map[key][2][]latencyStats{}
-	serverMs := map[key][]float64{}
+	// Per measured path (native JSON, v2 binary, direct): the repetitions' figures.
+	routes := []string{predictRoute, inferV2Route}
+	perRep := map[key][3][]latencyStats{}
+	serverMs := map[key][2][]float64{}
 	for r := range o.reps {
 		for _, b := range batches {
 			for _, n := range clients {
 				k := key{n, b}
-				got := perRep[k]
-				for side, call := range []func(context.Context, int) error{httpCall(b), directCall(b)} {
-					sum0, n0, err := scrapePredictTime(ctx, addr)
-					if err != nil {
-						return nil, err
+				got, sms := perRep[k], serverMs[k]
+				for side, call := range []func(context.Context, int) error{httpCall(b), v2BinaryCall(b), directCall(b)} {
+					var sum0, n0 float64
+					if side < len(routes) {
+						if sum0, n0, err = scrapeRouteTime(ctx, addr, routes[side]); err != nil {
+							return nil, err
+						}
 					}
 					st, err := measureConcurrent(ctx, n, o.warmup, o.requests, b, call)
 					if err != nil {
 						return nil, err
 					}
 					got[side] = append(got[side], st)
-					if side == 0 {
-						sum1, n1, err := scrapePredictTime(ctx, addr)
+					if side < len(routes) {
+						sum1, n1, err := scrapeRouteTime(ctx, addr, routes[side])
 						if err != nil {
 							return nil, err
 						}
-						serverMs[k] = append(serverMs[k], 1000*(sum1-sum0)/max(n1-n0, 1))
+						sms[side] = append(sms[side], 1000*(sum1-sum0)/max(n1-n0, 1))
 					}
 				}
-				perRep[k] = got
-				logln("bench serve: rep %d, %d client(s), batch %d: http p50 %.2f ms (server mean %.2f ms), direct p50 %.2f ms", r+1, n, b, got[0][r].P50Ms, serverMs[k][r], got[1][r].P50Ms)
+				perRep[k], serverMs[k] = got, sms
+				logln("bench serve: rep %d, %d client(s), batch %d: http p50 %.2f ms (server mean %.2f ms), v2 binary p50 %.2f ms (server mean %.2f ms), direct p50 %.2f ms",
+					r+1, n, b, got[0][r].P50Ms, sms[0][r], got[1][r].P50Ms, sms[1][r], got[2][r].P50Ms)
 			}
 		}
 	}
 	for _, b := range batches {
 		for _, n := range clients {
-			got := perRep[key{n, b}]
-			row := servePredictRow{Clients: n, Batch: b, HTTP: medianStats(got[0]), Direct: medianStats(got[1]), ServerMs: median(serverMs[key{n, b}])}
+			got, sms := perRep[key{n, b}], serverMs[key{n, b}]
+			row := servePredictRow{Clients: n, Batch: b, HTTP: medianStats(got[0]), Direct: medianStats(got[2]), ServerMs: median(sms[0]),
+				V2Binary: medianStats(got[1]), V2BinaryServerMs: median(sms[1])}
 			row.RatioP50 = row.HTTP.P50Ms / row.Direct.P50Ms
 			row.RatioP99 = row.HTTP.P99Ms / row.Direct.P99Ms
+			row.V2BinaryRatioP50 = row.V2Binary.P50Ms / row.Direct.P50Ms
+			row.V2BinaryRatioP99 = row.V2Binary.P99Ms / row.Direct.P99Ms
 			res.Predict = append(res.Predict, row)
 		}
 	}
@@ -553,12 +595,17 @@ func median(v []float64) float64 {
 	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
-// predictRoute is the native predict route's label in the server's metrics.
-const predictRoute = `route="/v1/models/:name/predict"`
+// predictRoute and inferV2Route are the native predict route's and the v2 inference route's
+// labels in the server's metrics.
+const (
+	predictRoute = `route="/v1/models/:name/predict"`
+	inferV2Route = `route="/v2/models/:name/infer"`
+)
 
-// scrapePredictTime reads the server's request duration histogram of the predict route from
-// /metrics: the sum of the durations (seconds) and their count.
-func scrapePredictTime(ctx context.Context, addr string) (sum, count float64, err error) {
+// scrapeRouteTime reads the server's request duration histogram of route (a metrics label,
+// predictRoute or inferV2Route) from /metrics: the sum of the durations (seconds) and their
+// count.
+func scrapeRouteTime(ctx context.Context, addr, route string) (sum, count float64, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
 	if err != nil {
 		return 0, 0, err
@@ -572,14 +619,17 @@ func scrapePredictTime(ctx context.Context, addr string) (sum, count float64, er
 	if err != nil {
 		return 0, 0, err
 	}
-	sum, count = parsePredictTime(string(b))
+	sum, count = parseRouteTime(string(b), route)
 	return sum, count, nil
 }
 
 // parsePredictTime finds the predict route's duration sum and count in a text exposition.
-func parsePredictTime(text string) (sum, count float64) {
+func parsePredictTime(text string) (sum, count float64) { return parseRouteTime(text, predictRoute) }
+
+// parseRouteTime finds route's duration sum and count in a text exposition.
+func parseRouteTime(text, route string) (sum, count float64) {
 	for _, line := range strings.Split(text, "\n") {
-		if !strings.Contains(line, predictRoute) {
+		if !strings.Contains(line, route) {
 			continue
 		}
 		var dst *float64
@@ -722,15 +772,17 @@ func (d *directEnsemble) close() {
 func printServeBench(w io.Writer, r *serveBenchResult) {
 	fmt.Fprintf(w, "s3t bench serve: LoRA S3T on MNIST, m=%d L=%d B=%d, %d training digits (trained in %.0f s); GOMAXPROCS %d; medians of %d repetitions\n",
 		r.Shards, r.Slices, r.Sequences, r.TrainSamples, r.TrainSeconds, r.GOMAXPROCS, r.Reps)
-	fmt.Fprintln(w, "\npredict: HTTP (POST /v1/models/NAME/predict) vs the same ensemble directly through ONNX Runtime")
+	fmt.Fprintln(w, "\npredict: HTTP (POST /v1/models/NAME/predict, JSON) and v2 binary (POST /v2/models/NAME/infer, binary tensor data) vs the same ensemble directly through ONNX Runtime")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "clients\tbatch\tHTTP p50 ms\tHTTP p99 ms\tHTTP pred/s\tserver mean ms\tdirect p50 ms\tdirect p99 ms\tdirect pred/s\tp50 ratio\tp99 ratio\t")
+	fmt.Fprintln(tw, "clients\tbatch\tHTTP p50 ms\tHTTP p99 ms\tHTTP pred/s\tserver mean ms\tdirect p50 ms\tdirect p99 ms\tdirect pred/s\tp50 ratio\tp99 ratio\t"+
+		"v2 bin p50 ms\tv2 bin p99 ms\tv2 bin pred/s\tv2 bin server ms\tv2 bin p50 ratio\tv2 bin p99 ratio\t")
 	for _, p := range r.Predict {
-		fmt.Fprintf(tw, "%d\t%d\t%.2f\t%.2f\t%.0f\t%.2f\t%.2f\t%.2f\t%.0f\t%.3fx\t%.3fx\t\n", p.Clients, p.Batch,
-			p.HTTP.P50Ms, p.HTTP.P99Ms, p.HTTP.PerSecond, p.ServerMs, p.Direct.P50Ms, p.Direct.P99Ms, p.Direct.PerSecond, p.RatioP50, p.RatioP99)
+		fmt.Fprintf(tw, "%d\t%d\t%.2f\t%.2f\t%.0f\t%.2f\t%.2f\t%.2f\t%.0f\t%.3fx\t%.3fx\t%.2f\t%.2f\t%.0f\t%.2f\t%.3fx\t%.3fx\t\n", p.Clients, p.Batch,
+			p.HTTP.P50Ms, p.HTTP.P99Ms, p.HTTP.PerSecond, p.ServerMs, p.Direct.P50Ms, p.Direct.P99Ms, p.Direct.PerSecond, p.RatioP50, p.RatioP99,
+			p.V2Binary.P50Ms, p.V2Binary.P99Ms, p.V2Binary.PerSecond, p.V2BinaryServerMs, p.V2BinaryRatioP50, p.V2BinaryRatioP99)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "(direct and HTTP probabilities agree within %.2g; target: p50 ratio <= 1.2x)\n", r.AgreeMaxDelta)
+	fmt.Fprintf(w, "(direct, HTTP and v2 binary probabilities agree within %.2g; target: p50 ratio <= 1.2x)\n", r.AgreeMaxDelta)
 	fmt.Fprintf(w, "HTTP floor (GET /healthz, 1 client): p50 %.2f ms, p99 %.2f ms; decoding one input's predict body (request JSON + ParseInput): %.3f ms\n",
 		r.HTTPFloor.P50Ms, r.HTTPFloor.P99Ms, r.ParseMs)
 	if r.Deletion.Requests > 0 {

@@ -37,9 +37,14 @@ s3t_http_request_duration_seconds_bucket{method="POST",route="/v1/models/:name/p
 s3t_http_request_duration_seconds_sum{method="POST",route="/v1/models/:name/predict"} 0.25
 s3t_http_request_duration_seconds_count{method="POST",route="/v1/models/:name/predict"} 100
 s3t_http_request_duration_seconds_sum{method="GET",route="/healthz"} 7
+s3t_http_request_duration_seconds_sum{method="POST",route="/v2/models/:name/infer"} 0.5
+s3t_http_request_duration_seconds_count{method="POST",route="/v2/models/:name/infer"} 40
 `
 	if sum, n := parsePredictTime(text); sum != 0.25 || n != 100 {
 		t.Errorf("parsePredictTime = %v, %v", sum, n)
+	}
+	if sum, n := parseRouteTime(text, inferV2Route); sum != 0.5 || n != 40 {
+		t.Errorf("parseRouteTime(v2) = %v, %v", sum, n)
 	}
 }
 
@@ -66,7 +71,8 @@ func TestBenchServeTiny(t *testing.T) {
 		t.Fatalf("result %+v", res)
 	}
 	for _, p := range res.Predict {
-		if p.HTTP.P50Ms <= 0 || p.Direct.P50Ms <= 0 || p.RatioP50 <= 0 || p.HTTP.Requests != 8 || p.ServerMs <= 0 {
+		if p.HTTP.P50Ms <= 0 || p.Direct.P50Ms <= 0 || p.RatioP50 <= 0 || p.HTTP.Requests != 8 || p.ServerMs <= 0 ||
+			p.V2Binary.P50Ms <= 0 || p.V2Binary.Requests != 8 || p.V2BinaryServerMs <= 0 || p.V2BinaryRatioP50 <= 0 {
 			t.Errorf("row %+v", p)
 		}
 	}
