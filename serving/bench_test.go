@@ -136,3 +136,34 @@ func BenchmarkLedgerVersion(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDirectWithGaps runs the direct ensemble of one input with an idle gap before each
+// run, as a server between requests sees it: the p50 against BenchmarkDirect's shows what idle
+// gaps alone (parked threads, cooled caches) cost, with no HTTP or JSON at all.
+//
+//	go test ./serving -run '^$' -bench 'Direct' -count 3
+func BenchmarkDirectWithGaps(b *testing.B) {
+	ctx := context.Background()
+	fx := benchFixture(b)
+	cks := fx.Served(b)
+	inputs := fx.Test[:1]
+	p := fx.Predictor(b, 1)
+	for _, gap := range []time.Duration{0, 200 * time.Microsecond, time.Millisecond} {
+		b.Run(gap.String(), func(b *testing.B) {
+			d := make([]time.Duration, 0, b.N)
+			for b.Loop() {
+				if gap > 0 {
+					b.StopTimer()
+					time.Sleep(gap)
+					b.StartTimer()
+				}
+				t0 := time.Now()
+				if _, _, err := testmodel.DirectErr(ctx, p, cks, fx.Rec, inputs); err != nil {
+					b.Fatal(err)
+				}
+				d = append(d, time.Since(t0))
+			}
+			reportP50(b, d)
+		})
+	}
+}
