@@ -21,6 +21,7 @@ import (
 	"github.com/s3t-dev/s3t/backbone"
 	"github.com/s3t-dev/s3t/backbone/ort"
 	"github.com/s3t-dev/s3t/store"
+	"github.com/s3t-dev/s3t/training"
 )
 
 // Backbones live in the blob store: backbones/NAME/model.onnx and backbones/NAME/backbone.json
@@ -28,7 +29,7 @@ import (
 // exists exactly when its JSON does.
 const backbonePrefix = "backbones/"
 
-func backboneModelKey(name string) string { return backbonePrefix + name + "/model.onnx" }
+func backboneModelKey(name string) string { return training.BackboneKey(name) }
 func backboneMetaKey(name string) string  { return backbonePrefix + name + "/backbone.json" }
 
 var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
