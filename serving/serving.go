@@ -252,29 +252,77 @@ func (s *Service) Predict(ctx context.Context, name string, inputs [][]float32) 
 	return res, nil
 }
 
-// run computes every serving shard's logits with one pooled Predictor.
+// run computes every serving shard's logits: with one pooled Predictor, and with more when idle
+// ones are free, the shards split between them and run at once (each Predictor runs ONNX
+// Runtime on one thread, so a lone request uses the idle cores; under load every request gets
+// one Predictor and the pool bounds the work in flight as before).
 func (m *model) run(ctx context.Context, st *state, x ort.Tensor, n, classes int) ([][]float32, error) {
+	var shards []int
+	for k, c := range st.cks {
+		if c != nil {
+			shards = append(shards, k)
+		}
+	}
 	p, err := m.acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer m.release(p)
+	preds := append([]*adapters.Predictor{p}, m.tryAcquire(len(shards)-1)...)
+	defer func() {
+		for _, p := range preds {
+			m.release(p)
+		}
+	}()
 	outputs := make([][]float32, len(st.cks))
-	for k, c := range st.cks {
-		if c == nil {
-			continue
-		}
-		t, err := p.Logits(ctx, c, x, 0)
-		if err != nil {
-			return nil, fmt.Errorf("serving: %q shard %d: %w", m.name, k, err)
-		}
-		v, err := ort.Values[float32](t)
-		if err != nil || len(v) != n*classes {
-			return nil, fmt.Errorf("serving: %q shard %d: head gives %d values for %d inputs of %d classes", m.name, k, len(v), n, classes)
-		}
-		outputs[k] = v
+	errs := make([]error, len(preds))
+	var wg sync.WaitGroup
+	for w, p := range preds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(shards); i += len(preds) {
+				k := shards[i]
+				t, err := p.Logits(ctx, st.cks[k], x, 0)
+				if err != nil {
+					errs[w] = fmt.Errorf("serving: %q shard %d: %w", m.name, k, err)
+					return
+				}
+				v, err := ort.Values[float32](t)
+				if err != nil || len(v) != n*classes {
+					errs[w] = fmt.Errorf("serving: %q shard %d: head gives %d values for %d inputs of %d classes", m.name, k, len(v), n, classes)
+					return
+				}
+				outputs[k] = v
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return outputs, nil
+}
+
+// tryAcquire takes up to k more idle Predictors without waiting.
+func (m *model) tryAcquire(k int) []*adapters.Predictor {
+	var out []*adapters.Predictor
+	for range max(k, 0) {
+		select {
+		case m.sem <- struct{}{}:
+		default:
+			return out
+		}
+		m.fmu.Lock()
+		if m.closed || len(m.free) == 0 {
+			m.fmu.Unlock()
+			<-m.sem
+			return out
+		}
+		out = append(out, m.free[len(m.free)-1])
+		m.free = m.free[:len(m.free)-1]
+		m.fmu.Unlock()
+	}
+	return out
 }
 
 func (st *state) served() []Served {
