@@ -88,6 +88,11 @@ type Store struct {
 	wake    chan struct{}
 	stop    chan struct{}
 	stopped chan struct{}
+
+	// stamp is Stamp's statement, prepared once: a serving replica reads it on every
+	// prediction, and parsing it each time cost more than running it.
+	stampMu sync.Mutex
+	stamp   *sql.Stmt
 }
 
 // Option configures [Open].
@@ -255,6 +260,12 @@ func (s *Store) Close() error {
 		}
 		cancel()
 	}
+	s.stampMu.Lock()
+	if s.stamp != nil {
+		s.stamp.Close()
+		s.stamp = nil
+	}
+	s.stampMu.Unlock()
 	return s.db.Close()
 }
 

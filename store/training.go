@@ -407,8 +407,19 @@ func (s *Store) DeletionTotal(ctx context.Context) (int64, error) {
 // tell a serving replica whether its in-memory state is current, even across a model deleted
 // and created again under the same name (whose versions start over).
 func (s *Store) Stamp(ctx context.Context, model string) (int64, time.Time, error) {
+	s.stampMu.Lock()
+	if s.stamp == nil {
+		st, err := s.db.PrepareContext(ctx, `SELECT version, created_at FROM models WHERE name = $1`)
+		if err != nil {
+			s.stampMu.Unlock()
+			return 0, time.Time{}, fmt.Errorf("store: stamp of %q: %w", model, err)
+		}
+		s.stamp = st
+	}
+	stmt := s.stamp
+	s.stampMu.Unlock()
 	var v, created int64
-	err := s.db.QueryRowContext(ctx, `SELECT version, created_at FROM models WHERE name = $1`, model).Scan(&v, &created)
+	err := stmt.QueryRowContext(ctx, model).Scan(&v, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, time.Time{}, fmt.Errorf("store: stamp of %q: %w", model, ErrNotFound)
 	}

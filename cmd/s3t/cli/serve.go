@@ -27,6 +27,7 @@ type serveOptions struct {
 	trainWorkers           int
 	compactEvery, jobsStop time.Duration
 	lease                  time.Duration
+	debugAddr              string
 	worker                 bool
 }
 
@@ -61,6 +62,7 @@ their finished stages are published and resume at the next start.` + serverEnvHe
 	f.DurationVar(&o.compactEvery, "compact-every", time.Minute, "after deletions, rewrite the SQLite ledger this often so no copy of a deleted row survives in free pages (0: never)")
 	f.BoolVar(&o.worker, "worker", true, "run training jobs in this process (--worker=false: serve only, the same as --train-workers 0)")
 	f.DurationVar(&o.lease, "lease", training.DefaultLease, "a training job's lease: a job whose worker stops renewing it is requeued after about twice this")
+	f.StringVar(&o.debugAddr, "debug-addr", "", "serve Go's profiler (net/http/pprof) on this loopback address, e.g. 127.0.0.1:6060 (off by default)")
 	f.DurationVar(&o.jobsStop, "jobs-stop-timeout", 10*time.Second, "at shutdown, how long running training jobs may take to finish before they are interrupted")
 	return c
 }
@@ -144,6 +146,11 @@ func serve(ctx context.Context, o serveOptions) error {
 	}
 	if embedded && o.compactEvery > 0 {
 		go compactLoop(ctx, st, o.compactEvery)
+	}
+	if o.debugAddr != "" {
+		if err := serveDebug(ctx, o.debugAddr); err != nil {
+			return err
+		}
 	}
 	slog.Info("s3t serve", "data", dir, "keys", len(keys), "train_workers", workers, "database", databaseKind(dsn))
 	err = srv.Serve(ctx, ln)
