@@ -146,9 +146,24 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open: %w", err)
 	}
-	if err := s.db.PingContext(ctx); err != nil {
-		s.db.Close()
-		return nil, fmt.Errorf("store: open: %w", err)
+	// A new SQLite file switches to WAL on its first connection; processes opening it at that
+	// very moment get SQLITE_BUSY at once (the busy timeout does not cover a journal mode
+	// change), so the first connection is retried for a while.
+	for attempt := 0; ; attempt++ {
+		err := s.db.PingContext(ctx)
+		if err == nil {
+			break
+		}
+		if s.dialect != SQLite || attempt == 100 || !strings.Contains(err.Error(), "SQLITE_BUSY") {
+			s.db.Close()
+			return nil, fmt.Errorf("store: open: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			s.db.Close()
+			return nil, fmt.Errorf("store: open: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 	s.wake = make(chan struct{}, 1)
 	s.stop = make(chan struct{})
