@@ -299,15 +299,25 @@ func Snooze(d time.Duration) error { return river.JobSnooze(d) }
 func Permanent(err error) error { return river.JobCancel(err) }
 
 // RecoverOrphans makes the jobs left running by a dead process available again at once
-// (instead of after RescueAfter). Only for a process that knows it is the queue's one worker
+// (instead of after RescueAfter), and releases the training leases that process held (instead
+// of waiting for them to expire). Only for a process that knows it is the queue's one worker
 // (the embedded SQLite server, which holds its data directory's lock); it returns how many
 // jobs it recovered.
 func (j *Jobs) RecoverOrphans(ctx context.Context) (int, error) {
-	res, err := j.store.db.ExecContext(ctx, `UPDATE river_job SET state = 'available' WHERE state = 'running' AND queue = $1`, j.cfg.Queue)
+	var n int64
+	err := j.store.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE river_job SET state = 'available' WHERE state = 'running' AND queue = $1`, j.cfg.Queue)
+		if err != nil {
+			return err
+		}
+		n, _ = res.RowsAffected()
+		_, err = tx.ExecContext(ctx, `UPDATE trainings SET state = $1, holder = '', lease_until = 0, message = $2, updated_at = $3 WHERE state = $4`,
+			TrainingQueued, "its process died: recovered at restart", j.store.now().UnixNano(), TrainingRunning)
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("store: recover orphaned jobs: %w", err)
 	}
-	n, _ := res.RowsAffected()
 	if n > 0 {
 		j.log.Warn("recovered jobs left running by a previous process", "jobs", n)
 	}

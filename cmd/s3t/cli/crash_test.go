@@ -142,7 +142,7 @@ func TestKillDuringTraining(t *testing.T) {
 	ctx := context.Background()
 	data := filepath.Join(t.TempDir(), "data")
 	p := startServeProc(t, data, "--train-workers", "1")
-	crashModel(t, p.cl, 2, 2, 3, 320)
+	crashModel(t, p.cl, 2, 2, 3, 640)
 	if _, err := p.cl.StartTraining(ctx, &api.StartTrainingRequest{Model: "m"}); err != nil {
 		t.Fatal(err)
 	}
