@@ -37,7 +37,7 @@ func (s *Server) predict(c echo.Context) error {
 	ctx := c.Request().Context()
 	name := param(c, "name")
 	var req api.PredictRequest
-	if err := decodeJSON(c, &req); err != nil {
+	if err := decodePredict(c, &req); err != nil {
 		return err
 	}
 	if len(req.Inputs) == 0 {
