@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -196,13 +197,20 @@ func (r *clusterRun) start(pin int, args ...string) (*benchProc, error) {
 }
 
 func (r *clusterRun) serve(name string) (*api.Client, error) {
-	addr, err := freeAddr()
+	data := filepath.Join(r.tmp, name)
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return nil, err
+	}
+	addrFile := filepath.Join(data, "serve.addr")
+	p, err := r.start(-1, "serve", "--addr", "127.0.0.1:0", "--addr-file", addrFile, "--data", data, "--database-url", r.dsn, "--blob-url", r.blob, "--train-workers", "0")
 	if err != nil {
 		return nil, err
 	}
-	p, err := r.start(-1, "serve", "--addr", addr, "--data", filepath.Join(r.tmp, name), "--database-url", r.dsn, "--blob-url", r.blob, "--train-workers", "0")
+	exited := make(chan error, 1)
+	go func() { <-p.done; exited <- errors.New("exited") }()
+	addr, err := waitAddrFile(addrFile, exited, 30*time.Second)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w:\n%s", err, p.log)
 	}
 	cl, err := api.NewClient("http://" + addr)
 	if err != nil {

@@ -217,23 +217,16 @@ func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, cli
 		return nil, fmt.Errorf("bench serve: %w (run make deps)", err)
 	}
 	res.TrainSamples = len(data.train)
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
 	logf, err := os.Create(filepath.Join(o.data, "serve.log"))
 	if err != nil {
 		return nil, err
 	}
 	defer logf.Close()
-	cl, err := api.NewClient("http://" + addr)
+	srv, err := startServeChild(ctx, "127.0.0.1:0", o.data, 2, logf)
 	if err != nil {
 		return nil, err
 	}
-	srv, err := startServeChild(ctx, cl, addr, o.data, 2, logf)
-	if err != nil {
-		return nil, err
-	}
+	cl, addr := srv.cl, srv.addr
 	defer func() {
 		if srv != nil {
 			srv.stop()
@@ -258,9 +251,10 @@ func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, cli
 		if err != nil {
 			return nil, fmt.Errorf("bench serve: stop after training: %w", err)
 		}
-		if srv, err = startServeChild(ctx, cl, addr, o.data, 0, logf); err != nil {
+		if srv, err = startServeChild(ctx, "127.0.0.1:0", o.data, 0, logf); err != nil {
 			return nil, err
 		}
+		cl, addr = srv.cl, srv.addr
 		logln("bench serve: restarted without training workers (pid %d)", srv.cmd.Process.Pid)
 	}
 	pid := srv.cmd.Process.Pid

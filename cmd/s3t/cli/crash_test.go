@@ -28,12 +28,14 @@ type serverProc struct {
 
 func startServeProc(t *testing.T, data string, args ...string) *serverProc {
 	t.Helper()
-	addr, err := freeAddr()
-	if err != nil {
+	if err := os.MkdirAll(data, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	p := &serverProc{addr: addr, log: &bytes.Buffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(os.Args[0], append([]string{"serve", "--addr", addr, "--data", data, "--compact-every", "200ms"}, args...)...)
+	addrFile := filepath.Join(data, "serve.addr")
+	os.Remove(addrFile)
+	p := &serverProc{log: &bytes.Buffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(os.Args[0], append([]string{"serve", "--addr", "127.0.0.1:0", "--addr-file", addrFile,
+		"--data", data, "--compact-every", "200ms"}, args...)...)
 	p.cmd.Env = append(os.Environ(), "S3T_TEST_AS_CLI=1")
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
@@ -41,6 +43,11 @@ func startServeProc(t *testing.T, data string, args ...string) *serverProc {
 	}
 	go func() { p.done <- p.cmd.Wait() }()
 	t.Cleanup(func() { p.kill() })
+	addr, err := waitAddrFile(addrFile, p.done, 30*time.Second)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, p.log)
+	}
+	p.addr = addr
 	if p.cl, err = api.NewClient("http://" + addr); err != nil {
 		t.Fatal(err)
 	}

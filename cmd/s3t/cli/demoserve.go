@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,13 +69,33 @@ The defaults finish in a few minutes on 2 cores. ` + "`s3t demo rates`" + ` prin
 	return c
 }
 
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+// writeFileAtomic writes b to path through a temporary file and a rename, so a reader never
+// sees a partial file.
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return os.Rename(tmp, path)
+}
+
+// waitAddrFile waits until a server started with --addr-file path has written its address,
+// or exited (its Wait result arrives on exited), for at most timeout.
+func waitAddrFile(path string, exited <-chan error, timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
+			return strings.TrimSpace(string(b)), nil
+		}
+		select {
+		case err := <-exited:
+			return "", fmt.Errorf("s3t serve exited: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("s3t serve did not listen within %s", timeout)
+		}
+	}
 }
 
 // runDemo runs the demo against a server process it starts and stops.
@@ -93,10 +112,7 @@ func runDemo(ctx context.Context, out, errw io.Writer, o demoOptions) error {
 		}
 	}
 	if o.addr == "" {
-		var err error
-		if o.addr, err = freeAddr(); err != nil {
-			return err
-		}
+		o.addr = "127.0.0.1:0"
 	}
 	data, err := loadTrainData("mnist", o.test, o.train)
 	if err != nil {
@@ -111,21 +127,18 @@ func runDemo(ctx context.Context, out, errw io.Writer, o demoOptions) error {
 		return err
 	}
 	defer logf.Close()
-	cl, err := api.NewClient("http://" + o.addr)
-	if err != nil {
-		return err
-	}
-	srv, err := startServeChild(ctx, cl, o.addr, o.data, o.workers, logf)
+	srv, err := startServeChild(ctx, o.addr, o.data, o.workers, logf)
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
+	cl := srv.cl
 	stopped := false
 	defer func() {
 		if !stopped {
 			srv.stop()
 		}
 	}()
-	fmt.Fprintf(out, "s3t demo: server %s (pid %d), data %s, log %s\n", o.addr, srv.cmd.Process.Pid, o.data, logPath)
+	fmt.Fprintf(out, "s3t demo: server %s (pid %d), data %s, log %s\n", srv.addr, srv.cmd.Process.Pid, o.data, logPath)
 
 	step := func(format string, args ...any) { fmt.Fprintf(out, "\n== "+format+"\n", args...) }
 	step("register the committed ViT; create a LoRA S3T model: m=%d shards, L=%d slices, B=%d sequences (cyclic); upload %d MNIST digits as NDJSON; train",
@@ -259,16 +272,22 @@ type serveChild struct {
 	cmd    *exec.Cmd
 	exited chan error
 	log    string
+	// addr is where it listens; cl is a client of it.
+	addr string
+	cl   *api.Client
 }
 
-// startServeChild starts `s3t serve` on addr over the data directory with workers training
-// workers, its output going to logf, and waits until it answers.
-func startServeChild(ctx context.Context, cl *api.Client, addr, data string, workers int, logf *os.File) (*serveChild, error) {
+// startServeChild starts `s3t serve` on addr (HOST:0 picks a free port, with no race with
+// other processes) over the data directory with workers training workers, its output going to
+// logf, and waits until it answers.
+func startServeChild(ctx context.Context, addr, data string, workers int, logf *os.File) (*serveChild, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(exe, "serve", "--addr", addr, "--data", data, "--train-workers", fmt.Sprint(workers))
+	addrFile := filepath.Join(data, "serve.addr")
+	os.Remove(addrFile)
+	cmd := exec.Command(exe, "serve", "--addr", addr, "--addr-file", addrFile, "--data", data, "--train-workers", fmt.Sprint(workers))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), "S3T_KEYS=")
 	if err := cmd.Start(); err != nil {
@@ -276,8 +295,16 @@ func startServeChild(ctx context.Context, cl *api.Client, addr, data string, wor
 	}
 	p := &serveChild{cmd: cmd, exited: make(chan error, 1), log: logf.Name()}
 	go func() { p.exited <- cmd.Wait() }()
+	if p.addr, err = waitAddrFile(addrFile, p.exited, 60*time.Second); err != nil {
+		p.cmd.Process.Kill()
+		return nil, fmt.Errorf("%w (see %s)", err, p.log)
+	}
+	if p.cl, err = api.NewClient("http://" + p.addr); err != nil {
+		p.stop()
+		return nil, err
+	}
 	for i := 0; ; i++ {
-		if _, err = cl.Health(ctx, &api.HealthRequest{}); err == nil {
+		if _, err = p.cl.Health(ctx, &api.HealthRequest{}); err == nil {
 			return p, nil
 		}
 		select {

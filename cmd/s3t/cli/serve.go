@@ -28,6 +28,7 @@ type serveOptions struct {
 	compactEvery, jobsStop time.Duration
 	lease                  time.Duration
 	debugAddr              string
+	addrFile               string
 	worker                 bool
 }
 
@@ -62,6 +63,7 @@ their finished stages are published and resume at the next start.` + serverEnvHe
 	f.DurationVar(&o.compactEvery, "compact-every", time.Minute, "after deletions, rewrite the SQLite ledger this often so no copy of a deleted row survives in free pages (0: never)")
 	f.BoolVar(&o.worker, "worker", true, "run training jobs in this process (--worker=false: serve only, the same as --train-workers 0)")
 	f.DurationVar(&o.lease, "lease", training.DefaultLease, "a training job's lease: a job whose worker stops renewing it is requeued after about twice this")
+	f.StringVar(&o.addrFile, "addr-file", "", "write the address the server listens on to this file once it listens (with --addr HOST:0, a free port)")
 	f.StringVar(&o.debugAddr, "debug-addr", "", "serve Go's profiler (net/http/pprof) on this loopback address, e.g. 127.0.0.1:6060 (off by default)")
 	f.DurationVar(&o.jobsStop, "jobs-stop-timeout", 10*time.Second, "at shutdown, how long running training jobs may take to finish before they are interrupted")
 	return c
@@ -133,6 +135,12 @@ func serve(ctx context.Context, o serveOptions) error {
 	ln, err := srv.Listen(o.addr)
 	if err != nil {
 		return err
+	}
+	if o.addrFile != "" {
+		if err := writeFileAtomic(o.addrFile, []byte(ln.Addr().String()+"\n")); err != nil {
+			ln.Close()
+			return fmt.Errorf("serve: --addr-file: %w", err)
+		}
 	}
 	if embedded && workers > 0 {
 		// This process holds the data directory: jobs left running belong to a dead process.
