@@ -162,27 +162,23 @@ func iota(start, n int) []int {
 // dotGeneralAxes reads the axes of a DotGeneral node. gomlx keeps them in the node's unexported
 // inputs struct (nodeInputsDotGeneral); reflection reads them without unsafe. The axes are
 // accepted only when they are consistent and reproduce the node's output shape.
-func dotGeneralAxes(node *graph.Node) (dotAxes, bool) {
-	if node == nil || node.Type() != graph.NodeTypeDotGeneral || len(node.Inputs()) != 2 {
-		return dotAxes{}, false
-	}
-	f := reflect.ValueOf(node).Elem().FieldByName("inputs")
-	if !f.IsValid() || f.Kind() != reflect.Interface || f.IsNil() {
-		return dotAxes{}, false
-	}
-	p := f.Elem()
+// readDotAxes reads the four axis lists of a DotGeneral's data (a pointer to a struct with int
+// slice fields lhsContractingAxes, lhsBatchAxes, rhsContractingAxes and rhsBatchAxes: the graph
+// node's inputs here, simplego's node data in kernel.go) and checks them against the operands'
+// shapes: in range, distinct, paired, and equal in size where they pair.
+func readDotAxes(p reflect.Value, lhs, rhs shapes.Shape) (dotAxes, bool) {
 	if p.Kind() != reflect.Pointer || p.IsNil() || p.Elem().Kind() != reflect.Struct {
 		return dotAxes{}, false
 	}
 	s := p.Elem()
 	ints := func(name string) ([]int, bool) {
-		fv := s.FieldByName(name)
-		if !fv.IsValid() || fv.Kind() != reflect.Slice || fv.Type().Elem().Kind() != reflect.Int {
+		f := s.FieldByName(name)
+		if !f.IsValid() || f.Kind() != reflect.Slice || f.Type().Elem().Kind() != reflect.Int {
 			return nil, false
 		}
-		out := make([]int, fv.Len())
+		out := make([]int, f.Len())
 		for i := range out {
-			out[i] = int(fv.Index(i).Int())
+			out[i] = int(f.Index(i).Int())
 		}
 		return out, true
 	}
@@ -192,26 +188,41 @@ func dotGeneralAxes(node *graph.Node) (dotAxes, bool) {
 	ax.lhsBatch, ok[1] = ints("lhsBatchAxes")
 	ax.rhsContracting, ok[2] = ints("rhsContractingAxes")
 	ax.rhsBatch, ok[3] = ints("rhsBatchAxes")
-	if ok != [4]bool{true, true, true, true} {
-		return dotAxes{}, false
-	}
-	lhs, rhs := node.Inputs()[0].Shape(), node.Inputs()[1].Shape()
-	if !validAxes(lhs, ax.lhsContracting, ax.lhsBatch) || !validAxes(rhs, ax.rhsContracting, ax.rhsBatch) ||
+	if ok != [4]bool{true, true, true, true} ||
+		!validAxes(lhs, ax.lhsContracting, ax.lhsBatch) || !validAxes(rhs, ax.rhsContracting, ax.rhsBatch) ||
 		len(ax.lhsContracting) != len(ax.rhsContracting) || len(ax.lhsBatch) != len(ax.rhsBatch) {
 		return dotAxes{}, false
-	}
-	// The output shape the axes imply must be the node's.
-	var dims []int
-	for i, a := range ax.lhsBatch {
-		if lhs.Dimensions[a] != rhs.Dimensions[ax.rhsBatch[i]] {
-			return dotAxes{}, false
-		}
-		dims = append(dims, lhs.Dimensions[a])
 	}
 	for i, a := range ax.lhsContracting {
 		if lhs.Dimensions[a] != rhs.Dimensions[ax.rhsContracting[i]] {
 			return dotAxes{}, false
 		}
+	}
+	for i, a := range ax.lhsBatch {
+		if lhs.Dimensions[a] != rhs.Dimensions[ax.rhsBatch[i]] {
+			return dotAxes{}, false
+		}
+	}
+	return ax, true
+}
+
+func dotGeneralAxes(node *graph.Node) (dotAxes, bool) {
+	if node == nil || node.Type() != graph.NodeTypeDotGeneral || len(node.Inputs()) != 2 {
+		return dotAxes{}, false
+	}
+	f := reflect.ValueOf(node).Elem().FieldByName("inputs")
+	if !f.IsValid() || f.Kind() != reflect.Interface || f.IsNil() {
+		return dotAxes{}, false
+	}
+	lhs, rhs := node.Inputs()[0].Shape(), node.Inputs()[1].Shape()
+	ax, ok := readDotAxes(f.Elem(), lhs, rhs)
+	if !ok {
+		return dotAxes{}, false
+	}
+	// The output shape the axes imply must be the node's.
+	var dims []int
+	for _, a := range ax.lhsBatch {
+		dims = append(dims, lhs.Dimensions[a])
 	}
 	for _, a := range crossAxes(lhs.Rank(), ax.lhsContracting, ax.lhsBatch) {
 		dims = append(dims, lhs.Dimensions[a])

@@ -152,44 +152,8 @@ func execDotGeneral(backend *simplego.Backend, node *simplego.Node, inputs []*si
 // nodeDotAxes reads a simplego DotGeneral node's axes (its data, a *dotGeneralNodeData) and checks
 // them against the operands' shapes.
 func nodeDotAxes(node *simplego.Node, lhs, rhs shapes.Shape) (dotAxes, bool) {
-	p := reflect.ValueOf(nodeData(node))
-	if p.Kind() != reflect.Pointer || p.IsNil() || p.Elem().Kind() != reflect.Struct {
-		return dotAxes{}, false
-	}
-	s := p.Elem()
-	ints := func(name string) ([]int, bool) {
-		f := s.FieldByName(name)
-		if !f.IsValid() || f.Kind() != reflect.Slice || f.Type().Elem().Kind() != reflect.Int {
-			return nil, false
-		}
-		out := make([]int, f.Len())
-		for i := range out {
-			out[i] = int(f.Index(i).Int())
-		}
-		return out, true
-	}
-	var ax dotAxes
-	var ok [4]bool
-	ax.lhsContracting, ok[0] = ints("lhsContractingAxes")
-	ax.lhsBatch, ok[1] = ints("lhsBatchAxes")
-	ax.rhsContracting, ok[2] = ints("rhsContractingAxes")
-	ax.rhsBatch, ok[3] = ints("rhsBatchAxes")
-	if ok != [4]bool{true, true, true, true} ||
-		!validAxes(lhs, ax.lhsContracting, ax.lhsBatch) || !validAxes(rhs, ax.rhsContracting, ax.rhsBatch) ||
-		len(ax.lhsContracting) != len(ax.rhsContracting) || len(ax.lhsBatch) != len(ax.rhsBatch) {
-		return dotAxes{}, false
-	}
-	for i, a := range ax.lhsContracting {
-		if lhs.Dimensions[a] != rhs.Dimensions[ax.rhsContracting[i]] {
-			return dotAxes{}, false
-		}
-	}
-	for i, a := range ax.lhsBatch {
-		if lhs.Dimensions[a] != rhs.Dimensions[ax.rhsBatch[i]] {
-			return dotAxes{}, false
-		}
-	}
-	if slices.Contains(lhs.Dimensions, 0) || slices.Contains(rhs.Dimensions, 0) {
+	ax, ok := readDotAxes(reflect.ValueOf(nodeData(node)), lhs, rhs)
+	if !ok || slices.Contains(lhs.Dimensions, 0) || slices.Contains(rhs.Dimensions, 0) {
 		return dotAxes{}, false
 	}
 	return ax, true
