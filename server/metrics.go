@@ -186,31 +186,17 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // collectTraining reports a model's jobs by state and its steps done / total, counted as
-// GET /v1/models/{name}/training counts them (a done job counts all its steps, a cancelled one
-// none).
+// GET /v1/models/{name}/training counts them (trainingSteps).
 func collectTraining(model string, ts []*store.Training, gauge func(*prometheus.Desc, float64, ...string)) {
 	states := map[string]int{store.TrainingQueued: 0, store.TrainingRunning: 0, store.TrainingDone: 0, store.TrainingFailed: 0, store.TrainingCancelled: 0}
-	var step, steps int64
 	for _, t := range ts {
 		states[t.State]++
-		switch t.State {
-		case store.TrainingCancelled:
-			continue
-		case store.TrainingDone:
-			step += t.Steps
-		default:
-			step += min(t.Step, t.Steps)
-		}
-		steps += t.Steps
 	}
+	step, steps, ratio := trainingSteps(ts)
 	for st, n := range states {
 		gauge(descTrainingJobs, float64(n), model, st)
 	}
 	gauge(descTrainingSteps, float64(step), model, "done")
 	gauge(descTrainingSteps, float64(steps), model, "total")
-	ratio := 0.0
-	if steps > 0 {
-		ratio = float64(step) / float64(steps)
-	}
 	gauge(descTrainingProgress, ratio, model)
 }

@@ -69,22 +69,34 @@ func (s *Server) trainingStatus(ctx context.Context, name string) (*api.Training
 			Stage: t.Stage, Stages: t.Stages, Step: t.Step, Steps: t.Steps, Loss: t.Loss, ExamplesPerSecond: t.Rate,
 			ETASeconds: t.ETA.Seconds(), Message: t.Message, Worker: t.Holder, Updated: t.Updated}
 		out.Jobs = append(out.Jobs, j)
-		if t.State == store.TrainingCancelled || t.State == store.TrainingFailed {
-			continue
-		}
-		if t.State != store.TrainingDone {
+		if t.State == store.TrainingQueued || t.State == store.TrainingRunning {
 			out.Done = false
 			out.ETASeconds = max(out.ETASeconds, j.ETASeconds)
-			out.Step += t.Step
-		} else {
-			out.Step += t.Steps
 		}
-		out.Steps += t.Steps
 	}
-	if out.Steps > 0 {
-		out.Progress = float64(out.Step) / float64(out.Steps)
-	}
+	out.Step, out.Steps, out.Progress = trainingSteps(ts)
 	return out, nil
+}
+
+// trainingSteps sums a model's training steps, done and in all, over its jobs, as both the
+// training status and /metrics report them: a done job counts all its steps, an unfinished one
+// those it took, a failed or cancelled one none.
+func trainingSteps(ts []*store.Training) (step, steps int64, progress float64) {
+	for _, t := range ts {
+		switch t.State {
+		case store.TrainingCancelled, store.TrainingFailed:
+			continue
+		case store.TrainingDone:
+			step += t.Steps
+		default:
+			step += min(t.Step, t.Steps)
+		}
+		steps += t.Steps
+	}
+	if steps > 0 {
+		progress = float64(step) / float64(steps)
+	}
+	return step, steps, progress
 }
 
 func (s *Server) getTraining(c echo.Context) error {

@@ -65,15 +65,8 @@ func (m *Model) Serving() []unlearning.Served {
 // Length 0 when the shard has none.
 func (m *Model) Published() []unlearning.Served {
 	out := make([]unlearning.Served, len(m.Live))
-	for k, live := range m.Live {
-		for b, n := range live {
-			if t := m.Trained[k][b]; t < n {
-				n = t
-			}
-			if n > out[k].Length {
-				out[k] = unlearning.Served{Sequence: b, Length: n}
-			}
-		}
+	for k := range m.Live {
+		out[k] = published(m.Live[k], m.Trained[k])
 	}
 	return out
 }
