@@ -5,7 +5,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -206,9 +205,7 @@ func (r *clusterRun) serve(name string) (*api.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	exited := make(chan error, 1)
-	go func() { <-p.done; exited <- errors.New("exited") }()
-	addr, err := waitAddrFile(addrFile, exited, 30*time.Second)
+	addr, err := waitAddrFile(addrFile, p.done, 30*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("%w:\n%s", err, p.log)
 	}

@@ -222,7 +222,7 @@ func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, cli
 		return nil, err
 	}
 	defer logf.Close()
-	srv, err := startServeChild(ctx, "127.0.0.1:0", o.data, 2, logf)
+	srv, err := startServeChild(ctx, o.data, logf, "--train-workers", "2")
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +251,7 @@ func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, cli
 		if err != nil {
 			return nil, fmt.Errorf("bench serve: stop after training: %w", err)
 		}
-		if srv, err = startServeChild(ctx, "127.0.0.1:0", o.data, 0, logf); err != nil {
+		if srv, err = startServeChild(ctx, o.data, logf, "--train-workers", "0"); err != nil {
 			return nil, err
 		}
 		cl, addr = srv.cl, srv.addr

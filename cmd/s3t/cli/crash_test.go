@@ -5,10 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -17,76 +15,30 @@ import (
 	"github.com/s3t-dev/s3t/training"
 )
 
-// serverProc is an `s3t serve` process (this test binary as the s3t command).
+// serverProc is an `s3t serve` process: this test binary as the s3t command
+// (S3T_TEST_AS_CLI), with its output kept for failure messages.
 type serverProc struct {
-	cmd  *exec.Cmd
-	addr string
-	log  *bytes.Buffer
-	done chan error
-	cl   *api.Client
+	*serveChild
+	log *syncBuf
 }
 
 func startServeProc(t *testing.T, data string, args ...string) *serverProc {
 	t.Helper()
-	if err := os.MkdirAll(data, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	addrFile := filepath.Join(data, "serve.addr")
-	os.Remove(addrFile)
-	p := &serverProc{log: &bytes.Buffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(os.Args[0], append([]string{"serve", "--addr", "127.0.0.1:0", "--addr-file", addrFile,
-		"--data", data, "--compact-every", "200ms"}, args...)...)
-	p.cmd.Env = append(os.Environ(), "S3T_TEST_AS_CLI=1")
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() { p.kill() })
-	addr, err := waitAddrFile(addrFile, p.done, 30*time.Second)
-	if err != nil {
+	t.Setenv("S3T_TEST_AS_CLI", "1")
+	p := &serverProc{log: &syncBuf{}}
+	var err error
+	if p.serveChild, err = startServeChild(context.Background(), data, p.log, append([]string{"--compact-every", "200ms"}, args...)...); err != nil {
 		t.Fatalf("%v\n%s", err, p.log)
 	}
-	p.addr = addr
-	if p.cl, err = api.NewClient("http://" + addr); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; ; i++ {
-		if _, err := p.cl.Health(context.Background(), &api.HealthRequest{}); err == nil {
-			return p
-		}
-		select {
-		case err := <-p.done:
-			t.Fatalf("s3t serve exited: %v\n%s", err, p.log)
-		case <-time.After(50 * time.Millisecond):
-		}
-		if i == 400 {
-			t.Fatalf("s3t serve not up after 20 s\n%s", p.log)
-		}
-	}
+	t.Cleanup(p.kill)
+	return p
 }
 
-// kill sends SIGKILL: no shutdown code runs.
-func (p *serverProc) kill() {
-	if p.cmd.ProcessState == nil {
-		p.cmd.Process.Signal(syscall.SIGKILL)
-		<-p.done
-		p.done <- nil
-	}
-}
-
-// stop shuts the server down gracefully.
+// stop shuts the server down gracefully and fails the test if it does not exit cleanly.
 func (p *serverProc) stop(t *testing.T) {
 	t.Helper()
-	p.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Fatalf("s3t serve exited with %v\n%s", err, p.log)
-		}
-		p.done <- nil
-	case <-time.After(60 * time.Second):
-		t.Fatalf("s3t serve did not stop\n%s", p.log)
+	if err := p.serveChild.stop(); err != nil {
+		t.Fatalf("s3t serve: %v\n%s", err, p.log)
 	}
 }
 

@@ -3,14 +3,11 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -69,35 +66,6 @@ The defaults finish in a few minutes on 2 cores. ` + "`s3t demo rates`" + ` prin
 	return c
 }
 
-// writeFileAtomic writes b to path through a temporary file and a rename, so a reader never
-// sees a partial file.
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
-// waitAddrFile waits until a server started with --addr-file path has written its address,
-// or exited (its Wait result arrives on exited), for at most timeout.
-func waitAddrFile(path string, exited <-chan error, timeout time.Duration) (string, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
-			return strings.TrimSpace(string(b)), nil
-		}
-		select {
-		case err := <-exited:
-			return "", fmt.Errorf("s3t serve exited: %v", err)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("s3t serve did not listen within %s", timeout)
-		}
-	}
-}
-
 // runDemo runs the demo against a server process it starts and stops.
 func runDemo(ctx context.Context, out, errw io.Writer, o demoOptions) error {
 	start := time.Now()
@@ -127,9 +95,9 @@ func runDemo(ctx context.Context, out, errw io.Writer, o demoOptions) error {
 		return err
 	}
 	defer logf.Close()
-	srv, err := startServeChild(ctx, o.addr, o.data, o.workers, logf)
+	srv, err := startServeChild(ctx, o.data, logf, "--addr", o.addr, "--train-workers", fmt.Sprint(o.workers))
 	if err != nil {
-		return fmt.Errorf("demo: %w", err)
+		return fmt.Errorf("demo: %w (see %s)", err, logPath)
 	}
 	cl := srv.cl
 	stopped := false
@@ -265,71 +233,6 @@ func runDemo(ctx context.Context, out, errw io.Writer, o demoOptions) error {
 	}
 	fmt.Fprintf(out, "server stopped cleanly; demo done in %s\n", time.Since(start).Round(time.Second))
 	return nil
-}
-
-// serveChild is an `s3t serve` child process (the same binary).
-type serveChild struct {
-	cmd    *exec.Cmd
-	exited chan error
-	log    string
-	// addr is where it listens; cl is a client of it.
-	addr string
-	cl   *api.Client
-}
-
-// startServeChild starts `s3t serve` on addr (HOST:0 picks a free port, with no race with
-// other processes) over the data directory with workers training workers, its output going to
-// logf, and waits until it answers.
-func startServeChild(ctx context.Context, addr, data string, workers int, logf *os.File) (*serveChild, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	addrFile := filepath.Join(data, "serve.addr")
-	os.Remove(addrFile)
-	cmd := exec.Command(exe, "serve", "--addr", addr, "--addr-file", addrFile, "--data", data, "--train-workers", fmt.Sprint(workers))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "S3T_KEYS=")
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start s3t serve: %w", err)
-	}
-	p := &serveChild{cmd: cmd, exited: make(chan error, 1), log: logf.Name()}
-	go func() { p.exited <- cmd.Wait() }()
-	if p.addr, err = waitAddrFile(addrFile, p.exited, 60*time.Second); err != nil {
-		p.cmd.Process.Kill()
-		return nil, fmt.Errorf("%w (see %s)", err, p.log)
-	}
-	if p.cl, err = api.NewClient("http://" + p.addr); err != nil {
-		p.stop()
-		return nil, err
-	}
-	for i := 0; ; i++ {
-		if _, err = p.cl.Health(ctx, &api.HealthRequest{}); err == nil {
-			return p, nil
-		}
-		select {
-		case e := <-p.exited:
-			return nil, fmt.Errorf("s3t serve exited: %v (see %s)", e, p.log)
-		case <-time.After(100 * time.Millisecond):
-		}
-		if i == 300 {
-			p.stop()
-			return nil, fmt.Errorf("s3t serve not up after 30 s: %w (see %s)", err, p.log)
-		}
-	}
-}
-
-// stop shuts the child down gracefully (SIGINT), killing it after 30 s.
-func (p *serveChild) stop() error {
-	p.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case err := <-p.exited:
-		return err
-	case <-time.After(30 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.exited
-		return errors.New("s3t serve did not stop within 30 s; killed")
-	}
 }
 
 // demoSpec is the demo's model: the committed ViT with LoRA (rank 8) on the ten digits, S3T with
