@@ -73,7 +73,18 @@ type Config struct {
 	Pool int
 	// MaxBatch caps the inputs of one Predict (default DefaultMaxBatch).
 	MaxBatch int
+	// Spin is how long, after a prediction, the service keeps one helper per core polling for
+	// the next before they sleep (default DefaultSpin; negative: sleep at once). Waking a
+	// sleeping thread costs 0.1-0.3 ms on a virtual machine (go test ./serving -bench Wake),
+	// more than a shard of a small model takes: under steady traffic the polling helpers are
+	// what lets one prediction's shards run on several cores at once, and they keep the cores
+	// that receive requests awake. They yield to any other runnable thread; their cost is up to
+	// Spin of CPU per core after the last prediction.
+	Spin time.Duration
 }
+
+// DefaultSpin is the default Config.Spin.
+const DefaultSpin = 10 * time.Millisecond
 
 // Service serves predictions. It is safe for concurrent use; Close releases its ONNX Runtime
 // sessions.
@@ -85,6 +96,7 @@ type Service struct {
 	models    map[string]*model
 	backbones map[string]*loadedBackbone // by SHA-256
 	closed    bool
+	helpers   *helpers // nil with one core or a pool of one
 }
 
 type loadedBackbone struct {
@@ -109,7 +121,14 @@ func New(cfg Config) (*Service, error) {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = DefaultMaxBatch
 	}
-	return &Service{cfg: cfg, log: cfg.Logger, models: map[string]*model{}, backbones: map[string]*loadedBackbone{}}, nil
+	if cfg.Spin == 0 {
+		cfg.Spin = DefaultSpin
+	}
+	s := &Service{cfg: cfg, log: cfg.Logger, models: map[string]*model{}, backbones: map[string]*loadedBackbone{}}
+	if n := runtime.GOMAXPROCS(0); n > 1 && cfg.Pool > 1 {
+		s.helpers = newHelpers(n, max(cfg.Spin, 0))
+	}
+	return s, nil
 }
 
 // Info describes a model's inputs and outputs.
@@ -156,6 +175,7 @@ type model struct {
 	config  []byte
 	rec     *training.Record
 	slices  int
+	helpers *helpers
 	// sem holds a token per Predictor in use; free is a stack of the idle ones, so that the
 	// most recently used (its memory hot in the caches) serves the next prediction.
 	sem    chan struct{}
@@ -263,6 +283,10 @@ func (m *model) run(ctx context.Context, st *state, x ort.Tensor, n, classes int
 			shards = append(shards, k)
 		}
 	}
+	if m.helpers != nil {
+		m.helpers.begin()
+		defer m.helpers.end()
+	}
 	p, err := m.acquire(ctx)
 	if err != nil {
 		return nil, err
@@ -275,28 +299,38 @@ func (m *model) run(ctx context.Context, st *state, x ort.Tensor, n, classes int
 	}()
 	outputs := make([][]float32, len(st.cks))
 	errs := make([]error, len(preds))
-	var wg sync.WaitGroup
-	for w, p := range preds {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < len(shards); i += len(preds) {
-				k := shards[i]
-				t, err := p.Logits(ctx, st.cks[k], x, 0)
-				if err != nil {
-					errs[w] = fmt.Errorf("serving: %q shard %d: %w", m.name, k, err)
-					return
-				}
-				v, err := ort.Values[float32](t)
-				if err != nil || len(v) != n*classes {
-					errs[w] = fmt.Errorf("serving: %q shard %d: head gives %d values for %d inputs of %d classes", m.name, k, len(v), n, classes)
-					return
-				}
-				outputs[k] = v
+	work := func(w int) { // predictor w runs shards w, w+len(preds), ...
+		p := preds[w]
+		for i := w; i < len(shards); i += len(preds) {
+			k := shards[i]
+			t, err := p.Logits(ctx, st.cks[k], x, 0)
+			if err != nil {
+				errs[w] = fmt.Errorf("serving: %q shard %d: %w", m.name, k, err)
+				return
 			}
-		}()
+			v, err := ort.Values[float32](t)
+			if err != nil || len(v) != n*classes {
+				errs[w] = fmt.Errorf("serving: %q shard %d: head gives %d values for %d inputs of %d classes", m.name, k, len(v), n, classes)
+				return
+			}
+			outputs[k] = v
+		}
 	}
-	wg.Wait()
+	shares := make([]*share, len(preds)-1)
+	for j := range shares {
+		shares[j] = &share{run: func() { work(j + 1) }, done: make(chan struct{})}
+		if m.helpers != nil {
+			m.helpers.offer(shares[j])
+		}
+	}
+	work(0)
+	for _, sh := range shares {
+		if sh.claim() {
+			sh.run() // no helper has started it: run it here rather than wait for one
+		} else {
+			<-sh.done
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -474,7 +508,7 @@ func (s *Service) model(ctx context.Context, name string) (*model, error) {
 		return nil, err
 	}
 	m := &model{name: name, created: sm.CreatedAt, config: bytes.Clone(sm.Config), rec: rec, slices: sm.Slices,
-		sem: make(chan struct{}, s.cfg.Pool)}
+		helpers: s.helpers, sem: make(chan struct{}, s.cfg.Pool)}
 	peft := adapters.Planned{Plugin: rec.PEFT.Type, Plan: rec.Plan}
 	for range s.cfg.Pool {
 		p, err := adapters.NewPredictor(bb.model, bb.manifest, peft, sm.Slices, rec.HeadInput, s.cfg.Threads)
@@ -582,6 +616,9 @@ func (s *Service) Close() error {
 	s.mu.Unlock()
 	for _, m := range models {
 		m.drain()
+	}
+	if s.helpers != nil {
+		s.helpers.close()
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/s3t-dev/s3t/backbone/ort"
 	"github.com/s3t-dev/s3t/internal/testmodel"
@@ -39,7 +40,12 @@ func newFixture(t testing.TB, o testmodel.Options) *testmodel.Fixture {
 
 func newService(t testing.TB, fx *testmodel.Fixture, pool int) *serving.Service {
 	t.Helper()
-	svc, err := serving.New(serving.Config{Store: fx.Store, Blobs: fx.Blobs, Pool: pool,
+	return newServiceSpin(t, fx, pool, 0)
+}
+
+func newServiceSpin(t testing.TB, fx *testmodel.Fixture, pool int, spin time.Duration) *serving.Service {
+	t.Helper()
+	svc, err := serving.New(serving.Config{Store: fx.Store, Blobs: fx.Blobs, Pool: pool, Spin: spin,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -202,11 +208,26 @@ func TestPredictBadInputs(t *testing.T) {
 }
 
 // TestPredictConcurrent runs predictions from several goroutines while samples are deleted:
-// every answer is the exact ensemble of what the ledger served at the answer's version.
+// every answer is the exact ensemble of what the ledger served at the answer's version, whether
+// the shards of a prediction are split over polling helpers, sleeping ones, or not at all.
 func TestPredictConcurrent(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		pool int
+		spin time.Duration
+	}{
+		{"polling helpers", 3, serving.DefaultSpin},
+		{"sleeping helpers", 3, -1},
+		{"one predictor", 1, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) { testPredictConcurrent(t, tt.pool, tt.spin) })
+	}
+}
+
+func testPredictConcurrent(t *testing.T, pool int, spin time.Duration) {
 	ctx := context.Background()
 	fx := newFixture(t, testmodel.Options{Slices: 2, Seqs: 1})
-	svc := newService(t, fx, 2)
+	svc := newServiceSpin(t, fx, pool, spin)
 	want := map[int64][]float64{}
 	ref := func() {
 		res, err := svc.Predict(ctx, fx.Name, fx.Test[:2])

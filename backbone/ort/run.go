@@ -202,7 +202,7 @@ func (s *Session) run(ctx context.Context, inputs map[string]Tensor, fetch []int
 			return nil, fmt.Errorf("input %q: %w", s.inputs[i].Name, err)
 		}
 	}
-	ro, stop, err := runOptions(ctx)
+	ro, stop, err := s.runOptions(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -292,22 +292,33 @@ func (s *Session) allocOutputs(feeds []Tensor, out []onnx.Value, results []Tenso
 }
 
 // runOptions returns ONNX Runtime run options whose terminate flag is raised when ctx is done,
-// and a function to release them; nil options when ctx cannot be cancelled.
-func runOptions(ctx context.Context) (*onnx.RunOptions, func(), error) {
+// and a function to release them; nil options when ctx cannot be cancelled. Options come from
+// and go back to the session's idle list; options that were terminated are reset first. Called
+// with s.mu read-held, and so is the release function.
+func (s *Session) runOptions(ctx context.Context) (*onnx.RunOptions, func(), error) {
 	if ctx.Done() == nil {
 		return nil, func() {}, nil
 	}
-	ro, err := onnx.NewRunOptions()
-	if err != nil {
-		return nil, nil, fmt.Errorf("run options: %w", err)
+	var ro *onnx.RunOptions
+	s.optsMu.Lock()
+	if n := len(s.idleOpts); n > 0 {
+		ro, s.idleOpts = s.idleOpts[n-1], s.idleOpts[:n-1]
+	}
+	s.optsMu.Unlock()
+	if ro == nil {
+		var err error
+		if ro, err = onnx.NewRunOptions(); err != nil {
+			return nil, nil, fmt.Errorf("run options: %w", err)
+		}
 	}
 	var mu sync.Mutex
-	released := false
+	released, terminated := false, false
 	stopWatch := context.AfterFunc(ctx, func() {
 		mu.Lock()
 		defer mu.Unlock()
 		if !released {
 			ro.Terminate()
+			terminated = true
 		}
 	})
 	return ro, func() {
@@ -315,7 +326,13 @@ func runOptions(ctx context.Context) (*onnx.RunOptions, func(), error) {
 		mu.Lock()
 		released = true
 		mu.Unlock()
-		ro.Destroy()
+		if terminated && ro.UnsetTerminate() != nil {
+			ro.Destroy()
+			return
+		}
+		s.optsMu.Lock()
+		s.idleOpts = append(s.idleOpts, ro)
+		s.optsMu.Unlock()
 	}, nil
 }
 

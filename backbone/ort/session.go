@@ -192,6 +192,11 @@ type Session struct {
 	mu     sync.RWMutex // read-held by runs, write-held by Close
 	sess   *onnx.DynamicAdvancedSession
 	closed bool
+
+	// idleOpts are run options kept for the next cancellable run: creating them costs two
+	// cgo calls and a C allocation per run (guarded by optsMu; destroyed by Close).
+	optsMu   sync.Mutex
+	idleOpts []*onnx.RunOptions
 }
 
 // dimSource says where one output dimension's size comes from: a fixed size (input < 0) or the
@@ -485,6 +490,12 @@ func (s *Session) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.optsMu.Lock()
+	for _, ro := range s.idleOpts {
+		ro.Destroy()
+	}
+	s.idleOpts = nil
+	s.optsMu.Unlock()
 	err := s.sess.Destroy()
 	s.sess = nil
 	release()

@@ -134,6 +134,16 @@ func TestViTDeadline(t *testing.T) {
 			t.Fatalf("got %v, want context.DeadlineExceeded", err)
 		}
 		t.Logf("full run %v, deadline %v, stopped after %v: %v", full, d, time.Since(start), err)
+		// The session keeps the terminated run options for its next cancellable runs: they
+		// must have been reset, or these runs would stop at once.
+		for range 3 {
+			c, cancel := context.WithCancel(ctx)
+			_, err := s.Run(c, in)
+			cancel()
+			if err != nil {
+				t.Fatalf("a run after a terminated one: %v", err)
+			}
+		}
 		return
 	}
 	t.Fatal("no run was stopped by its deadline")

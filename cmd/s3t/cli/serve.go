@@ -30,6 +30,7 @@ type serveOptions struct {
 	debugAddr              string
 	addrFile               string
 	worker                 bool
+	predictSpin            time.Duration
 }
 
 func newServeCmd() *cobra.Command {
@@ -65,6 +66,7 @@ their finished stages are published and resume at the next start.` + serverEnvHe
 	f.DurationVar(&o.lease, "lease", training.DefaultLease, "a training job's lease: a job whose worker stops renewing it is requeued after about twice this")
 	f.StringVar(&o.addrFile, "addr-file", "", "write the address the server listens on to this file once it listens (with --addr HOST:0, a free port)")
 	f.StringVar(&o.debugAddr, "debug-addr", "", "serve Go's profiler (net/http/pprof) on this loopback address, e.g. 127.0.0.1:6060 (off by default)")
+	f.DurationVar(&o.predictSpin, "predict-spin", serving.DefaultSpin, "how long a core that ran part of a prediction keeps polling for the next before it sleeps: waking a sleeping core costs more than a small model's shard on a virtual machine (0: sleep at once; costs up to this much CPU per extra core after the last prediction)")
 	f.DurationVar(&o.jobsStop, "jobs-stop-timeout", 10*time.Second, "at shutdown, how long running training jobs may take to finish before they are interrupted")
 	return c
 }
@@ -123,7 +125,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	}
 	defer be.Close()
 	st, blobs, jobs, runner := be.st, be.blobs, be.jobs, be.runner
-	svc, err := serving.New(serving.Config{Store: st, Blobs: blobs})
+	svc, err := serving.New(serving.Config{Store: st, Blobs: blobs, Spin: spinConfig(o.predictSpin)})
 	if err != nil {
 		return err
 	}
@@ -191,4 +193,13 @@ func compactLoop(ctx context.Context, st *store.Store, every time.Duration) {
 		last = n
 		slog.Info("ledger compacted after deletions", "deletions", n, "took", time.Since(start).Round(time.Millisecond))
 	}
+}
+
+// spinConfig maps the --predict-spin flag (0: off) to serving.Config.Spin (0: the default,
+// negative: off).
+func spinConfig(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }

@@ -1,0 +1,100 @@
+package serving
+
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestShareRunsOnce races helpers against the callers that offered them shares: every share
+// runs exactly once, by a helper or by its caller, and the caller never returns before it ran.
+func TestShareRunsOnce(t *testing.T) {
+	for _, spin := range []time.Duration{-1, DefaultSpin} {
+		t.Run(spin.String(), func(t *testing.T) {
+			h := newHelpers(3, max(spin, 0))
+			var wg sync.WaitGroup
+			const callers, per = 4, 300
+			runs := make([]atomic.Int32, callers*per)
+			var byCaller atomic.Int32
+			for c := range callers {
+				wg.Go(func() {
+					for i := range per {
+						h.begin()
+						id := c*per + i
+						s := &share{run: func() { runs[id].Add(1) }, done: make(chan struct{})}
+						h.offer(s)
+						if i%2 == 0 {
+							spinFor(time.Duration(i%7) * time.Microsecond)
+						}
+						if s.claim() {
+							byCaller.Add(1)
+							s.run()
+						} else {
+							<-s.done
+						}
+						if n := runs[id].Load(); n != 1 {
+							t.Errorf("share %d ran %d times when its caller went on", id, n)
+						}
+						h.end()
+					}
+				})
+			}
+			wg.Wait()
+			h.close()
+			for id := range runs {
+				if n := runs[id].Load(); n != 1 {
+					t.Errorf("share %d ran %d times", id, n)
+				}
+			}
+			t.Logf("%d of %d shares run by their callers", byCaller.Load(), callers*per)
+			if h.inflight.Load() != 0 {
+				t.Errorf("%d predictions still in flight", h.inflight.Load())
+			}
+		})
+	}
+}
+
+// BenchmarkWake measures how long a share offered to the helpers takes to start, after an idle
+// gap like the one between two requests, with helpers that sleep at once and with polling ones.
+//
+//	go test ./serving -run '^$' -bench Wake
+func BenchmarkWake(b *testing.B) {
+	for _, spin := range []time.Duration{0, DefaultSpin} {
+		for _, gap := range []time.Duration{0, 300 * time.Microsecond} {
+			b.Run("spin="+spin.String()+"/gap="+gap.String(), func(b *testing.B) {
+				h := newHelpers(2, spin)
+				defer h.close()
+				var lat []float64
+				for b.Loop() {
+					b.StopTimer()
+					time.Sleep(gap)
+					b.StartTimer()
+					h.begin()
+					t0 := time.Now()
+					started := make(chan time.Duration, 1)
+					s := &share{run: func() { started <- time.Since(t0) }, done: make(chan struct{})}
+					h.offer(s)
+					spinFor(200 * time.Microsecond) // the caller's own share
+					if s.claim() {
+						s.run()
+						lat = append(lat, float64(<-started)/1e3)
+						h.end()
+						continue
+					}
+					<-s.done
+					lat = append(lat, float64(<-started)/1e3)
+					h.end()
+				}
+				slices.Sort(lat)
+				b.ReportMetric(lat[len(lat)/2], "start-µs")
+			})
+		}
+	}
+}
+
+func spinFor(d time.Duration) {
+	for t := time.Now(); time.Since(t) < d; {
+	}
+}
