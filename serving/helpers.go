@@ -72,6 +72,10 @@ func (h *helpers) end() {
 	}
 }
 
+// alone reports whether the caller's prediction is the only one in flight: only then are its
+// shards split (under load every prediction gets a Predictor of its own).
+func (h *helpers) alone() bool { return h.inflight.Load() == 1 }
+
 // polling reports whether an idle helper should keep polling rather than sleep.
 func (h *helpers) polling() bool {
 	return h.inflight.Load() < h.n && time.Since(h.epoch) < time.Duration(h.active.Load())+h.spin

@@ -291,7 +291,10 @@ func (m *model) run(ctx context.Context, st *state, x ort.Tensor, n, classes int
 	if err != nil {
 		return nil, err
 	}
-	preds := append([]*adapters.Predictor{p}, m.tryAcquire(len(shards)-1)...)
+	preds := []*adapters.Predictor{p}
+	if m.helpers != nil && m.helpers.alone() {
+		preds = append(preds, m.tryAcquire(len(shards)-1)...)
+	}
 	defer func() {
 		for _, p := range preds {
 			m.release(p)
@@ -610,6 +613,10 @@ func (m *model) close() {
 // Close waits for the predictions in flight and releases every ONNX Runtime session.
 func (s *Service) Close() error {
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
 	s.closed = true
 	models := s.models
 	s.models = map[string]*model{}
