@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -211,7 +212,9 @@ func (e *Engine) NewShardTrainer(cfg ShardConfig) (*ShardTrainer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new shard trainer: trunk: %w", err)
 	}
-	if s.trunk, err = ort.NewSession(tb, ort.WithOutputs(s.edges...)); err != nil {
+	// As many ONNX Runtime threads as the process may use cores: its default is every core of
+	// the machine, and on a worker held to fewer its extra threads spin on the same cores.
+	if s.trunk, err = ort.NewSession(tb, ort.WithOutputs(s.edges...), ort.WithIntraOpThreads(runtime.GOMAXPROCS(0))); err != nil {
 		return nil, fmt.Errorf("new shard trainer: trunk session: %w", err)
 	}
 	// One run on a zero input learns the activations' shapes.

@@ -18,11 +18,12 @@ import (
 	"github.com/riverqueue/river/rivertype"
 )
 
-// riverDriver returns the River driver for the store's database: riversqlite on SQLite,
-// riverdatabasesql (over the same pgx database/sql pool) on PostgreSQL.
+// riverDriver returns the River driver for the store's database: riversqlite on SQLite
+// (workers poll), riverdatabasesql on PostgreSQL, over the same database/sql pool, with a
+// pgx connection on which River LISTENs for new jobs.
 func (s *Store) riverDriver() riverdriver.Driver[*sql.Tx] {
 	if s.dialect == Postgres {
-		return riverdatabasesql.New(s.db)
+		return riverdatabasesql.NewWithPgxListener(s.db, s.listen)
 	}
 	return riversqlite.New(s.db)
 }

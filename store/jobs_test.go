@@ -102,3 +102,66 @@ func TestJobs(t *testing.T) {
 		}
 	})
 }
+
+// TestJobsListenPostgres checks that on PostgreSQL a worker starts a job queued by another
+// process when it is queued, through River's LISTEN/NOTIFY, instead of at its next poll: the
+// worker here polls once an hour, so only a notification can start the jobs queued after its
+// first fetch.
+func TestJobsListenPostgres(t *testing.T) {
+	base := testDatabaseURL()
+	if base == "" {
+		t.Skip("S3T_TEST_DATABASE_URL not set")
+	}
+	ctx := context.Background()
+	dsn := freshSchema(t, base)
+	worker, enqueuer := openDSN(t, dsn), openDSN(t, dsn) // two processes' stores
+	queue := uniqueName("q")
+	j, err := worker.NewJobs(JobsConfig{Queue: queue, Workers: 1, PollInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan int, 64)
+	if err := j.Handle("train", func(_ context.Context, job Job) error {
+		var a trainArgs
+		if err := json.Unmarshal(job.Args, &a); err != nil {
+			return err
+		}
+		ran <- a.Shard
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	q, err := enqueuer.NewJobs(JobsConfig{Queue: queue})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Enqueue(ctx, "train", trainArgs{Model: "m", Shard: 0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer j.Stop(ctx)
+	select {
+	case <-ran: // the worker's first fetch at start
+	case <-time.After(20 * time.Second):
+		t.Fatal("the job queued before the worker started did not run")
+	}
+	// Let the fetch that follows a finished job pass, so that only a notification can start
+	// the next one; the listener connects in the background: queue jobs until one runs.
+	time.Sleep(time.Second)
+	deadline := time.After(30 * time.Second)
+	for k := 1; ; k++ {
+		if _, err := q.Enqueue(ctx, "train", trainArgs{Model: "m", Shard: k}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case shard := <-ran:
+			t.Logf("job %d started by a notification (%d queued after the first fetch)", shard, k)
+			return
+		case <-time.After(500 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("no job queued after the worker's first fetch started: the worker does not listen for new jobs")
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL driver "pgx"
 	_ "modernc.org/sqlite"             // SQLite driver "sqlite" (pure Go)
 
@@ -75,8 +76,11 @@ func IsPostgresURL(dsn string) bool {
 type Store struct {
 	db      *sql.DB
 	dialect Dialect
-	log     *slog.Logger
-	now     func() time.Time
+	// listen is a small pgx pool on PostgreSQL from which River takes the connection it
+	// LISTENs on, so that a worker starts a job when it is queued instead of at its next poll.
+	listen *pgxpool.Pool
+	log    *slog.Logger
+	now    func() time.Time
 
 	mu      sync.Mutex
 	purgers []Purger
@@ -93,6 +97,27 @@ type Store struct {
 	// prediction, and parsing it each time cost more than running it.
 	stampMu sync.Mutex
 	stamp   *sql.Stmt
+}
+
+// listenerPool opens the pool River's listener takes its connection from: none at first, and
+// one per River client that listens (each keeps its own for good).
+func listenerPool(dsn string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	cfg.MinConns, cfg.MaxConns = 0, 2
+	return pgxpool.NewWithConfig(context.Background(), cfg)
+}
+
+func (s *Store) closeDB() error {
+	if s.listen != nil {
+		s.listen.Close()
+	}
+	if s.db == nil {
+		return nil
+	}
+	return s.db.Close()
 }
 
 // Option configures [Open].
@@ -120,6 +145,9 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	case IsPostgresURL(dsn):
 		s.dialect = Postgres
 		s.db, err = sql.Open("pgx", dsn)
+		if err == nil {
+			s.listen, err = listenerPool(dsn)
+		}
 	default:
 		s.dialect = SQLite
 		path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite://"), "file:")
@@ -155,12 +183,12 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 			break
 		}
 		if s.dialect != SQLite || attempt == 100 || !strings.Contains(err.Error(), "SQLITE_BUSY") {
-			s.db.Close()
+			s.closeDB()
 			return nil, fmt.Errorf("store: open: %w", err)
 		}
 		select {
 		case <-ctx.Done():
-			s.db.Close()
+			s.closeDB()
 			return nil, fmt.Errorf("store: open: %w", ctx.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
@@ -281,7 +309,7 @@ func (s *Store) Close() error {
 		s.stamp = nil
 	}
 	s.stampMu.Unlock()
-	return s.db.Close()
+	return s.closeDB()
 }
 
 // inTx runs f in a transaction, committing when f returns nil.
