@@ -148,20 +148,16 @@ type deleter struct {
 
 func (s *Store) newDeleter(ctx context.Context, tx *sql.Tx, model string) (*deleter, error) {
 	// Taking the model row first serialises deleters of one model (a row lock on
-	// PostgreSQL; SQLite transactions are IMMEDIATE, so one writer at a time anyway).
-	var version int64
-	err := tx.QueryRowContext(ctx, `UPDATE models SET version = version WHERE name = $1 RETURNING version`, model).Scan(&version)
-	if errors.Is(err, sql.ErrNoRows) {
+	// PostgreSQL; SQLite transactions are IMMEDIATE, so one writer at a time anyway). Every
+	// round trip from here to the commit holds the lock, so there are as few as can be.
+	m, err := lockModel(ctx, tx, model)
+	if errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("model %q: %w", model, ErrNotFound)
 	}
 	if err != nil {
 		return nil, err
 	}
-	m, err := getModel(ctx, tx, model, false)
-	if err != nil {
-		return nil, err
-	}
-	return &deleter{s: s, tx: tx, m: m, version: version, shards: map[int]*unlearning.Shard{},
+	return &deleter{s: s, tx: tx, m: m, version: m.Version, shards: map[int]*unlearning.Shard{},
 		dirty: map[[2]int]bool{}, units: map[[2]int]int{}, now: s.now().UTC(), done: map[string]*Receipt{}}, nil
 }
 
@@ -171,7 +167,8 @@ func (d *deleter) delete(ctx context.Context, id string) (*Receipt, error) {
 	}
 	var p unlearning.Placement
 	var blobKey string
-	err := d.tx.QueryRowContext(ctx, `SELECT shard, slice, blob_key FROM samples WHERE model = $1 AND id = $2`, d.m.Name, id).
+	// Deleted and read in one round trip; a failure below rolls the whole transaction back.
+	err := d.tx.QueryRowContext(ctx, `DELETE FROM samples WHERE model = $1 AND id = $2 RETURNING shard, slice, blob_key`, d.m.Name, id).
 		Scan(&p.Shard, &p.Slice, &blobKey)
 	if errors.Is(err, sql.ErrNoRows) {
 		rec, rerr := d.s.receiptFor(ctx, d.tx, d.m.Name, id)
@@ -204,9 +201,6 @@ func (d *deleter) delete(ctx context.Context, id string) (*Receipt, error) {
 		d.dirty[[2]int{p.Shard, t.Sequence}] = true
 	}
 	d.units[[2]int{p.Shard, p.Slice}]++
-	if _, err := d.tx.ExecContext(ctx, `DELETE FROM samples WHERE model = $1 AND id = $2`, d.m.Name, id); err != nil {
-		return nil, err
-	}
 	d.version++
 	rec := &Receipt{
 		ID: newID(), Time: d.now, Model: d.m.Name, SampleID: id, Shard: p.Shard, Slice: p.Slice,

@@ -154,11 +154,23 @@ func (s *Store) GetModel(ctx context.Context, name string) (*Model, error) {
 }
 
 func getModel(ctx context.Context, q queryer, name string, withCount bool) (*Model, error) {
+	return readModel(ctx, q, name, withCount, q.QueryRowContext(ctx, `SELECT `+modelColumns+` FROM models WHERE name = $1`, name))
+}
+
+// lockModel takes the model's row lock in tx (the way every write transaction of a model
+// begins, see Store) and reads the model in the same round trip.
+func lockModel(ctx context.Context, tx *sql.Tx, name string) (*Model, error) {
+	return readModel(ctx, tx, name, false, tx.QueryRowContext(ctx, `UPDATE models SET version = version WHERE name = $1 RETURNING `+modelColumns, name))
+}
+
+const modelColumns = `config, shards, slices, sequences, assign_key, version, created_at`
+
+// readModel scans a row of modelColumns and reads the model's prefixes (and sample count).
+func readModel(ctx context.Context, q queryer, name string, withCount bool, row *sql.Row) (*Model, error) {
 	m := &Model{Name: name}
 	var cfg, seqs string
 	var created int64
-	err := q.QueryRowContext(ctx, `SELECT config, shards, slices, sequences, assign_key, version, created_at FROM models WHERE name = $1`, name).
-		Scan(&cfg, &m.Shards, &m.Slices, &seqs, &m.Key, &m.Version, &created)
+	err := row.Scan(&cfg, &m.Shards, &m.Slices, &seqs, &m.Key, &m.Version, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
