@@ -99,6 +99,9 @@ type Store struct {
 	stamp   *sql.Stmt
 }
 
+// pgMaxIdle is how many idle PostgreSQL connections a store keeps for the next requests.
+const pgMaxIdle = 16
+
 // listenerPool opens the pool River's listener takes its connection from: none at first, and
 // one per River client that listens (each keeps its own for good).
 func listenerPool(dsn string) (*pgxpool.Pool, error) {
@@ -146,6 +149,11 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		s.dialect = Postgres
 		s.db, err = sql.Open("pgx", dsn)
 		if err == nil {
+			// database/sql keeps 2 idle connections by default: any more concurrent requests
+			// closed theirs after use and opened new ones, and PostgreSQL forks a backend
+			// process per connection (half its CPU went there under 4 deleting clients).
+			s.db.SetMaxIdleConns(pgMaxIdle)
+			s.db.SetConnMaxIdleTime(5 * time.Minute)
 			s.listen, err = listenerPool(dsn)
 		}
 	default:
