@@ -2,8 +2,8 @@ package store
 
 import (
 	"context"
-	"sync"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 )
