@@ -175,8 +175,10 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		q.Set("_txlock", "immediate")
 		s.db, err = sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 		if err == nil {
-			// One writer at a time anyway; a few connections let readers run beside it.
+			// One writer at a time anyway; a few connections let readers run beside it, and
+			// all of them stay open (opening one re-runs every pragma).
 			s.db.SetMaxOpenConns(4)
+			s.db.SetMaxIdleConns(4)
 		}
 	}
 	if err != nil {
