@@ -29,8 +29,9 @@ type backendConfig struct {
 	Lease, Heartbeat time.Duration
 	// Holder names this process in training leases (default host:pid:random).
 	Holder string
-	// PollInterval is how often an idle process looks for queued jobs (0: the store's
-	// default; River on database/sql polls, it does not LISTEN).
+	// PollInterval is how often an idle process also polls for queued jobs (0: the store's
+	// default); on PostgreSQL new jobs are announced through LISTEN/NOTIFY, on SQLite polling
+	// is all there is.
 	PollInterval time.Duration
 }
 

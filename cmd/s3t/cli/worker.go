@@ -74,7 +74,7 @@ not the published one), so no local file keeps a deleted sample.` + serverEnvHel
 	f.IntVar(&o.trainWorkers, "train-workers", workers, "training jobs run at once in this process (S3T_TRAIN_WORKERS)")
 	f.DurationVar(&o.lease, "lease", training.DefaultLease, "a training job's lease: a job whose worker stops renewing it is requeued after about twice this")
 	f.DurationVar(&o.heartbeat, "heartbeat", training.DefaultHeartbeat, "how often a running job writes its progress and renews its lease (well under --lease)")
-	f.DurationVar(&o.pollInterval, "poll-interval", 200*time.Millisecond, "how often an idle worker looks for queued jobs (the queue polls PostgreSQL)")
+	f.DurationVar(&o.pollInterval, "poll-interval", 200*time.Millisecond, "how often an idle worker also polls for queued jobs (it is told of new ones through PostgreSQL LISTEN/NOTIFY; polling is the fallback)")
 	f.DurationVar(&o.sweepEvery, "sweep-every", 2*time.Second, "how often local stage checkpoints are checked against the ledger (deletions)")
 	f.DurationVar(&o.jobsStop, "jobs-stop-timeout", 10*time.Second, "at shutdown, how long running training jobs may take to finish before they are interrupted")
 	return c
