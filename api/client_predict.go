@@ -1,15 +1,46 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 )
 
 // Predict returns the model's predictions of req.Inputs, with what every shard served.
 func (c *Client) Predict(ctx context.Context, req *PredictRequest) (*PredictResponse, error) {
-	return call[PredictResponse](ctx, c, http.MethodPost, "/v1/models/"+seg(req.Name)+"/predict", req, "")
+	path := "/v1/models/" + seg(req.Name) + "/predict"
+	body, err := req.body()
+	if err != nil {
+		return nil, fmt.Errorf("api: POST %s: encode: %w", path, err)
+	}
+	return call[PredictResponse](ctx, c, http.MethodPost, path, bytes.NewReader(body), "application/json")
+}
+
+// body encodes the request as json.Marshal does, less the whitespace around each input, without
+// scanning the inputs again: encoding/json validates and compacts every RawMessage, which cost
+// 35 µs per 784-value input (go test ./api -bench PredictBody), a tenth of a prediction. Each
+// input must be a JSON array; the server checks the rest, value by value.
+func (r *PredictRequest) body() ([]byte, error) {
+	n := len(`{"inputs":[]}`)
+	for _, in := range r.Inputs {
+		n += len(in) + 1
+	}
+	b := make([]byte, 0, n)
+	b = append(b, `{"inputs":[`...)
+	for i, in := range r.Inputs {
+		in = bytes.TrimSpace(in)
+		if len(in) < 2 || in[0] != '[' || in[len(in)-1] != ']' {
+			return nil, fmt.Errorf("inputs[%d]: want a JSON array of numbers, have %.20q", i, in)
+		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, in...)
+	}
+	return append(b, "]}"...), nil
 }
 
 // InferV2 calls the KServe v2 inference route of model req.Name.
