@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/s3t-dev/s3t/adapters"
@@ -97,6 +98,7 @@ type Service struct {
 	backbones map[string]*loadedBackbone // by SHA-256
 	closed    bool
 	helpers   *helpers // nil with one core or a pool of one
+	coalesced atomic.Int64
 }
 
 type loadedBackbone struct {
@@ -130,6 +132,10 @@ func New(cfg Config) (*Service, error) {
 	}
 	return s, nil
 }
+
+// Coalesced returns how many predictions so far waited for a Predictor and then ran in one
+// batch with other waiting ones.
+func (s *Service) Coalesced() int64 { return s.coalesced.Load() }
 
 // Info describes a model's inputs and outputs.
 type Info struct {
@@ -176,6 +182,8 @@ type model struct {
 	rec     *training.Record
 	slices  int
 	helpers *helpers
+	// coalesced counts the predictions run in a batch with others (the Service's counter).
+	coalesced *atomic.Int64
 	// sem holds a token per Predictor in use; free is a stack of the idle ones, so that the
 	// most recently used (its memory hot in the caches) serves the next prediction.
 	sem    chan struct{}
@@ -183,6 +191,10 @@ type model struct {
 	free   []*adapters.Predictor
 	closed bool // set by drain, under fmu
 	all    []*adapters.Predictor
+
+	// queue holds the predictions waiting for a Predictor (see runQueued).
+	qmu   sync.Mutex
+	queue []*call
 
 	mu    sync.Mutex // serialises reloads of state
 	state *state     // guarded by smu
@@ -254,10 +266,9 @@ func (s *Service) Predict(ctx context.Context, name string, inputs [][]float32) 
 	if st.live == 0 {
 		return nil, &NotLiveError{Model: name}
 	}
-	shape := append([]int64{int64(n)}, m.rec.InputShape...)
 	res := &Result{Model: name, Labels: m.rec.Labels, Version: st.version, Served: st.served()}
 	classes := len(m.rec.Labels)
-	outputs, err := m.run(ctx, st, ort.NewTensor(x, shape...), n, classes)
+	outputs, err := m.run(ctx, st, x, n, classes)
 	if err != nil {
 		return nil, err
 	}
@@ -272,24 +283,32 @@ func (s *Service) Predict(ctx context.Context, name string, inputs [][]float32) 
 	return res, nil
 }
 
-// run computes every serving shard's logits: with one pooled Predictor, and with more when idle
-// ones are free, the shards split between them and run at once (each Predictor runs ONNX
-// Runtime on one thread, so a lone request uses the idle cores; under load every request gets
-// one Predictor and the pool bounds the work in flight as before).
-func (m *model) run(ctx context.Context, st *state, x ort.Tensor, n, classes int) ([][]float32, error) {
+// run computes every serving shard's logits for x (n inputs). With an idle Predictor it runs
+// at once: alone in the service, its shards split over the idle Predictors and the helpers run
+// the other shares (each Predictor runs ONNX Runtime on one thread, so a lone request uses the
+// idle cores). When every Predictor is busy it waits in the model's queue, and the next
+// Predictor to free up runs it together with the other waiting predictions of the same serving
+// state, as one batch (see runQueued).
+func (m *model) run(ctx context.Context, st *state, x []float32, n, classes int) ([][]float32, error) {
+	if m.helpers != nil {
+		m.helpers.begin()
+		defer m.helpers.end()
+	}
+	if ps := m.tryAcquire(1); len(ps) == 1 {
+		return m.runNow(ctx, st, x, n, classes, ps[0])
+	}
+	return m.runQueued(ctx, st, x, n, classes)
+}
+
+// runNow runs one prediction on p (released at the end), and on more idle Predictors when it is
+// alone.
+func (m *model) runNow(ctx context.Context, st *state, xs []float32, n, classes int, p *adapters.Predictor) ([][]float32, error) {
+	x := ort.NewTensor(xs, append([]int64{int64(n)}, m.rec.InputShape...)...)
 	var shards []int
 	for k, c := range st.cks {
 		if c != nil {
 			shards = append(shards, k)
 		}
-	}
-	if m.helpers != nil {
-		m.helpers.begin()
-		defer m.helpers.end()
-	}
-	p, err := m.acquire(ctx)
-	if err != nil {
-		return nil, err
 	}
 	preds := []*adapters.Predictor{p}
 	if m.helpers != nil && m.helpers.alone() {
@@ -338,6 +357,144 @@ func (m *model) run(ctx context.Context, st *state, x ort.Tensor, n, classes int
 		return nil, err
 	}
 	return outputs, nil
+}
+
+// maxCoalesced caps the inputs of one batch of queued predictions, since each of them waits for
+// the whole batch: on the demo model a batch of 8 already costs half as much per input as one
+// input alone, and batches of up to 64 only made 8 clients of 8 inputs each wait longer
+// (s3t bench serve).
+const maxCoalesced = 8
+
+// call is a prediction waiting in a model's queue for a Predictor.
+type call struct {
+	st   *state
+	x    []float32
+	n    int
+	done chan callResult // buffered: whoever runs the call never blocks on it
+}
+
+type callResult struct {
+	outputs [][]float32
+	err     error
+}
+
+// runQueued queues a prediction and waits until the next Predictor to free up runs it, or until
+// it takes that Predictor itself; then it also runs, in the same ONNX Runtime runs, the other
+// queued predictions of the same serving state (up to maxCoalesced inputs). Under load this
+// trades a run per request for a run per batch, which costs a fraction per input; each input's
+// logits are computed row by row, the same as alone (TestBatchedEqualsAlone).
+func (m *model) runQueued(ctx context.Context, st *state, x []float32, n, classes int) ([][]float32, error) {
+	c := &call{st: st, x: x, n: n, done: make(chan callResult, 1)}
+	m.qmu.Lock()
+	m.queue = append(m.queue, c)
+	m.qmu.Unlock()
+	select {
+	case r := <-c.done:
+		return r.outputs, r.err
+	case <-ctx.Done():
+		m.unqueue(c) // if a batch took it meanwhile, its result is dropped
+		return nil, ctx.Err()
+	case m.sem <- struct{}{}:
+	}
+	p, err := m.pop()
+	if err != nil {
+		m.unqueue(c)
+		return nil, err
+	}
+	defer m.release(p)
+	if !m.unqueue(c) { // another caller's batch took it
+		r := <-c.done
+		return r.outputs, r.err
+	}
+	batch := append([]*call{c}, m.takeQueued(st, maxCoalesced-n)...)
+	m.runBatch(context.WithoutCancel(ctx), p, batch, classes)
+	r := <-c.done
+	return r.outputs, r.err
+}
+
+// unqueue removes c from the queue and reports whether it was still there.
+func (m *model) unqueue(c *call) bool {
+	m.qmu.Lock()
+	defer m.qmu.Unlock()
+	for i, q := range m.queue {
+		if q == c {
+			m.queue = append(m.queue[:i], m.queue[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// takeQueued removes from the queue, oldest first, the calls of serving state st that fit in
+// room more inputs.
+func (m *model) takeQueued(st *state, room int) []*call {
+	m.qmu.Lock()
+	defer m.qmu.Unlock()
+	var out []*call
+	kept := m.queue[:0]
+	for _, q := range m.queue {
+		if q.st == st && q.n <= room {
+			out = append(out, q)
+			room -= q.n
+			continue
+		}
+		kept = append(kept, q)
+	}
+	clear(m.queue[len(kept):])
+	m.queue = kept
+	return out
+}
+
+// runBatch runs the calls as one batch on p, shard after shard, and hands each its logits.
+// ctx is not cancellable: the batch runs for every call in it.
+func (m *model) runBatch(ctx context.Context, p *adapters.Predictor, calls []*call, classes int) {
+	total := 0
+	for _, c := range calls {
+		total += c.n
+	}
+	x := calls[0].x
+	if len(calls) > 1 {
+		x = make([]float32, 0, len(calls[0].x)/calls[0].n*total)
+		for _, c := range calls {
+			x = append(x, c.x...)
+		}
+	}
+	st := calls[0].st
+	t := ort.NewTensor(x, append([]int64{int64(total)}, m.rec.InputShape...)...)
+	outs := make([][][]float32, len(calls))
+	for i := range calls {
+		outs[i] = make([][]float32, len(st.cks))
+	}
+	for k, ck := range st.cks {
+		if ck == nil {
+			continue
+		}
+		lt, err := p.Logits(ctx, ck, t, 0)
+		var v []float32
+		if err == nil {
+			v, err = ort.Values[float32](lt)
+		}
+		if err == nil && len(v) != total*classes {
+			err = fmt.Errorf("head gives %d values for %d inputs of %d classes", len(v), total, classes)
+		}
+		if err != nil {
+			for _, c := range calls {
+				c.done <- callResult{err: fmt.Errorf("serving: %q shard %d: %w", m.name, k, err)}
+			}
+			return
+		}
+		off := 0
+		for i, c := range calls {
+			outs[i][k] = v[off*classes : (off+c.n)*classes : (off+c.n)*classes]
+			off += c.n
+		}
+	}
+	if len(calls) > 1 {
+		m.coalesced.Add(int64(len(calls)))
+	}
+	for i, c := range calls {
+		c.done <- callResult{outputs: outs[i]}
+	}
 }
 
 // tryAcquire takes up to k more idle Predictors without waiting.
@@ -511,7 +668,7 @@ func (s *Service) model(ctx context.Context, name string) (*model, error) {
 		return nil, err
 	}
 	m := &model{name: name, created: sm.CreatedAt, config: bytes.Clone(sm.Config), rec: rec, slices: sm.Slices,
-		helpers: s.helpers, sem: make(chan struct{}, s.cfg.Pool)}
+		helpers: s.helpers, coalesced: &s.coalesced, sem: make(chan struct{}, s.cfg.Pool)}
 	peft := adapters.Planned{Plugin: rec.PEFT.Type, Plan: rec.Plan}
 	for range s.cfg.Pool {
 		p, err := adapters.NewPredictor(bb.model, bb.manifest, peft, sm.Slices, rec.HeadInput, s.cfg.Threads)
@@ -566,13 +723,8 @@ func (s *Service) forget(name string) {
 	}
 }
 
-// acquire takes an idle Predictor, waiting while all are in use.
-func (m *model) acquire(ctx context.Context) (*adapters.Predictor, error) {
-	select {
-	case m.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+// pop takes an idle Predictor once the caller holds a token of sem.
+func (m *model) pop() (*adapters.Predictor, error) {
 	m.fmu.Lock()
 	defer m.fmu.Unlock()
 	if m.closed {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"slices"
 	"sync"
@@ -272,4 +273,77 @@ func testPredictConcurrent(t *testing.T, pool int, spin time.Duration) {
 			t.Errorf("answer at version %d differs from the direct ensemble", res.Version)
 		}
 	}
+}
+
+// TestBatchedEqualsAlone: a checkpoint's logits of several inputs computed in one batch are
+// bit for bit those of each input alone. Predictions that wait for a Predictor run in one
+// batch (dynamic batching), and they must answer exactly what they would have alone.
+func TestBatchedEqualsAlone(t *testing.T) {
+	ctx := context.Background()
+	fx := newFixture(t, testmodel.Options{Slices: 2, Seqs: 1})
+	cks := fx.Served(t)
+	p := fx.Predictor(t, 1)
+	shape := func(n int) []int64 { return append([]int64{int64(n)}, fx.Rec.InputShape...) }
+	for _, n := range []int{2, 5, 16} {
+		var x []float32
+		for i := range n {
+			x = append(x, fx.Test[i%len(fx.Test)]...)
+		}
+		for k, ck := range cks {
+			batch, err := p.Logits(ctx, ck, ort.NewTensor(x, shape(n)...), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bv, _ := ort.Values[float32](batch)
+			classes := len(bv) / n
+			for i := range n {
+				one, err := p.Logits(ctx, ck, ort.NewTensor(fx.Test[i%len(fx.Test)], shape(1)...), 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ov, _ := ort.Values[float32](one)
+				for c := range classes {
+					if math.Float32bits(ov[c]) != math.Float32bits(bv[i*classes+c]) {
+						t.Fatalf("shard %d, batch of %d: input %d class %d: %v in the batch, %v alone", k, n, i, c, bv[i*classes+c], ov[c])
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestPredictQueuedBatches runs more concurrent predictions of different inputs than there are
+// Predictors: the waiting ones run in batches, and each answer is exactly the direct ensemble
+// of its own input.
+func TestPredictQueuedBatches(t *testing.T) {
+	ctx := context.Background()
+	fx := newFixture(t, testmodel.Options{Slices: 2, Seqs: 1})
+	svc := newServiceSpin(t, fx, 1, -1)
+	cks := fx.Served(t)
+	p := fx.Predictor(t, 1)
+	want := make([][]float64, len(fx.Test))
+	for i := range fx.Test {
+		want[i], _ = fx.Direct(t, p, cks, fx.Test[i:i+1])
+	}
+	var wg sync.WaitGroup
+	for g := range 6 {
+		wg.Go(func() {
+			for r := range 12 {
+				i := (g*12 + r) % len(fx.Test)
+				res, err := svc.Predict(ctx, fx.Name, fx.Test[i:i+1])
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if !slices.Equal(res.Predictions[0].Probabilities, want[i]) {
+					t.Errorf("input %d: %v, want %v", i, res.Predictions[0].Probabilities, want[i])
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if svc.Coalesced() == 0 {
+		t.Error("no prediction ran in a batch with others")
+	}
+	t.Logf("%d of 72 predictions ran in a batch with others", svc.Coalesced())
 }
