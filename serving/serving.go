@@ -93,12 +93,18 @@ type Service struct {
 	cfg Config
 	log *slog.Logger
 
-	mu        sync.Mutex
-	models    map[string]*model
-	backbones map[string]*loadedBackbone // by SHA-256
-	closed    bool
-	helpers   *helpers // nil with one core or a pool of one
-	coalesced atomic.Int64
+	mu     sync.Mutex
+	models map[string]*model
+	loads  map[string]*load // models being loaded, by name
+	closed bool
+
+	bmu       sync.Mutex                 // serialises backbone loads
+	backbones map[string]*loadedBackbone // by SHA-256 (guarded by bmu)
+
+	// testHookLoad, when set, is called as a model starts loading, outside every lock.
+	testHookLoad func(name string)
+	helpers      *helpers // nil with one core or a pool of one
+	coalesced    atomic.Int64
 }
 
 type loadedBackbone struct {
@@ -126,7 +132,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Spin == 0 {
 		cfg.Spin = DefaultSpin
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, models: map[string]*model{}, backbones: map[string]*loadedBackbone{}}
+	s := &Service{cfg: cfg, log: cfg.Logger, models: map[string]*model{}, loads: map[string]*load{}, backbones: map[string]*loadedBackbone{}}
 	if n := runtime.GOMAXPROCS(0); n > 1 && cfg.Pool > 1 {
 		s.helpers = newHelpers(n, max(cfg.Spin, 0))
 	}
@@ -639,15 +645,79 @@ func (s *Service) checkpoint(ctx context.Context, c *store.CheckpointRecord) (*a
 	return ck, nil
 }
 
+// load is a model being loaded by the first prediction that asked for it; the others wait.
+type load struct {
+	done  chan struct{} // closed once m and err are set
+	m     *model
+	err   error
+	stale bool // forgotten while loading, so not cached (guarded by Service.mu)
+}
+
 // model returns the cached model, loading its record, backbone and predictors on first use.
+// Loading happens outside s.mu: the first prediction of one model (a large backbone takes
+// seconds to read, check and parse) does not hold up the predictions of the others; concurrent
+// first predictions of the same model wait for one load.
 func (s *Service) model(ctx context.Context, name string) (*model, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil, errors.New("serving: service closed")
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return nil, errServiceClosed
+		}
+		if m, ok := s.models[name]; ok {
+			s.mu.Unlock()
+			return m, nil
+		}
+		l, waiting := s.loads[name]
+		if !waiting {
+			l = &load{done: make(chan struct{})}
+			s.loads[name] = l
+		}
+		s.mu.Unlock()
+		if !waiting {
+			m, err := s.loadModel(ctx, name)
+			return s.finishLoad(name, l, m, err)
+		}
+		select {
+		case <-l.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if l.err != nil && (errors.Is(l.err, context.Canceled) || errors.Is(l.err, context.DeadlineExceeded)) {
+			continue // the loading request gave up; this one has not
+		}
+		return l.m, l.err
 	}
-	if m, ok := s.models[name]; ok {
-		return m, nil
+}
+
+var errServiceClosed = errors.New("serving: service closed")
+
+// finishLoad caches a loaded model (unless the service closed or the model was forgotten
+// meanwhile) and hands the outcome to the waiting predictions.
+func (s *Service) finishLoad(name string, l *load, m *model, err error) (*model, error) {
+	s.mu.Lock()
+	delete(s.loads, name)
+	switch {
+	case err != nil:
+	case s.closed:
+		m.close()
+		m, err = nil, errServiceClosed
+	case l.stale:
+		m.close()
+		m, err = nil, fmt.Errorf("%w: model %q was deleted or changed while loading; retry", ErrUnavailable, name)
+	default:
+		s.models[name] = m
+	}
+	s.mu.Unlock()
+	l.m, l.err = m, err
+	close(l.done)
+	return m, err
+}
+
+// loadModel reads a model's record and backbone and makes its Predictors.
+func (s *Service) loadModel(ctx context.Context, name string) (*model, error) {
+	if s.testHookLoad != nil {
+		s.testHookLoad(name)
 	}
 	sm, err := s.cfg.Store.GetModel(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
@@ -679,12 +749,14 @@ func (s *Service) model(ctx context.Context, name string) (*model, error) {
 		m.all = append(m.all, p)
 		m.free = append(m.free, p)
 	}
-	s.models[name] = m
 	return m, nil
 }
 
-// backbone returns the model's backbone, checked against its pinned SHA-256. Called with s.mu held.
+// backbone returns the model's backbone, checked against its pinned SHA-256, loading it once
+// for all the models that share it.
 func (s *Service) backbone(ctx context.Context, rec *training.Record) (*loadedBackbone, error) {
+	s.bmu.Lock()
+	defer s.bmu.Unlock()
 	if b, ok := s.backbones[rec.BackboneSHA256]; ok {
 		return b, nil
 	}
@@ -717,6 +789,9 @@ func (s *Service) forget(name string) {
 	s.mu.Lock()
 	m, ok := s.models[name]
 	delete(s.models, name)
+	if l := s.loads[name]; l != nil {
+		l.stale = true
+	}
 	s.mu.Unlock()
 	if ok {
 		go m.drain() // closes each predictor once no prediction holds it

@@ -1,0 +1,78 @@
+package serving
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/s3t-dev/s3t/internal/testmodel"
+)
+
+// TestLoadDoesNotBlockOtherModels: while one model loads (its first prediction), predictions
+// of another model go on; concurrent first predictions of the loading model wait for that one
+// load and share its outcome.
+func TestLoadDoesNotBlockOtherModels(t *testing.T) {
+	ctx := context.Background()
+	st, blobs := testmodel.OpenStore(t)
+	a := testmodel.New(t, st, blobs, testmodel.Options{Name: "model-a", Slices: 2, Seqs: 1})
+	b := testmodel.New(t, st, blobs, testmodel.Options{Name: "model-b", Slices: 2, Seqs: 1})
+	svc, err := New(Config{Store: st, Blobs: blobs, Pool: 2, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	defer unblock() // lets a failing test end
+	var loadsOfA atomic.Int32
+	svc.testHookLoad = func(name string) {
+		if name == a.Name {
+			loadsOfA.Add(1)
+			<-release
+		}
+	}
+	results := make(chan *Result, 3)
+	errs := make(chan error, 3)
+	for range 3 { // the first loads model A and blocks; the other two wait for it
+		go func() {
+			res, err := svc.Predict(ctx, a.Name, a.Test[:1])
+			results <- res
+			errs <- err
+		}()
+	}
+	for loadsOfA.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := svc.Predict(ctx, b.Name, b.Test[:1]) // loads model B meanwhile
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		unblock()
+		<-done
+		t.Fatal("a prediction of model B waited for model A to load")
+	}
+	unblock()
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+		if res := <-results; res.Model != a.Name {
+			t.Fatalf("answer for %q", res.Model)
+		}
+	}
+	if n := loadsOfA.Load(); n != 1 {
+		t.Errorf("model A loaded %d times, want once", n)
+	}
+}
