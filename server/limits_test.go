@@ -26,7 +26,10 @@ func do(t *testing.T, s *Server, method, path, body string) (int, *api.Error) {
 }
 
 func TestRequestLimits(t *testing.T) {
-	s := newTestServer(t, Config{MaxBodyBytes: 64, MaxUploadBytes: 256, MaxLineBytes: 128})
+	s := newTestServer(t, Config{MaxBodyBytes: 64, MaxInferBytes: 160, MaxUploadBytes: 256, MaxLineBytes: 128})
+	inputs := func(n int) string { // a predict body of about 6n bytes
+		return `{"inputs":[[` + strings.TrimSuffix(strings.Repeat("0.5, ", n), ", ") + `]]}`
+	}
 	big := `{"name":"m","backbone":"` + strings.Repeat("x", 100) + `"}`
 	var lines bytes.Buffer
 	for range 10 {
@@ -38,6 +41,10 @@ func TestRequestLimits(t *testing.T) {
 		code                     string
 	}{
 		{"json body over limit", http.MethodPost, "/v1/models", big, 413, api.CodeTooLarge},
+		// Inference bodies carry a batch: their own, larger limit (this server serves nothing).
+		{"predict under the infer limit", http.MethodPost, "/v1/models/m/predict", inputs(20), 501, api.CodeNotImplemented},
+		{"predict over the infer limit", http.MethodPost, "/v1/models/m/predict", inputs(40), 413, api.CodeTooLarge},
+		{"v2 infer over the infer limit", http.MethodPost, "/v2/models/m/infer", inputs(40), 413, api.CodeTooLarge},
 		{"upload over limit", http.MethodPost, "/v1/models/m/samples", lines.String(), 413, api.CodeTooLarge},
 		{"bad json", http.MethodPost, "/v1/models", `{"name":`, 400, api.CodeInvalid},
 		{"unknown field", http.MethodPost, "/v1/models", `{"nam":"x"}`, 400, api.CodeInvalid},
@@ -53,5 +60,12 @@ func TestRequestLimits(t *testing.T) {
 				t.Fatalf("%s %s = %d %+v, want %d %s", tt.method, tt.path, status, e, tt.status, tt.code)
 			}
 		})
+	}
+	// Under the infer limit, a v2 request gets past the limit to the route (its errors are the
+	// protocol's {"error": "..."}).
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v2/models/m/infer", strings.NewReader(inputs(20))))
+	if rec.Code != http.StatusNotImplemented {
+		t.Errorf("v2 infer under the infer limit = %d %s, want 501 from the route", rec.Code, rec.Body)
 	}
 }

@@ -13,6 +13,7 @@ import (
 const (
 	bodyNone   = iota // no body expected (limited to MaxBodyBytes all the same)
 	bodyJSON          // a JSON document, limited to MaxBodyBytes
+	bodyInfer         // a batch of inputs (JSON or binary tensors), limited to MaxInferBytes
 	bodyUpload        // a stream (NDJSON, ONNX), limited to MaxUploadBytes
 )
 
@@ -73,12 +74,12 @@ func (s *Server) Routes() []Route {
 		{Method: http.MethodGet, Path: "/v1/deletions/:receipt", Name: "getReceipt", Summary: "Read a deletion receipt back.", Scope: api.ScopeDelete, Response: api.Receipt{}, handler: s.getReceipt},
 
 		// Inference: native, and the KServe Open Inference Protocol v2 (501 where the server does not serve).
-		{Method: http.MethodPost, Path: "/v1/models/:name/predict", Name: "predict", Summary: "Predict a batch of inputs: labels, probabilities and what every shard served, at the current ledger version.", Scope: api.ScopeInfer, Request: api.PredictRequest{}, Response: api.PredictResponse{}, body: bodyJSON, handler: s.predict},
+		{Method: http.MethodPost, Path: "/v1/models/:name/predict", Name: "predict", Summary: "Predict a batch of inputs: labels, probabilities and what every shard served, at the current ledger version.", Scope: api.ScopeInfer, Request: api.PredictRequest{}, Response: api.PredictResponse{}, body: bodyInfer, handler: s.predict},
 		{Method: http.MethodGet, Path: "/v2/health/live", Name: "liveV2", Summary: "KServe v2 server liveness.", Response: api.HealthV2{}, handler: s.liveV2},
 		{Method: http.MethodGet, Path: "/v2/health/ready", Name: "readyV2", Summary: "KServe v2 server readiness (400 when not ready).", Response: api.HealthV2{}, handler: s.readyV2},
 		{Method: http.MethodGet, Path: "/v2/models/:name", Name: "modelMetadataV2", Summary: "KServe v2 model metadata: its input and outputs.", Scope: api.ScopeInfer, Response: api.ModelMetadataV2{}, handler: s.modelMetadataV2},
 		{Method: http.MethodGet, Path: "/v2/models/:name/ready", Name: "modelReadyV2", Summary: "KServe v2 model readiness: 200 when some shard serves a checkpoint, 400 when none does.", Scope: api.ScopeInfer, Response: api.ModelReadyV2{}, handler: s.modelReadyV2},
-		{Method: http.MethodPost, Path: "/v2/models/:name/infer", Name: "inferV2", Summary: "KServe v2 inference: outputs probabilities (FP32) and label (BYTES).", Scope: api.ScopeInfer, Request: api.InferRequestV2{}, Response: api.InferResponseV2{}, body: bodyJSON, handler: s.inferV2},
+		{Method: http.MethodPost, Path: "/v2/models/:name/infer", Name: "inferV2", Summary: "KServe v2 inference: outputs probabilities (FP32) and label (BYTES).", Scope: api.ScopeInfer, Request: api.InferRequestV2{}, Response: api.InferResponseV2{}, body: bodyInfer, handler: s.inferV2},
 	}
 }
 
@@ -86,7 +87,10 @@ func (s *Server) Routes() []Route {
 // *http.MaxBytesError, which the error handler maps to 413.
 func (s *Server) limit(r Route) echo.MiddlewareFunc {
 	n := s.cfg.MaxBodyBytes
-	if r.body == bodyUpload {
+	switch r.body {
+	case bodyInfer:
+		n = s.cfg.MaxInferBytes
+	case bodyUpload:
 		n = s.cfg.MaxUploadBytes
 	}
 	return func(next echo.HandlerFunc) echo.HandlerFunc {

@@ -23,6 +23,7 @@ import (
 // Default limits of Config.
 const (
 	DefaultMaxBodyBytes      = 1 << 20   // JSON requests: 1 MiB
+	DefaultMaxInferBytes     = 64 << 20  // predict and infer requests: 64 MiB
 	DefaultMaxUploadBytes    = 512 << 20 // NDJSON sample uploads and ONNX uploads: 512 MiB
 	DefaultMaxLineBytes      = 16 << 20  // one NDJSON line: 16 MiB
 	DefaultShutdownTimeout   = 30 * time.Second
@@ -71,6 +72,10 @@ type Config struct {
 	DisableRuntime bool
 	// MaxBodyBytes limits JSON request bodies (default DefaultMaxBodyBytes).
 	MaxBodyBytes int64
+	// MaxInferBytes limits predict and KServe v2 infer request bodies, which carry a batch of
+	// inputs (default DefaultMaxInferBytes: serving's default batch of 1,024 inputs of 784
+	// values fits in either encoding).
+	MaxInferBytes int64
 	// MaxUploadBytes limits sample and backbone uploads (default DefaultMaxUploadBytes).
 	MaxUploadBytes int64
 	// MaxLineBytes limits one NDJSON line (default DefaultMaxLineBytes).
@@ -112,6 +117,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxInferBytes <= 0 {
+		cfg.MaxInferBytes = DefaultMaxInferBytes
 	}
 	if cfg.MaxUploadBytes <= 0 {
 		cfg.MaxUploadBytes = DefaultMaxUploadBytes
