@@ -44,6 +44,7 @@
 // API keys carry scopes (admin, train, infer, delete; admin implies the others) and are kept as
 // SHA-256 hashes (LoadKeys reads "NAME SHA256HEX SCOPES" lines; HashKey makes the hash). With no
 // keys, every request is allowed and Server.Listen binds loopback only, saying so in the log.
-// JSON bodies are limited to Config.MaxBodyBytes, uploads to Config.MaxUploadBytes and one
-// NDJSON line to Config.MaxLineBytes.
+// JSON bodies are limited to Config.MaxBodyBytes, predict and infer bodies (a batch of inputs)
+// to Config.MaxInferBytes, uploads to Config.MaxUploadBytes and one NDJSON line to
+// Config.MaxLineBytes.
 package server
