@@ -346,9 +346,11 @@ func TestRunBatched(t *testing.T) {
 		batch  int
 		fetch  []string
 		// exact: the batched result equals one run over everything bit for bit. ONNX
-		// Runtime's vectorized Log gives the last elements of a buffer (the part that does not
-		// fill a SIMD register) a slightly different rounding, so a value's bits depend on
-		// where it sits in the batch; such outputs are compared within 1e-6.
+		// Runtime's vectorized Log gives the elements of a buffer that do not fill a SIMD
+		// register (its tail, and a head before an aligned address) a slightly different
+		// rounding, so a value's bits depend on where it sits in the batch and on where Go
+		// placed the buffers; such outputs are compared within 1e-6, also with the chunks run
+		// one by one (a CI run once saw a 1-ulp difference there).
 		exact bool
 	}{
 		{"affine 10 rows by 3", "affine", nil, map[string]Tensor{"x": NewTensor(affineX, 10, 4)}, 3, nil, true},
@@ -371,8 +373,12 @@ func TestRunBatched(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// Exactly the chunks' own results, concatenated.
-			assertOutputs(t, batched, runChunks(t, s, tt.inputs, tt.batch, opts))
+			// The chunks' own results, concatenated.
+			if chunks := runChunks(t, s, tt.inputs, tt.batch, opts); tt.exact {
+				assertOutputs(t, batched, chunks)
+			} else {
+				assertClose(t, batched, chunks, 1e-6)
+			}
 			whole, err := s.Run(ctx, tt.inputs, opts...)
 			if err != nil {
 				t.Fatal(err)
