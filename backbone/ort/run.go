@@ -9,6 +9,7 @@ import (
 	"sort"
 	"sync"
 	"time"
+	"unsafe"
 
 	onnx "github.com/yalue/onnxruntime_go"
 )
@@ -516,9 +517,28 @@ func alloc[T Element](shape []int64, n int64) (onnx.Value, any, error) {
 		v, err := onnx.NewEmptyScalar[T]()
 		return v, nil, err
 	}
-	data := make([]T, n)
+	data := alignedSlice[T](n)
 	v, err := onnx.NewTensor(onnx.Shape(shape), data)
 	return v, data, err
+}
+
+// outputAlign is the address alignment of the output buffers handed to ONNX Runtime, that of its
+// own allocator. Some of its kernels (Eigen's vectorized Log, for one) compute the elements
+// before the first aligned address of their output with scalar code, which rounds differently:
+// in Go memory placed anywhere, an output's bits would depend on where the buffer happened to
+// start (TestOutputBitsIndependentOfPlacement).
+const outputAlign = 64
+
+// alignedSlice returns n zero values starting at an outputAlign-aligned address.
+func alignedSlice[T Element](n int64) []T {
+	var zero T
+	size := int64(unsafe.Sizeof(zero))
+	buf := make([]T, n+outputAlign/size)
+	skip := int64(0)
+	if r := int64(uintptr(unsafe.Pointer(unsafe.SliceData(buf))) % outputAlign); r != 0 {
+		skip = (outputAlign - r) / size // Go aligns a slice to its element size
+	}
+	return buf[skip : skip+n : skip+n]
 }
 
 // fromORT turns an output value into a Tensor over Go memory.
