@@ -331,14 +331,9 @@ func (m *model) runNow(ctx context.Context, st *state, xs []float32, n, classes 
 		p := preds[w]
 		for i := w; i < len(shards); i += len(preds) {
 			k := shards[i]
-			t, err := p.Logits(ctx, st.cks[k], x, 0)
+			v, err := m.shardLogits(ctx, p, k, st.cks[k], x, n, classes)
 			if err != nil {
-				errs[w] = fmt.Errorf("serving: %q shard %d: %w", m.name, k, err)
-				return
-			}
-			v, err := ort.Values[float32](t)
-			if err != nil || len(v) != n*classes {
-				errs[w] = fmt.Errorf("serving: %q shard %d: head gives %d values for %d inputs of %d classes", m.name, k, len(v), n, classes)
+				errs[w] = err
 				return
 			}
 			outputs[k] = v
@@ -363,6 +358,22 @@ func (m *model) runNow(ctx context.Context, st *state, xs []float32, n, classes 
 		return nil, err
 	}
 	return outputs, nil
+}
+
+// shardLogits runs shard k's checkpoint ck on p for x, n inputs: n*classes logits.
+func (m *model) shardLogits(ctx context.Context, p *adapters.Predictor, k int, ck *adapters.Checkpoint, x ort.Tensor, n, classes int) ([]float32, error) {
+	t, err := p.Logits(ctx, ck, x, 0)
+	var v []float32
+	if err == nil {
+		v, err = ort.Values[float32](t)
+	}
+	if err == nil && len(v) != n*classes {
+		err = fmt.Errorf("head gives %d values for %d inputs of %d classes", len(v), n, classes)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("serving: %q shard %d: %w", m.name, k, err)
+	}
+	return v, nil
 }
 
 // maxCoalesced caps the inputs of one batch of queued predictions, since each of them waits for
@@ -475,17 +486,10 @@ func (m *model) runBatch(ctx context.Context, p *adapters.Predictor, calls []*ca
 		if ck == nil {
 			continue
 		}
-		lt, err := p.Logits(ctx, ck, t, 0)
-		var v []float32
-		if err == nil {
-			v, err = ort.Values[float32](lt)
-		}
-		if err == nil && len(v) != total*classes {
-			err = fmt.Errorf("head gives %d values for %d inputs of %d classes", len(v), total, classes)
-		}
+		v, err := m.shardLogits(ctx, p, k, ck, t, total, classes)
 		if err != nil {
 			for _, c := range calls {
-				c.done <- callResult{err: fmt.Errorf("serving: %q shard %d: %w", m.name, k, err)}
+				c.done <- callResult{err: err}
 			}
 			return
 		}
