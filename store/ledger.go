@@ -498,31 +498,6 @@ func (s *Store) Placement(ctx context.Context, model, id string) (unlearning.Pla
 	return p, nil
 }
 
-// SampleIDs returns up to limit ids of stored samples of one unit with id > after, in id
-// order (limit <= 0: all); for training jobs reading a slice.
-func (s *Store) SampleIDs(ctx context.Context, model string, p unlearning.Placement, after string, limit int) ([]string, error) {
-	q := `SELECT id FROM samples WHERE model = $1 AND shard = $2 AND slice = $3 AND id > $4 ORDER BY id`
-	args := []any{model, p.Shard, p.Slice, after}
-	if limit > 0 {
-		q += ` LIMIT $5`
-		args = append(args, limit)
-	}
-	rows, err := s.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: sample ids of %q: %w", model, err)
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("store: sample ids of %q: %w", model, err)
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
-}
-
 // ListSamples returns up to limit stored samples of one unit with id > after, in id order
 // (limit <= 0: all), inputs included; for training jobs reading a slice page by page.
 func (s *Store) ListSamples(ctx context.Context, model string, p unlearning.Placement, after string, limit int) ([]Sample, error) {

@@ -315,9 +315,13 @@ func TestListSamplesOfAUnit(t *testing.T) {
 					pages = append(pages, page)
 					after = page[len(page)-1].ID
 				}
-				ids, err := s.SampleIDs(ctx, name, p, "", 0)
+				all, err := s.ListSamples(ctx, name, p, "", 0) // unpaged
 				if err != nil {
 					t.Fatal(err)
+				}
+				ids := make([]string, len(all))
+				for i, smp := range all {
+					ids[i] = smp.ID
 				}
 				n := 0
 				for _, page := range pages {
