@@ -13,8 +13,8 @@ import (
 	"testing"
 
 	"github.com/s3t-dev/s3t/api"
+	"github.com/s3t-dev/s3t/internal/testmodel"
 	"github.com/s3t-dev/s3t/server"
-	"github.com/s3t-dev/s3t/store"
 )
 
 // testServer is a real server on 127.0.0.1:0 with a SQLite ledger and file blobs in a temp dir.
@@ -29,24 +29,8 @@ type testServer struct {
 func startServer(t testing.TB, cfg server.Config, keys map[string][]api.Scope) *testServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	dir := t.TempDir()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := store.Open(ctx, store.SQLiteDSN(dir), store.WithLogger(quiet))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	burl, err := store.DefaultBlobURL(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blobs, err := store.OpenBlobs(ctx, burl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.OnPurge(blobs.Purger())
+	st, blobs := testmodel.OpenStore(t) // closed after the server stops (cleanups run last first)
 	cfg.Store, cfg.Blobs = st, blobs
 	if cfg.Logger == nil {
 		cfg.Logger = quiet
@@ -73,8 +57,6 @@ func startServer(t testing.TB, cfg server.Config, keys map[string][]api.Scope) *
 		if err := stop(); err != nil {
 			t.Errorf("serve: %v", err)
 		}
-		blobs.Close()
-		st.Close()
 	})
 	return &testServer{URL: "http://" + ln.Addr().String(), srv: srv, stop: stop}
 }
