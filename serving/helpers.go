@@ -81,13 +81,12 @@ func (h *helpers) polling() bool {
 	return h.inflight.Load() < h.n && time.Since(h.epoch) < time.Duration(h.active.Load())+h.spin
 }
 
-// offer queues a share for the helpers; false when the queue is full (the caller runs it).
-func (h *helpers) offer(s *share) bool {
+// offer queues a share for the helpers, unless the queue is full (its caller then runs it, as
+// any share no helper has started).
+func (h *helpers) offer(s *share) {
 	select {
 	case h.tasks <- s:
-		return true
 	default:
-		return false
 	}
 }
 
