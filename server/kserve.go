@@ -121,19 +121,14 @@ func (s *Server) inferV2(c echo.Context) error {
 		}
 		return s.v2Error(c, err)
 	}
-	info, err := s.cfg.Serving.Info(ctx, name)
-	if err != nil {
-		return s.v2Error(c, err)
-	}
-	inputs, err := v2Inputs(req, info, bin)
-	if err != nil {
-		return s.v2Error(c, err)
-	}
 	want, err := v2Outputs(req, name)
 	if err != nil {
 		return s.v2Error(c, err)
 	}
-	res, err := s.cfg.Serving.Predict(ctx, name, inputs)
+	// The inputs are decoded while the service reads the ledger (serving.PredictWith).
+	res, err := s.cfg.Serving.PredictWith(ctx, name, func(info *serving.Info) ([][]float32, error) {
+		return v2Inputs(req, info, bin)
+	})
 	if err != nil {
 		return s.v2Error(c, err)
 	}

@@ -43,17 +43,17 @@ func (s *Server) predict(c echo.Context) error {
 	if len(req.Inputs) == 0 {
 		return invalidf("inputs: at least one input is required")
 	}
-	info, err := svc.Info(ctx, name)
-	if err != nil {
-		return servingError(err)
-	}
-	inputs := make([][]float32, len(req.Inputs))
-	for i, raw := range req.Inputs {
-		if inputs[i], err = training.ParseInput(raw, info.InputSize); err != nil {
-			return invalidf("inputs[%d]: %v (model %q takes %d values, shape %v)", i, err, name, info.InputSize, info.InputShape)
+	// The inputs are parsed while the service reads the ledger (serving.PredictWith).
+	res, err := svc.PredictWith(ctx, name, func(info *serving.Info) ([][]float32, error) {
+		inputs := make([][]float32, len(req.Inputs))
+		for i, raw := range req.Inputs {
+			var err error
+			if inputs[i], err = training.ParseInput(raw, info.InputSize); err != nil {
+				return nil, invalidf("inputs[%d]: %v (model %q takes %d values, shape %v)", i, err, name, info.InputSize, info.InputShape)
+			}
 		}
-	}
-	res, err := svc.Predict(ctx, name, inputs)
+		return inputs, nil
+	})
 	if err != nil {
 		return servingError(err)
 	}

@@ -111,8 +111,13 @@ func TestPredictDeleteAndServe(t *testing.T) {
 	}
 	checkDirect(t, fx, res, fx.Test[:1])
 
+	if n := svc.Stale(); n != 0 {
+		t.Errorf("Stale() = %d with no deletion, want 0", n)
+	}
+
 	// Delete a sample of shard 0 that the served sequence's second stage saw: the very next
-	// prediction serves the truncated prefix.
+	// prediction serves the truncated prefix. It starts on the cached state, which the ledger
+	// read beside it shows is out of date, so it is computed again on the new one.
 	served := res.Served[0]
 	slice := fx.Sequences[0][served.Sequence][1]
 	rc, err := fx.Store.Delete(ctx, fx.Name, fx.Units[0][slice][0])
@@ -131,6 +136,9 @@ func TestPredictDeleteAndServe(t *testing.T) {
 		t.Errorf("shard 0 serves length %d after deleting from slice %d, want 1", res.Served[0].Length, slice)
 	}
 	checkDirect(t, fx, res, fx.Test)
+	if n := svc.Stale(); n != 1 {
+		t.Errorf("Stale() = %d after one deletion, want 1", n)
+	}
 
 	// Kill shard 0 (a sample of every slice): only shard 1 serves.
 	for s := range fx.Units[0] {
@@ -165,6 +173,56 @@ func TestPredictDeleteAndServe(t *testing.T) {
 	fx.Store.Close()
 	if _, err := svc.Predict(ctx, fx.Name, fx.Test); !errors.Is(err, serving.ErrUnavailable) {
 		t.Errorf("closed ledger: err = %v, want ErrUnavailable", err)
+	}
+}
+
+// TestPredictModelRecreated: a model deleted and created again under its name (new weights, and
+// its ledger versions starting over) while a replica holds the old one's live serving state:
+// the prediction that starts on the old state answers from the new model.
+func TestPredictModelRecreated(t *testing.T) {
+	ctx := context.Background()
+	old := newFixture(t, testmodel.Options{})
+	svc := newService(t, old, 2)
+	if _, err := svc.Predict(ctx, old.Name, old.Test[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Store.DeleteModel(ctx, old.Name); err != nil {
+		t.Fatal(err)
+	}
+	fx := testmodel.New(t, old.Store, old.Blobs, testmodel.Options{Name: old.Name, Seed: 8})
+	for range 2 {
+		res, err := svc.Predict(ctx, fx.Name, fx.Test)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkDirect(t, fx, res, fx.Test)
+	}
+	if n := svc.Stale(); n != 1 {
+		t.Errorf("Stale() = %d, want 1 (the first prediction after the model was created again)", n)
+	}
+}
+
+// TestPredictRefusesCacheWithoutLedger: with a live serving state cached, the shards start on it
+// while the ledger is read; a ledger that cannot be read still gets no answer out of the cache,
+// one input or several, whether the shards split over the pool or not.
+func TestPredictRefusesCacheWithoutLedger(t *testing.T) {
+	ctx := context.Background()
+	fx := newFixture(t, testmodel.Options{})
+	pools := []int{1, 2}
+	svcs := make([]*serving.Service, len(pools))
+	for i, pool := range pools {
+		svcs[i] = newService(t, fx, pool)
+		if _, err := svcs[i].Predict(ctx, fx.Name, fx.Test[:1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fx.Store.Close()
+	for i, svc := range svcs {
+		for _, n := range []int{1, len(fx.Test)} {
+			if _, err := svc.Predict(ctx, fx.Name, fx.Test[:n]); !errors.Is(err, serving.ErrUnavailable) {
+				t.Errorf("pool %d, %d input(s), closed ledger, live state cached: err = %v, want ErrUnavailable", pools[i], n, err)
+			}
+		}
 	}
 }
 
