@@ -139,21 +139,25 @@ func ParseInput(raw json.RawMessage, n int) ([]float32, error) {
 			if !expectValue || depth == 0 {
 				return nil, fmt.Errorf("input must be an array of numbers (unexpected number at byte %d)", i)
 			}
-			j := i + 1
-			for j < len(raw) && (raw[j] >= '0' && raw[j] <= '9' || raw[j] == '.' || raw[j] == 'e' || raw[j] == 'E' || raw[j] == '-' || raw[j] == '+') {
-				j++
-			}
-			if !jsonNumber(raw[i:j]) {
-				return nil, fmt.Errorf("input: %q is not a JSON number", raw[i:j])
-			}
-			f, err := strconv.ParseFloat(string(raw[i:j]), 32)
-			if err != nil || math.IsInf(f, 0) {
-				return nil, fmt.Errorf("input value %s is not a finite float32", raw[i:j])
+			v, j, ok := shortDecimal(raw, i)
+			if !ok {
+				j = i + 1
+				for j < len(raw) && (raw[j] >= '0' && raw[j] <= '9' || raw[j] == '.' || raw[j] == 'e' || raw[j] == 'E' || raw[j] == '-' || raw[j] == '+') {
+					j++
+				}
+				if !jsonNumber(raw[i:j]) {
+					return nil, fmt.Errorf("input: %q is not a JSON number", raw[i:j])
+				}
+				f, err := strconv.ParseFloat(string(raw[i:j]), 32)
+				if err != nil || math.IsInf(f, 0) {
+					return nil, fmt.Errorf("input value %s is not a finite float32", raw[i:j])
+				}
+				v = float32(f)
 			}
 			if len(out) == n {
 				return nil, fmt.Errorf("input has more than %d values", n)
 			}
-			out = append(out, float32(f))
+			out = append(out, v)
 			expectValue, afterComma = false, false
 			i = j
 		default:
@@ -167,6 +171,75 @@ func ParseInput(raw json.RawMessage, n int) ([]float32, error) {
 		return nil, fmt.Errorf("input has %d values, want %d", len(out), n)
 	}
 	return out, nil
+}
+
+// pow10 are the powers of ten that float64 holds exactly.
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+	1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// shortDecimal parses the JSON number at b[i:] when it is a plain decimal, -?(0|[1-9][0-9]*)
+// (\.[0-9]+)?, of at most 19 digits whose digits as an integer m are below 2^53 and that has at
+// most 22 of them after the point (the form of pixel values, 0 and 0.34901962), and returns its
+// float32 value and the index after it. ok is false for any other number, or what is not one:
+// strconv.ParseFloat and jsonNumber then decide (exponents, long mantissas, errors).
+//
+// The value is exactly strconv.ParseFloat's: m and 10^k are exact float64s, so m / 10^k is the
+// float64 nearest the decimal (Clinger's fast path); rounding that to float32 gives the float32
+// nearest the decimal unless the float64 lies exactly halfway between two float32s, the one case
+// that is left to ParseFloat (a float32 halfway point strictly between the decimal and its
+// nearest float64 would be nearer the decimal than that float64). The values lie within 1e-22
+// and 2^53, inside float32's normal range. TestShortDecimalMatchesParseFloat checks it.
+func shortDecimal(b []byte, i int) (v float32, end int, ok bool) {
+	neg := b[i] == '-'
+	if neg {
+		i++
+	}
+	var m uint64
+	digits, frac := 0, 0
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+		if i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			return 0, 0, false // a leading zero: not JSON
+		}
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+			m = m*10 + uint64(b[i]-'0')
+			digits++
+		}
+	default:
+		return 0, 0, false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+			if m != 0 || b[i] != '0' {
+				digits++ // leading zeros of the fraction add nothing to m
+			}
+			m = m*10 + uint64(b[i]-'0')
+			frac++
+		}
+		if frac == 0 {
+			return 0, 0, false
+		}
+	}
+	if digits > 19 || m >= 1<<53 || frac >= len(pow10) {
+		return 0, 0, false
+	}
+	if i < len(b) {
+		if c := b[i]; c == 'e' || c == 'E' || c == '.' || c == '-' || c == '+' {
+			return 0, 0, false
+		}
+	}
+	f := float64(m) / pow10[frac]
+	if math.Float64bits(f)&(1<<29-1) == 1<<28 {
+		return 0, 0, false // halfway between two float32s
+	}
+	v = float32(f)
+	if neg {
+		v = -v
+	}
+	return v, i, true
 }
 
 // microBatches is the number of concurrent micro-batches of every training step. It is part of

@@ -3,7 +3,9 @@ package training
 import (
 	"encoding/json"
 	"math"
+	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -76,6 +78,74 @@ func BenchmarkParseInput(b *testing.B) {
 	for b.Loop() {
 		if _, err := ParseInput(raw, len(v)); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestShortDecimalMatchesParseFloat: ParseInput's fast path gives strconv.ParseFloat's float32,
+// bit for bit: on the shortest forms of random float32s (any, and in the range of pixel values
+// and features), on decimals at and next to the points halfway between two float32s (where
+// rounding to float64 first would round twice), and on random plain decimals.
+func TestShortDecimalMatchesParseFloat(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	cases := map[string][]string{}
+	for range 100000 {
+		f := math.Float32frombits(rng.Uint32())
+		if !math.IsNaN(float64(f)) && !math.IsInf(float64(f), 0) {
+			cases["any float32"] = append(cases["any float32"], strconv.FormatFloat(float64(f), 'f', -1, 32))
+		}
+		u := rng.Float32()
+		if rng.IntN(2) == 0 {
+			u = (u - 0.5) * 2000
+		}
+		cases["float32 in [0,1) or [-1000,1000)"] = append(cases["float32 in [0,1) or [-1000,1000)"], strconv.FormatFloat(float64(u), 'f', -1, 32))
+		// Halfway between u and the next float32 up, exactly (a float64), in its shortest form
+		// and with 9 to 19 significant digits.
+		next := math.Nextafter32(u, float32(math.Inf(1)))
+		mid := (float64(u) + float64(next)) / 2
+		cases["halfway"] = append(cases["halfway"], strconv.FormatFloat(mid, 'f', -1, 64))
+		for _, digits := range []int{9, 12, 17, 19} {
+			point := digits - 1 - int(math.Floor(math.Log10(math.Abs(mid))))
+			cases["halfway"] = append(cases["halfway"], strconv.FormatFloat(mid, 'f', max(point, 0), 64))
+		}
+		var b strings.Builder
+		if rng.IntN(2) == 0 {
+			b.WriteByte('-')
+		}
+		if ints := rng.IntN(8); ints == 0 {
+			b.WriteByte('0')
+		} else {
+			b.WriteByte(byte('1' + rng.IntN(9)))
+			for range ints - 1 {
+				b.WriteByte(byte('0' + rng.IntN(10)))
+			}
+		}
+		if frac := rng.IntN(24); frac > 0 {
+			b.WriteByte('.')
+			for range frac {
+				b.WriteByte(byte('0' + rng.IntN(10)))
+			}
+		}
+		cases["plain decimal"] = append(cases["plain decimal"], b.String())
+	}
+	for kind, ss := range cases {
+		fast := 0
+		for _, s := range ss {
+			want, err := strconv.ParseFloat(s, 32)
+			if err != nil {
+				t.Fatalf("%s: strconv.ParseFloat(%s): %v", kind, s, err)
+			}
+			if _, _, ok := shortDecimal([]byte(s), 0); ok {
+				fast++
+			}
+			got, err := ParseInput(json.RawMessage("["+s+"]"), 1)
+			if err != nil || math.Float32bits(got[0]) != math.Float32bits(float32(want)) {
+				t.Fatalf("%s: ParseInput([%s]) = %v, %v; strconv.ParseFloat gives %v", kind, s, got, err, float32(want))
+			}
+		}
+		t.Logf("%s: %d numbers, %d by the fast path", kind, len(ss), fast)
+		if kind != "any float32" && fast < len(ss)/3 {
+			t.Errorf("%s: the fast path took only %d of %d numbers", kind, fast, len(ss))
 		}
 	}
 }
