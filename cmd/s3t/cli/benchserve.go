@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -72,6 +73,14 @@ type servePredictRow struct {
 	V2BinaryServerMs float64      `json:"v2_binary_server_mean_ms"`
 	V2BinaryRatioP50 float64      `json:"v2_binary_ratio_p50"`
 	V2BinaryRatioP99 float64      `json:"v2_binary_ratio_p99"`
+	// Minimal is the native JSON route again, through a minimal keep-alive HTTP/1.1 client
+	// (minimalClient: write the request, read the response to the end, decode nothing) instead
+	// of api.Client, with its server mean time and its ratios to Direct: what the server costs
+	// apart from the Go client's own work.
+	Minimal         latencyStats `json:"http_minimal_client"`
+	MinimalServerMs float64      `json:"http_minimal_client_server_mean_ms"`
+	MinimalRatioP50 float64      `json:"http_minimal_client_ratio_p50"`
+	MinimalRatioP99 float64      `json:"http_minimal_client_ratio_p99"`
 }
 
 // serveRSS is the server process's memory (/proc/PID/status) at points of the run.
@@ -328,6 +337,21 @@ func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, cli
 			return err
 		}
 	}
+	mc := newMinimalClient(addr, slices.Max(clients))
+	defer mc.close()
+	predictPath := "/v1/models/" + url.PathEscape(name) + "/predict"
+	minimalCall := func(batch int) func(ctx context.Context, i int) error {
+		return func(ctx context.Context, i int) error {
+			body := append(make([]byte, 0, batch*(len(raw[0])+1)+16), `{"inputs":[`...)
+			for j := range batch {
+				if j > 0 {
+					body = append(body, ',')
+				}
+				body = append(body, raw[(i*batch+j)%len(raw)]...)
+			}
+			return mc.post(ctx, predictPath, "application/json", append(body, "]}"...))
+		}
+	}
 	directCall := func(batch int) func(ctx context.Context, i int) error {
 		return func(ctx context.Context, i int) error {
 			in := make([][]float32, batch)
@@ -348,18 +372,19 @@ func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, cli
 		return nil, err
 	}
 	type key struct{ clients, batch int }
-	// Per measured path (native JSON, v2 binary, direct): the repetitions' figures.
-	routes := []string{predictRoute, inferV2Route}
-	perRep := map[key][3][]latencyStats{}
-	serverMs := map[key][2][]float64{}
+	// Per measured path (native JSON, v2 binary, direct, native JSON through the minimal
+	// client): the repetitions' figures, and the server's mean time of each route.
+	routes := []string{predictRoute, inferV2Route, "", predictRoute}
+	perRep := map[key][4][]latencyStats{}
+	serverMs := map[key][4][]float64{}
 	for r := range o.reps {
 		for _, b := range batches {
 			for _, n := range clients {
 				k := key{n, b}
 				got, sms := perRep[k], serverMs[k]
-				for side, call := range []func(context.Context, int) error{httpCall(b), v2BinaryCall(b), directCall(b)} {
+				for side, call := range []func(context.Context, int) error{httpCall(b), v2BinaryCall(b), directCall(b), minimalCall(b)} {
 					var sum0, n0 float64
-					if side < len(routes) {
+					if routes[side] != "" {
 						if sum0, n0, err = scrapeRouteTime(ctx, addr, routes[side]); err != nil {
 							return nil, err
 						}
@@ -369,7 +394,7 @@ func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, cli
 						return nil, err
 					}
 					got[side] = append(got[side], st)
-					if side < len(routes) {
+					if routes[side] != "" {
 						sum1, n1, err := scrapeRouteTime(ctx, addr, routes[side])
 						if err != nil {
 							return nil, err
@@ -378,8 +403,9 @@ func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, cli
 					}
 				}
 				perRep[k], serverMs[k] = got, sms
-				logln("bench serve: rep %d, %d client(s), batch %d: http p50 %.2f ms (server mean %.2f ms), v2 binary p50 %.2f ms (server mean %.2f ms), direct p50 %.2f ms",
-					r+1, n, b, got[0][r].P50Ms, sms[0][r], got[1][r].P50Ms, sms[1][r], got[2][r].P50Ms)
+				logln("bench serve: rep %d, %d client(s), batch %d: http p50 %.2f ms (server mean %.2f ms), v2 binary p50 %.2f ms (server mean %.2f ms), "+
+					"minimal client p50 %.2f ms (server mean %.2f ms), direct p50 %.2f ms",
+					r+1, n, b, got[0][r].P50Ms, sms[0][r], got[1][r].P50Ms, sms[1][r], got[3][r].P50Ms, sms[3][r], got[2][r].P50Ms)
 			}
 		}
 	}
@@ -387,11 +413,13 @@ func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, cli
 		for _, n := range clients {
 			got, sms := perRep[key{n, b}], serverMs[key{n, b}]
 			row := servePredictRow{Clients: n, Batch: b, HTTP: medianStats(got[0]), Direct: medianStats(got[2]), ServerMs: median(sms[0]),
-				V2Binary: medianStats(got[1]), V2BinaryServerMs: median(sms[1])}
+				V2Binary: medianStats(got[1]), V2BinaryServerMs: median(sms[1]), Minimal: medianStats(got[3]), MinimalServerMs: median(sms[3])}
 			row.RatioP50 = row.HTTP.P50Ms / row.Direct.P50Ms
 			row.RatioP99 = row.HTTP.P99Ms / row.Direct.P99Ms
 			row.V2BinaryRatioP50 = row.V2Binary.P50Ms / row.Direct.P50Ms
 			row.V2BinaryRatioP99 = row.V2Binary.P99Ms / row.Direct.P99Ms
+			row.MinimalRatioP50 = row.Minimal.P50Ms / row.Direct.P50Ms
+			row.MinimalRatioP99 = row.Minimal.P99Ms / row.Direct.P99Ms
 			res.Predict = append(res.Predict, row)
 		}
 	}
@@ -777,6 +805,14 @@ func printServeBench(w io.Writer, r *serveBenchResult) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "(direct, HTTP and v2 binary probabilities agree within %.2g; target: p50 ratio <= 1.2x)\n", r.AgreeMaxDelta)
+	fmt.Fprintln(w, "\nthe same JSON route through a minimal keep-alive HTTP/1.1 client (writes the request, reads the response to the end, decodes nothing), not api.Client:")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "clients\tbatch\tp50 ms\tp99 ms\tpred/s\tserver mean ms\tp50 ratio\tp99 ratio\t")
+	for _, p := range r.Predict {
+		fmt.Fprintf(tw, "%d\t%d\t%.2f\t%.2f\t%.0f\t%.2f\t%.3fx\t%.3fx\t\n", p.Clients, p.Batch,
+			p.Minimal.P50Ms, p.Minimal.P99Ms, p.Minimal.PerSecond, p.MinimalServerMs, p.MinimalRatioP50, p.MinimalRatioP99)
+	}
+	tw.Flush()
 	fmt.Fprintf(w, "HTTP floor (GET /healthz, 1 client): p50 %.2f ms, p99 %.2f ms; decoding one input's predict body (request JSON + ParseInput): %.3f ms\n",
 		r.HTTPFloor.P50Ms, r.HTTPFloor.P99Ms, r.ParseMs)
 	if r.Deletion.Requests > 0 {

@@ -72,7 +72,8 @@ func TestBenchServeTiny(t *testing.T) {
 	}
 	for _, p := range res.Predict {
 		if p.HTTP.P50Ms <= 0 || p.Direct.P50Ms <= 0 || p.RatioP50 <= 0 || p.HTTP.Requests != 8 || p.ServerMs <= 0 ||
-			p.V2Binary.P50Ms <= 0 || p.V2Binary.Requests != 8 || p.V2BinaryServerMs <= 0 || p.V2BinaryRatioP50 <= 0 {
+			p.V2Binary.P50Ms <= 0 || p.V2Binary.Requests != 8 || p.V2BinaryServerMs <= 0 || p.V2BinaryRatioP50 <= 0 ||
+			p.Minimal.P50Ms <= 0 || p.Minimal.Requests != 8 || p.MinimalServerMs <= 0 || p.MinimalRatioP50 <= 0 {
 			t.Errorf("row %+v", p)
 		}
 	}
