@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/s3t-dev/s3t/serving"
 	"github.com/s3t-dev/s3t/store"
 )
 
@@ -22,7 +23,7 @@ type metrics struct {
 	deletions *prometheus.CounterVec
 }
 
-func newMetrics(reg *prometheus.Registry, state prometheus.Collector) (*metrics, error) {
+func newMetrics(reg *prometheus.Registry, extra ...prometheus.Collector) (*metrics, error) {
 	m := &metrics{
 		reg: reg,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -38,10 +39,7 @@ func newMetrics(reg *prometheus.Registry, state prometheus.Collector) (*metrics,
 	}
 	cs := []prometheus.Collector{m.requests, m.latency, m.deletions,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})}
-	if state != nil {
-		cs = append(cs, state)
-	}
-	for _, c := range cs {
+	for _, c := range append(cs, extra...) {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -50,6 +48,18 @@ func newMetrics(reg *prometheus.Registry, state prometheus.Collector) (*metrics,
 		}
 	}
 	return m, nil
+}
+
+// servingCollectors count what the serving service did beside the predictions themselves.
+func servingCollectors(svc *serving.Service) []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "s3t_predictions_coalesced_total",
+			Help: "Predictions that waited for an ONNX Runtime session and then ran in one batch with other waiting ones."},
+			func() float64 { return float64(svc.Coalesced()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "s3t_predictions_recomputed_total",
+			Help: "Predictions that started on a cached serving state, were shown out of date by the ledger read beside them, and were computed again on the current one."},
+			func() float64 { return float64(svc.Recomputed()) }),
+	}
 }
 
 // middleware records every request under its route pattern (never the raw path, so model

@@ -128,6 +128,15 @@ func TestPredictRoute(t *testing.T) {
 		t.Fatalf("after receipt at version %d: prediction at %d serving %+v", rc.LedgerVersion, res.LedgerVersion, res.Served[0])
 	}
 	checkNative(t, fx, res, fx.Test[:3])
+	// That prediction started on the cached state, and the ledger read beside it made it start
+	// over on the new one; /metrics counts it.
+	series := scrape(t, ps.URL)
+	if n := value(t, series, "s3t_predictions_recomputed_total"); n != 1 {
+		t.Errorf("s3t_predictions_recomputed_total = %v, want 1", n)
+	}
+	if n := value(t, series, "s3t_predictions_coalesced_total"); n != 0 {
+		t.Errorf("s3t_predictions_coalesced_total = %v with one client, want 0", n)
+	}
 }
 
 func TestPredictRouteErrors(t *testing.T) {

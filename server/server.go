@@ -140,7 +140,11 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.auth = auth
 	state := &stateCollector{store: cfg.Store, trainer: cfg.Trainer, depth: cfg.QueueDepth, log: cfg.Logger}
-	if s.metrics, err = newMetrics(cfg.Registry, state); err != nil {
+	collectors := []prometheus.Collector{state}
+	if cfg.Serving != nil {
+		collectors = append(collectors, servingCollectors(cfg.Serving)...)
+	}
+	if s.metrics, err = newMetrics(cfg.Registry, collectors...); err != nil {
 		return nil, err
 	}
 	e := echo.New()

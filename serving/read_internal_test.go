@@ -76,8 +76,8 @@ func TestLedgerReadOnHelper(t *testing.T) {
 			rc.LedgerVersion, rc.Serving.Length, res.Version, res.Served[0])
 	}
 	check(res)
-	if n := svc.Stale(); n != 1 {
-		t.Errorf("Stale() = %d after one deletion, want 1", n)
+	if n := svc.Recomputed(); n != 1 {
+		t.Errorf("Recomputed() = %d after one deletion, want 1", n)
 	}
 
 	// A bad input is refused whoever runs the read.

@@ -108,7 +108,7 @@ type Service struct {
 	testHookRead func()
 	helpers      *helpers // nil with one core or a pool of one
 	coalesced    atomic.Int64
-	stale        atomic.Int64 // see Stale
+	recomputed   atomic.Int64 // see Recomputed
 }
 
 type loadedBackbone struct {
@@ -314,7 +314,7 @@ func (s *Service) PredictWith(ctx context.Context, name string, decode func(*Inf
 		}
 		return m.result(st, outputs, len(inputs))
 	}
-	s.stale.Add(1) // the ledger moved on since st: answer from a fresh state
+	s.recomputed.Add(1) // the ledger moved on since st: answer from a fresh state
 	return s.predictFresh(ctx, name, func(*Info) ([][]float32, error) { return inputs, nil })
 }
 
@@ -342,9 +342,9 @@ func (s *Service) predictFresh(ctx context.Context, name string, decode func(*In
 	return m.result(st, outputs, len(inputs))
 }
 
-// Stale returns how many predictions so far started on a cached serving state that the ledger
-// read beside them showed was out of date, and were computed again.
-func (s *Service) Stale() int64 { return s.stale.Load() }
+// Recomputed returns how many predictions so far started on a cached serving state that the
+// ledger read beside them showed was out of date, and were computed again on the current one.
+func (s *Service) Recomputed() int64 { return s.recomputed.Load() }
 
 // cached returns the cached model and its serving state (nil when either is not loaded yet).
 func (s *Service) cached(name string) (*model, *state) {

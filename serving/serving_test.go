@@ -111,8 +111,8 @@ func TestPredictDeleteAndServe(t *testing.T) {
 	}
 	checkDirect(t, fx, res, fx.Test[:1])
 
-	if n := svc.Stale(); n != 0 {
-		t.Errorf("Stale() = %d with no deletion, want 0", n)
+	if n := svc.Recomputed(); n != 0 {
+		t.Errorf("Recomputed() = %d with no deletion, want 0", n)
 	}
 
 	// Delete a sample of shard 0 that the served sequence's second stage saw: the very next
@@ -136,8 +136,8 @@ func TestPredictDeleteAndServe(t *testing.T) {
 		t.Errorf("shard 0 serves length %d after deleting from slice %d, want 1", res.Served[0].Length, slice)
 	}
 	checkDirect(t, fx, res, fx.Test)
-	if n := svc.Stale(); n != 1 {
-		t.Errorf("Stale() = %d after one deletion, want 1", n)
+	if n := svc.Recomputed(); n != 1 {
+		t.Errorf("Recomputed() = %d after one deletion, want 1", n)
 	}
 
 	// Kill shard 0 (a sample of every slice): only shard 1 serves.
@@ -197,8 +197,8 @@ func TestPredictModelRecreated(t *testing.T) {
 		}
 		checkDirect(t, fx, res, fx.Test)
 	}
-	if n := svc.Stale(); n != 1 {
-		t.Errorf("Stale() = %d, want 1 (the first prediction after the model was created again)", n)
+	if n := svc.Recomputed(); n != 1 {
+		t.Errorf("Recomputed() = %d, want 1 (the first prediction after the model was created again)", n)
 	}
 }
 
