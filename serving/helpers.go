@@ -28,6 +28,7 @@ type helpers struct {
 	active   atomic.Int64 // time.Since(epoch) when the latest prediction ended
 	asleep   atomic.Int32 // helpers waiting on tasks or wake
 	inflight atomic.Int32 // predictions begun and not ended
+	crowded  atomic.Int64 // time.Since(epoch) when a prediction last began while another was in flight
 	quit     chan struct{}
 	wg       sync.WaitGroup
 }
@@ -45,6 +46,7 @@ func (s *share) claim() bool { return s.claimed.CompareAndSwap(false, true) }
 
 func newHelpers(n int, spin time.Duration) *helpers {
 	h := &helpers{tasks: make(chan *share, 4*n), wake: make(chan struct{}, n), spin: spin, epoch: time.Now(), n: int32(n), quit: make(chan struct{})}
+	h.crowded.Store(-int64(crowdedFor)) // no overlap yet
 	for range n {
 		h.wg.Add(1)
 		go h.loop()
@@ -53,13 +55,18 @@ func newHelpers(n int, spin time.Duration) *helpers {
 }
 
 // begin and end bracket a prediction (its wait for a Predictor included).
-func (h *helpers) begin() { h.inflight.Add(1) }
+func (h *helpers) begin() {
+	if h.inflight.Add(1) > 1 {
+		h.crowded.Store(int64(time.Since(h.epoch)))
+	}
+}
 
 // end marks the end of a prediction. When it was the last in flight, the helpers poll for the
-// next one until Spin from now, and sleeping ones wake up for it. While as many predictions as
-// cores are in flight nobody polls: every core has work, and polling would only take CPU from it.
+// next one until Spin from now, and sleeping ones wake up for it, unless predictions overlapped
+// in the last crowdedFor. While as many predictions as cores are in flight nobody polls: every
+// core has work, and polling would only take CPU from it.
 func (h *helpers) end() {
-	if h.inflight.Add(-1) != 0 || h.spin <= 0 {
+	if h.inflight.Add(-1) != 0 || h.spin <= 0 || h.crowdedNow() {
 		return
 	}
 	h.active.Store(int64(time.Since(h.epoch)))
@@ -78,8 +85,19 @@ func (h *helpers) alone() bool { return h.inflight.Load() == 1 }
 
 // polling reports whether an idle helper should keep polling rather than sleep.
 func (h *helpers) polling() bool {
-	return h.inflight.Load() < h.n && time.Since(h.epoch) < time.Duration(h.active.Load())+h.spin
+	return h.inflight.Load() < h.n && !h.crowdedNow() && time.Since(h.epoch) < time.Duration(h.active.Load())+h.spin
 }
+
+// crowdedNow reports whether two predictions were in flight at once in the last crowdedFor.
+// Concurrent clients keep the cores awake with their own requests, and there polling helpers
+// only take CPU from the work in progress (the HTTP requests in flight, not yet predictions):
+// with 8 clients on 2 cores they made the p99 latency 8-12 ms instead of 5-6.
+func (h *helpers) crowdedNow() bool {
+	return time.Since(h.epoch) < time.Duration(h.crowded.Load())+crowdedFor
+}
+
+// crowdedFor is how long after predictions overlapped the helpers do not poll.
+const crowdedFor = 2 * time.Millisecond
 
 // offer queues a share for the helpers, unless the queue is full (its caller then runs it, as
 // any share no helper has started).

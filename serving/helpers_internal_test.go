@@ -98,3 +98,29 @@ func spinFor(d time.Duration) {
 	for t := time.Now(); time.Since(t) < d; {
 	}
 }
+
+// TestPollingAfterPredictions: after a lone prediction the helpers poll for the next one; after
+// predictions that overlapped they do not, until crowdedFor has passed without an overlap.
+func TestPollingAfterPredictions(t *testing.T) {
+	h := newHelpers(2, time.Hour)
+	defer h.close()
+	lone := func() { h.begin(); h.end() }
+	overlapping := func() { h.begin(); h.begin(); h.end(); h.end() }
+	for _, tt := range []struct {
+		name  string
+		run   func()
+		sleep time.Duration
+		poll  bool
+	}{
+		{"after a lone prediction", lone, 0, true},
+		{"after overlapping predictions", overlapping, 0, false},
+		{"after a lone prediction right after overlapping ones", lone, 0, false},
+		{"after a lone prediction, crowdedFor after the overlap", lone, crowdedFor + time.Millisecond, true},
+	} {
+		time.Sleep(tt.sleep)
+		tt.run()
+		if got := h.polling(); got != tt.poll {
+			t.Errorf("%s: polling() = %v, want %v", tt.name, got, tt.poll)
+		}
+	}
+}
