@@ -124,3 +124,12 @@ func TestPollingAfterPredictions(t *testing.T) {
 		}
 	}
 }
+
+// TestHelperCount: beyond two Ps, helpers never take every P (see helperCount).
+func TestHelperCount(t *testing.T) {
+	for _, tt := range []struct{ procs, want int }{{2, 2}, {3, 2}, {4, 2}, {8, 4}, {16, 8}, {64, 32}} {
+		if got := helperCount(tt.procs); got != tt.want || (tt.procs > 2 && got >= tt.procs) {
+			t.Errorf("helperCount(%d) = %d, want %d", tt.procs, got, tt.want)
+		}
+	}
+}
