@@ -8,7 +8,7 @@ import (
 )
 
 // helpers run the extra shares of a prediction split over several Predictors (see model.run),
-// one goroutine per core.
+// and its ledger read (see Service.PredictWith); helperCount says how many goroutines.
 //
 // Handing work to another goroutine costs a thread wake-up when that goroutine sleeps, and on a
 // virtual machine waking an idle vCPU takes 0.1-0.3 ms (go test ./serving -bench Wake): more

@@ -74,13 +74,15 @@ type Config struct {
 	Pool int
 	// MaxBatch caps the inputs of one Predict (default DefaultMaxBatch).
 	MaxBatch int
-	// Spin is how long, after a prediction, the service keeps one helper per core polling for
-	// the next before they sleep (default DefaultSpin; negative: sleep at once). Waking a
-	// sleeping thread costs 0.1-0.3 ms on a virtual machine (go test ./serving -bench Wake),
-	// more than a shard of a small model takes: under steady traffic the polling helpers are
-	// what lets one prediction's shards run on several cores at once, and they keep the cores
-	// that receive requests awake. They yield to any other runnable thread; their cost is up to
-	// Spin of CPU per core after the last prediction.
+	// Spin is how long, after a lone prediction, the service keeps its helpers (one per core
+	// up to 2 cores, then one per 2 cores: see helperCount) polling for the next before they
+	// sleep (default DefaultSpin; negative: sleep at once). Waking a sleeping thread costs
+	// 0.1-0.3 ms on a virtual machine (go test ./serving -bench Wake), more than a shard of a
+	// small model takes: under steady traffic the polling helpers are what lets one
+	// prediction's shards run on several cores at once, and they keep the cores that receive
+	// requests awake. They yield to any other runnable thread, and do not poll for 2 ms after
+	// predictions overlapped; their cost is up to Spin of CPU per helper after the last
+	// prediction.
 	Spin time.Duration
 }
 

@@ -66,7 +66,7 @@ their finished stages are published and resume at the next start.` + serverEnvHe
 	f.DurationVar(&o.lease, "lease", training.DefaultLease, "a training job's lease: a job whose worker stops renewing it is requeued after about twice this")
 	f.StringVar(&o.addrFile, "addr-file", "", "write the address the server listens on to this file once it listens (with --addr HOST:0, a free port)")
 	f.StringVar(&o.debugAddr, "debug-addr", "", "serve Go's profiler (net/http/pprof) on this loopback address, e.g. 127.0.0.1:6060 (off by default)")
-	f.DurationVar(&o.predictSpin, "predict-spin", serving.DefaultSpin, "after a prediction, how long one helper per core keeps polling for the next before it sleeps, so that a lone prediction's shards start on every core at once (waking a sleeping core costs more than a small model's shard on a virtual machine); helpers yield to any other work and stop under load. 0: sleep at once. Costs up to this much CPU per core after the last prediction")
+	f.DurationVar(&o.predictSpin, "predict-spin", serving.DefaultSpin, "after a lone prediction, how long the helpers (one per core up to 2 cores, then one per 2 cores) keep polling for the next before they sleep, so that a lone prediction's shards start on several cores at once (waking a sleeping core costs more than a small model's shard on a virtual machine); helpers yield to any other work and stop under load. 0: sleep at once. Costs up to this much CPU per helper after the last prediction")
 	f.DurationVar(&o.jobsStop, "jobs-stop-timeout", 10*time.Second, "at shutdown, how long running training jobs may take to finish before they are interrupted")
 	return c
 }
