@@ -25,7 +25,8 @@ func TestLedgerReadOnHelper(t *testing.T) {
 	ctx := context.Background()
 	st, blobs := testmodel.OpenStore(t)
 	fx := testmodel.New(t, st, blobs, testmodel.Options{})
-	svc, err := New(Config{Store: st, Blobs: blobs, Pool: 2, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	// Spin: the helpers poll through the whole test, however long its ledger writes take.
+	svc, err := New(Config{Store: st, Blobs: blobs, Pool: 2, Spin: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -307,7 +307,7 @@ func (s *Service) PredictWith(ctx context.Context, name string, decode func(*Inf
 		}
 		l = s.stamp(ctx, name)
 	}, done: make(chan struct{})}
-	if s.helpers != nil {
+	if s.helpers != nil && s.helpers.awake() {
 		s.helpers.offer(read)
 	}
 	inputs, err := decode(m.inf)
@@ -447,7 +447,7 @@ func (m *model) runNow(ctx context.Context, st *state, xs []float32, n, classes 
 		}
 	}
 	preds := []*adapters.Predictor{p}
-	if m.helpers != nil && m.helpers.alone() {
+	if m.helpers != nil && m.helpers.alone() && m.helpers.awake() {
 		preds = append(preds, m.tryAcquire(len(shards)-1)...)
 	}
 	defer func() {
