@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"slices"
@@ -220,7 +219,7 @@ func readInferV2(r *http.Request) (*api.InferRequestV2, []byte, error) {
 	if err != nil || n < 1 {
 		return nil, nil, v2Invalid("%s: %q is not a positive length", api.HeaderInferenceHeaderContentLength, hl)
 	}
-	body, err := io.ReadAll(r.Body)
+	body, err := readBody(r)
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {

@@ -388,6 +388,9 @@ func (s *Service) flatten(m *model, inputs [][]float32) ([]float32, error) {
 		return nil, fmt.Errorf("%w: %d inputs, at most %d per request", ErrInvalidInput, len(inputs), s.cfg.MaxBatch)
 	}
 	size := m.rec.InputSize()
+	if len(inputs) == 1 && len(inputs[0]) == size {
+		return inputs[0], nil // read only, and not kept past the prediction
+	}
 	x := make([]float32, 0, len(inputs)*size)
 	for i, in := range inputs {
 		if len(in) != size {
