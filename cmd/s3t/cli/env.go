@@ -3,7 +3,10 @@ package cli
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
+
+	"github.com/spf13/cobra"
 )
 
 // envVar is one environment variable s3t reads; all of them are listed in envVars.
@@ -49,4 +52,23 @@ func serverEnvHelp(names ...string) string {
 		}
 	}
 	return b.String()
+}
+
+// trainWorkersFlag declares --train-workers on c with S3T_TRAIN_WORKERS as its default, and
+// returns the check to run first thing in c's RunE: a S3T_TRAIN_WORKERS that is not a number is
+// an error unless --train-workers overrides it, never a silent default (0 would make a serving
+// replica of what was meant to train).
+func trainWorkersFlag(c *cobra.Command, dst *int, help string) func() error {
+	s := env("S3T_TRAIN_WORKERS")
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		n = 1
+	}
+	c.Flags().IntVar(dst, "train-workers", n, help)
+	return func() error {
+		if err != nil && !c.Flags().Changed("train-workers") {
+			return fmt.Errorf("%w: S3T_TRAIN_WORKERS=%q is not a number of training jobs", errUsage, s)
+		}
+		return nil
+	}
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -35,6 +34,7 @@ type serveOptions struct {
 
 func newServeCmd() *cobra.Command {
 	var o serveOptions
+	var checkWorkers func() error // set with the flags below
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the s3t HTTP server on one machine (SQLite ledger and blobs in a data directory)",
@@ -49,6 +49,9 @@ their finished stages are published and resume at the next start.` + serverEnvHe
 		Example: `  s3t serve --addr 127.0.0.1:8080 --data ./s3t-data`,
 		Args:    cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			if err := checkWorkers(); err != nil {
+				return err
+			}
 			return serve(c.Context(), o)
 		},
 	}
@@ -59,8 +62,7 @@ their finished stages are published and resume at the next start.` + serverEnvHe
 	f.StringVar(&o.databaseURL, "database-url", env("S3T_DATABASE_URL"), "ledger database URL (S3T_DATABASE_URL; default SQLite in --data)")
 	f.StringVar(&o.blobURL, "blob-url", env("S3T_BLOB_URL"), "blob bucket URL (S3T_BLOB_URL; default file:// under --data)")
 	f.BoolVar(&o.allowPaths, "allow-paths", false, "let clients register backbones from paths on this machine")
-	workers, _ := strconv.Atoi(env("S3T_TRAIN_WORKERS"))
-	f.IntVar(&o.trainWorkers, "train-workers", workers, "training jobs run at once in this process (S3T_TRAIN_WORKERS; 0: serve only)")
+	checkWorkers = trainWorkersFlag(c, &o.trainWorkers, "training jobs run at once in this process (S3T_TRAIN_WORKERS; 0: serve only)")
 	f.DurationVar(&o.compactEvery, "compact-every", time.Minute, "after deletions, rewrite the SQLite ledger this often so no copy of a deleted row survives in free pages (0: never)")
 	f.BoolVar(&o.worker, "worker", true, "run training jobs in this process (--worker=false: serve only, the same as --train-workers 0)")
 	f.DurationVar(&o.lease, "lease", training.DefaultLease, "a training job's lease: a job whose worker stops renewing it is requeued after about twice this")

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -109,5 +110,24 @@ func TestKeysNew(t *testing.T) {
 	}
 	if _, _, code := run(t, "keys", "new", "ops", "root"); code != 2 {
 		t.Fatalf("unknown scope: exit %d, want 2", code)
+	}
+}
+
+// TestTrainWorkersEnvChecked: a S3T_TRAIN_WORKERS that is not a number stops s3t serve and
+// s3t worker with a usage error (it used to make serve a serving-only replica, silently),
+// unless --train-workers overrides it.
+func TestTrainWorkersEnvChecked(t *testing.T) {
+	t.Setenv("S3T_TRAIN_WORKERS", "two")
+	for _, args := range [][]string{
+		{"serve", "--data", t.TempDir(), "--addr", "127.0.0.1:0"},
+		{"worker", "--database-url", "postgres://127.0.0.1:1/none", "--blob-url", "file://" + t.TempDir(), "--work-dir", t.TempDir()},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var out, errb bytes.Buffer
+		code := Execute(ctx, args, &out, &errb)
+		cancel()
+		if code == 0 || !strings.Contains(errb.String(), `S3T_TRAIN_WORKERS="two"`) {
+			t.Errorf("%s with S3T_TRAIN_WORKERS=two: exit %d, stderr %q; want a usage error naming it", args[0], code, errb.String())
+		}
 	}
 }

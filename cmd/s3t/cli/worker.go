@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -32,6 +31,7 @@ type workerOptions struct {
 
 func newWorkerCmd() *cobra.Command {
 	var o workerOptions
+	var checkWorkers func() error // set with the flags below
 	c := &cobra.Command{
 		Use:   "worker",
 		Short: "Run training and retraining jobs for s3t serve replicas that share PostgreSQL and a bucket",
@@ -56,6 +56,9 @@ not the published one), so no local file keeps a deleted sample.` + serverEnvHel
     s3t worker --train-workers 1`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			if err := checkWorkers(); err != nil {
+				return err
+			}
 			return runWorker(c.Context(), o)
 		},
 	}
@@ -67,11 +70,7 @@ not the published one), so no local file keeps a deleted sample.` + serverEnvHel
 		def = filepath.Join(d, "s3t", "worker")
 	}
 	f.StringVar(&o.workDir, "work-dir", def, "local folder of this worker's stage checkpoints (one worker process per folder)")
-	workers, err := strconv.Atoi(env("S3T_TRAIN_WORKERS"))
-	if err != nil {
-		workers = 1
-	}
-	f.IntVar(&o.trainWorkers, "train-workers", workers, "training jobs run at once in this process (S3T_TRAIN_WORKERS)")
+	checkWorkers = trainWorkersFlag(c, &o.trainWorkers, "training jobs run at once in this process (S3T_TRAIN_WORKERS)")
 	f.DurationVar(&o.lease, "lease", training.DefaultLease, "a training job's lease: a job whose worker stops renewing it is requeued after about twice this")
 	f.DurationVar(&o.heartbeat, "heartbeat", training.DefaultHeartbeat, "how often a running job writes its progress and renews its lease (well under --lease)")
 	f.DurationVar(&o.pollInterval, "poll-interval", 200*time.Millisecond, "how often an idle worker also polls for queued jobs (it is told of new ones through PostgreSQL LISTEN/NOTIFY; polling is the fallback)")
