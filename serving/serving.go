@@ -797,6 +797,12 @@ func (s *Service) checkpoint(ctx context.Context, c *store.CheckpointRecord) (*a
 	if ck.Manifest.Stage != c.Stage {
 		return nil, fmt.Errorf("serving: checkpoint %s holds stage %d, the ledger says %d", c.BlobKey, ck.Manifest.Stage, c.Stage)
 	}
+	// The digest names the samples the checkpoint was trained on: a blob that is not the one the
+	// ledger recorded is never served, whatever put it there.
+	if ck.Manifest.SamplesDigest != c.Digest {
+		return nil, fmt.Errorf("serving: checkpoint %s was trained on samples (digest %s) other than the ledger records (%s)",
+			c.BlobKey, ck.Manifest.SamplesDigest, c.Digest)
+	}
 	return ck, nil
 }
 

@@ -9,10 +9,12 @@ import (
 	"math"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/s3t-dev/s3t/adapters"
 	"github.com/s3t-dev/s3t/backbone/ort"
 	"github.com/s3t-dev/s3t/internal/testmodel"
 	"github.com/s3t-dev/s3t/serving"
@@ -404,4 +406,36 @@ func TestPredictQueuedBatches(t *testing.T) {
 		t.Error("no prediction ran in a batch with others")
 	}
 	t.Logf("%d of 72 predictions ran in a batch with others", svc.Coalesced())
+}
+
+// TestPredictRefusesForeignCheckpoint: a blob at a recorded key that holds a checkpoint trained
+// on other samples (here, the same stage of the other sequence) is never served: the prediction
+// fails instead of answering with parameters the ledger does not vouch for.
+func TestPredictRefusesForeignCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	fx := newFixture(t, testmodel.Options{})
+	m, err := fx.Store.GetModel(ctx, fx.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sv := m.Published()[0]
+	rec, err := fx.Store.CheckpointRecordOf(ctx, fx.Name, 0, sv.Sequence, 1, sv.Length)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := fx.Checkpoints[0][1-sv.Sequence][sv.Length-1]
+	if other.Manifest.SamplesDigest == rec.Digest {
+		t.Fatal("the two sequences' checkpoints saw the same samples: the test proves nothing")
+	}
+	b, err := adapters.EncodeCheckpoint(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fx.Blobs.Put(ctx, rec.BlobKey, b); err != nil {
+		t.Fatal(err)
+	}
+	svc := newService(t, fx, 1)
+	if res, err := svc.Predict(ctx, fx.Name, fx.Test[:1]); err == nil || !strings.Contains(err.Error(), "other than the ledger records") {
+		t.Fatalf("served %v, %v; want the foreign checkpoint refused", res, err)
+	}
 }

@@ -36,7 +36,7 @@ func TestPurgeSparesLaterBlobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := CheckpointKey("m", 0, 0, 1, 1)
+	key := CheckpointKey("m", 0, 0, 1, 1, 0)
 	put := func() {
 		if err := blobs.Put(ctx, key, []byte("x")); err != nil {
 			t.Fatal(err)

@@ -8,6 +8,7 @@
 package training
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/s3t-dev/s3t/api"
 	"github.com/s3t-dev/s3t/sdk"
@@ -65,9 +67,35 @@ func (r *Record) Label(l string) int { return slices.Index(r.Labels, l) }
 // BackboneKey is the blob key of a registered backbone's ONNX file.
 func BackboneKey(name string) string { return "backbones/" + name + "/model.onnx" }
 
-// CheckpointKey is the blob key of C[shard, sequence, stage] of generation gen of a model.
-func CheckpointKey(model string, shard, sequence, gen, stage int) string {
-	return fmt.Sprintf("models/%s/checkpoints/shard-%d/seq-%d/gen-%d/stage-%d.safetensors", model, shard, sequence, gen, stage)
+// CheckpointKey returns a new blob key for C[shard, sequence, stage] of generation gen, written
+// by a job that read its data at ledger version snapshot. Every call gives a key of its own (the
+// snapshot and a random part). Two jobs can train the same stage: a retraining queued twice by
+// deletions close together, or one job that a lost lease let run on two workers. With a key per
+// write they never write one blob, so a job whose checkpoint the ledger refuses (it saw a sample
+// deleted since) removes its own blob and never another's, and a recorded blob is never
+// overwritten by one trained on a deleted sample. The ledger's record names the key: readers take
+// it from there.
+func CheckpointKey(model string, shard, sequence, gen, stage int, snapshot int64) string {
+	var nonce [8]byte
+	_, _ = rand.Read(nonce[:]) // crypto/rand.Read never fails (it panics if the system cannot supply)
+	return fmt.Sprintf("%sgen-%d/stage-%d/v%d-%x.safetensors", SequencePrefix(model, shard, sequence), gen, stage, snapshot, nonce)
+}
+
+// SequencePrefix is the blob prefix of every checkpoint of (shard, sequence) of a model.
+func SequencePrefix(model string, shard, sequence int) string {
+	return fmt.Sprintf("%scheckpoints/shard-%d/seq-%d/", ModelPrefix(model), shard, sequence)
+}
+
+// ParseCheckpointKey reads shard, sequence, generation and stage back from a checkpoint key of
+// model: one CheckpointKey made, or one of the earlier layout, which named a blob by its stage
+// alone (.../gen-G/stage-S.safetensors).
+func ParseCheckpointKey(model, key string) (shard, sequence, gen, stage int, ok bool) {
+	rest, found := strings.CutPrefix(key, ModelPrefix(model)+"checkpoints/")
+	if !found {
+		return 0, 0, 0, 0, false
+	}
+	n, err := fmt.Sscanf(rest, "shard-%d/seq-%d/gen-%d/stage-%d", &shard, &sequence, &gen, &stage)
+	return shard, sequence, gen, stage, err == nil && n == 4
 }
 
 // ModelPrefix is the blob prefix of everything derived from a model.

@@ -149,3 +149,30 @@ func TestShortDecimalMatchesParseFloat(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckpointKeys: every write gets a key of its own, even for the same stage and snapshot
+// (two jobs can train one stage), and keys of both layouts parse back.
+func TestCheckpointKeys(t *testing.T) {
+	a, b := CheckpointKey("m-1", 2, 1, 3, 4, 17), CheckpointKey("m-1", 2, 1, 3, 4, 17)
+	if a == b {
+		t.Fatalf("two writes of C[2, 1, 4] got one key %s", a)
+	}
+	if !strings.HasPrefix(a, SequencePrefix("m-1", 2, 1)) {
+		t.Errorf("%s is not under %s", a, SequencePrefix("m-1", 2, 1))
+	}
+	for _, tt := range []struct {
+		key                    string
+		shard, seq, gen, stage int
+		ok                     bool
+	}{
+		{a, 2, 1, 3, 4, true},
+		{"models/m-1/checkpoints/shard-0/seq-1/gen-2/stage-3.safetensors", 0, 1, 2, 3, true}, // earlier layout
+		{"models/m-10/checkpoints/shard-0/seq-1/gen-2/stage-3.safetensors", 0, 0, 0, 0, false},
+		{"models/m-1/backbone.onnx", 0, 0, 0, 0, false},
+	} {
+		sh, sq, gen, st, ok := ParseCheckpointKey("m-1", tt.key)
+		if ok != tt.ok || (ok && (sh != tt.shard || sq != tt.seq || gen != tt.gen || st != tt.stage)) {
+			t.Errorf("ParseCheckpointKey(%s) = %d %d %d %d %v", tt.key, sh, sq, gen, st, ok)
+		}
+	}
+}

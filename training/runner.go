@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -505,14 +504,15 @@ func (r *Runner) train(ctx context.Context, args jobArgs, a *activeJob, log *slo
 	return nil
 }
 
-// publish writes a stage's checkpoint blob and records it; a refused record (a sample the stage
-// saw was deleted meanwhile) has its blob removed again.
+// publish writes a stage's checkpoint blob under a key of its own and records it. A blob whose
+// record fails, for any reason, is removed again: it is this write's alone (see CheckpointKey),
+// and one the ledger refused saw a sample deleted meanwhile.
 func (r *Runner) publish(ctx context.Context, args jobArgs, tgt *store.TrainingTarget, c *adapters.Checkpoint) error {
 	b, err := adapters.EncodeCheckpoint(c)
 	if err != nil {
 		return err
 	}
-	key := CheckpointKey(args.Model, args.Shard, args.Sequence, tgt.Gen, c.Manifest.Stage)
+	key := CheckpointKey(args.Model, args.Shard, args.Sequence, tgt.Gen, c.Manifest.Stage, tgt.Snapshot)
 	if err := r.cfg.Blobs.Put(ctx, key, b); err != nil {
 		return err
 	}
@@ -521,10 +521,10 @@ func (r *Runner) publish(ctx context.Context, args jobArgs, tgt *store.TrainingT
 		BlobKey: key, Samples: int64(c.Manifest.Samples), Digest: c.Manifest.SamplesDigest, Snapshot: tgt.Snapshot,
 	})
 	if err != nil {
+		if derr := r.cfg.Blobs.Delete(context.WithoutCancel(ctx), key); derr != nil {
+			r.log.Warn("remove an unrecorded checkpoint", "key", key, "err", derr)
+		}
 		if errors.Is(err, store.ErrStale) {
-			if derr := r.cfg.Blobs.Delete(context.WithoutCancel(ctx), key); derr != nil {
-				r.log.Warn("remove a refused checkpoint", "key", key, "err", derr)
-			}
 			return fmt.Errorf("%w: %w", errDeleted, err)
 		}
 		return err
@@ -690,14 +690,12 @@ func (r *Runner) purge(ctx context.Context, p store.Purge) error {
 				return err
 			}
 		}
-		prefix := fmt.Sprintf("%scheckpoints/shard-%d/seq-%d/", ModelPrefix(p.Model), p.Shard, b)
-		keys, err := r.cfg.Blobs.List(ctx, prefix)
+		keys, err := r.cfg.Blobs.List(ctx, SequencePrefix(p.Model, p.Shard, b))
 		if err != nil {
 			return err
 		}
 		for _, k := range keys {
-			var gen, stage int
-			if _, err := fmt.Sscanf(strings.TrimPrefix(k, prefix), "gen-%d/stage-%d.safetensors", &gen, &stage); err != nil || stage < pos {
+			if _, _, _, stage, ok := ParseCheckpointKey(p.Model, k); !ok || stage < pos {
 				continue
 			}
 			if err := r.purgeBlob(ctx, k, p); err != nil {

@@ -452,12 +452,12 @@ func TestResumeFromPublishedStages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := training.CheckpointKey(testModel, 0, 0, 1, 1)
-	if err := e.blobs.Put(ctx, key, b); err != nil {
-		t.Fatal(err)
-	}
 	tgt, err := e.st.Target(ctx, testModel, 0, 0, false)
 	if err != nil {
+		t.Fatal(err)
+	}
+	key := training.CheckpointKey(testModel, 0, 0, 1, 1, tgt.Snapshot)
+	if err := e.blobs.Put(ctx, key, b); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.st.PublishCheckpoint(ctx, store.CheckpointRecord{Model: testModel, Shard: 0, Sequence: 0, Gen: 1, Stage: 1,

@@ -704,7 +704,8 @@ type directEnsemble struct {
 }
 
 // newDirectEnsemble reads the served checkpoints from the server's blob bucket (file:// under
-// data, read only) and derives the model's record from its spec, as the server did.
+// data, read only), at the keys its ledger records (SQLite in data, read only), and derives the
+// model's record from its spec, as the server did.
 func newDirectEnsemble(ctx context.Context, data, model string, spec api.ModelSpec, served []api.ShardServed) (*directEnsemble, error) {
 	onnx := assets.ViTFashionMNIST()
 	rec, err := training.NewRecord(ctx, spec, onnx, nil)
@@ -720,12 +721,21 @@ func newDirectEnsemble(ctx context.Context, data, model string, spec api.ModelSp
 		return nil, err
 	}
 	defer blobs.Close()
+	ledger, err := store.Open(ctx, store.SQLiteDSN(data))
+	if err != nil {
+		return nil, err
+	}
+	defer ledger.Close()
 	d := &directEnsemble{rec: rec, cks: make([]*adapters.Checkpoint, len(served))}
 	for _, s := range served {
 		if s.Length == 0 {
 			continue
 		}
-		b, err := blobs.Get(ctx, training.CheckpointKey(model, s.Shard, s.Sequence, s.Gen, s.Length))
+		ck, err := ledger.CheckpointRecordOf(ctx, model, s.Shard, s.Sequence, s.Gen, s.Length)
+		if err != nil {
+			return nil, fmt.Errorf("bench serve: served checkpoint of shard %d: %w", s.Shard, err)
+		}
+		b, err := blobs.Get(ctx, ck.BlobKey)
 		if err != nil {
 			return nil, fmt.Errorf("bench serve: served checkpoint of shard %d: %w", s.Shard, err)
 		}
