@@ -2,6 +2,7 @@ package serving
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"sync"
@@ -74,5 +75,35 @@ func TestLoadDoesNotBlockOtherModels(t *testing.T) {
 	}
 	if n := loadsOfA.Load(); n != 1 {
 		t.Errorf("model A loaded %d times, want once", n)
+	}
+}
+
+// TestQueuedPredictionOfUnloadedModel: a prediction that reaches a model's queue after the
+// model was unloaded (deleted or changed; drain then holds every session token for good) gives
+// up with ErrUnavailable instead of waiting for a session that never frees up.
+func TestQueuedPredictionOfUnloadedModel(t *testing.T) {
+	ctx := context.Background()
+	st, blobs := testmodel.OpenStore(t)
+	fx := testmodel.New(t, st, blobs, testmodel.Options{Slices: 2, Seqs: 1})
+	svc, err := New(Config{Store: st, Blobs: blobs, Pool: 1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	if _, err := svc.Predict(ctx, fx.Name, fx.Test[:1]); err != nil {
+		t.Fatal(err)
+	}
+	m, cur := svc.cached(fx.Name)
+	svc.Forget(fx.Name)
+	for deadline := time.Now().Add(10 * time.Second); len(m.sem) < cap(m.sem); {
+		if time.Now().After(deadline) {
+			t.Fatal("the forgotten model was not drained")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := m.run(rctx, cur, fx.Test[0], 1, nil); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("queued on an unloaded model: err = %v, want ErrUnavailable at once", err)
 	}
 }

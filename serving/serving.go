@@ -221,7 +221,8 @@ type model struct {
 	sem    chan struct{}
 	fmu    sync.Mutex
 	free   []*adapters.Predictor
-	closed bool // set by drain, under fmu
+	closed bool          // set by drain, under fmu
+	gone   chan struct{} // closed by drain
 	all    []*adapters.Predictor
 
 	// queue holds the predictions waiting for a Predictor (see runQueued).
@@ -547,6 +548,9 @@ func (m *model) runQueued(ctx context.Context, st *state, x []float32, n, classe
 	case <-ctx.Done():
 		m.unqueue(c) // if a batch took it meanwhile, its result is dropped
 		return nil, ctx.Err()
+	case <-m.gone: // drain holds every token for good: nobody would ever hand this one over
+		m.unqueue(c)
+		return nil, m.unloaded()
 	case m.sem <- struct{}{}:
 	}
 	p, err := m.pop()
@@ -554,11 +558,12 @@ func (m *model) runQueued(ctx context.Context, st *state, x []float32, n, classe
 		m.unqueue(c)
 		return nil, err
 	}
-	defer m.release(p)
-	if !m.unqueue(c) { // another caller's batch took it
+	if !m.unqueue(c) { // another caller's batch took it: hand the session on, wait for that batch
+		m.release(p)
 		r := <-c.done
 		return r.outputs, r.err
 	}
+	defer m.release(p)
 	batch := append([]*call{c}, m.takeQueued(st, maxCoalesced-n)...)
 	m.runBatch(context.WithoutCancel(ctx), p, batch, classes)
 	r := <-c.done
@@ -899,7 +904,7 @@ func (s *Service) loadModel(ctx context.Context, name string) (*model, error) {
 		return nil, err
 	}
 	m := &model{name: name, created: sm.CreatedAt, config: bytes.Clone(sm.Config), rec: rec, slices: sm.Slices,
-		helpers: s.helpers, coalesced: &s.coalesced, sem: make(chan struct{}, s.cfg.Pool)}
+		helpers: s.helpers, coalesced: &s.coalesced, sem: make(chan struct{}, s.cfg.Pool), gone: make(chan struct{})}
 	m.inf = m.info()
 	peft := adapters.Planned{Plugin: rec.PEFT.Type, Plan: rec.Plan}
 	for range s.cfg.Pool {
@@ -966,7 +971,7 @@ func (m *model) pop() (*adapters.Predictor, error) {
 	defer m.fmu.Unlock()
 	if m.closed {
 		<-m.sem
-		return nil, fmt.Errorf("%w: model %q was unloaded (deleted or changed) during the request; retry", ErrUnavailable, m.name)
+		return nil, m.unloaded()
 	}
 	p := m.free[len(m.free)-1]
 	m.free = m.free[:len(m.free)-1]
@@ -980,11 +985,17 @@ func (m *model) release(p *adapters.Predictor) {
 	<-m.sem
 }
 
-// drain waits until no prediction holds a Predictor and closes them all.
+func (m *model) unloaded() error {
+	return fmt.Errorf("%w: model %q was unloaded (deleted or changed) during the request; retry", ErrUnavailable, m.name)
+}
+
+// drain waits until no prediction holds a Predictor and closes them all. The queued
+// predictions give up at once (gone).
 func (m *model) drain() {
 	m.fmu.Lock()
 	m.closed = true
 	m.fmu.Unlock()
+	close(m.gone)
 	for range m.all {
 		m.sem <- struct{}{}
 	}
