@@ -48,7 +48,12 @@ test: deps vet
 	echo "test: PostgreSQL at $${S3T_TEST_DATABASE_URL:-(none: SQLite only)}"; \
 	$(GO) test $(TESTFLAGS) ./...; \
 	echo "test: adapters with the plain-Go kernels only (-tags purego, as on CPUs without AVX2/FMA)"; \
-	$(GO) test $(TESTFLAGS) -tags purego ./adapters/
+	$(GO) test $(TESTFLAGS) -tags purego ./adapters/; \
+	if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && grep -qw bmi2 /proc/cpuinfo && \
+	   grep -qw f16c /proc/cpuinfo && grep -qw movbe /proc/cpuinfo; then \
+	  echo "test: adapters built for GOAMD64=v3, where the compiler may fuse multiply-adds (plain Go and vector kernels)"; \
+	  GOAMD64=v3 $(GO) test $(TESTFLAGS) ./adapters/ && GOAMD64=v3 $(GO) test $(TESTFLAGS) -tags purego ./adapters/; \
+	fi
 
 ## bench: run the Go benchmarks
 bench: deps

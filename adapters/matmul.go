@@ -129,10 +129,10 @@ func gemm4(i, n, k int, a []float32, sam, sak int, b, c []float32) {
 		bq := b[(p+1)*n : (p+1)*n+n][:len(c0)]
 		for j, y := range bp {
 			w := bq[j]
-			c0[j] += x0*y + z0*w
-			c1[j] += x1*y + z1*w
-			c2[j] += x2*y + z2*w
-			c3[j] += x3*y + z3*w
+			c0[j] += float32(x0*y) + float32(z0*w) // see gemm1 on the conversions
+			c1[j] += float32(x1*y) + float32(z1*w)
+			c2[j] += float32(x2*y) + float32(z2*w)
+			c3[j] += float32(x3*y) + float32(z3*w)
 		}
 	}
 	if p < k {
@@ -140,15 +140,18 @@ func gemm4(i, n, k int, a []float32, sam, sak int, b, c []float32) {
 		x0, x1, x2, x3 := a[r0+o], a[r1+o], a[r2+o], a[r3+o]
 		bp := b[p*n : p*n+n][:len(c0)]
 		for j, y := range bp {
-			c0[j] += x0 * y
-			c1[j] += x1 * y
-			c2[j] += x2 * y
-			c3[j] += x3 * y
+			c0[j] += float32(x0 * y)
+			c1[j] += float32(x1 * y)
+			c2[j] += float32(x2 * y)
+			c3[j] += float32(x3 * y)
 		}
 	}
 }
 
-// gemm1 computes row i of c with the same arithmetic as gemm4.
+// gemm1 computes row i of c with the same arithmetic as gemm4. Every product is converted to
+// float32 explicitly: the Go spec lets the compiler fuse a multiply and an add (it does on arm64,
+// and on amd64 with GOAMD64=v3), but never across an explicit conversion, and fused or not could
+// then differ between rows of one 4-row block and a lone row, so with the rows' split (GOMAXPROCS).
 func gemm1(i, n, k int, a []float32, sam, sak int, b, c []float32) {
 	c0 := c[i*n : i*n+n]
 	clear(c0)
@@ -160,14 +163,14 @@ func gemm1(i, n, k int, a []float32, sam, sak int, b, c []float32) {
 		bq := b[(p+1)*n : (p+1)*n+n][:len(c0)]
 		for j, y := range bp {
 			w := bq[j]
-			c0[j] += x0*y + z0*w
+			c0[j] += float32(x0*y) + float32(z0*w)
 		}
 	}
 	if p < k {
 		x0 := a[r0+p*sak]
 		bp := b[p*n : p*n+n][:len(c0)]
 		for j, y := range bp {
-			c0[j] += x0 * y
+			c0[j] += float32(x0 * y)
 		}
 	}
 }

@@ -10,7 +10,9 @@ import "golang.org/x/sys/cpu"
 // fma(a[i,k-1], b[k-1,j], ... fma(a[i,0], b[0,j], 0)) in increasing p whatever block it falls in
 // (rows past the last multiple of 4 use a 1×8 kernel with the same arithmetic): as with the
 // scalar kernel, the result does not depend on how rows are split. Columns past the last multiple
-// of 8 are summed by a scalar loop in the same order. Build with -tags purego to leave it out.
+// of 8 are summed by a scalar loop in the same order, with a multiply and an add rounded apart
+// (not fused, on every build: gemmTail): the same on every run, though not the fused chain. Build
+// with -tags purego to leave it out.
 
 func init() {
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
@@ -64,7 +66,7 @@ func gemmTail(i, j, n, k int, a []float32, sam, sak int, b, c []float32) {
 	for ; j < n; j++ {
 		var s float32
 		for p := range k {
-			s += a[r0+p*sak] * b[p*n+j]
+			s += float32(a[r0+p*sak] * b[p*n+j]) // the conversion forbids fusing: same on every GOAMD64
 		}
 		c[i*n+j] = s
 	}
