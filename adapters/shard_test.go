@@ -591,3 +591,31 @@ func TestTrunkThreads(t *testing.T) {
 		}
 	}
 }
+
+// TestTrainingIndependentOfCores: the trunk's ONNX Runtime threads and the trainer's row splits
+// follow GOMAXPROCS, and the checkpoints must not: workers with different core counts train the
+// same stages bit for bit (METHOD.md, exactness checklist 3).
+func TestTrainingIndependentOfCores(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains on MNIST")
+	}
+	ctx := context.Background()
+	data := shardData(t, 96, 2)
+	var first []*Checkpoint
+	for _, procs := range []int{1, 2, 4} {
+		prev := runtime.GOMAXPROCS(procs)
+		s := newShardTrainer(t, ShardConfig{Slices: 2, Seed: 3})
+		cks, err := s.TrainShard(ctx, 0, [][]int{{1, 0}}, data)
+		runtime.GOMAXPROCS(prev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first == nil {
+			first = cks[0]
+			continue
+		}
+		for i, c := range cks[0] {
+			sameBits(t, fmt.Sprintf("GOMAXPROCS %d against 1, stage %d", procs, i+1), c.Params, first[i].Params)
+		}
+	}
+}
