@@ -11,6 +11,7 @@ import (
 
 	"github.com/s3t-dev/s3t/internal/testmodel"
 	"github.com/s3t-dev/s3t/serving"
+	"github.com/s3t-dev/s3t/training"
 )
 
 // Predict latency through the Service (ledger version check, cached state, pooled Predictor,
@@ -75,14 +76,14 @@ func BenchmarkDirect(b *testing.B) {
 		inputs := fx.Test[:n]
 		b.Run(map[int]string{1: "single", 8: "batch8"}[n], func(b *testing.B) {
 			p := fx.Predictor(b, 1)
-			if _, _, err := testmodel.DirectErr(ctx, p, cks, fx.Rec, inputs); err != nil {
+			if _, _, err := training.Ensemble(ctx, p, cks, fx.Rec, inputs); err != nil {
 				b.Fatal(err)
 			}
 			d := make([]time.Duration, 0, b.N)
 			b.ResetTimer()
 			for b.Loop() {
 				t0 := time.Now()
-				if _, _, err := testmodel.DirectErr(ctx, p, cks, fx.Rec, inputs); err != nil {
+				if _, _, err := training.Ensemble(ctx, p, cks, fx.Rec, inputs); err != nil {
 					b.Fatal(err)
 				}
 				d = append(d, time.Since(t0))
@@ -158,7 +159,7 @@ func BenchmarkDirectWithGaps(b *testing.B) {
 					b.StartTimer()
 				}
 				t0 := time.Now()
-				if _, _, err := testmodel.DirectErr(ctx, p, cks, fx.Rec, inputs); err != nil {
+				if _, _, err := training.Ensemble(ctx, p, cks, fx.Rec, inputs); err != nil {
 					b.Fatal(err)
 				}
 				d = append(d, time.Since(t0))

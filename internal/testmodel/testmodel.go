@@ -22,7 +22,6 @@ import (
 	"github.com/s3t-dev/s3t/api"
 	"github.com/s3t-dev/s3t/assets"
 	"github.com/s3t-dev/s3t/backbone"
-	"github.com/s3t-dev/s3t/backbone/ort"
 	"github.com/s3t-dev/s3t/dataset"
 	"github.com/s3t-dev/s3t/plugins"
 	"github.com/s3t-dev/s3t/sdk"
@@ -297,38 +296,13 @@ func (fx *Fixture) Served(t testing.TB) []*adapters.Checkpoint {
 	return out
 }
 
-// Direct computes the ensemble of cks on inputs directly: each checkpoint's logits through p,
-// then unlearning.Aggregate of the mean probabilities. It returns the scores [n, classes] and
-// the labels.
+// Direct is training.Ensemble of cks on inputs through p, failing the test on an error. It
+// returns the scores [n, classes] and the labels.
 func (fx *Fixture) Direct(t testing.TB, p *adapters.Predictor, cks []*adapters.Checkpoint, inputs [][]float32) ([]float64, []int) {
 	t.Helper()
-	scores, labels, err := DirectErr(context.Background(), p, cks, fx.Rec, inputs)
+	scores, labels, err := training.Ensemble(context.Background(), p, cks, fx.Rec, inputs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return scores, labels
-}
-
-// DirectErr is Direct returning its error (for benchmarks' inner loops).
-func DirectErr(ctx context.Context, p *adapters.Predictor, cks []*adapters.Checkpoint, rec *training.Record, inputs [][]float32) ([]float64, []int, error) {
-	n, classes := len(inputs), len(rec.Labels)
-	x := make([]float32, 0, n*rec.InputSize())
-	for _, in := range inputs {
-		x = append(x, in...)
-	}
-	t := ort.NewTensor(x, append([]int64{int64(n)}, rec.InputShape...)...)
-	outs := make([][]float32, len(cks))
-	for k, c := range cks {
-		if c == nil {
-			continue
-		}
-		l, err := p.Logits(ctx, c, t, 0)
-		if err != nil {
-			return nil, nil, err
-		}
-		if outs[k], err = ort.Values[float32](l); err != nil {
-			return nil, nil, err
-		}
-	}
-	return unlearning.Aggregate(unlearning.MeanProbs, outs, n, classes)
 }

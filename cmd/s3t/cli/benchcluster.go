@@ -98,8 +98,8 @@ job is done, and the ratio. Then a second replica starts and --clients clients d
 func printClusterBench(w io.Writer, o clusterBenchOptions, r *clusterBenchResult) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "measurement\tvalue\tnotes\n")
-	fmt.Fprintf(tw, "train, 1 worker\t%.2f s\tmedian of %d: %v\n", clusterMedian(r.Train1), r.Runs, fmtSecs(r.Train1))
-	fmt.Fprintf(tw, "train, 2 workers\t%.2f s\tmedian of %d: %v\n", clusterMedian(r.Train2), r.Runs, fmtSecs(r.Train2))
+	fmt.Fprintf(tw, "train, 1 worker\t%.2f s\tmedian of %d: %v\n", median(r.Train1), r.Runs, fmtSecs(r.Train1))
+	fmt.Fprintf(tw, "train, 2 workers\t%.2f s\tmedian of %d: %v\n", median(r.Train2), r.Runs, fmtSecs(r.Train2))
 	fmt.Fprintf(tw, "speedup\t%.2fx\ttarget >= 1.7x; m=%d L=%d, %d samples, %d epochs; one core per worker (pinned: %v)\n", r.Speedup, o.shards, o.slices, o.samples, o.epoch, r.Pinned)
 	fmt.Fprintf(tw, "deletions\t%.0f /s\t%d deletions, %d clients over 2 replicas\n", r.DeletePerS, r.Deletions, o.clients)
 	fmt.Fprintf(tw, "delete p50\t%.2f ms\t\n", r.DeleteP50Ms)
@@ -113,25 +113,6 @@ func fmtSecs(v []float64) string {
 		s = append(s, fmt.Sprintf("%.2f", x))
 	}
 	return "[" + strings.Join(s, " ") + "]"
-}
-
-func clusterMedian(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
-func clusterPct(v []time.Duration, p float64) time.Duration {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	i := int(p/100*float64(len(s))+0.5) - 1
-	return s[min(max(i, 0), len(s)-1)]
 }
 
 // benchProc is one child process of the bench (the s3t executable).
@@ -182,7 +163,7 @@ func (r *clusterRun) start(pin int, args ...string) (*benchProc, error) {
 	}
 	p := &benchProc{log: &syncBuf{}, done: make(chan struct{})}
 	p.cmd = exec.Command(name, args...)
-	p.cmd.Env = append(os.Environ(), "S3T_TEST_AS_CLI=1")
+	p.cmd.Env = append(os.Environ(), "S3T_KEYS=") // the bench's client sends no key
 	if pin >= 0 {
 		p.cmd.Env = append(p.cmd.Env, "GOMAXPROCS=1")
 	}
@@ -277,11 +258,13 @@ func newClusterRun(ctx context.Context, o clusterBenchOptions) (*clusterRun, err
 	r := &clusterRun{o: o, exe: exe, tmp: tmp, cpus: allowedCPUs()}
 	db, err := sql.Open("pgx", o.databaseURL)
 	if err != nil {
+		r.close()
 		return nil, err
 	}
 	schema := fmt.Sprintf("s3t_bench_%d_%d", os.Getpid(), time.Now().UnixNano())
 	if _, err := db.ExecContext(ctx, `CREATE SCHEMA `+schema); err != nil {
 		db.Close()
+		r.close()
 		return nil, fmt.Errorf("bench cluster: %w", err)
 	}
 	r.drop = func() {
@@ -431,8 +414,9 @@ func trainOnce(ctx context.Context, log io.Writer, o clusterBenchOptions, data *
 	}
 	res.Deletions = n
 	res.DeletePerS = float64(n) / wall.Seconds()
-	res.DeleteP50Ms = float64(clusterPct(lat, 50).Microseconds()) / 1000
-	res.DeleteP99Ms = float64(clusterPct(lat, 99).Microseconds()) / 1000
+	slices.Sort(lat)
+	res.DeleteP50Ms = float64(percentile(lat, 50).Microseconds()) / 1000
+	res.DeleteP99Ms = float64(percentile(lat, 99).Microseconds()) / 1000
 	return took, nil
 }
 
@@ -460,7 +444,7 @@ func runClusterBench(ctx context.Context, log io.Writer, o clusterBenchOptions) 
 			}
 		}
 	}
-	res.Speedup = clusterMedian(res.Train1) / clusterMedian(res.Train2)
+	res.Speedup = median(res.Train1) / median(res.Train2)
 	return res, nil
 }
 

@@ -10,14 +10,14 @@ import (
 )
 
 func TestClusterBenchStats(t *testing.T) {
-	if got := clusterMedian([]float64{3, 1, 2}); got != 2 {
+	if got := median([]float64{3, 1, 2}); got != 2 {
 		t.Fatalf("median = %v", got)
 	}
 	var lat []time.Duration
 	for i := 1; i <= 100; i++ {
 		lat = append(lat, time.Duration(i)*time.Millisecond)
 	}
-	if p50, p99 := clusterPct(lat, 50), clusterPct(lat, 99); p50 != 50*time.Millisecond || p99 != 99*time.Millisecond {
+	if p50, p99 := percentile(lat, 50), percentile(lat, 99); p50 != 50*time.Millisecond || p99 != 99*time.Millisecond {
 		t.Fatalf("p50 %v p99 %v", p50, p99)
 	}
 	if cpus := allowedCPUs(); len(cpus) == 0 {
@@ -40,6 +40,7 @@ func TestBenchClusterSmoke(t *testing.T) {
 	if base == "" || testing.Short() {
 		t.Skip("needs S3T_TEST_DATABASE_URL (make test starts a PostgreSQL) and trains a model")
 	}
+	t.Setenv("S3T_TEST_AS_CLI", "1") // the processes the bench starts are this test binary
 	var out, errb bytes.Buffer
 	args := []string{"bench", "cluster", "--database-url", base, "--samples", "160", "--epochs", "1", "--deletions", "40", "--clients", "4"}
 	if code := Execute(context.Background(), args, &out, &errb); code != 0 {

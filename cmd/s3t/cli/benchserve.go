@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -23,10 +24,8 @@ import (
 	"github.com/s3t-dev/s3t/api"
 	"github.com/s3t-dev/s3t/assets"
 	"github.com/s3t-dev/s3t/backbone"
-	"github.com/s3t-dev/s3t/backbone/ort"
 	"github.com/s3t-dev/s3t/store"
 	"github.com/s3t-dev/s3t/training"
-	"github.com/s3t-dev/s3t/unlearning"
 )
 
 // serveBenchOptions are the flags of s3t bench serve.
@@ -277,7 +276,8 @@ func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, cli
 		vals[i] = data.testX[i*row : (i+1)*row]
 		raw[i], _ = json.Marshal(vals[i])
 	}
-	first, err := cl.Predict(ctx, &api.PredictRequest{Name: name, Inputs: raw[:8]})
+	agree := min(8, len(raw)) // digits the served, direct and v2 answers are compared on
+	first, err := cl.Predict(ctx, &api.PredictRequest{Name: name, Inputs: raw[:agree]})
 	if err != nil {
 		return nil, err
 	}
@@ -289,7 +289,7 @@ func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, cli
 	}
 	defer direct.close()
 	// The direct ensemble must give the served answer.
-	scores, _, err := direct.predict(ctx, vals[:8])
+	scores, _, err := direct.predict(ctx, vals[:agree])
 	if err != nil {
 		return nil, err
 	}
@@ -299,7 +299,7 @@ func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, cli
 		}
 	}
 	// So must the v2 binary route.
-	bin, err := cl.InferV2Binary(ctx, name, vals[:8], direct.rec.InputShape)
+	bin, err := cl.InferV2Binary(ctx, name, vals[:agree], direct.rec.InputShape)
 	if err != nil {
 		return nil, err
 	}
@@ -554,7 +554,7 @@ func measureConcurrent(ctx context.Context, clients, warmup, requests, batch int
 					t0 := time.Now()
 					if err := call(ctx, c*per+i); err != nil {
 						mu.Lock()
-						first = cmp(first, err)
+						first = cmp.Or(first, err)
 						mu.Unlock()
 						return
 					}
@@ -578,13 +578,6 @@ func measureConcurrent(ctx context.Context, clients, warmup, requests, batch int
 		return latencyStats{}, first
 	}
 	return summarize(lat, wall, batch), nil
-}
-
-func cmp(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // summarize gives the p50 and p99 of lat and the throughput of n items per call over wall.
@@ -773,26 +766,7 @@ func newDirectEnsemble(ctx context.Context, data, model string, spec api.ModelSp
 func (d *directEnsemble) predict(ctx context.Context, inputs [][]float32) ([]float64, []int, error) {
 	p := <-d.pool
 	defer func() { d.pool <- p }()
-	n, classes := len(inputs), len(d.rec.Labels)
-	x := make([]float32, 0, n*d.rec.InputSize())
-	for _, in := range inputs {
-		x = append(x, in...)
-	}
-	t := ort.NewTensor(x, append([]int64{int64(n)}, d.rec.InputShape...)...)
-	outs := make([][]float32, len(d.cks))
-	for k, c := range d.cks {
-		if c == nil {
-			continue
-		}
-		l, err := p.Logits(ctx, c, t, 0)
-		if err != nil {
-			return nil, nil, err
-		}
-		if outs[k], err = ort.Values[float32](l); err != nil {
-			return nil, nil, err
-		}
-	}
-	return unlearning.Aggregate(unlearning.MeanProbs, outs, n, classes)
+	return training.Ensemble(ctx, p, d.cks, d.rec, inputs)
 }
 
 func (d *directEnsemble) close() {

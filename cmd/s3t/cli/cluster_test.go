@@ -52,31 +52,14 @@ func clusterSchema(t *testing.T, base string) (string, *sql.DB) {
 type workerProc struct {
 	cmd     *exec.Cmd
 	workDir string
-	log     *syncBuffer
+	log     *syncBuf
 	done    chan error
-}
-
-// syncBuffer is a bytes.Buffer safe for a process writing while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	exited  chan struct{} // closed once the process has exited
 }
 
 func startWorkerProc(t *testing.T, dsn, blobURL, workDir string, args ...string) *workerProc {
 	t.Helper()
-	p := &workerProc{workDir: workDir, log: &syncBuffer{}, done: make(chan error, 1)}
+	p := &workerProc{workDir: workDir, log: &syncBuf{}, done: make(chan error, 1), exited: make(chan struct{})}
 	p.cmd = exec.Command(os.Args[0], append([]string{"worker", "--database-url", dsn, "--blob-url", blobURL, "--work-dir", workDir,
 		"--lease", "3s", "--heartbeat", "500ms", "--sweep-every", "300ms"}, args...)...)
 	p.cmd.Env = append(os.Environ(), "S3T_TEST_AS_CLI=1")
@@ -84,7 +67,7 @@ func startWorkerProc(t *testing.T, dsn, blobURL, workDir string, args ...string)
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { p.done <- p.cmd.Wait() }()
+	go func() { err := p.cmd.Wait(); close(p.exited); p.done <- err }()
 	t.Cleanup(p.kill)
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(p.log.String(), "s3t worker") {
@@ -101,7 +84,9 @@ func startWorkerProc(t *testing.T, dsn, blobURL, workDir string, args ...string)
 }
 
 func (p *workerProc) kill() {
-	if p.cmd.ProcessState == nil {
+	select {
+	case <-p.exited:
+	default:
 		p.cmd.Process.Signal(syscall.SIGKILL)
 		<-p.done
 		p.done <- nil

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -147,16 +148,8 @@ func TestKillDuringTraining(t *testing.T) {
 }
 
 func pixelsJSON(v float32) string {
-	b, _ := json.Marshal(slicesRepeat(v, 28*28))
+	b, _ := json.Marshal(slices.Repeat([]float32{v}, 28*28))
 	return string(b)
-}
-
-func slicesRepeat(v float32, n int) []float32 {
-	out := make([]float32, n)
-	for i := range out {
-		out[i] = v
-	}
-	return out
 }
 
 // TestKillDuringDeletions kills the server while clients delete samples (singly and in

@@ -45,6 +45,9 @@ the receipts, the new served prefixes and the accuracy after each deletion, and 
 The defaults finish in a few minutes on 2 cores. ` + "`s3t demo rates`" + ` prints the simulated deletion-rate study.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			if o.test < 1 || o.train < 1 || o.deletions < 0 {
+				return fmt.Errorf("%w: need positive --test and --train, and --deletions >= 0", errUsage)
+			}
 			return runDemo(c.Context(), c.OutOrStdout(), c.ErrOrStderr(), o)
 		},
 	}
