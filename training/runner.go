@@ -255,6 +255,11 @@ type activeJob struct {
 	started  time.Time
 	work     int // steps weighted by stage, of the stages this run trains
 	workDone int
+
+	// purged are the slices of the shard whose deletions' purges cancelled the job while it
+	// ran (guarded by Runner.mu): it may still have written a stage that saw the deleted sample
+	// after the purge erased the local stages, so it erases them again once it has stopped.
+	purged []int
 }
 
 func (a *activeJob) snapshot() store.Training {
@@ -296,10 +301,12 @@ func (r *Runner) work(ctx context.Context, job store.Job) error {
 	r.mu.Lock()
 	r.active[job.ID] = a
 	r.mu.Unlock()
-	defer func() {
+	defer func() { // after train returned: the job writes no more local stages
 		r.mu.Lock()
 		delete(r.active, job.ID)
+		purged := a.purged
 		r.mu.Unlock()
+		r.erasePurged(context.WithoutCancel(ctx), args.Model, args.Shard, purged, log)
 	}()
 	hbDone := make(chan struct{})
 	go r.heartbeat(jctx, a, hbDone)
@@ -667,6 +674,7 @@ func (r *Runner) purge(ctx context.Context, p store.Purge) error {
 	for _, a := range r.active {
 		if a.model == p.Model && a.shard == p.Shard {
 			a.cancel(errDeleted)
+			a.purged = append(a.purged, p.Slice)
 		}
 	}
 	r.mu.Unlock()
@@ -680,15 +688,13 @@ func (r *Runner) purge(ctx context.Context, p store.Purge) error {
 	if p.Shard < 0 || p.Shard >= m.Shards {
 		return nil
 	}
+	if err := r.eraseLocal(m, p.Shard, p.Slice); err != nil {
+		return err
+	}
 	for b, seq := range m.Sequences[p.Shard] {
 		pos := slices.Index(seq, p.Slice) + 1
 		if pos < 1 {
 			continue
-		}
-		for stage := pos; stage <= m.Slices; stage++ {
-			if err := os.RemoveAll(adapters.CheckpointDir(r.workDir(p.Model), p.Shard, b, stage)); err != nil {
-				return err
-			}
 		}
 		keys, err := r.cfg.Blobs.List(ctx, SequencePrefix(p.Model, p.Shard, b))
 		if err != nil {
@@ -704,6 +710,42 @@ func (r *Runner) purge(ctx context.Context, p store.Purge) error {
 		}
 	}
 	return nil
+}
+
+// eraseLocal erases this process's local stage checkpoints of the shard that may have seen a
+// sample of slice: in each sequence, the stages at and above the slice's position.
+func (r *Runner) eraseLocal(m *store.Model, shard, slice int) error {
+	for b, seq := range m.Sequences[shard] {
+		pos := slices.Index(seq, slice) + 1
+		if pos < 1 {
+			continue
+		}
+		for stage := pos; stage <= m.Slices; stage++ {
+			if err := os.RemoveAll(adapters.CheckpointDir(r.workDir(m.Name), shard, b, stage)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// erasePurged runs eraseLocal again for the purges that cancelled a job, once the job stopped.
+func (r *Runner) erasePurged(ctx context.Context, model string, shard int, purged []int, log *slog.Logger) {
+	if len(purged) == 0 {
+		return
+	}
+	m, err := r.cfg.Store.GetModel(ctx, model)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) { // a deleted model's purge erased its whole folder
+			log.Warn("erase the stages a cancelling purge covers", "err", err)
+		}
+		return
+	}
+	for _, s := range purged {
+		if err := r.eraseLocal(m, shard, s); err != nil {
+			log.Warn("erase the stages a cancelling purge covers", "slice", s, "err", err)
+		}
+	}
 }
 
 // purgeClockMargin is how much later than a deletion a blob must have been written for a purge
