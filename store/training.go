@@ -109,8 +109,16 @@ func (s *Store) PublishCheckpoint(ctx context.Context, c CheckpointRecord) error
 			}
 			return err
 		}
+		prevMissing := false // a next-generation stage whose previous stage has no record
+		if c.Gen == gen+1 && c.Stage > 1 {
+			has, err := hasStage(ctx, tx, c, c.Stage-1)
+			if err != nil {
+				return err // not "stage missing": a passing database error must not fail the job for good
+			}
+			prevMissing = !has
+		}
 		switch {
-		case c.Gen == gen && c.Stage > trained+1, c.Gen == gen+1 && c.Stage > 1 && !s.hasStage(ctx, tx, c, c.Stage-1):
+		case c.Gen == gen && c.Stage > trained+1, prevMissing:
 			return fmt.Errorf("%w: stage %d published before stage %d", ErrInvalid, c.Stage, c.Stage-1)
 		case c.Gen != gen && c.Gen != gen+1:
 			return fmt.Errorf("%w: generation %d, the sequence is at %d", ErrStale, c.Gen, gen)
@@ -172,11 +180,12 @@ func cutSince(ctx context.Context, tx *sql.Tx, model string, shard, sequence int
 	return live, rows.Err()
 }
 
-func (s *Store) hasStage(ctx context.Context, tx *sql.Tx, c CheckpointRecord, stage int) bool {
+// hasStage reports whether the generation of c's sequence has a checkpoint record of stage.
+func hasStage(ctx context.Context, tx *sql.Tx, c CheckpointRecord, stage int) (bool, error) {
 	var n int
 	err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM checkpoints WHERE model = $1 AND shard = $2 AND sequence = $3 AND gen = $4 AND stage = $5`,
 		c.Model, c.Shard, c.Sequence, c.Gen, stage).Scan(&n)
-	return err == nil && n > 0
+	return n > 0, err
 }
 
 // Swap is the outcome of [Store.SwapGeneration].
