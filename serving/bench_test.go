@@ -132,7 +132,7 @@ func BenchmarkLedgerVersion(b *testing.B) {
 	st, blobs := testmodel.OpenStore(b)
 	fx := testmodel.New(b, st, blobs, testmodel.Options{Untrained: true})
 	for b.Loop() {
-		if _, err := fx.Store.Version(ctx, fx.Name); err != nil {
+		if _, _, err := fx.Store.Stamp(ctx, fx.Name); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -6,11 +6,14 @@
 // of one backbone), a small pool of Predictors per model, and the decoded checkpoints that
 // are served now (a checkpoint no longer served is dropped at the next reload).
 //
-// Consistency: every Predict reads the model's ledger version (store.Version, one indexed
-// row) and, when the cached serving state is older, re-reads store.Serving before it answers.
-// A deletion commits its version bump before its receipt is returned, so a prediction started
-// after the receipt never runs a switched-off group. A replica that cannot read the version
-// answers ErrUnavailable, never from its cache.
+// Consistency: every Predict reads the model's ledger version and creation time (store.Stamp,
+// one indexed row) and answers from a serving state that covers them, re-reading store.Serving
+// when the cached state is older (with a state cached, the read runs beside the prediction, and
+// a prediction that started on an out-of-date state is computed again: see PredictWith). A
+// deletion commits its version bump before its receipt is returned, so a prediction started
+// after the receipt never answers with a switched-off group. A replica that cannot read the
+// version answers ErrUnavailable, never from its cache; a checkpoint blob whose samples digest is
+// not the one its ledger record names is never served.
 package serving
 
 import (
@@ -212,7 +215,6 @@ type model struct {
 	config  []byte
 	rec     *training.Record
 	inf     *Info // handed to PredictWith's decode
-	slices  int
 	helpers *helpers
 	// coalesced counts the predictions run in a batch with others (the Service's counter).
 	coalesced *atomic.Int64
@@ -294,7 +296,7 @@ func (s *Service) Predict(ctx context.Context, name string, inputs [][]float32) 
 // computed again on a fresh state otherwise (a deletion or a retraining committed since). Either
 // way the answer comes from a state at least as new as the ledger when the request arrived. The
 // read costs 25-30 µs of a 0.3 ms prediction on the demo model, since the polling and the shard
-// runs leave SQLite's code and pages cold (go test ./serving -bench LedgerVersion gives 5 µs
+// runs leave SQLite's code and pages cold (go test ./serving -bench LedgerVersion gives 3-4 µs
 // warm); decoding one 784-value JSON input costs 15-20 µs.
 func (s *Service) PredictWith(ctx context.Context, name string, decode func(*Info) ([][]float32, error)) (*Result, error) {
 	m, st := s.cached(name)
@@ -308,7 +310,7 @@ func (s *Service) PredictWith(ctx context.Context, name string, decode func(*Inf
 		}
 		l = s.stamp(ctx, name)
 	}, done: make(chan struct{})}
-	if s.helpers != nil && s.helpers.awake() {
+	if s.helpers != nil && s.helpers.polling() {
 		s.helpers.offer(read)
 	}
 	inputs, err := decode(m.inf)
@@ -451,7 +453,7 @@ func (m *model) runNow(ctx context.Context, st *state, xs []float32, n, classes 
 		}
 	}
 	preds := []*adapters.Predictor{p}
-	if m.helpers != nil && m.helpers.alone() && m.helpers.awake() {
+	if m.helpers != nil && m.helpers.alone() && m.helpers.polling() {
 		preds = append(preds, m.tryAcquire(len(shards)-1)...)
 	}
 	defer func() {
@@ -903,7 +905,7 @@ func (s *Service) loadModel(ctx context.Context, name string) (*model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &model{name: name, created: sm.CreatedAt, config: bytes.Clone(sm.Config), rec: rec, slices: sm.Slices,
+	m := &model{name: name, created: sm.CreatedAt, config: bytes.Clone(sm.Config), rec: rec,
 		helpers: s.helpers, coalesced: &s.coalesced, sem: make(chan struct{}, s.cfg.Pool), gone: make(chan struct{})}
 	m.inf = m.info()
 	peft := adapters.Planned{Plugin: rec.PEFT.Type, Plan: rec.Plan}

@@ -101,11 +101,11 @@ func TestDelete(t *testing.T) {
 		if !reflect.DeepEqual(after.Live[1-p.Shard], before.Live[1-p.Shard]) {
 			t.Errorf("other shard changed: %v", after.Live[1-p.Shard])
 		}
-		if v, err := s.Version(ctx, name); err != nil || v != rec.LedgerVersion {
-			t.Errorf("Version = %d, %v; want %d", v, err, rec.LedgerVersion)
+		if v, _, err := s.Stamp(ctx, name); err != nil || v != rec.LedgerVersion {
+			t.Errorf("Stamp = %d, %v; want %d", v, err, rec.LedgerVersion)
 		}
-		if _, err := s.Version(ctx, uniqueName("nope")); !errors.Is(err, ErrNotFound) {
-			t.Errorf("Version(unknown) = %v", err)
+		if _, _, err := s.Stamp(ctx, uniqueName("nope")); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Stamp(unknown) = %v", err)
 		}
 		got, err := s.GetReceipt(ctx, rec.ID)
 		if err != nil || !reflect.DeepEqual(got, rec) {

@@ -524,18 +524,3 @@ func (s *Store) ListSamples(ctx context.Context, model string, p unlearning.Plac
 	}
 	return out, rows.Err()
 }
-
-// Version returns a model's ledger version, a cheap read for a serving replica to check
-// that its in-memory prefixes are current before it answers (ErrNotFound for an unknown
-// model).
-func (s *Store) Version(ctx context.Context, model string) (int64, error) {
-	var v int64
-	err := s.db.QueryRowContext(ctx, `SELECT version FROM models WHERE name = $1`, model).Scan(&v)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("store: version of %q: %w", model, ErrNotFound)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("store: version of %q: %w", model, err)
-	}
-	return v, nil
-}
