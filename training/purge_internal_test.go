@@ -14,17 +14,16 @@ import (
 	"github.com/s3t-dev/s3t/store"
 )
 
-// TestPurgeSparesLaterBlobs: a whole-model purge erases the model's blobs, but one handed over
-// again long after its deletion spares what was written since (a model created again under
-// the name).
-func TestPurgeSparesLaterBlobs(t *testing.T) {
+// newPurgeRunner returns a Runner on a fresh SQLite ledger and file bucket, and the bucket.
+func newPurgeRunner(t *testing.T) (*Runner, *store.Blobs) {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	st, err := store.Open(ctx, store.SQLiteDSN(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(func() { st.Close() })
 	if err := st.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +31,7 @@ func TestPurgeSparesLaterBlobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer blobs.Close()
+	t.Cleanup(func() { blobs.Close() })
 	jobs, err := st.NewJobs(store.JobsConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -41,6 +40,15 @@ func TestPurgeSparesLaterBlobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return r, blobs
+}
+
+// TestPurgeSparesLaterBlobs: a whole-model purge erases the model's blobs, but one handed over
+// again long after its deletion spares what was written since (a model created again under
+// the name).
+func TestPurgeSparesLaterBlobs(t *testing.T) {
+	ctx := context.Background()
+	r, blobs := newPurgeRunner(t)
 	key := CheckpointKey("m", 0, 0, 1, 1, 0)
 	put := func() {
 		if err := blobs.Put(ctx, key, []byte("x")); err != nil {
@@ -72,30 +80,9 @@ func TestPurgeSparesLaterBlobs(t *testing.T) {
 // slice's position stay.
 func TestPurgeOfRunningJob(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := store.Open(ctx, store.SQLiteDSN(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.CreateModel(ctx, store.ModelSpec{Name: "m", Config: []byte(`{}`), Slices: 2,
+	r, _ := newPurgeRunner(t)
+	if _, err := r.cfg.Store.CreateModel(ctx, store.ModelSpec{Name: "m", Config: []byte(`{}`), Slices: 2,
 		Sequences: [][][]int{{{0, 1}, {1, 0}}}}); err != nil {
-		t.Fatal(err)
-	}
-	blobs, err := store.OpenBlobs(ctx, "file://"+filepath.Join(dir, "blobs")+"?create_dir=true")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer blobs.Close()
-	jobs, err := st.NewJobs(store.JobsConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := New(Config{Store: st, Blobs: blobs, Jobs: jobs, WorkDir: filepath.Join(dir, "work")})
-	if err != nil {
 		t.Fatal(err)
 	}
 	stage := func(b, i int) string { return adapters.CheckpointDir(r.workDir("m"), 0, b, i) }
