@@ -80,7 +80,7 @@ func (h *helpers) end() {
 }
 
 // alone reports whether the caller's prediction is the only one in flight: only then are its
-// shards split (under load every prediction gets a Predictor of its own).
+// shards split (under load each runs on one Predictor, most in batches: see model.run).
 func (h *helpers) alone() bool { return h.inflight.Load() == 1 }
 
 // polling reports whether an idle helper should keep polling rather than sleep: whether the
