@@ -101,6 +101,8 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[string]*runtimeEntry // backbone name -> ONNX Runtime session or its error
+
+	retrain *retrainer // the retraining policy's checks (with a Trainer)
 }
 
 type runtimeEntry struct {
@@ -134,6 +136,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, sessions: map[string]*runtimeEntry{}}
+	s.retrain = &retrainer{apply: s.applyRetrainPolicy}
 	auth, err := newAuthenticator(cfg.Keys)
 	if err != nil {
 		return nil, err
@@ -189,15 +192,20 @@ func (s *Server) Listen(addr string) (net.Listener, error) {
 }
 
 // Serve serves HTTP on ln until ctx is cancelled, then shuts down gracefully: it stops
-// accepting, lets in-flight requests finish (up to DefaultShutdownTimeout) and closes the
-// backbone sessions.
+// accepting, lets in-flight requests finish (up to DefaultShutdownTimeout), waits for the
+// retraining policy's check in progress and closes the backbone sessions. With a Trainer, it
+// first applies the retraining policy to every model (see retrainer).
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if s.cfg.Trainer != nil {
+		s.checkRetraining(ctx)
+	}
 	hs := &http.Server{Handler: s.echo, ReadHeaderTimeout: DefaultReadHeaderTimeout, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	s.log.Info("serving", "addr", ln.Addr().String())
 	select {
 	case err := <-errc:
+		s.retrain.close()
 		s.closeSessions()
 		return fmt.Errorf("server: %w", err)
 	case <-ctx.Done():
@@ -207,12 +215,27 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer cancel()
 	err := hs.Shutdown(sctx)
 	<-errc
+	s.retrain.close()
 	s.closeSessions()
 	if err != nil {
 		return fmt.Errorf("server: shutdown: %w", err)
 	}
 	s.log.Info("stopped")
 	return nil
+}
+
+// checkRetraining queues the retraining policy's check of every model.
+func (s *Server) checkRetraining(ctx context.Context) {
+	ms, err := s.cfg.Store.ListModels(ctx)
+	if err != nil {
+		s.log.Warn("retraining policy: list models", "err", err)
+		return
+	}
+	names := make([]string, len(ms))
+	for i, m := range ms {
+		names[i] = m.Name
+	}
+	s.retrain.mark(names...)
 }
 
 func (s *Server) closeSessions() {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -281,38 +283,112 @@ func retrainShards(m *store.Model, pol api.RetrainPolicy) map[int]bool {
 }
 
 // afterDeletion applies the retraining policy once a deletion committed: the cut sequences of
-// the shards that need it are queued for retraining on the remaining data (in the background;
-// the request that deleted does not wait).
+// the shards that need it are queued for retraining on the remaining data, in the background
+// (the request that deleted does not wait; see retrainer).
 func (s *Server) afterDeletion(model string) {
-	if s.cfg.Trainer == nil {
+	if s.cfg.Trainer != nil {
+		s.retrain.mark(model)
+	}
+}
+
+// retrainer applies the retraining policy to the models that deletions touched, one model at a
+// time, on one goroutine that runs while models are marked: a burst of deletions queues each
+// model's retraining once, and two checks of one model never race between seeing which
+// sequences are busy and queueing the others. Serve marks every model when it starts, so that
+// a deletion whose retraining was not queued before the process stopped (or was killed) is
+// retrained after the restart, and waits for the check in progress when it stops.
+type retrainer struct {
+	apply func(ctx context.Context, model string)
+
+	mu      sync.Mutex
+	pending map[string]bool
+	running bool
+	closed  bool
+	wg      sync.WaitGroup
+}
+
+// mark queues the check of models.
+func (r *retrainer) mark(models ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
 		return
 	}
-	go func() {
+	if r.pending == nil {
+		r.pending = map[string]bool{}
+	}
+	for _, m := range models {
+		r.pending[m] = true
+	}
+	if !r.running && len(r.pending) > 0 {
+		r.running = true
+		r.wg.Add(1)
+		go r.drain()
+	}
+}
+
+func (r *retrainer) drain() {
+	defer r.wg.Done()
+	for {
+		r.mu.Lock()
+		name, ok := "", false
+		if !r.closed {
+			for name = range r.pending {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			r.running = false
+			r.mu.Unlock()
+			return
+		}
+		delete(r.pending, name)
+		r.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		m, err := s.cfg.Store.GetModel(ctx, model)
-		if err != nil {
-			return
+		r.apply(ctx, name)
+		cancel()
+	}
+}
+
+// close stops the checks: the one in progress finishes, the others are dropped (Serve's
+// next start checks every model).
+func (r *retrainer) close() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.wg.Wait()
+}
+
+// applyRetrainPolicy queues the retraining the policy asks of a model now (retrainShards).
+func (s *Server) applyRetrainPolicy(ctx context.Context, model string) {
+	m, err := s.cfg.Store.GetModel(ctx, model)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			s.log.Warn("retraining policy: read model", "model", model, "err", err)
 		}
-		rec, err := training.DecodeRecord(m)
-		if err != nil {
-			return
-		}
-		need := retrainShards(m, rec.Retrain)
-		if len(need) == 0 {
-			return
-		}
-		shards := make([]int, 0, len(need))
-		for k := range need {
-			shards = append(shards, k)
-		}
-		ids, err := s.cfg.Trainer.Retrain(ctx, model, shards)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			s.log.Warn("retraining policy: queue retraining", "model", model, "err", err)
-			return
-		}
-		if len(ids) > 0 {
-			s.log.Info("retraining policy: retraining queued", "model", model, "jobs", len(ids))
-		}
-	}()
+		return
+	}
+	rec, err := training.DecodeRecord(m)
+	if err != nil {
+		s.log.Warn("retraining policy: read model", "model", model, "err", err)
+		return
+	}
+	need := retrainShards(m, rec.Retrain)
+	if len(need) == 0 {
+		return
+	}
+	shards := make([]int, 0, len(need))
+	for k := range need {
+		shards = append(shards, k)
+	}
+	slices.Sort(shards)
+	ids, err := s.cfg.Trainer.Retrain(ctx, model, shards)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.log.Warn("retraining policy: queue retraining", "model", model, "shards", shards, "err", err)
+		return
+	}
+	if len(ids) > 0 {
+		s.log.Info("retraining policy: retraining queued", "model", model, "shards", shards, "jobs", len(ids))
+	}
 }

@@ -194,3 +194,123 @@ func TestTrainPredictDeleteRetrainOverHTTP(t *testing.T) {
 		t.Fatalf("predict a deleted model: %v, want 404", err)
 	}
 }
+
+// TestRetrainingCheckedAtStart: a deletion that cut a shard to nothing, committed by a process
+// that stopped before it queued the retraining (here: deleted in the ledger directly, as a
+// process killed right after the commit leaves it), is retrained once a server starts.
+func TestRetrainingCheckedAtStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a model")
+	}
+	ctx := context.Background()
+	st, blobs := testmodel.OpenStore(t)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	jobs, err := st.NewJobs(store.JobsConfig{Workers: 1, PollInterval: 50 * time.Millisecond, RetryDelay: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runner, err := training.New(training.Config{Store: st, Blobs: blobs, Jobs: jobs, WorkDir: filepath.Join(t.TempDir(), "work"),
+		Logger: quiet, Heartbeat: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := jobs.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		jobs.Stop(sctx)
+	})
+	// serve runs a server on a fresh port until stop is called.
+	serve := func() (c *api.Client, stop func()) {
+		srv, err := server.New(server.Config{Store: st, Blobs: blobs, Trainer: runner, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := srv.Listen("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sctx, cancel := context.WithCancel(ctx)
+		errc := make(chan error, 1)
+		go func() { errc <- srv.Serve(sctx, ln) }()
+		if c, err = api.NewClient("http://" + ln.Addr().String()); err != nil {
+			t.Fatal(err)
+		}
+		return c, func() {
+			cancel()
+			if err := <-errc; err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	c, stop := serve()
+	if _, err := c.RegisterBackbone(ctx, &api.RegisterBackboneRequest{Name: "vit", ONNX: assets.ViTFashionMNIST()}); err != nil {
+		t.Fatal(err)
+	}
+	labels := []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
+	spec := api.ModelSpec{Backbone: "vit", Labels: labels, PEFT: api.PEFT{Type: "lora", Config: json.RawMessage(`{"rank": 2}`)},
+		S3T:      api.S3TConfig{Shards: 2, Slices: 2, Sequences: 1},
+		Training: api.TrainingConfig{Epochs: 1, LearningRate: 1e-2, BatchSize: 16}, Seed: 5}
+	if _, err := c.CreateModel(ctx, &api.CreateModelRequest{Name: "r", ModelSpec: spec}); err != nil {
+		t.Fatal(err)
+	}
+	set := testmodel.MNIST(t)
+	var smps []api.Sample
+	for i := range 60 {
+		in, _ := json.Marshal(set.Image(i))
+		smps = append(smps, api.Sample{ID: fmt.Sprintf("r%03d", i), Input: in, Label: labels[set.Labels[i]]})
+	}
+	if _, err := c.UploadSamples(ctx, &api.UploadSamplesRequest{Model: "r", Samples: smps}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StartTraining(ctx, &api.StartTrainingRequest{Model: "r"}); err != nil {
+		t.Fatal(err)
+	}
+	if last, err := c.WatchTraining(ctx, &api.GetTrainingRequest{Model: "r"}, func(*api.TrainingStatus) error { return nil }); err != nil || !last.Done {
+		t.Fatalf("training: %+v, %v", last, err)
+	}
+	stop()
+
+	// The deletion commits, and nothing queues its retraining.
+	m, err := st.GetModel(ctx, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := m.Sequences[0][0][0] // shard 0's only sequence, its first slice
+	var rc *store.Receipt
+	for _, smp := range smps {
+		if p, err := st.Placement(ctx, "r", smp.ID); err == nil && p.Shard == 0 && p.Slice == first {
+			if rc, err = st.Delete(ctx, "r", smp.ID); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if rc == nil || rc.Serving.Length != 0 {
+		t.Fatalf("receipt %+v: shard 0 should serve nothing", rc)
+	}
+	time.Sleep(300 * time.Millisecond) // the job queue's poll: nothing was queued
+	if st, err := runner.Status(ctx, "r"); err != nil || len(st) != 2 {
+		t.Fatalf("training jobs before the restart: %d, %v; want the 2 first ones", len(st), err)
+	}
+
+	c, stop = serve()
+	defer stop()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		got, err := c.GetModel(ctx, &api.GetModelRequest{Name: "r"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Serving[0].Length == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			st, _ := c.GetTraining(ctx, &api.GetTrainingRequest{Model: "r"})
+			t.Fatalf("shard 0 was not retrained after the restart: %+v; training %+v", got.Serving, st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

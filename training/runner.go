@@ -61,6 +61,13 @@ type Runner struct {
 	mu        sync.Mutex
 	active    map[int64]*activeJob
 	backbones map[string]*loadedBackbone // by SHA-256
+
+	// startMu makes start's check of the busy sequences and its enqueue one step in this
+	// process: two concurrent starts (a train request, the retraining policy) would otherwise
+	// both see a sequence idle and queue it twice. Processes sharing a ledger can still both
+	// queue one: each job writes its checkpoints under keys of its own (CheckpointKey), so the
+	// duplicate costs training time, not exactness.
+	startMu sync.Mutex
 }
 
 type loadedBackbone struct {
@@ -136,6 +143,8 @@ func (r *Runner) Retrain(ctx context.Context, model string, shards []int) ([]int
 }
 
 func (r *Runner) start(ctx context.Context, model string, force bool, only []int) ([]int64, error) {
+	r.startMu.Lock()
+	defer r.startMu.Unlock()
 	m, err := r.cfg.Store.GetModel(ctx, model)
 	if err != nil {
 		return nil, err

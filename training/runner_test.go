@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -480,4 +481,29 @@ func TestResumeFromPublishedStages(t *testing.T) {
 	sameParams(t, "fetched C[0,0,1]", local, c1)
 	_, c2 := e.served(t, 0)
 	sameParams(t, "C[0,0,2] resumed from the published stage 1", c2, e.retrainFromScratch(t, 0, 0, 2))
+}
+
+// TestConcurrentStartsQueueOnce: concurrent starts of one model (train requests, the retraining
+// policy) queue each (shard, sequence) once.
+func TestConcurrentStartsQueueOnce(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 2, 2, 2, 64)
+	var wg sync.WaitGroup
+	queued := make([][]int64, 6)
+	errs := make([]error, len(queued))
+	for i := range queued {
+		wg.Go(func() { queued[i], errs[i] = e.runner.Start(ctx, testModel, false) })
+	}
+	wg.Wait()
+	var all []int64
+	for i := range queued {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		all = append(all, queued[i]...)
+	}
+	if len(all) != 4 {
+		t.Fatalf("%d concurrent starts queued %d jobs (%v), want 4: one per (shard, sequence)", len(queued), len(all), queued)
+	}
+	e.wait(t, all)
 }
