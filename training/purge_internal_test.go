@@ -49,7 +49,7 @@ func newPurgeRunner(t *testing.T) (*Runner, *store.Blobs) {
 func TestPurgeSparesLaterBlobs(t *testing.T) {
 	ctx := context.Background()
 	r, blobs := newPurgeRunner(t)
-	key := CheckpointKey("m", 0, 0, 1, 1, 0)
+	key := CheckpointKey("m", 0, 0, 1, 1, 0, 0)
 	put := func() {
 		if err := blobs.Put(ctx, key, []byte("x")); err != nil {
 			t.Fatal(err)
@@ -111,5 +111,57 @@ func TestPurgeOfRunningJob(t *testing.T) {
 		if _, err := os.Stat(d); (err == nil) != want {
 			t.Errorf("%s: exists %v, want %v", d, err == nil, want)
 		}
+	}
+}
+
+// TestSweepSparesLiveJobs: a job's sweep of its sequence removes the blobs no record names that
+// earlier runs left (of a finished job, of no job, of its own earlier run), and keeps those of
+// another unfinished job, which may record them yet, and every recorded one.
+func TestSweepSparesLiveJobs(t *testing.T) {
+	ctx := context.Background()
+	r, blobs := newPurgeRunner(t)
+	st := r.cfg.Store
+	if _, err := st.CreateModel(ctx, store.ModelSpec{Name: "m", Config: []byte(`{}`), Slices: 2, Sequences: [][][]int{{{0, 1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := st.EnqueueTraining(ctx, r.cfg.Jobs, "m", JobKind, []store.TrainUnit{{Shard: 0, Sequence: 0}, {Shard: 0, Sequence: 0}},
+		func(u store.TrainUnit) any { return jobArgs{Model: "m", Shard: u.Shard, Sequence: u.Sequence} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	me, other := ids[0], ids[1] // both queued: this job, and another of the same sequence
+	if err := st.SetTrainingState(ctx, me, store.TrainingRunning, ""); err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]bool{ // key: kept by the sweep
+		CheckpointKey("m", 0, 0, 1, 1, other, 3):                      true,  // another live job's, not recorded yet
+		CheckpointKey("m", 0, 0, 1, 2, me, 3):                         false, // this job's earlier run
+		CheckpointKey("m", 0, 0, 1, 2, other+100, 1):                  false, // a job no longer queued or running
+		SequencePrefix("m", 0, 0) + "gen-1/stage-1/v1-00.safetensors": false, // no job in the key
+		SequencePrefix("m", 0, 0) + "gen-1/stage-2.safetensors":       false,
+	}
+	recorded := CheckpointKey("m", 0, 0, 1, 1, other+100, 1) // a finished job's, recorded
+	keys[recorded] = true
+	for k := range keys {
+		if err := blobs.Put(ctx, k, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.PublishCheckpoint(ctx, store.CheckpointRecord{Model: "m", Shard: 0, Sequence: 0, Gen: 1, Stage: 1,
+		BlobKey: recorded, Samples: 1, Digest: "d", Snapshot: 1}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := r.sweep(ctx, jobArgs{Model: "m", Shard: 0, Sequence: 0}, me)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, kept := range keys {
+		_, err := blobs.ModTime(ctx, k)
+		if (err == nil) != kept {
+			t.Errorf("%s: exists %v after the sweep, want %v", k, err == nil, kept)
+		}
+	}
+	if n != 4 {
+		t.Errorf("sweep removed %d blobs, want 4", n)
 	}
 }

@@ -68,17 +68,28 @@ func (r *Record) Label(l string) int { return slices.Index(r.Labels, l) }
 func BackboneKey(name string) string { return "backbones/" + name + "/model.onnx" }
 
 // CheckpointKey returns a new blob key for C[shard, sequence, stage] of generation gen, written
-// by a job that read its data at ledger version snapshot. Every call gives a key of its own (the
-// snapshot and a random part). Two jobs can train the same stage: a retraining queued twice by
-// deletions close together, or one job that a lost lease let run on two workers. With a key per
-// write they never write one blob, so a job whose checkpoint the ledger refuses (it saw a sample
-// deleted since) removes its own blob and never another's, and a recorded blob is never
-// overwritten by one trained on a deleted sample. The ledger's record names the key: readers take
-// it from there.
-func CheckpointKey(model string, shard, sequence, gen, stage int, snapshot int64) string {
+// by training job job, which read its data at ledger version snapshot. Every call gives a key of
+// its own (the job, the snapshot and a random part). Two jobs can train the same stage: a
+// retraining queued twice by deletions close together, or one job that a lost lease let run on
+// two workers. With a key per write they never write one blob, so a job whose checkpoint the
+// ledger refuses (it saw a sample deleted since) removes its own blob and never another's, and a
+// recorded blob is never overwritten by one trained on a deleted sample. The ledger's record
+// names the key: readers take it from there. The job in the key lets a job clear what earlier
+// runs of its sequence left unrecorded, without touching what another live job is writing (see
+// Runner.sweep).
+func CheckpointKey(model string, shard, sequence, gen, stage int, job, snapshot int64) string {
 	var nonce [8]byte
 	_, _ = rand.Read(nonce[:]) // crypto/rand.Read never fails (it panics if the system cannot supply)
-	return fmt.Sprintf("%sgen-%d/stage-%d/v%d-%x.safetensors", SequencePrefix(model, shard, sequence), gen, stage, snapshot, nonce)
+	return fmt.Sprintf("%sgen-%d/stage-%d/j%d-v%d-%x.safetensors", SequencePrefix(model, shard, sequence), gen, stage, job, snapshot, nonce)
+}
+
+// CheckpointJob reads back the training job a CheckpointKey names (false for a key without one:
+// one of the earlier layouts).
+func CheckpointJob(key string) (int64, bool) {
+	base := key[strings.LastIndexByte(key, '/')+1:]
+	var job, snapshot int64
+	n, err := fmt.Sscanf(base, "j%d-v%d-", &job, &snapshot)
+	return job, err == nil && n == 2
 }
 
 // SequencePrefix is the blob prefix of every checkpoint of (shard, sequence) of a model.
@@ -87,8 +98,8 @@ func SequencePrefix(model string, shard, sequence int) string {
 }
 
 // ParseCheckpointKey reads shard, sequence, generation and stage back from a checkpoint key of
-// model: one CheckpointKey made, or one of the earlier layout, which named a blob by its stage
-// alone (.../gen-G/stage-S.safetensors).
+// model: one CheckpointKey made, or one of the earlier layouts, which named a blob by its stage
+// alone (.../gen-G/stage-S.safetensors) or without the job (.../stage-S/vSNAPSHOT-NONCE...).
 func ParseCheckpointKey(model, key string) (shard, sequence, gen, stage int, ok bool) {
 	rest, found := strings.CutPrefix(key, ModelPrefix(model)+"checkpoints/")
 	if !found {

@@ -153,7 +153,7 @@ func TestShortDecimalMatchesParseFloat(t *testing.T) {
 // TestCheckpointKeys: every write gets a key of its own, even for the same stage and snapshot
 // (two jobs can train one stage), and keys of both layouts parse back.
 func TestCheckpointKeys(t *testing.T) {
-	a, b := CheckpointKey("m-1", 2, 1, 3, 4, 17), CheckpointKey("m-1", 2, 1, 3, 4, 17)
+	a, b := CheckpointKey("m-1", 2, 1, 3, 4, 9, 17), CheckpointKey("m-1", 2, 1, 3, 4, 9, 17)
 	if a == b {
 		t.Fatalf("two writes of C[2, 1, 4] got one key %s", a)
 	}
@@ -166,13 +166,25 @@ func TestCheckpointKeys(t *testing.T) {
 		ok                     bool
 	}{
 		{a, 2, 1, 3, 4, true},
-		{"models/m-1/checkpoints/shard-0/seq-1/gen-2/stage-3.safetensors", 0, 1, 2, 3, true}, // earlier layout
+		{"models/m-1/checkpoints/shard-0/seq-1/gen-2/stage-3.safetensors", 0, 1, 2, 3, true},                      // earliest layout
+		{"models/m-1/checkpoints/shard-0/seq-1/gen-2/stage-3/v17-0123456789abcdef.safetensors", 0, 1, 2, 3, true}, // without the job
 		{"models/m-10/checkpoints/shard-0/seq-1/gen-2/stage-3.safetensors", 0, 0, 0, 0, false},
 		{"models/m-1/backbone.onnx", 0, 0, 0, 0, false},
 	} {
 		sh, sq, gen, st, ok := ParseCheckpointKey("m-1", tt.key)
 		if ok != tt.ok || (ok && (sh != tt.shard || sq != tt.seq || gen != tt.gen || st != tt.stage)) {
 			t.Errorf("ParseCheckpointKey(%s) = %d %d %d %d %v", tt.key, sh, sq, gen, st, ok)
+		}
+	}
+	for key, want := range map[string]int64{a: 9, CheckpointKey("m-1", 0, 0, 1, 1, 12345678901, 0): 12345678901} {
+		if job, ok := CheckpointJob(key); !ok || job != want {
+			t.Errorf("CheckpointJob(%s) = %d, %v; want %d", key, job, ok, want)
+		}
+	}
+	for _, key := range []string{"models/m-1/checkpoints/shard-0/seq-1/gen-2/stage-3.safetensors",
+		"models/m-1/checkpoints/shard-0/seq-1/gen-2/stage-3/v17-0123456789abcdef.safetensors"} {
+		if job, ok := CheckpointJob(key); ok {
+			t.Errorf("CheckpointJob(%s) = %d, true; an earlier layout names no job", key, job)
 		}
 	}
 }

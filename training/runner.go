@@ -418,6 +418,11 @@ func (r *Runner) train(ctx context.Context, args jobArgs, a *activeJob, log *slo
 	if err != nil {
 		return err
 	}
+	if n, err := r.sweep(ctx, args, a.row.JobID); err != nil {
+		log.Warn("remove the unrecorded checkpoints of earlier runs", "err", err)
+	} else if n > 0 {
+		log.Info("removed the unrecorded checkpoints of earlier runs", "blobs", n)
+	}
 	rec, err := DecodeRecord(m)
 	if err != nil {
 		return err
@@ -473,7 +478,7 @@ func (r *Runner) train(ctx context.Context, args jobArgs, a *activeJob, log *slo
 			if c.Manifest.Stage < tgt.From {
 				return
 			}
-			if pubErr = r.publish(ctx, args, tgt, c); pubErr != nil {
+			if pubErr = r.publish(ctx, args, a.row.JobID, tgt, c); pubErr != nil {
 				a.cancel(pubErr)
 			}
 		},
@@ -523,12 +528,12 @@ func (r *Runner) train(ctx context.Context, args jobArgs, a *activeJob, log *slo
 // publish writes a stage's checkpoint blob under a key of its own and records it. A blob whose
 // record fails, for any reason, is removed again: it is this write's alone (see CheckpointKey),
 // and one the ledger refused saw a sample deleted meanwhile.
-func (r *Runner) publish(ctx context.Context, args jobArgs, tgt *store.TrainingTarget, c *adapters.Checkpoint) error {
+func (r *Runner) publish(ctx context.Context, args jobArgs, job int64, tgt *store.TrainingTarget, c *adapters.Checkpoint) error {
 	b, err := adapters.EncodeCheckpoint(c)
 	if err != nil {
 		return err
 	}
-	key := CheckpointKey(args.Model, args.Shard, args.Sequence, tgt.Gen, c.Manifest.Stage, tgt.Snapshot)
+	key := CheckpointKey(args.Model, args.Shard, args.Sequence, tgt.Gen, c.Manifest.Stage, job, tgt.Snapshot)
 	if err := r.cfg.Blobs.Put(ctx, key, b); err != nil {
 		return err
 	}
@@ -548,6 +553,49 @@ func (r *Runner) publish(ctx context.Context, args jobArgs, tgt *store.TrainingT
 	r.log.Info("checkpoint published", "model", args.Model, "shard", args.Shard, "sequence", args.Sequence,
 		"gen", tgt.Gen, "stage", c.Manifest.Stage, "samples", c.Manifest.Samples)
 	return nil
+}
+
+// sweep removes the checkpoint blobs of the job's sequence that no ledger record names, except
+// those another unfinished job is writing, and returns how many it removed. Those are what
+// earlier runs left when they stopped between writing a blob and recording it, or failed to
+// remove one the ledger refused; such a blob can hold what a sample deleted since taught (the
+// ledger refuses exactly those), and nothing will ever record or serve it. The blobs are listed
+// first, then the unfinished jobs, then the records: a blob written after the listing is not
+// seen, one of a job unfinished at the second read is kept, and a job finished before it
+// recorded its blobs before the third.
+func (r *Runner) sweep(ctx context.Context, args jobArgs, job int64) (int, error) {
+	keys, err := r.cfg.Blobs.List(ctx, SequencePrefix(args.Model, args.Shard, args.Sequence))
+	if err != nil || len(keys) == 0 {
+		return 0, err
+	}
+	ts, err := r.cfg.Store.Trainings(ctx, args.Model)
+	if err != nil {
+		return 0, err
+	}
+	live := map[int64]bool{}
+	for _, t := range ts {
+		if t.JobID != job && (t.State == store.TrainingQueued || t.State == store.TrainingRunning) {
+			live[t.JobID] = true
+		}
+	}
+	recorded, err := r.cfg.Store.CheckpointKeys(ctx, args.Model)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, k := range keys {
+		if slices.Contains(recorded, k) {
+			continue
+		}
+		if j, ok := CheckpointJob(k); ok && live[j] {
+			continue
+		}
+		if err := r.cfg.Blobs.Delete(ctx, k); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }
 
 // fetchPublished writes the published checkpoints of stages 1..From-1 of the job's sequence

@@ -457,7 +457,7 @@ func TestResumeFromPublishedStages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := training.CheckpointKey(testModel, 0, 0, 1, 1, tgt.Snapshot)
+	key := training.CheckpointKey(testModel, 0, 0, 1, 1, 0, tgt.Snapshot)
 	if err := e.blobs.Put(ctx, key, b); err != nil {
 		t.Fatal(err)
 	}
@@ -506,4 +506,46 @@ func TestConcurrentStartsQueueOnce(t *testing.T) {
 		t.Fatalf("%d concurrent starts queued %d jobs (%v), want 4: one per (shard, sequence)", len(queued), len(all), queued)
 	}
 	e.wait(t, all)
+}
+
+// TestJobSweepsItsSequence: a blob an earlier run wrote and never recorded (it stopped in
+// between, or failed to remove one the ledger refused) is removed when the next job of that
+// sequence starts; what the ledger records stays.
+func TestJobSweepsItsSequence(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 2, 2, 1, 64)
+	ids, err := e.runner.Start(ctx, testModel, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.wait(t, ids)
+	left := []string{
+		training.CheckpointKey(testModel, 0, 0, 1, 2, ids[0], 0),
+		training.CheckpointKey(testModel, 1, 0, 2, 1, ids[1], 1),
+		training.SequencePrefix(testModel, 1, 0) + "gen-1/stage-2.safetensors",
+	}
+	for _, k := range left {
+		if err := e.blobs.Put(ctx, k, []byte("a stage trained on data deleted since")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids, err = e.runner.Start(ctx, testModel, true) // retrain every sequence
+	if err != nil || len(ids) != 2 {
+		t.Fatal(ids, err)
+	}
+	e.wait(t, ids)
+	for _, k := range left {
+		if _, err := e.blobs.ModTime(ctx, k); err == nil {
+			t.Errorf("%s is left after the next job of its sequence", k)
+		}
+	}
+	keys, err := e.st.CheckpointKeys(ctx, testModel)
+	if err != nil || len(keys) != 4 {
+		t.Fatalf("recorded %v, %v; want 4 stages", keys, err)
+	}
+	for _, k := range keys {
+		if _, err := e.blobs.ModTime(ctx, k); err != nil {
+			t.Errorf("recorded %s: %v", k, err)
+		}
+	}
 }

@@ -258,7 +258,7 @@ func (fx *Fixture) Publish(t testing.TB, k, b, stage int, c *adapters.Checkpoint
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := training.CheckpointKey(fx.Name, k, b, 1, stage, 0)
+	key := training.CheckpointKey(fx.Name, k, b, 1, stage, 0, 0)
 	if err := fx.Blobs.Put(ctx, key, blob); err != nil {
 		t.Fatal(err)
 	}
