@@ -21,14 +21,14 @@ import (
 	"github.com/s3t-dev/s3t/training"
 )
 
-// fullServer is the whole product in one process, as `s3t serve` wires it: SQLite ledger, file
-// blobs, River jobs with a training worker, serving.
-func fullServer(t *testing.T) *api.Client {
+// trainingStack is the ledger, bucket and training runner of the whole product in one process,
+// as `s3t serve` wires them: SQLite ledger, file blobs, River jobs with a training worker
+// (stopped at the end of the test).
+func trainingStack(t *testing.T) (*store.Store, *store.Blobs, *training.Runner, *slog.Logger) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("trains a model")
 	}
-	ctx := context.Background()
 	st, blobs := testmodel.OpenStore(t)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	jobs, err := st.NewJobs(store.JobsConfig{Workers: 1, PollInterval: 50 * time.Millisecond, RetryDelay: 100 * time.Millisecond})
@@ -40,6 +40,22 @@ func fullServer(t *testing.T) *api.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := jobs.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		jobs.Stop(sctx)
+	})
+	return st, blobs, runner, quiet
+}
+
+// fullServer is the whole product in one process, as `s3t serve` wires it: trainingStack and
+// serving, behind an HTTP server.
+func fullServer(t *testing.T) *api.Client {
+	t.Helper()
+	st, blobs, runner, quiet := trainingStack(t)
 	svc, err := serving.New(serving.Config{Store: st, Blobs: blobs, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -48,15 +64,9 @@ func fullServer(t *testing.T) *api.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := jobs.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {
 		hs.Close()
-		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		jobs.Stop(sctx)
 		svc.Close()
 	})
 	c, err := api.NewClient(hs.URL)
@@ -199,29 +209,8 @@ func TestTrainPredictDeleteRetrainOverHTTP(t *testing.T) {
 // that stopped before it queued the retraining (here: deleted in the ledger directly, as a
 // process killed right after the commit leaves it), is retrained once a server starts.
 func TestRetrainingCheckedAtStart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("trains a model")
-	}
 	ctx := context.Background()
-	st, blobs := testmodel.OpenStore(t)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	jobs, err := st.NewJobs(store.JobsConfig{Workers: 1, PollInterval: 50 * time.Millisecond, RetryDelay: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runner, err := training.New(training.Config{Store: st, Blobs: blobs, Jobs: jobs, WorkDir: filepath.Join(t.TempDir(), "work"),
-		Logger: quiet, Heartbeat: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := jobs.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		jobs.Stop(sctx)
-	})
+	st, blobs, runner, quiet := trainingStack(t)
 	// serve runs a server on a fresh port until stop is called.
 	serve := func() (c *api.Client, stop func()) {
 		srv, err := server.New(server.Config{Store: st, Blobs: blobs, Trainer: runner, Logger: quiet})
