@@ -76,6 +76,26 @@ func fullServer(t *testing.T) *api.Client {
 	return c
 }
 
+// digitLabels are MNIST's labels.
+var digitLabels = []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
+
+// digitsSpec is a LoRA model of the committed ViT (registered as "vit") for MNIST digits.
+func digitsSpec(layout api.S3TConfig, seed int64) api.ModelSpec {
+	return api.ModelSpec{Backbone: "vit", Labels: digitLabels, PEFT: api.PEFT{Type: "lora", Config: json.RawMessage(`{"rank": 2}`)},
+		S3T: layout, Training: api.TrainingConfig{Epochs: 1, LearningRate: 1e-2, BatchSize: 16}, Seed: seed}
+}
+
+// digitSamples returns the first n MNIST digits as samples with ids prefix000, prefix001, ...
+func digitSamples(t *testing.T, prefix string, n int) []api.Sample {
+	set := testmodel.MNIST(t)
+	smps := make([]api.Sample, n)
+	for i := range smps {
+		in, _ := json.Marshal(set.Image(i))
+		smps[i] = api.Sample{ID: fmt.Sprintf("%s%03d", prefix, i), Input: in, Label: digitLabels[set.Labels[i]]}
+	}
+	return smps
+}
+
 // TestTrainPredictDeleteRetrainOverHTTP drives the whole product over HTTP: upload, train
 // (watched through Server-Sent Events), predict, delete until a shard has nothing live, the
 // retraining policy retraining it in the background, and the unlearning status along the way.
@@ -85,26 +105,18 @@ func TestTrainPredictDeleteRetrainOverHTTP(t *testing.T) {
 	if _, err := c.RegisterBackbone(ctx, &api.RegisterBackboneRequest{Name: "vit", ONNX: assets.ViTFashionMNIST()}); err != nil {
 		t.Fatal(err)
 	}
-	labels := []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
-	spec := api.ModelSpec{Backbone: "vit", Labels: labels, PEFT: api.PEFT{Type: "lora", Config: json.RawMessage(`{"rank": 2}`)},
-		S3T:      api.S3TConfig{Shards: 2, Slices: 2, Sequences: 2},
-		Training: api.TrainingConfig{Epochs: 1, LearningRate: 1e-2, BatchSize: 16}, Seed: 3}
+	spec := digitsSpec(api.S3TConfig{Shards: 2, Slices: 2, Sequences: 2}, 3)
 	if _, err := c.CreateModel(ctx, &api.CreateModelRequest{Name: "d", ModelSpec: spec}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.StartTraining(ctx, &api.StartTrainingRequest{Model: "d"}); !api.IsInvalid(err) {
 		t.Fatalf("training a model without samples: %v, want 400", err)
 	}
-	set := testmodel.MNIST(t)
-	var smps []api.Sample
-	for i := range 120 {
-		in, _ := json.Marshal(set.Image(i))
-		smps = append(smps, api.Sample{ID: fmt.Sprintf("d%03d", i), Input: in, Label: labels[set.Labels[i]]})
-	}
+	smps := digitSamples(t, "d", 120)
 	if _, err := c.UploadSamples(ctx, &api.UploadSamplesRequest{Model: "d", Samples: smps}); err != nil {
 		t.Fatal(err)
 	}
-	input, _ := json.Marshal(set.Image(500))
+	input, _ := json.Marshal(testmodel.MNIST(t).Image(500))
 	if _, err := c.Predict(ctx, &api.PredictRequest{Name: "d", Inputs: []json.RawMessage{input}}); !api.IsConflict(err) {
 		t.Fatalf("predict before training: %v, want 409", err)
 	}
@@ -238,19 +250,11 @@ func TestRetrainingCheckedAtStart(t *testing.T) {
 	if _, err := c.RegisterBackbone(ctx, &api.RegisterBackboneRequest{Name: "vit", ONNX: assets.ViTFashionMNIST()}); err != nil {
 		t.Fatal(err)
 	}
-	labels := []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
-	spec := api.ModelSpec{Backbone: "vit", Labels: labels, PEFT: api.PEFT{Type: "lora", Config: json.RawMessage(`{"rank": 2}`)},
-		S3T:      api.S3TConfig{Shards: 2, Slices: 2, Sequences: 1},
-		Training: api.TrainingConfig{Epochs: 1, LearningRate: 1e-2, BatchSize: 16}, Seed: 5}
+	spec := digitsSpec(api.S3TConfig{Shards: 2, Slices: 2, Sequences: 1}, 5)
 	if _, err := c.CreateModel(ctx, &api.CreateModelRequest{Name: "r", ModelSpec: spec}); err != nil {
 		t.Fatal(err)
 	}
-	set := testmodel.MNIST(t)
-	var smps []api.Sample
-	for i := range 60 {
-		in, _ := json.Marshal(set.Image(i))
-		smps = append(smps, api.Sample{ID: fmt.Sprintf("r%03d", i), Input: in, Label: labels[set.Labels[i]]})
-	}
+	smps := digitSamples(t, "r", 60)
 	if _, err := c.UploadSamples(ctx, &api.UploadSamplesRequest{Model: "r", Samples: smps}); err != nil {
 		t.Fatal(err)
 	}
