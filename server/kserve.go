@@ -317,8 +317,8 @@ func v2Inputs(req *api.InferRequestV2, info *serving.Info, bin []byte) ([][]floa
 		return nil, v2Invalid("input %q: shape %v holds %d values per example, want %d (shape %v)", in.Name, in.Shape, row, info.InputSize, wantShape)
 	}
 	n := int(in.Shape[0])
-	if n > serving.DefaultMaxBatch {
-		return nil, v2Invalid("input %q: batch of %d, at most %d", in.Name, n, serving.DefaultMaxBatch)
+	if n > info.MaxBatch {
+		return nil, v2Invalid("input %q: batch of %d, at most %d", in.Name, n, info.MaxBatch)
 	}
 	var flat []float32
 	if isBin {

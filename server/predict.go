@@ -45,6 +45,9 @@ func (s *Server) predict(c echo.Context) error {
 	}
 	// The inputs are parsed while the service reads the ledger (serving.PredictWith).
 	res, err := svc.PredictWith(ctx, name, func(info *serving.Info) ([][]float32, error) {
+		if len(req.Inputs) > info.MaxBatch { // before parsing them
+			return nil, invalidf("inputs: %d inputs, at most %d per request", len(req.Inputs), info.MaxBatch)
+		}
 		inputs := make([][]float32, len(req.Inputs))
 		for i, raw := range req.Inputs {
 			var err error

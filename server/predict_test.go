@@ -26,13 +26,19 @@ type predictServer struct {
 
 func newPredictServer(t *testing.T, o testmodel.Options) *predictServer {
 	t.Helper()
+	return newPredictServerMax(t, o, 0)
+}
+
+// newPredictServerMax is newPredictServer with serving.Config.MaxBatch maxBatch (0: the default).
+func newPredictServerMax(t *testing.T, o testmodel.Options, maxBatch int) *predictServer {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("trains a model")
 	}
 	st, blobs := testmodel.OpenStore(t)
 	fx := testmodel.New(t, st, blobs, o)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := serving.New(serving.Config{Store: st, Blobs: blobs, Logger: quiet, Pool: 2})
+	svc, err := serving.New(serving.Config{Store: st, Blobs: blobs, Logger: quiet, Pool: 2, MaxBatch: maxBatch})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,6 +182,26 @@ func TestPredictRouteErrors(t *testing.T) {
 		if resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("body %s: status %d, want 400", body, resp.StatusCode)
 		}
+	}
+}
+
+// TestPredictMaxBatch: both inference routes refuse more inputs than the service's MaxBatch,
+// the native one before it parses them (so the error is the count, not the first bad input).
+func TestPredictMaxBatch(t *testing.T) {
+	ctx := context.Background()
+	ps := newPredictServerMax(t, testmodel.Options{}, 2)
+	fx := ps.fx
+	bad := json.RawMessage(`["not a number"]`)
+	_, err := ps.c.Predict(ctx, &api.PredictRequest{Name: fx.Name, Inputs: []json.RawMessage{bad, bad, bad}})
+	if e := wantError(t, err, http.StatusBadRequest, api.CodeInvalid); !strings.Contains(e.Message, "3 inputs, at most 2 per request") {
+		t.Errorf("native route: %q", e.Message)
+	}
+	if _, err := ps.c.Predict(ctx, &api.PredictRequest{Name: fx.Name, Inputs: rawInputs(t, fx.Test[:2])}); err != nil {
+		t.Errorf("native route, 2 inputs: %v", err)
+	}
+	_, err = ps.c.InferV2Binary(ctx, fx.Name, fx.Test[:3], fx.Rec.InputShape)
+	if e := wantError(t, err, http.StatusBadRequest, api.CodeInvalid); !strings.Contains(e.Message, "batch of 3, at most 2") {
+		t.Errorf("v2 route: %q", e.Message)
 	}
 }
 

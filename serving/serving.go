@@ -184,6 +184,9 @@ type Info struct {
 	InputSize int
 	// Labels are the class names, by index.
 	Labels []string
+	// MaxBatch is the most inputs one prediction may have (Config.MaxBatch), so that a server
+	// can refuse a larger request before it parses the inputs.
+	MaxBatch int
 }
 
 // Served is what one shard served a prediction with: C[Shard, Sequence, Length] of generation
@@ -271,12 +274,12 @@ func (s *Service) Info(ctx context.Context, name string) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	return m.info(), nil
+	return m.info(s.cfg.MaxBatch), nil
 }
 
-func (m *model) info() *Info {
+func (m *model) info(maxBatch int) *Info {
 	return &Info{Name: m.name, InputName: m.rec.InputName, InputShape: append([]int64(nil), m.rec.InputShape...),
-		InputSize: m.rec.InputSize(), Labels: append([]string(nil), m.rec.Labels...)}
+		InputSize: m.rec.InputSize(), Labels: append([]string(nil), m.rec.Labels...), MaxBatch: maxBatch}
 }
 
 // Ready reports whether some shard of the model serves a checkpoint now (at the current
@@ -1027,7 +1030,7 @@ func (s *Service) loadModel(ctx context.Context, name string) (*model, error) {
 	m := &model{name: name, created: sm.CreatedAt, config: bytes.Clone(sm.Config), rec: rec,
 		helpers: s.helpers, coalesced: &s.coalesced, sem: make(chan struct{}, s.cfg.Pool), gone: make(chan struct{}),
 		lanes: lanes(s.cfg.Pool), log: s.log, testHookBatch: s.testHookBatch}
-	m.inf = m.info()
+	m.inf = m.info(s.cfg.MaxBatch)
 	peft := adapters.Planned{Plugin: rec.PEFT.Type, Plan: rec.Plan}
 	for range s.cfg.Pool {
 		p, err := adapters.NewPredictor(bb.model, bb.manifest, peft, sm.Slices, rec.HeadInput, s.cfg.Threads)
