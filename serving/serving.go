@@ -268,9 +268,15 @@ func (m *model) current() *state {
 	return m.state
 }
 
-// Info returns a model's input and output description (store.ErrNotFound when unknown).
+// Info returns a model's input and output description (store.ErrNotFound when unknown). It reads
+// the ledger, so a model deleted, or deleted and created again, since it was loaded is not
+// described from the cache.
 func (s *Service) Info(ctx context.Context, name string) (*Info, error) {
-	m, err := s.model(ctx, name)
+	l := s.stamp(ctx, name)
+	if l.err != nil {
+		return nil, l.err
+	}
+	m, err := s.modelAt(ctx, name, l)
 	if err != nil {
 		return nil, err
 	}
@@ -831,17 +837,9 @@ func (s *Service) fresh(ctx context.Context, name string) (*model, *state, error
 	if l.err != nil {
 		return nil, nil, l.err
 	}
-	m, err := s.model(ctx, name)
+	m, err := s.modelAt(ctx, name, l)
 	if err != nil {
 		return nil, nil, err
-	}
-	if !m.created.Equal(l.created) {
-		// Deleted and created again under its name since this replica loaded it: its versions
-		// started over, so they say nothing about the cached state.
-		s.forget(name)
-		if m, err = s.model(ctx, name); err != nil {
-			return nil, nil, err
-		}
 	}
 	if st := m.current(); st != nil && st.covers(l.version, l.asked) {
 		return m, st, nil
@@ -851,6 +849,21 @@ func (s *Service) fresh(ctx context.Context, name string) (*model, *state, error
 		return nil, nil, err
 	}
 	return m, st, nil
+}
+
+// modelAt returns the model the ledger read l describes: the cached one, unless the model was
+// deleted and created again under its name since this replica loaded it (its versions started
+// over, so they say nothing about the cached state).
+func (s *Service) modelAt(ctx context.Context, name string, l ledgerStamp) (*model, error) {
+	m, err := s.model(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if !m.created.Equal(l.created) {
+		s.forget(name)
+		return s.model(ctx, name)
+	}
+	return m, nil
 }
 
 func (st *state) covers(v int64, asked time.Time) bool {

@@ -204,6 +204,24 @@ func TestPredictModelRecreated(t *testing.T) {
 	}
 }
 
+// TestInfoReadsLedger: a model's description is not answered from the cache once the model is
+// deleted (by another replica: nothing tells this one).
+func TestInfoReadsLedger(t *testing.T) {
+	ctx := context.Background()
+	fx := newFixture(t, testmodel.Options{})
+	svc := newService(t, fx, 2)
+	info, err := svc.Info(ctx, fx.Name)
+	if err != nil || info.InputSize != 784 || info.MaxBatch != serving.DefaultMaxBatch {
+		t.Fatalf("Info = %+v, %v", info, err)
+	}
+	if err := fx.Store.DeleteModel(ctx, fx.Name); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := svc.Info(ctx, fx.Name); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Info of a deleted model = %+v, %v; want store.ErrNotFound", info, err)
+	}
+}
+
 // TestPredictRefusesCacheWithoutLedger: with a live serving state cached, the shards start on it
 // while the ledger is read; a ledger that cannot be read still gets no answer out of the cache,
 // one input or several, whether the shards split over the pool or not.
