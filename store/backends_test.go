@@ -65,12 +65,16 @@ func TestBackendPurgesSurviveARestart(t *testing.T) {
 		s := openDSN(t, dsn)
 		mustModel(t, s, spec("m", 2, 2, 1), 10)
 		// The cache is down when the deletion commits, and the process then stops.
-		s.OnPurge(func(context.Context, Purge) error { return errors.New("cache down") })
+		var first []Purge
+		s.OnPurge(func(_ context.Context, p Purge) error { first = append(first, p); return errors.New("cache down") })
 		rec, err := s.Delete(ctx, "m", "s000004")
 		if err != nil {
 			t.Fatal(err)
 		}
 		s.Close()
+		if len(first) != 1 || first[0].ID != rec.ID || first[0].Version != rec.LedgerVersion {
+			t.Fatalf("first hand-over %+v for receipt %+v", first, rec)
+		}
 
 		s2 := openDSN(t, dsn)
 		var got []Purge
@@ -78,7 +82,8 @@ func TestBackendPurgesSurviveARestart(t *testing.T) {
 		if n, err := s2.DrainPurges(ctx); err != nil || n != 1 {
 			t.Fatalf("DrainPurges = %d, %v", n, err)
 		}
-		if len(got) != 1 || got[0].ID != rec.ID || got[0].SampleID != "s000004" || got[0].Shard != rec.Shard || got[0].Slice != rec.Slice {
+		if len(got) != 1 || got[0].ID != rec.ID || got[0].SampleID != "s000004" || got[0].Shard != rec.Shard || got[0].Slice != rec.Slice ||
+			got[0].Version != rec.LedgerVersion || got[0].Version == 0 {
 			t.Fatalf("purged %+v for receipt %+v", got, rec)
 		}
 		if n, _ := s2.DrainPurges(ctx); n != 0 {

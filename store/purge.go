@@ -18,6 +18,10 @@ type Purge struct {
 	Slice    int // -1 for a whole model
 	BlobKey  string
 	Created  time.Time
+	// Version is the ledger version the deletion produced (its receipt's), so that a purger can
+	// tell what was derived from data read before it; 0 for a whole model, and once the model
+	// itself has been deleted (its deletions go with it).
+	Version int64
 }
 
 // Purger erases derived data for one purge. It must be idempotent: after a crash a purge may
@@ -52,7 +56,8 @@ func (s *Store) drainAfterCommit(ctx context.Context, ids []string) {
 
 // PendingPurges returns the queued purges, oldest first.
 func (s *Store) PendingPurges(ctx context.Context) ([]Purge, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, model, sample_id, shard, slice, blob_key, created_at FROM purges ORDER BY created_at, id`)
+	rows, err := s.db.QueryContext(ctx, `SELECT p.id, p.model, p.sample_id, p.shard, p.slice, p.blob_key, p.created_at, COALESCE(d.version, 0)
+		FROM purges p LEFT JOIN deletions d ON d.receipt = p.id AND d.model = p.model ORDER BY p.created_at, p.id`)
 	if err != nil {
 		return nil, fmt.Errorf("store: pending purges: %w", err)
 	}
@@ -61,7 +66,7 @@ func (s *Store) PendingPurges(ctx context.Context) ([]Purge, error) {
 	for rows.Next() {
 		var p Purge
 		var at int64
-		if err := rows.Scan(&p.ID, &p.Model, &p.SampleID, &p.Shard, &p.Slice, &p.BlobKey, &at); err != nil {
+		if err := rows.Scan(&p.ID, &p.Model, &p.SampleID, &p.Shard, &p.Slice, &p.BlobKey, &at, &p.Version); err != nil {
 			return nil, fmt.Errorf("store: pending purges: %w", err)
 		}
 		p.Created = time.Unix(0, at).UTC()
@@ -180,8 +185,9 @@ func (s *Store) drain(ctx context.Context, ids []string, now bool) (int, error) 
 func (s *Store) pendingPurge(ctx context.Context, id string) (Purge, error) {
 	p := Purge{ID: id}
 	var at int64
-	err := s.db.QueryRowContext(ctx, `SELECT model, sample_id, shard, slice, blob_key, created_at FROM purges WHERE id = $1`, id).
-		Scan(&p.Model, &p.SampleID, &p.Shard, &p.Slice, &p.BlobKey, &at)
+	err := s.db.QueryRowContext(ctx, `SELECT p.model, p.sample_id, p.shard, p.slice, p.blob_key, p.created_at, COALESCE(d.version, 0)
+		FROM purges p LEFT JOIN deletions d ON d.receipt = p.id AND d.model = p.model WHERE p.id = $1`, id).
+		Scan(&p.Model, &p.SampleID, &p.Shard, &p.Slice, &p.BlobKey, &at, &p.Version)
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, ErrNotFound
 	}

@@ -165,3 +165,45 @@ func TestSweepSparesLiveJobs(t *testing.T) {
 		t.Errorf("sweep removed %d blobs, want 4", n)
 	}
 }
+
+// TestPurgeBySnapshot: a sample's purge erases the covered blobs trained on data read before the
+// deletion and leaves those read at its version or later, whenever either was written; a key
+// that names no snapshot falls back to the blob's write time.
+func TestPurgeBySnapshot(t *testing.T) {
+	ctx := context.Background()
+	r, blobs := newPurgeRunner(t)
+	if _, err := r.cfg.Store.CreateModel(ctx, store.ModelSpec{Name: "m", Config: []byte(`{}`), Slices: 2, Sequences: [][][]int{{{0, 1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	const v = 7 // the deletion's ledger version; its slice 1 is stage 2 of the sequence
+	before := CheckpointKey("m", 0, 0, 1, 2, 3, v-1)
+	after := CheckpointKey("m", 0, 0, 2, 2, 4, v)
+	below := CheckpointKey("m", 0, 0, 1, 1, 3, v-1) // stage 1 never saw slice 1
+	earliest := SequencePrefix("m", 0, 0) + "gen-1/stage-2.safetensors"
+	for _, k := range []string{before, after, below, earliest} {
+		if err := blobs.Put(ctx, k, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exists := func(k string) bool {
+		_, err := blobs.ModTime(ctx, k)
+		return err == nil
+	}
+	p := store.Purge{Model: "m", SampleID: "s", Shard: 0, Slice: 1, Version: v}
+	p.Created = time.Now().Add(-time.Hour) // handed over again an hour after the deletion
+	if err := r.purge(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if exists(before) || !exists(after) || !exists(below) || !exists(earliest) {
+		t.Fatalf("an hour late: read before %v, read after %v, below %v, earliest layout %v; want false true true true",
+			exists(before), exists(after), exists(below), exists(earliest))
+	}
+	p.Created = time.Now().Add(time.Hour) // every blob was written before the deletion, by the clocks
+	if err := r.purge(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if !exists(after) || !exists(below) || exists(earliest) {
+		t.Fatalf("blobs older than the deletion: read after %v, below %v, earliest layout %v; want true true false",
+			exists(after), exists(below), exists(earliest))
+	}
+}

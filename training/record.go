@@ -86,10 +86,28 @@ func CheckpointKey(model string, shard, sequence, gen, stage int, job, snapshot 
 // CheckpointJob reads back the training job a CheckpointKey names (false for a key without one:
 // one of the earlier layouts).
 func CheckpointJob(key string) (int64, bool) {
+	job, _, ok := checkpointWriter(key)
+	return job, ok && job >= 0
+}
+
+// CheckpointSnapshot reads back the ledger version at which the job that wrote the blob read its
+// data (false for the earliest layout, which does not name it).
+func CheckpointSnapshot(key string) (int64, bool) {
+	_, snapshot, ok := checkpointWriter(key)
+	return snapshot, ok
+}
+
+// checkpointWriter parses a checkpoint key's file name: jJOB-vSNAPSHOT-NONCE.safetensors, or
+// vSNAPSHOT-NONCE.safetensors (the layout before the job was named; job -1).
+func checkpointWriter(key string) (job, snapshot int64, ok bool) {
 	base := key[strings.LastIndexByte(key, '/')+1:]
-	var job, snapshot int64
-	n, err := fmt.Sscanf(base, "j%d-v%d-", &job, &snapshot)
-	return job, err == nil && n == 2
+	if n, err := fmt.Sscanf(base, "j%d-v%d-", &job, &snapshot); err == nil && n == 2 {
+		return job, snapshot, true
+	}
+	if n, err := fmt.Sscanf(base, "v%d-", &snapshot); err == nil && n == 1 {
+		return -1, snapshot, true
+	}
+	return 0, 0, false
 }
 
 // SequencePrefix is the blob prefix of every checkpoint of (shard, sequence) of a model.

@@ -806,15 +806,27 @@ func (r *Runner) erasePurged(ctx context.Context, model string, shard int, purge
 }
 
 // purgeClockMargin is how much later than a deletion a blob must have been written for a purge
-// to leave it: the blob store's clock (an S3 server's) may run ahead of this process's.
+// to leave it, where the blob's key does not say what data it was trained on: the blob store's
+// clock (an S3 server's) may run ahead of this process's.
 const purgeClockMargin = 5 * time.Minute
 
-// purgeBlob deletes a blob a purge covers, unless it was written well after the deletion: a
-// purge handed over again much later (after a crash, or a failed attempt) must not erase what a
-// retraining on the remaining data, or a model created again under the name, wrote since
-// (nothing written after the deletion can hold the sample: publishing refuses it). The first
-// hand-over, right after the deletion commits, erases every covered blob that exists.
+// purgeBlob deletes a blob a purge covers, unless it was trained on data read after the
+// deletion: a purge handed over again later (after a crash, or a failed attempt) must not erase
+// what a retraining on the remaining data, or a model created again under the name, wrote since
+// (nothing trained on data read before the deletion is recorded: publishing refuses it). A
+// sample's purge knows the deletion's ledger version and the key names the version its writer
+// read the data at, so the rule is exact: a blob of a job that read at that version or later is
+// left, any other erased, whenever it was written. A whole model's purge, or a key of the
+// earliest layout, falls back to the blob's write time: the first hand-over, right after the
+// deletion commits, erases every covered blob that exists, and a later one leaves what was
+// written well after the deletion.
 func (r *Runner) purgeBlob(ctx context.Context, key string, p store.Purge) error {
+	if snapshot, ok := CheckpointSnapshot(key); ok && p.Version > 0 {
+		if snapshot >= p.Version {
+			return nil
+		}
+		return r.cfg.Blobs.Delete(ctx, key)
+	}
 	t, err := r.cfg.Blobs.ModTime(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
