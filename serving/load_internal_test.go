@@ -107,3 +107,38 @@ func TestQueuedPredictionOfUnloadedModel(t *testing.T) {
 		t.Fatalf("queued on an unloaded model: err = %v, want ErrUnavailable at once", err)
 	}
 }
+
+// TestForgetModelLeavesNewer: a prediction that found its model out of date drops that model
+// only; the newer one another prediction loaded meanwhile stays cached and serving.
+func TestForgetModelLeavesNewer(t *testing.T) {
+	ctx := context.Background()
+	st, blobs := testmodel.OpenStore(t)
+	fx := testmodel.New(t, st, blobs, testmodel.Options{Slices: 2, Seqs: 1})
+	svc, err := New(Config{Store: st, Blobs: blobs, Pool: 1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	if _, err := svc.Predict(ctx, fx.Name, fx.Test[:1]); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := svc.cached(fx.Name)
+	svc.forgetModel(old) // the first prediction to see the change
+	if _, err := svc.Predict(ctx, fx.Name, fx.Test[:1]); err != nil {
+		t.Fatal(err)
+	}
+	newer, _ := svc.cached(fx.Name)
+	if newer == nil || newer == old {
+		t.Fatal("the model was not loaded again")
+	}
+	svc.forgetModel(old) // a second prediction that held the old model
+	if m, _ := svc.cached(fx.Name); m != newer {
+		t.Fatal("dropping the out-of-date model dropped the newer one")
+	}
+	if newer.closing() {
+		t.Fatal("the newer model is draining")
+	}
+	if _, err := svc.Predict(ctx, fx.Name, fx.Test[:1]); err != nil {
+		t.Fatal(err)
+	}
+}

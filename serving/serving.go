@@ -860,7 +860,7 @@ func (s *Service) modelAt(ctx context.Context, name string, l ledgerStamp) (*mod
 		return nil, err
 	}
 	if !m.created.Equal(l.created) {
-		s.forget(name)
+		s.forgetModel(m)
 		return s.model(ctx, name)
 	}
 	return m, nil
@@ -890,7 +890,7 @@ func (s *Service) reload(ctx context.Context, m *model, v int64, asked time.Time
 	}
 	if !ss.Model.CreatedAt.Equal(m.created) || !bytes.Equal(ss.Model.Config, m.config) {
 		// The model was deleted and created again under its name: start over.
-		s.forget(m.name)
+		s.forgetModel(m)
 		return nil, fmt.Errorf("%w: model %q changed while loading; retry", ErrUnavailable, m.name)
 	}
 	byKey := map[string]*adapters.Checkpoint{}
@@ -1089,6 +1089,23 @@ func (s *Service) backbone(ctx context.Context, rec *training.Record) (*loadedBa
 // Forget drops what is cached for a model (call it when the model is deleted). Predictions
 // in flight finish with what they hold.
 func (s *Service) Forget(name string) { s.forget(name) }
+
+// forgetModel drops m if it is still what is cached under its name. A prediction that found m
+// out of date (its model was created again) must not drop the model another one loaded since:
+// that would drain it under the predictions using it.
+func (s *Service) forgetModel(m *model) {
+	s.mu.Lock()
+	if s.models[m.name] != m {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.models, m.name)
+	if l := s.loads[m.name]; l != nil {
+		l.stale = true
+	}
+	s.mu.Unlock()
+	go m.drain()
+}
 
 func (s *Service) forget(name string) {
 	s.mu.Lock()
