@@ -40,11 +40,22 @@ type CheckpointRecord struct {
 	// Snapshot is the ledger version the training read its data at (from [TrainingTarget];
 	// not stored): publishing checks that no sample the stage saw was deleted since.
 	Snapshot int64 `json:"-"`
+	// Job and Holder are the training job publishing and the worker holding its lease (not
+	// stored): the record is refused unless that worker still holds the job and it
+	// runs (ErrNotHolder), so a run that lost its job (its lease passed to another worker, or
+	// the job was cancelled) records nothing, and the job's new run may remove every blob of its
+	// sequence that no record names. Job 0 publishes outside a job (fixtures, tools).
+	Job    int64  `json:"-"`
+	Holder string `json:"-"`
 }
 
 // ErrStale: a training job's generation is no longer the one it may publish into (the
 // sequence was retrained by another job, or the model changed under it).
 var ErrStale = errors.New("store: stale training")
+
+// ErrNotHolder: a training job's record was refused because the worker publishing no longer
+// runs the job (its lease passed to another worker, or the job was cancelled).
+var ErrNotHolder = errors.New("store: the training job is not this worker's")
 
 // TrainingTarget says what a training job of (shard, sequence) should produce, read at the
 // job's start together with the ledger version its data is read at.
@@ -94,6 +105,19 @@ func (s *Store) Target(ctx context.Context, model string, shard, sequence int, f
 // The caller then deletes the blob: nothing that saw a deleted sample is ever recorded.
 func (s *Store) PublishCheckpoint(ctx context.Context, c CheckpointRecord) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if c.Job != 0 {
+			// First, so that the job's row is locked before the model's, as DeleteModel does.
+			res, err := tx.ExecContext(ctx, `UPDATE trainings SET updated_at = $1 WHERE job_id = $2 AND holder = $3 AND state = $4`,
+				s.now().UnixNano(), c.Job, c.Holder, TrainingRunning)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n != 1 {
+				return fmt.Errorf("%w: training job %d is no longer run by %q (its lease passed to another worker, or it was cancelled)", ErrNotHolder, c.Job, c.Holder)
+			}
+		}
 		var version int64
 		if err := tx.QueryRowContext(ctx, `UPDATE models SET version = version + 1 WHERE name = $1 RETURNING version`, c.Model).Scan(&version); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {

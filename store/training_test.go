@@ -267,3 +267,59 @@ func TestRescueExpiredTrainings(t *testing.T) {
 		}
 	})
 }
+
+// TestPublishOnlyByTheJobsHolder: a stage published for a training job is recorded only while
+// the publishing worker holds the running job; once its lease passed to another worker, or the
+// job was cancelled, the record is refused (ErrNotHolder) and nothing changes.
+func TestPublishOnlyByTheJobsHolder(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		mustModel(t, s, spec("h", 1, 3, 1), 30)
+		jobs, err := s.NewJobs(JobsConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, err := s.EnqueueTraining(ctx, jobs, "h", "test.train", []TrainUnit{{Shard: 0, Sequence: 0}}, func(TrainUnit) any { return struct{}{} })
+		if err != nil {
+			t.Fatal(err)
+		}
+		job := ids[0]
+		if ok, err := s.AcquireTraining(ctx, job, "w1", time.Nanosecond); err != nil || !ok {
+			t.Fatalf("w1 acquires: %v, %v", ok, err)
+		}
+		tgt, err := s.Target(ctx, "h", 0, 0, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := ckpt("h", 0, 1, 1, tgt.Snapshot)
+		c.Job, c.Holder = job, "w1"
+		if err := s.PublishCheckpoint(ctx, c); err != nil {
+			t.Fatalf("the holder publishes stage 1: %v", err)
+		}
+		time.Sleep(time.Millisecond) // w1's lease expires; w2 takes the job
+		if ok, err := s.AcquireTraining(ctx, job, "w2", time.Hour); err != nil || !ok {
+			t.Fatalf("w2 acquires the expired lease: %v, %v", ok, err)
+		}
+		c = ckpt("h", 0, 1, 2, tgt.Snapshot)
+		c.Job, c.Holder = job, "w1"
+		if err := s.PublishCheckpoint(ctx, c); !errors.Is(err, ErrNotHolder) {
+			t.Fatalf("w1 publishes after losing the job: %v, want ErrNotHolder", err)
+		}
+		c.Holder = "w2"
+		if err := s.PublishCheckpoint(ctx, c); err != nil {
+			t.Fatalf("w2 publishes stage 2: %v", err)
+		}
+		if err := s.SetTrainingState(ctx, job, TrainingCancelled, "cancelled"); err != nil {
+			t.Fatal(err)
+		}
+		c = ckpt("h", 0, 1, 3, tgt.Snapshot)
+		c.Job, c.Holder = job, "w2"
+		if err := s.PublishCheckpoint(ctx, c); !errors.Is(err, ErrNotHolder) {
+			t.Fatalf("publishing for a cancelled job: %v, want ErrNotHolder", err)
+		}
+		m, err := s.GetModel(ctx, "h")
+		if err != nil || m.Trained[0][0] != 2 {
+			t.Fatalf("trained %v, %v; want 2 stages (the refused ones not recorded)", m.Trained, err)
+		}
+	})
+}

@@ -540,10 +540,14 @@ func (r *Runner) publish(ctx context.Context, args jobArgs, job int64, tgt *stor
 	err = r.cfg.Store.PublishCheckpoint(ctx, store.CheckpointRecord{
 		Model: args.Model, Shard: args.Shard, Sequence: args.Sequence, Gen: tgt.Gen, Stage: c.Manifest.Stage,
 		BlobKey: key, Samples: int64(c.Manifest.Samples), Digest: c.Manifest.SamplesDigest, Snapshot: tgt.Snapshot,
+		Job: job, Holder: r.cfg.Holder,
 	})
 	if err != nil {
 		if derr := r.cfg.Blobs.Delete(context.WithoutCancel(ctx), key); derr != nil {
 			r.log.Warn("remove an unrecorded checkpoint", "key", key, "err", derr)
+		}
+		if errors.Is(err, store.ErrNotHolder) {
+			return fmt.Errorf("%w: %w", errLeaseLost, err)
 		}
 		if errors.Is(err, store.ErrStale) {
 			return fmt.Errorf("%w: %w", errDeleted, err)
