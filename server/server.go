@@ -136,7 +136,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, sessions: map[string]*runtimeEntry{}}
-	s.retrain = &retrainer{apply: s.applyRetrainPolicy}
+	s.retrain = newRetrainer(s.applyRetrainPolicy)
 	auth, err := newAuthenticator(cfg.Keys)
 	if err != nil {
 		return nil, err
@@ -194,7 +194,8 @@ func (s *Server) Listen(addr string) (net.Listener, error) {
 // Serve serves HTTP on ln until ctx is cancelled, then shuts down gracefully: it stops
 // accepting, lets in-flight requests finish (up to DefaultShutdownTimeout), waits for the
 // retraining policy's check in progress and closes the backbone sessions. With a Trainer, it
-// first applies the retraining policy to every model (see retrainer).
+// first applies the retraining policy to every model (see retrainer). Serve runs once per
+// Server.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.cfg.Trainer != nil {
 		s.checkRetraining(ctx)

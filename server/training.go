@@ -255,9 +255,11 @@ func expectedDeletions(seqs [][]int, live []int, counts []int, minPrefix int, se
 	return float64(total) / retrainRuns
 }
 
-// retrainShards returns the shards the policy asks to retrain now: trained shards whose
-// served prefix is below MinPrefix, and every dead trained shard when fewer than MinLiveShards
-// shards serve something.
+// retrainShards returns the shards the policy asks to retrain now, among the trained shards
+// that deletions cut (a sequence's live prefix below L): those whose served prefix is below
+// MinPrefix, and every dead one when fewer than MinLiveShards shards serve something. A shard
+// short of MinPrefix only because its training was cancelled, failed or is still running is
+// not the policy's to restart.
 func retrainShards(m *store.Model, pol api.RetrainPolicy) map[int]bool {
 	out := map[int]bool{}
 	if pol.Disabled {
@@ -271,11 +273,12 @@ func retrainShards(m *store.Model, pol api.RetrainPolicy) map[int]bool {
 		}
 	}
 	for k, sv := range pub {
-		trained := false
+		trained, cut := false, false
 		for b := range m.Trained[k] {
 			trained = trained || m.Trained[k][b] > 0 || m.Gen[k][b] > 1
+			cut = cut || m.Live[k][b] < m.Slices
 		}
-		if trained && (sv.Length < max(pol.MinPrefix, 1) || (live < pol.MinLiveShards && sv.Length == 0)) {
+		if trained && cut && (sv.Length < max(pol.MinPrefix, 1) || (live < pol.MinLiveShards && sv.Length == 0)) {
 			out[k] = true
 		}
 	}
@@ -292,19 +295,26 @@ func (s *Server) afterDeletion(model string) {
 }
 
 // retrainer applies the retraining policy to the models that deletions touched, one model at a
-// time, on one goroutine that runs while models are marked: a burst of deletions queues each
-// model's retraining once, and two checks of one model never race between seeing which
-// sequences are busy and queueing the others. Serve marks every model when it starts, so that
-// a deletion whose retraining was not queued before the process stopped (or was killed) is
-// retrained after the restart, and waits for the check in progress when it stops.
+// time, on one goroutine that runs while models are marked: a burst of deletions checks each
+// model once. Serve marks every model when it starts, so that a deletion whose retraining was
+// not queued before the process stopped (or was killed) is retrained after the restart, and
+// stops the retrainer when it stops (Serve runs once per Server).
 type retrainer struct {
 	apply func(ctx context.Context, model string)
+	// ctx ends at close, so that a check in progress does not hold up a shutdown.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu      sync.Mutex
 	pending map[string]bool
 	running bool
 	closed  bool
 	wg      sync.WaitGroup
+}
+
+func newRetrainer(apply func(ctx context.Context, model string)) *retrainer {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &retrainer{apply: apply, ctx: ctx, cancel: cancel}
 }
 
 // mark queues the check of models.
@@ -345,18 +355,19 @@ func (r *retrainer) drain() {
 		}
 		delete(r.pending, name)
 		r.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
 		r.apply(ctx, name)
 		cancel()
 	}
 }
 
-// close stops the checks: the one in progress finishes, the others are dropped (Serve's
-// next start checks every model).
+// close stops the checks: the one in progress is interrupted (its context ends) and waited
+// for, the others are dropped (Serve's next start checks every model).
 func (r *retrainer) close() {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
+	r.cancel()
 	r.wg.Wait()
 }
 

@@ -284,9 +284,8 @@ func TestRetrainingCheckedAtStart(t *testing.T) {
 	if rc == nil || rc.Serving.Length != 0 {
 		t.Fatalf("receipt %+v: shard 0 should serve nothing", rc)
 	}
-	time.Sleep(300 * time.Millisecond) // the job queue's poll: nothing was queued
-	if st, err := runner.Status(ctx, "r"); err != nil || len(st) != 2 {
-		t.Fatalf("training jobs before the restart: %d, %v; want the 2 first ones", len(st), err)
+	if jobs, err := runner.Status(ctx, "r"); err != nil || len(jobs) != 2 {
+		t.Fatalf("training jobs before the restart: %d, %v; want the 2 first ones", len(jobs), err)
 	}
 
 	c, stop = serve()
@@ -301,8 +300,8 @@ func TestRetrainingCheckedAtStart(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			st, _ := c.GetTraining(ctx, &api.GetTrainingRequest{Model: "r"})
-			t.Fatalf("shard 0 was not retrained after the restart: %+v; training %+v", got.Serving, st)
+			status, _ := c.GetTraining(ctx, &api.GetTrainingRequest{Model: "r"})
+			t.Fatalf("shard 0 was not retrained after the restart: %+v; training %+v", got.Serving, status)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/s3t-dev/s3t/adapters"
 	"github.com/s3t-dev/s3t/internal/testmodel"
@@ -105,8 +106,8 @@ func TestTakeBatch(t *testing.T) {
 }
 
 // TestBatchWorkerPanic: a panic while a batch worker runs a batch fails that batch's
-// predictions with an error instead of taking the process down, and later predictions are
-// served by new workers.
+// predictions with an error instead of taking the process down; the predictions still waiting
+// (here the ninth, beyond the batch) get a new worker, and so do later ones.
 func TestBatchWorkerPanic(t *testing.T) {
 	ctx := context.Background()
 	st, blobs := testmodel.OpenStore(t)
@@ -132,27 +133,32 @@ func TestBatchWorkerPanic(t *testing.T) {
 		t.Fatal("the session is busy")
 	}
 	var wg sync.WaitGroup
-	errs := make([]error, 3)
+	errs := make([]error, maxCoalesced+1)
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	for i := range errs {
 		wg.Go(func() {
-			_, errs[i] = m.runQueued(ctx, cur, fx.Test[i], 1, len(m.rec.Labels))
+			_, errs[i] = m.runQueued(rctx, cur, fx.Test[i%len(fx.Test)], 1, len(m.rec.Labels))
 		})
-	}
-	for {
-		m.qmu.Lock()
-		n := len(m.queue)
-		m.qmu.Unlock()
-		if n == len(errs) {
-			break
+		for { // queue them in order: the first maxCoalesced make the batch that panics
+			m.qmu.Lock()
+			n := len(m.queue)
+			m.qmu.Unlock()
+			if n == i+1 {
+				break
+			}
+			runtime.Gosched()
 		}
-		runtime.Gosched()
 	}
 	m.release(ps[0])
 	wg.Wait()
-	for i, err := range errs {
+	for i, err := range errs[:maxCoalesced] {
 		if err == nil || !strings.Contains(err.Error(), "injected") {
 			t.Errorf("prediction %d of the batch that panicked: err = %v, want the panic", i, err)
 		}
+	}
+	if err := errs[maxCoalesced]; err != nil {
+		t.Errorf("the prediction waiting beyond the batch that panicked: %v", err)
 	}
 	res, err := svc.Predict(ctx, fx.Name, fx.Test[:2])
 	if err != nil || len(res.Predictions) != 2 {

@@ -170,7 +170,7 @@ func helperCount(n int) int {
 	return max(2, n/2)
 }
 
-// Coalesced returns how many predictions so far waited for a Predictor and then ran in one
+// Coalesced returns how many predictions so far waited in a model's queue and then ran in one
 // batch with other waiting ones.
 func (s *Service) Coalesced() int64 { return s.coalesced.Load() }
 
@@ -625,8 +625,9 @@ func (m *model) moreWorkersLocked() bool {
 
 // work is a batch worker: it takes an idle session, then runs the queued predictions in
 // batches (the oldest waiting one, with the other waiting ones of its serving state, up to
-// maxCoalesced inputs) until the queue is empty or the model is unloaded. Taking the next
-// batch as the previous one ends spares a hand-over between goroutines per batch.
+// maxCoalesced inputs) until the queue is empty, the model is unloaded, or a batch panics (see
+// runBatchSafely; the queue then gets a new worker). Taking the next batch as the previous one
+// ends spares a hand-over between goroutines per batch.
 func (m *model) work(classes int) {
 	var p *adapters.Predictor
 	select {
@@ -654,9 +655,14 @@ func (m *model) work(classes int) {
 			go m.work(classes)
 		}
 		if !m.runBatchSafely(p, batch, classes) {
+			// This worker ends; the predictions still waiting get another.
 			m.qmu.Lock()
 			m.workers--
+			start := m.moreWorkersLocked()
 			m.qmu.Unlock()
+			if start {
+				go m.work(classes)
+			}
 			return
 		}
 	}

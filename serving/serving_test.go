@@ -354,7 +354,7 @@ func testPredictConcurrent(t *testing.T, pool int, spin time.Duration) {
 }
 
 // TestBatchedEqualsAlone: a checkpoint's logits of several inputs computed in one batch are
-// bit for bit those of each input alone. Predictions that wait for a Predictor run in one
+// bit for bit those of each input alone. Predictions that wait in a model's queue run in one
 // batch (dynamic batching), and they must answer exactly what they would have alone.
 func TestBatchedEqualsAlone(t *testing.T) {
 	ctx := context.Background()
