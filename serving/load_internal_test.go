@@ -78,21 +78,32 @@ func TestLoadDoesNotBlockOtherModels(t *testing.T) {
 	}
 }
 
+// newLoadedService returns a service of one Predictor that has served a prediction of a fresh
+// model (2 slices, 1 sequence); setup, when not nil, runs before that prediction.
+func newLoadedService(t *testing.T, setup func(*Service)) (*Service, *testmodel.Fixture) {
+	t.Helper()
+	st, blobs := testmodel.OpenStore(t)
+	fx := testmodel.New(t, st, blobs, testmodel.Options{Slices: 2, Seqs: 1})
+	svc, err := New(Config{Store: st, Blobs: blobs, Pool: 1, Spin: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close() })
+	if setup != nil {
+		setup(svc)
+	}
+	if _, err := svc.Predict(context.Background(), fx.Name, fx.Test[:1]); err != nil {
+		t.Fatal(err)
+	}
+	return svc, fx
+}
+
 // TestQueuedPredictionOfUnloadedModel: a prediction that reaches a model's queue after the
 // model was unloaded (deleted or changed; drain then holds every session token for good) gives
 // up with ErrUnavailable instead of waiting for a session that never frees up.
 func TestQueuedPredictionOfUnloadedModel(t *testing.T) {
 	ctx := context.Background()
-	st, blobs := testmodel.OpenStore(t)
-	fx := testmodel.New(t, st, blobs, testmodel.Options{Slices: 2, Seqs: 1})
-	svc, err := New(Config{Store: st, Blobs: blobs, Pool: 1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
-	if _, err := svc.Predict(ctx, fx.Name, fx.Test[:1]); err != nil {
-		t.Fatal(err)
-	}
+	svc, fx := newLoadedService(t, nil)
 	m, cur := svc.cached(fx.Name)
 	svc.Forget(fx.Name)
 	for deadline := time.Now().Add(10 * time.Second); len(m.sem) < cap(m.sem); {
@@ -112,16 +123,7 @@ func TestQueuedPredictionOfUnloadedModel(t *testing.T) {
 // only; the newer one another prediction loaded meanwhile stays cached and serving.
 func TestForgetModelLeavesNewer(t *testing.T) {
 	ctx := context.Background()
-	st, blobs := testmodel.OpenStore(t)
-	fx := testmodel.New(t, st, blobs, testmodel.Options{Slices: 2, Seqs: 1})
-	svc, err := New(Config{Store: st, Blobs: blobs, Pool: 1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
-	if _, err := svc.Predict(ctx, fx.Name, fx.Test[:1]); err != nil {
-		t.Fatal(err)
-	}
+	svc, fx := newLoadedService(t, nil)
 	old, _ := svc.cached(fx.Name)
 	svc.forgetModel(old) // the first prediction to see the change
 	if _, err := svc.Predict(ctx, fx.Name, fx.Test[:1]); err != nil {

@@ -2,8 +2,6 @@ package serving
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"runtime"
 	"slices"
 	"strings"
@@ -13,7 +11,6 @@ import (
 	"time"
 
 	"github.com/s3t-dev/s3t/adapters"
-	"github.com/s3t-dev/s3t/internal/testmodel"
 )
 
 // TestMoreWorkers: one batch worker whenever predictions wait, up to the model's lanes while
@@ -110,22 +107,14 @@ func TestTakeBatch(t *testing.T) {
 // (here the ninth, beyond the batch) get a new worker, and so do later ones.
 func TestBatchWorkerPanic(t *testing.T) {
 	ctx := context.Background()
-	st, blobs := testmodel.OpenStore(t)
-	fx := testmodel.New(t, st, blobs, testmodel.Options{Slices: 2, Seqs: 1})
 	var panics atomic.Int32
-	svc, err := New(Config{Store: st, Blobs: blobs, Pool: 1, Spin: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
-	svc.testHookBatch = func() {
-		if panics.Add(1) == 1 {
-			panic("injected")
+	svc, fx := newLoadedService(t, func(svc *Service) {
+		svc.testHookBatch = func() {
+			if panics.Add(1) == 1 {
+				panic("injected")
+			}
 		}
-	}
-	if _, err := svc.Predict(ctx, fx.Name, fx.Test[:1]); err != nil {
-		t.Fatal(err)
-	}
+	})
 	m, cur := svc.cached(fx.Name)
 	// Hold the only session, so that the predictions below queue.
 	ps := m.tryAcquire(1)
