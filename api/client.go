@@ -25,8 +25,20 @@ type ClientOption func(*Client)
 // WithAPIKey sends key as a bearer token on every request.
 func WithAPIKey(key string) ClientOption { return func(c *Client) { c.key = key } }
 
-// WithHTTPClient sets the HTTP client (default http.DefaultClient).
+// WithHTTPClient sets the HTTP client (default: one on DefaultTransport).
 func WithHTTPClient(h *http.Client) ClientOption { return func(c *Client) { c.http = h } }
+
+// DefaultTransport is the transport of a Client made without WithHTTPClient, shared by all of
+// them: net/http's default, keeping up to 64 idle connections per server instead of 2. A
+// Client is used concurrently (many predictions at once); with 2, every request beyond the
+// second in flight opened a new TCP connection and closed it after the response
+// (TestConcurrentRequestsReuseConnections).
+var DefaultTransport http.RoundTripper = func() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64
+	t.MaxIdleConns = 256
+	return t
+}()
 
 // NewClient returns a client of the server at base, e.g. "http://127.0.0.1:8080".
 func NewClient(base string, opts ...ClientOption) (*Client, error) {
@@ -37,7 +49,7 @@ func NewClient(base string, opts ...ClientOption) (*Client, error) {
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return nil, fmt.Errorf("api: server url %q: scheme must be http or https", base)
 	}
-	c := &Client{base: u, http: http.DefaultClient}
+	c := &Client{base: u, http: &http.Client{Transport: DefaultTransport}}
 	for _, o := range opts {
 		o(c)
 	}

@@ -3,9 +3,13 @@ package api_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/s3t-dev/s3t/api"
 )
@@ -55,5 +59,43 @@ func TestNewClientRejectsBadURL(t *testing.T) {
 		if _, err := api.NewClient(u); err == nil {
 			t.Errorf("NewClient(%q) succeeded", u)
 		}
+	}
+}
+
+// TestConcurrentRequestsReuseConnections: a Client used by 8 goroutines at once keeps their
+// connections for the next requests instead of opening one per request (net/http's default
+// transport keeps 2 idle connections per server).
+func TestConcurrentRequestsReuseConnections(t *testing.T) {
+	var conns atomic.Int32
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(time.Millisecond) // the 8 requests of a round overlap
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"status":"ok"}`))
+	}))
+	ts.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	ts.Start()
+	defer ts.Close()
+	c, err := api.NewClient(ts.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const clients, rounds = 8, 10
+	for range rounds {
+		var wg sync.WaitGroup
+		for range clients {
+			wg.Go(func() {
+				if _, err := c.Health(context.Background(), &api.HealthRequest{}); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	if n := conns.Load(); n > 2*clients {
+		t.Errorf("%d rounds of %d concurrent requests opened %d connections, want at most %d", rounds, clients, n, 2*clients)
 	}
 }
