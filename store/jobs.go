@@ -120,7 +120,8 @@ type JobsConfig struct {
 	// worker, taken for a worker that died (default 10 minutes). Jobs have no timeout of
 	// their own: a training stage may run for long; training jobs hold a lease in the
 	// ledger (see [Store.AcquireTraining]), so a rescued job whose first worker is still
-	// alive waits for it instead of training twice.
+	// alive waits for it instead of training twice (the training runner also refuses a
+	// second run of a job in the process that runs it).
 	RescueAfter time.Duration
 }
 

@@ -105,8 +105,16 @@ func (s *Store) Target(ctx context.Context, model string, shard, sequence int, f
 // The caller then deletes the blob: nothing that saw a deleted sample is ever recorded.
 func (s *Store) PublishCheckpoint(ctx context.Context, c CheckpointRecord) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var version int64
+		if err := tx.QueryRowContext(ctx, `UPDATE models SET version = version + 1 WHERE name = $1 RETURNING version`, c.Model).Scan(&version); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return ErrNotFound
+			}
+			return err
+		}
 		if c.Job != 0 {
-			// First, so that the job's row is locked before the model's, as DeleteModel does.
+			// After the model's row, as every write transaction locks it first (DeleteModel then
+			// locks the job's row too).
 			res, err := tx.ExecContext(ctx, `UPDATE trainings SET updated_at = $1 WHERE job_id = $2 AND holder = $3 AND state = $4`,
 				s.now().UnixNano(), c.Job, c.Holder, TrainingRunning)
 			if err != nil {
@@ -117,13 +125,6 @@ func (s *Store) PublishCheckpoint(ctx context.Context, c CheckpointRecord) error
 			} else if n != 1 {
 				return fmt.Errorf("%w: training job %d is no longer run by %q (its lease passed to another worker, or it was cancelled)", ErrNotHolder, c.Job, c.Holder)
 			}
-		}
-		var version int64
-		if err := tx.QueryRowContext(ctx, `UPDATE models SET version = version + 1 WHERE name = $1 RETURNING version`, c.Model).Scan(&version); err != nil {
-			if errors.Is(err, sql.ErrNoRows) {
-				return ErrNotFound
-			}
-			return err
 		}
 		var gen, trained, live int
 		if err := tx.QueryRowContext(ctx, `SELECT gen, trained, live FROM prefixes WHERE model = $1 AND shard = $2 AND sequence = $3`,

@@ -2,11 +2,13 @@ package training
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -205,5 +207,39 @@ func TestPurgeBySnapshot(t *testing.T) {
 	if !exists(after) || !exists(below) || exists(earliest) {
 		t.Fatalf("blobs older than the deletion: read after %v, below %v, earliest layout %v; want true true false",
 			exists(after), exists(below), exists(earliest))
+	}
+}
+
+// TestOneRunPerJob: a job the queue hands out again while it still runs in this process (its
+// rescue time passed) waits instead of running twice: the lease, held by the process, would not
+// tell the two runs apart.
+func TestOneRunPerJob(t *testing.T) {
+	ctx := context.Background()
+	r, _ := newPurgeRunner(t)
+	st := r.cfg.Store
+	if _, err := st.CreateModel(ctx, store.ModelSpec{Name: "m", Config: []byte(`{}`), Slices: 2, Sequences: [][][]int{{{0, 1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := st.EnqueueTraining(ctx, r.cfg.Jobs, "m", JobKind, []store.TrainUnit{{Shard: 0, Sequence: 0}},
+		func(u store.TrainUnit) any { return jobArgs{Model: "m", Shard: u.Shard, Sequence: u.Sequence} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := &activeJob{model: "m", cancel: func(error) {}}
+	r.mu.Lock()
+	r.active[ids[0]] = first // the first run, still training
+	r.mu.Unlock()
+	args, _ := json.Marshal(jobArgs{Model: "m", Shard: 0, Sequence: 0})
+	if err := r.work(ctx, store.Job{ID: ids[0], Args: args}); err == nil || !strings.Contains(strings.ToLower(err.Error()), "snooze") {
+		t.Fatalf("second run of a running job: %v, want a snooze", err)
+	}
+	row, err := st.GetTraining(ctx, ids[0])
+	if err != nil || row.State != store.TrainingQueued || row.Holder != "" {
+		t.Fatalf("training row %+v, %v: the second run must not have taken the lease", row, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.active[ids[0]] != first {
+		t.Fatal("the second run replaced the first in the active jobs")
 	}
 }

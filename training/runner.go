@@ -284,7 +284,27 @@ func (r *Runner) work(ctx context.Context, job store.Job) error {
 		return fmt.Errorf("training job %d: bad arguments: %w", job.ID, err)
 	}
 	log := r.log.With("job", job.ID, "model", args.Model, "shard", args.Shard, "sequence", args.Sequence)
+	jctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	a := &activeJob{model: args.Model, shard: args.Shard, cancel: cancel, started: time.Now()}
+	a.row = store.Training{JobID: job.ID, Model: args.Model, Shard: args.Shard, Sequence: args.Sequence, State: store.TrainingRunning}
+	// One run of a job per process: the queue hands a job that runs longer than its rescue time
+	// out again, possibly to this process, and the lease (held by this process) would not tell
+	// the two runs apart, so the second one's sweep could remove the first one's blobs.
+	r.mu.Lock()
+	if r.active[job.ID] != nil {
+		r.mu.Unlock()
+		log.Info("training job already running in this process; waiting")
+		return store.Snooze(r.cfg.Lease)
+	}
+	r.active[job.ID] = a
+	r.mu.Unlock()
 	ok, err := r.cfg.Store.AcquireTraining(ctx, job.ID, r.cfg.Holder, r.cfg.Lease)
+	if err != nil || !ok {
+		r.mu.Lock()
+		delete(r.active, job.ID)
+		r.mu.Unlock()
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		log.Info("training job of a deleted model: nothing to do")
 		return nil
@@ -303,13 +323,6 @@ func (r *Runner) work(ctx context.Context, job store.Job) error {
 		log.Info("training job held by another worker; waiting", "holder", row.Holder)
 		return store.Snooze(r.cfg.Lease)
 	}
-	jctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	a := &activeJob{model: args.Model, shard: args.Shard, cancel: cancel, started: time.Now()}
-	a.row = store.Training{JobID: job.ID, Model: args.Model, Shard: args.Shard, Sequence: args.Sequence, State: store.TrainingRunning}
-	r.mu.Lock()
-	r.active[job.ID] = a
-	r.mu.Unlock()
 	defer func() { // after train returned: the job writes no more local stages
 		r.mu.Lock()
 		delete(r.active, job.ID)
