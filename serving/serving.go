@@ -220,10 +220,8 @@ type model struct {
 	created time.Time
 	config  []byte
 	rec     *training.Record
-	inf     *Info // handed to PredictWith's decode
-	helpers *helpers
-	// coalesced counts the predictions run in a batch with others (the Service's counter).
-	coalesced *atomic.Int64
+	inf     *Info    // handed to PredictWith's decode
+	svc     *Service // its helpers, counters, logger and test hooks
 	// sem holds a token per Predictor in use; free is a stack of the idle ones, so that the
 	// most recently used (its memory hot in the caches) serves the next prediction.
 	sem    chan struct{}
@@ -241,9 +239,6 @@ type model struct {
 	queued  int
 	workers int
 	lanes   int
-	log     *slog.Logger
-	// testHookBatch is the Service's (see there).
-	testHookBatch func()
 
 	mu    sync.Mutex // serialises reloads of state
 	state *state     // guarded by smu
@@ -449,11 +444,11 @@ func (m *model) result(st *state, outputs [][]float32, n int) (*Result, error) {
 // beside, when not nil, is called once by the caller while the shards run, or before the
 // prediction waits in the queue.
 func (m *model) run(ctx context.Context, st *state, x []float32, n int, beside func()) ([][]float32, error) {
-	lone := true
-	if m.helpers != nil {
-		m.helpers.begin()
-		defer m.helpers.end()
-		lone = m.helpers.alone()
+	lone, h := true, m.svc.helpers
+	if h != nil {
+		h.begin()
+		defer h.end()
+		lone = h.alone()
 	}
 	classes := len(m.rec.Labels)
 	if lone || n >= halfBatch {
@@ -477,8 +472,8 @@ func (m *model) runNow(ctx context.Context, st *state, xs []float32, n, classes 
 			shards = append(shards, k)
 		}
 	}
-	preds := []*adapters.Predictor{p}
-	if m.helpers != nil && m.helpers.alone() && m.helpers.polling() {
+	preds, h := []*adapters.Predictor{p}, m.svc.helpers
+	if h != nil && h.alone() && h.polling() {
 		preds = append(preds, m.tryAcquire(len(shards)-1)...)
 	}
 	defer func() {
@@ -503,8 +498,8 @@ func (m *model) runNow(ctx context.Context, st *state, xs []float32, n, classes 
 	shares := make([]*share, len(preds)-1)
 	for j := range shares {
 		shares[j] = &share{run: func() { work(j + 1) }, done: make(chan struct{})}
-		if m.helpers != nil {
-			m.helpers.offer(shares[j])
+		if h != nil {
+			h.offer(shares[j])
 		}
 	}
 	if beside != nil {
@@ -673,7 +668,7 @@ func (m *model) work(classes int) {
 func (m *model) runBatchSafely(p *adapters.Predictor, batch []*call, classes int) (ok bool) {
 	defer func() {
 		if v := recover(); v != nil {
-			m.log.Error("serving: batch worker panicked", "model", m.name, "panic", v, "stack", string(debug.Stack()))
+			m.svc.log.Error("serving: batch worker panicked", "model", m.name, "panic", v, "stack", string(debug.Stack()))
 			err := fmt.Errorf("serving: %q: internal error in a batch of %d predictions: %v", m.name, len(batch), v)
 			for _, c := range batch {
 				select {
@@ -684,8 +679,8 @@ func (m *model) runBatchSafely(p *adapters.Predictor, batch []*call, classes int
 			ok = false
 		}
 	}()
-	if m.testHookBatch != nil {
-		m.testHookBatch()
+	if hook := m.svc.testHookBatch; hook != nil {
+		hook()
 	}
 	m.runBatch(context.Background(), p, batch, classes)
 	return true
@@ -777,7 +772,7 @@ func (m *model) runBatch(ctx context.Context, p *adapters.Predictor, calls []*ca
 		}
 	}
 	if len(calls) > 1 {
-		m.coalesced.Add(int64(len(calls)))
+		m.svc.coalesced.Add(int64(len(calls)))
 	}
 	for i, c := range calls {
 		c.done <- callResult{outputs: outs[i]}
@@ -1047,8 +1042,7 @@ func (s *Service) loadModel(ctx context.Context, name string) (*model, error) {
 		return nil, err
 	}
 	m := &model{name: name, created: sm.CreatedAt, config: bytes.Clone(sm.Config), rec: rec,
-		helpers: s.helpers, coalesced: &s.coalesced, sem: make(chan struct{}, s.cfg.Pool), gone: make(chan struct{}),
-		lanes: lanes(s.cfg.Pool), log: s.log, testHookBatch: s.testHookBatch}
+		svc: s, sem: make(chan struct{}, s.cfg.Pool), gone: make(chan struct{}), lanes: lanes(s.cfg.Pool)}
 	m.inf = m.info(s.cfg.MaxBatch)
 	peft := adapters.Planned{Plugin: rec.PEFT.Type, Plan: rec.Plan}
 	for range s.cfg.Pool {
@@ -1099,23 +1093,19 @@ func (s *Service) Forget(name string) { s.forget(name) }
 // forgetModel drops m if it is still what is cached under its name. A prediction that found m
 // out of date (its model was created again) must not drop the model another one loaded since:
 // that would drain it under the predictions using it.
-func (s *Service) forgetModel(m *model) {
+func (s *Service) forgetModel(m *model) { s.drop(m.name, m) }
+
+func (s *Service) forget(name string) { s.drop(name, nil) }
+
+// drop removes the model cached under name (only when it is only, if only is not nil), marks a
+// load in progress stale, and drains the removed model.
+func (s *Service) drop(name string, only *model) {
 	s.mu.Lock()
-	if s.models[m.name] != m {
+	m, ok := s.models[name]
+	if only != nil && m != only {
 		s.mu.Unlock()
 		return
 	}
-	delete(s.models, m.name)
-	if l := s.loads[m.name]; l != nil {
-		l.stale = true
-	}
-	s.mu.Unlock()
-	go m.drain()
-}
-
-func (s *Service) forget(name string) {
-	s.mu.Lock()
-	m, ok := s.models[name]
 	delete(s.models, name)
 	if l := s.loads[name]; l != nil {
 		l.stale = true
@@ -1166,7 +1156,7 @@ func (m *model) drain() {
 func (m *model) close() {
 	for _, p := range m.all {
 		if err := p.Close(); err != nil {
-			m.log.Warn("serving: close predictor", "model", m.name, "err", err)
+			m.svc.log.Warn("serving: close predictor", "model", m.name, "err", err)
 		}
 	}
 }
