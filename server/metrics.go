@@ -54,7 +54,7 @@ func newMetrics(reg *prometheus.Registry, extra ...prometheus.Collector) (*metri
 func servingCollectors(svc *serving.Service) []prometheus.Collector {
 	return []prometheus.Collector{
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "s3t_predictions_coalesced_total",
-			Help: "Predictions that waited for an ONNX Runtime session and then ran in one batch with other waiting ones."},
+			Help: "Predictions that waited in a model's queue and then ran in one batch with other waiting ones."},
 			func() float64 { return float64(svc.Coalesced()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "s3t_predictions_recomputed_total",
 			Help: "Predictions that started on a cached serving state, were shown out of date by the ledger read beside them, and were computed again on the current one."},

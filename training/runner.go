@@ -595,13 +595,17 @@ func (r *Runner) sweep(ctx context.Context, args jobArgs, job int64) (int, error
 			live[t.JobID] = true
 		}
 	}
-	recorded, err := r.cfg.Store.CheckpointKeys(ctx, args.Model)
+	names, err := r.cfg.Store.CheckpointKeys(ctx, args.Model)
 	if err != nil {
 		return 0, err
 	}
+	recorded := make(map[string]bool, len(names))
+	for _, k := range names {
+		recorded[k] = true
+	}
 	n := 0
 	for _, k := range keys {
-		if slices.Contains(recorded, k) {
+		if recorded[k] {
 			continue
 		}
 		if j, ok := CheckpointJob(k); ok && live[j] {
