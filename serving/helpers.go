@@ -33,16 +33,37 @@ type helpers struct {
 	wg       sync.WaitGroup
 }
 
-// share is one part of a prediction's work that a helper or its caller runs, whichever claims it
-// first.
+// share is one part of a prediction's work that a helper (or a goroutine of its own) or its
+// caller runs, whichever claims it first.
 type share struct {
 	claimed atomic.Bool
 	run     func()
-	done    chan struct{} // closed once run returns, when a helper ran it
+	done    chan struct{} // closed once run returns, when do ran it
+	panic   any           // what run panicked with, when do ran it
 }
 
 // claim reports whether the caller won the share (a share runs exactly once).
 func (s *share) claim() bool { return s.claimed.CompareAndSwap(false, true) }
+
+// do runs the share unless its caller claimed it first. A panic is kept for the caller (see
+// wait) rather than taking the process down from a goroutine no handler recovers.
+func (s *share) do() {
+	if !s.claim() {
+		return // its caller ran it meanwhile
+	}
+	defer func() {
+		s.panic = recover()
+		close(s.done)
+	}()
+	s.run()
+}
+
+// wait waits until do has run the share, and returns what the share panicked with (nil when it
+// did not), for the caller to panic with in its own goroutine.
+func (s *share) wait() any {
+	<-s.done
+	return s.panic
+}
 
 func newHelpers(n int, spin time.Duration) *helpers {
 	h := &helpers{tasks: make(chan *share, 4*n), wake: make(chan struct{}, n), spin: spin, epoch: time.Now(), n: int32(n), quit: make(chan struct{})}
@@ -118,7 +139,7 @@ func (h *helpers) loop() {
 	for {
 		select {
 		case s := <-h.tasks:
-			h.do(s)
+			s.do()
 			continue
 		case <-h.quit:
 			return
@@ -133,7 +154,7 @@ func (h *helpers) loop() {
 		select {
 		case s := <-h.tasks:
 			h.asleep.Add(-1)
-			h.do(s)
+			s.do()
 		case <-h.wake:
 			h.asleep.Add(-1)
 		case <-h.quit:
@@ -141,14 +162,6 @@ func (h *helpers) loop() {
 			return
 		}
 	}
-}
-
-func (h *helpers) do(s *share) {
-	if !s.claim() {
-		return // its caller ran it meanwhile
-	}
-	s.run()
-	close(s.done)
 }
 
 func (h *helpers) close() {

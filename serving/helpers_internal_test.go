@@ -1,6 +1,7 @@
 package serving
 
 import (
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -131,5 +132,22 @@ func TestHelperCount(t *testing.T) {
 		if got := helperCount(tt.procs); got != tt.want || (tt.procs > 2 && got >= tt.procs) {
 			t.Errorf("helperCount(%d) = %d, want %d", tt.procs, got, tt.want)
 		}
+	}
+}
+
+// TestSharePanicReachesCaller: a share that panics on a goroutine of its own (or a helper) does
+// not take the process down: its caller gets the panic, to raise in its own goroutine, where the
+// HTTP server's recovery handles it.
+func TestSharePanicReachesCaller(t *testing.T) {
+	s := &share{run: func() { panic("injected") }, done: make(chan struct{})}
+	go s.do()
+	for !s.claimed.Load() {
+		runtime.Gosched()
+	}
+	if s.claim() {
+		t.Fatal("the caller claimed a share the goroutine had started")
+	}
+	if v := s.wait(); v != "injected" {
+		t.Errorf("wait = %v, want the share's panic", v)
 	}
 }

@@ -127,7 +127,7 @@ func TestBatchWorkerPanic(t *testing.T) {
 	defer cancel()
 	for i := range errs {
 		wg.Go(func() {
-			_, errs[i] = m.runQueued(rctx, cur, fx.Test[i%len(fx.Test)], 1, len(m.rec.Labels))
+			_, errs[i] = m.runQueued(rctx, cur, fx.Test[i%len(fx.Test)], 1, len(m.rec.Labels), nil)
 		})
 		for { // queue them in order: the first maxCoalesced make the batch that panics
 			m.qmu.Lock()
