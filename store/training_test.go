@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -322,4 +323,59 @@ func TestPublishOnlyByTheJobsHolder(t *testing.T) {
 			t.Fatalf("trained %v, %v; want 2 stages (the refused ones not recorded)", m.Trained, err)
 		}
 	})
+}
+
+// TestEnqueueTrainingOncePerSequence: replicas sharing a ledger (here two handles on one
+// database, each with its own job queue client) that queue a model's training at the same time
+// queue each (shard, sequence) once; queueing it again while its job is unfinished queues
+// nothing, and once the job has finished (here cancelled in the queue, its row left behind) it
+// can be queued again.
+func TestEnqueueTrainingOncePerSequence(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			dsn := b.dsn(t)
+			replicas := []*Store{openDSN(t, dsn), openDSN(t, dsn)}
+			mustModel(t, replicas[0], spec("once", 2, 2, 2), 40)
+			units := []TrainUnit{{0, 0, false}, {0, 1, false}, {1, 0, false}, {1, 1, false}}
+			args := func(TrainUnit) any { return struct{}{} }
+			queued := make([][]int64, 8)
+			errs := make([]error, len(queued))
+			var wg sync.WaitGroup
+			for i := range queued {
+				s := replicas[i%2]
+				jobs, err := s.NewJobs(JobsConfig{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				wg.Go(func() { queued[i], errs[i] = s.EnqueueTraining(ctx, jobs, "once", "test.train", units, args) })
+			}
+			wg.Wait()
+			var all []int64
+			for i := range queued {
+				if errs[i] != nil {
+					t.Fatal(errs[i])
+				}
+				all = append(all, queued[i]...)
+			}
+			if len(all) != len(units) {
+				t.Fatalf("%d concurrent enqueues on two replicas queued %d jobs, want %d: one per (shard, sequence)", len(queued), len(all), len(units))
+			}
+			jobs, err := replicas[1].NewJobs(JobsConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, err := replicas[1].EnqueueTraining(ctx, jobs, "once", "test.train", units, args)
+			if err != nil || len(again) != 0 {
+				t.Fatalf("enqueue while every job is unfinished: %v, %v; want nothing queued", again, err)
+			}
+			if _, err := jobs.Cancel(ctx, all[0]); err != nil {
+				t.Fatal(err)
+			}
+			again, err = replicas[1].EnqueueTraining(ctx, jobs, "once", "test.train", units, args)
+			if err != nil || len(again) != 1 {
+				t.Fatalf("enqueue after one job was cancelled in the queue: %v, %v; want that unit queued again", again, err)
+			}
+		})
+	}
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/riverqueue/river/rivertype"
 )
 
 // Training states of a [Training] row. Queued and running jobs are unfinished (a failed
@@ -52,20 +54,29 @@ type TrainUnit struct {
 }
 
 // EnqueueTraining queues one job of kind per unit with args(unit) as its arguments, and their
-// Training rows, in one transaction: either every job and row exists or none does.
+// Training rows, in one transaction: either every job and row exists or none does. A unit whose
+// (shard, sequence) already has an unfinished training job (its Training row neither done,
+// failed nor cancelled, its job not finished) is skipped, and the ids returned are those of the
+// new jobs. The check and the enqueue hold the model's row lock, so replicas sharing the
+// ledger never queue one sequence twice.
 func (s *Store) EnqueueTraining(ctx context.Context, jobs *Jobs, model, kind string, units []TrainUnit, args func(TrainUnit) any) ([]int64, error) {
 	var ids []int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		ids = ids[:0]
-		var shards, slices int
-		if err := tx.QueryRowContext(ctx, `SELECT shards, slices FROM models WHERE name = $1`, model).Scan(&shards, &slices); err != nil {
-			if errors.Is(err, sql.ErrNoRows) {
-				return ErrNotFound
-			}
+		m, err := lockModel(ctx, tx, model)
+		if err != nil {
+			return err
+		}
+		busy, err := busyUnits(ctx, tx, model)
+		if err != nil {
 			return err
 		}
 		now := s.now().UnixNano()
 		for _, u := range units {
+			if busy[[2]int{u.Shard, u.Sequence}] {
+				continue
+			}
+			busy[[2]int{u.Shard, u.Sequence}] = true // once per call too
 			id, err := jobs.EnqueueTx(ctx, tx, kind, args(u))
 			if err != nil {
 				return err
@@ -73,7 +84,7 @@ func (s *Store) EnqueueTraining(ctx context.Context, jobs *Jobs, model, kind str
 			if _, err := tx.ExecContext(ctx, `INSERT INTO trainings (job_id, model, shard, sequence, retrain, state, stage, stages, step, steps,
 				loss, rate, eta_ms, message, holder, lease_until, created_at, updated_at)
 				VALUES ($1, $2, $3, $4, $5, $6, 0, $7, 0, 0, 0, 0, 0, '', '', 0, $8, $8)`,
-				id, model, u.Shard, u.Sequence, boolInt(u.Retrain), TrainingQueued, slices, now); err != nil {
+				id, model, u.Shard, u.Sequence, boolInt(u.Retrain), TrainingQueued, m.Slices, now); err != nil {
 				return err
 			}
 			ids = append(ids, id)
@@ -84,6 +95,30 @@ func (s *Store) EnqueueTraining(ctx context.Context, jobs *Jobs, model, kind str
 		return nil, fmt.Errorf("store: enqueue training of %q: %w", model, err)
 	}
 	return ids, nil
+}
+
+// busyUnits returns the (shard, sequence) pairs of model with an unfinished training job: a
+// Training row neither done, failed nor cancelled whose queued job is not finished either (nor
+// removed from the queue): a row can outlive its job, when a process stopped between the job's
+// end and the row's update.
+func busyUnits(ctx context.Context, tx *sql.Tx, model string) (map[[2]int]bool, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT t.shard, t.sequence FROM trainings t JOIN river_job j ON j.id = t.job_id
+		WHERE t.model = $1 AND t.state NOT IN ($2, $3, $4) AND j.state NOT IN ($5, $6, $7)`,
+		model, TrainingDone, TrainingFailed, TrainingCancelled,
+		string(rivertype.JobStateCompleted), string(rivertype.JobStateCancelled), string(rivertype.JobStateDiscarded))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	busy := map[[2]int]bool{}
+	for rows.Next() {
+		var k, b int
+		if err := rows.Scan(&k, &b); err != nil {
+			return nil, err
+		}
+		busy[[2]int{k, b}] = true
+	}
+	return busy, rows.Err()
 }
 
 func boolInt(b bool) int {

@@ -126,13 +126,26 @@ func TestSweepSparesLiveJobs(t *testing.T) {
 	if _, err := st.CreateModel(ctx, store.ModelSpec{Name: "m", Config: []byte(`{}`), Slices: 2, Sequences: [][][]int{{{0, 1}}}}); err != nil {
 		t.Fatal(err)
 	}
-	ids, err := st.EnqueueTraining(ctx, r.cfg.Jobs, "m", JobKind, []store.TrainUnit{{Shard: 0, Sequence: 0}, {Shard: 0, Sequence: 0}},
-		func(u store.TrainUnit) any { return jobArgs{Model: "m", Shard: u.Shard, Sequence: u.Sequence} })
-	if err != nil {
+	// Two unfinished jobs of one sequence: EnqueueTraining queues a sequence once, but a replica
+	// of an older version (during a rolling upgrade) does not check. Queue each while the other
+	// looks failed.
+	var ids []int64
+	for range 2 {
+		q, err := st.EnqueueTraining(ctx, r.cfg.Jobs, "m", JobKind, []store.TrainUnit{{Shard: 0, Sequence: 0}},
+			func(u store.TrainUnit) any { return jobArgs{Model: "m", Shard: u.Shard, Sequence: u.Sequence} })
+		if err != nil || len(q) != 1 {
+			t.Fatalf("enqueue: %v, %v", q, err)
+		}
+		ids = append(ids, q[0])
+		if err := st.SetTrainingState(ctx, q[0], store.TrainingFailed, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	me, other := ids[0], ids[1] // this job, running, and another of the same sequence, queued
+	if err := st.SetTrainingState(ctx, me, store.TrainingRunning, ""); err != nil {
 		t.Fatal(err)
 	}
-	me, other := ids[0], ids[1] // both queued: this job, and another of the same sequence
-	if err := st.SetTrainingState(ctx, me, store.TrainingRunning, ""); err != nil {
+	if err := st.SetTrainingState(ctx, other, store.TrainingQueued, ""); err != nil {
 		t.Fatal(err)
 	}
 	keys := map[string]bool{ // key: kept by the sweep

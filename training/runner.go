@@ -61,13 +61,6 @@ type Runner struct {
 	mu        sync.Mutex
 	active    map[int64]*activeJob
 	backbones map[string]*loadedBackbone // by SHA-256
-
-	// startMu makes start's check of the busy sequences and its enqueue one step in this
-	// process: two concurrent starts (a train request, the retraining policy) would otherwise
-	// both see a sequence idle and queue it twice. Processes sharing a ledger can still both
-	// queue one: each job writes its checkpoints under keys of its own (CheckpointKey), so the
-	// duplicate costs training time, not exactness.
-	startMu sync.Mutex
 }
 
 type loadedBackbone struct {
@@ -143,8 +136,6 @@ func (r *Runner) Retrain(ctx context.Context, model string, shards []int) ([]int
 }
 
 func (r *Runner) start(ctx context.Context, model string, force bool, only []int) ([]int64, error) {
-	r.startMu.Lock()
-	defer r.startMu.Unlock()
 	m, err := r.cfg.Store.GetModel(ctx, model)
 	if err != nil {
 		return nil, err
@@ -167,19 +158,12 @@ func (r *Runner) start(ctx context.Context, model string, force bool, only []int
 			}
 		}
 	}
-	busy, err := r.busy(ctx, model)
-	if err != nil {
-		return nil, err
-	}
 	var units []store.TrainUnit
 	for k := range m.Shards {
 		if only != nil && !slices.Contains(only, k) {
 			continue
 		}
 		for b := range m.Sequences[k] {
-			if busy[[2]int{k, b}] {
-				continue
-			}
 			retrain := force || m.Live[k][b] < m.Slices
 			if retrain || m.Trained[k][b] < m.Slices {
 				units = append(units, store.TrainUnit{Shard: k, Sequence: b, Retrain: retrain})
@@ -192,33 +176,11 @@ func (r *Runner) start(ctx context.Context, model string, force bool, only []int
 	ids, err := r.cfg.Store.EnqueueTraining(ctx, r.cfg.Jobs, model, JobKind, units, func(u store.TrainUnit) any {
 		return jobArgs{Model: model, Shard: u.Shard, Sequence: u.Sequence, Retrain: force}
 	})
-	if err != nil {
+	if err != nil || len(ids) == 0 {
 		return nil, err
 	}
 	r.log.Info("training queued", "model", model, "jobs", len(ids))
 	return ids, nil
-}
-
-// busy returns the (shard, sequence) pairs of a model with an unfinished training job.
-func (r *Runner) busy(ctx context.Context, model string) (map[[2]int]bool, error) {
-	ts, err := r.cfg.Store.Trainings(ctx, model)
-	if err != nil {
-		return nil, err
-	}
-	out := map[[2]int]bool{}
-	for _, t := range ts {
-		if t.State == store.TrainingDone || t.State == store.TrainingCancelled || t.State == store.TrainingFailed {
-			continue
-		}
-		info, err := r.cfg.Jobs.Get(ctx, t.JobID)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return nil, err
-		}
-		if err == nil && !info.Finished() {
-			out[[2]int{t.Shard, t.Sequence}] = true
-		}
-	}
-	return out, nil
 }
 
 // Cancel cancels a model's unfinished training jobs and returns their ids. Finished stages stay
