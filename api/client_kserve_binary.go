@@ -58,12 +58,14 @@ func (c *Client) InferV2Binary(ctx context.Context, model string, inputs [][]flo
 		}
 	}
 	res, err := c.inferV2Binary(ctx, model, name, inputs, shape)
-	if ok && IsInvalid(err) && strings.Contains(err.Error(), "the request names") {
-		// The model was recreated with another input name: read it again, once.
-		if name, err = c.v2InputName(ctx, key, model); err != nil {
+	if ok && IsInvalid(err) {
+		// The model may have been recreated with another input name: read it again, and send
+		// the request once more only when it changed.
+		fresh, merr := c.v2InputName(ctx, key, model)
+		if merr != nil || fresh == name {
 			return nil, err
 		}
-		res, err = c.inferV2Binary(ctx, model, name, inputs, shape)
+		res, err = c.inferV2Binary(ctx, model, fresh, inputs, shape)
 	}
 	return res, err
 }
