@@ -67,9 +67,13 @@ func (s *Store) EnqueueTraining(ctx context.Context, jobs *Jobs, model, kind str
 		if err != nil {
 			return err
 		}
-		busy, err := busyUnits(ctx, tx, model)
+		unfinished, err := unfinishedTrainings(ctx, tx, model)
 		if err != nil {
 			return err
+		}
+		busy := map[[2]int]bool{}
+		for _, u := range unfinished {
+			busy[[2]int{u.Shard, u.Sequence}] = true
 		}
 		now := s.now().UnixNano()
 		for _, u := range units {
@@ -97,12 +101,27 @@ func (s *Store) EnqueueTraining(ctx context.Context, jobs *Jobs, model, kind str
 	return ids, nil
 }
 
-// busyUnits returns the (shard, sequence) pairs of model with an unfinished training job: a
-// Training row neither done, failed nor cancelled whose queued job is not finished either (nor
-// removed from the queue): a row can outlive its job, when a process stopped between the job's
-// end and the row's update.
-func busyUnits(ctx context.Context, tx *sql.Tx, model string) (map[[2]int]bool, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT t.shard, t.sequence FROM trainings t JOIN river_job j ON j.id = t.job_id
+// UnfinishedTraining is a training job that is neither finished nor abandoned: see
+// [Store.UnfinishedTrainings].
+type UnfinishedTraining struct {
+	JobID           int64
+	Shard, Sequence int
+}
+
+// UnfinishedTrainings returns a model's unfinished training jobs: those whose Training row is
+// neither done, failed nor cancelled and whose queued job is not finished either (nor removed
+// from the queue). A row can outlive its job, when a process stopped between the job's end and
+// the row's update; such a job is not counted.
+func (s *Store) UnfinishedTrainings(ctx context.Context, model string) ([]UnfinishedTraining, error) {
+	out, err := unfinishedTrainings(ctx, s.db, model)
+	if err != nil {
+		return nil, fmt.Errorf("store: unfinished trainings of %q: %w", model, err)
+	}
+	return out, nil
+}
+
+func unfinishedTrainings(ctx context.Context, q queryer, model string) ([]UnfinishedTraining, error) {
+	rows, err := q.QueryContext(ctx, `SELECT t.job_id, t.shard, t.sequence FROM trainings t JOIN river_job j ON j.id = t.job_id
 		WHERE t.model = $1 AND t.state NOT IN ($2, $3, $4) AND j.state NOT IN ($5, $6, $7)`,
 		model, TrainingDone, TrainingFailed, TrainingCancelled,
 		string(rivertype.JobStateCompleted), string(rivertype.JobStateCancelled), string(rivertype.JobStateDiscarded))
@@ -110,15 +129,15 @@ func busyUnits(ctx context.Context, tx *sql.Tx, model string) (map[[2]int]bool, 
 		return nil, err
 	}
 	defer rows.Close()
-	busy := map[[2]int]bool{}
+	var out []UnfinishedTraining
 	for rows.Next() {
-		var k, b int
-		if err := rows.Scan(&k, &b); err != nil {
+		var u UnfinishedTraining
+		if err := rows.Scan(&u.JobID, &u.Shard, &u.Sequence); err != nil {
 			return nil, err
 		}
-		busy[[2]int{k, b}] = true
+		out = append(out, u)
 	}
-	return busy, rows.Err()
+	return out, rows.Err()
 }
 
 func boolInt(b bool) int {

@@ -117,8 +117,9 @@ func TestPurgeOfRunningJob(t *testing.T) {
 }
 
 // TestSweepSparesLiveJobs: a job's sweep of its sequence removes the blobs no record names that
-// earlier runs left (of a finished job, of no job, of its own earlier run), and keeps those of
-// another unfinished job, which may record them yet, and every recorded one.
+// earlier runs left (of a finished job, of no job, of its own earlier run, of a job whose row
+// outlived it), and keeps those of another unfinished job, which may record them yet, and every
+// recorded one.
 func TestSweepSparesLiveJobs(t *testing.T) {
 	ctx := context.Background()
 	r, blobs := newPurgeRunner(t)
@@ -130,7 +131,7 @@ func TestSweepSparesLiveJobs(t *testing.T) {
 	// of an older version (during a rolling upgrade) does not check. Queue each while the other
 	// looks failed.
 	var ids []int64
-	for range 2 {
+	for range 3 {
 		q, err := st.EnqueueTraining(ctx, r.cfg.Jobs, "m", JobKind, []store.TrainUnit{{Shard: 0, Sequence: 0}},
 			func(u store.TrainUnit) any { return jobArgs{Model: "m", Shard: u.Shard, Sequence: u.Sequence} })
 		if err != nil || len(q) != 1 {
@@ -141,17 +142,25 @@ func TestSweepSparesLiveJobs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	me, other := ids[0], ids[1] // this job, running, and another of the same sequence, queued
+	// This job, running; another of the same sequence, queued; and a job that ended in the queue
+	// while its row still says queued (its process stopped in between).
+	me, other, stuck := ids[0], ids[1], ids[2]
 	if err := st.SetTrainingState(ctx, me, store.TrainingRunning, ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.SetTrainingState(ctx, other, store.TrainingQueued, ""); err != nil {
+	for _, id := range []int64{other, stuck} {
+		if err := st.SetTrainingState(ctx, id, store.TrainingQueued, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.cfg.Jobs.Cancel(ctx, stuck); err != nil {
 		t.Fatal(err)
 	}
 	keys := map[string]bool{ // key: kept by the sweep
 		CheckpointKey("m", 0, 0, 1, 1, other, 3):                      true,  // another live job's, not recorded yet
 		CheckpointKey("m", 0, 0, 1, 2, me, 3):                         false, // this job's earlier run
 		CheckpointKey("m", 0, 0, 1, 2, other+100, 1):                  false, // a job no longer queued or running
+		CheckpointKey("m", 0, 0, 1, 2, stuck, 2):                      false, // a job whose row outlived it
 		SequencePrefix("m", 0, 0) + "gen-1/stage-1/v1-00.safetensors": false, // no job in the key
 		SequencePrefix("m", 0, 0) + "gen-1/stage-2.safetensors":       false,
 	}
@@ -176,8 +185,8 @@ func TestSweepSparesLiveJobs(t *testing.T) {
 			t.Errorf("%s: exists %v after the sweep, want %v", k, err == nil, kept)
 		}
 	}
-	if n != 4 {
-		t.Errorf("sweep removed %d blobs, want 4", n)
+	if n != 5 {
+		t.Errorf("sweep removed %d blobs, want 5", n)
 	}
 }
 

@@ -547,15 +547,13 @@ func (r *Runner) sweep(ctx context.Context, args jobArgs, job int64) (int, error
 	if err != nil || len(keys) == 0 {
 		return 0, err
 	}
-	ts, err := r.cfg.Store.Trainings(ctx, args.Model)
+	unfinished, err := r.cfg.Store.UnfinishedTrainings(ctx, args.Model)
 	if err != nil {
 		return 0, err
 	}
 	live := map[int64]bool{}
-	for _, t := range ts {
-		if t.JobID != job && (t.State == store.TrainingQueued || t.State == store.TrainingRunning) {
-			live[t.JobID] = true
-		}
+	for _, t := range unfinished {
+		live[t.JobID] = t.JobID != job
 	}
 	names, err := r.cfg.Store.CheckpointKeys(ctx, args.Model)
 	if err != nil {
