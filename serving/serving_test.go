@@ -397,29 +397,13 @@ func TestPredictQueuedBatches(t *testing.T) {
 	ctx := context.Background()
 	fx := newFixture(t, testmodel.Options{Slices: 2, Seqs: 1})
 	svc := newServiceSpin(t, fx, 1, -1)
-	cks := fx.Served(t)
-	p := fx.Predictor(t, 1)
-	want := make([][]float64, len(fx.Test))
-	for i := range fx.Test {
-		want[i], _ = fx.Direct(t, p, cks, fx.Test[i:i+1])
-	}
-	var wg sync.WaitGroup
-	for g := range 6 {
-		wg.Go(func() {
-			for r := range 12 {
-				i := (g*12 + r) % len(fx.Test)
-				res, err := svc.Predict(ctx, fx.Name, fx.Test[i:i+1])
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				if !slices.Equal(res.Predictions[0].Probabilities, want[i]) {
-					t.Errorf("input %d: %v, want %v", i, res.Predictions[0].Probabilities, want[i])
-				}
-			}
-		})
-	}
-	wg.Wait()
+	fx.ConcurrentSingles(t, 6, 12, func(x []float32) ([]float64, error) {
+		res, err := svc.Predict(ctx, fx.Name, [][]float32{x})
+		if err != nil {
+			return nil, err
+		}
+		return res.Predictions[0].Probabilities, nil
+	})
 	if svc.Coalesced() == 0 {
 		t.Error("no prediction ran in a batch with others")
 	}

@@ -5,8 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
-	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -52,29 +50,13 @@ func TestSpreadUnderLoad(t *testing.T) {
 	defer svc.Close()
 	var spread atomic.Int32
 	svc.testHookSpread = func() { spread.Add(1) }
-	cks := fx.Served(t)
-	p := fx.Predictor(t, 1)
-	want := make([][]float64, len(fx.Test))
-	for i := range fx.Test {
-		want[i], _ = fx.Direct(t, p, cks, fx.Test[i:i+1])
-	}
-	var wg sync.WaitGroup
-	for g := range 4 {
-		wg.Go(func() {
-			for r := range 16 {
-				i := (g*16 + r) % len(fx.Test)
-				res, err := svc.Predict(ctx, fx.Name, fx.Test[i:i+1])
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				if !slices.Equal(res.Predictions[0].Probabilities, want[i]) {
-					t.Errorf("input %d: %v, want %v", i, res.Predictions[0].Probabilities, want[i])
-				}
-			}
-		})
-	}
-	wg.Wait()
+	fx.ConcurrentSingles(t, 4, 16, func(x []float32) ([]float64, error) {
+		res, err := svc.Predict(ctx, fx.Name, [][]float32{x})
+		if err != nil {
+			return nil, err
+		}
+		return res.Predictions[0].Probabilities, nil
+	})
 	if spread.Load() == 0 {
 		t.Error("no prediction spread its shards under load")
 	}

@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -305,4 +306,35 @@ func (fx *Fixture) Direct(t testing.TB, p *adapters.Predictor, cks []*adapters.C
 		t.Fatal(err)
 	}
 	return scores, labels
+}
+
+// ConcurrentSingles runs clients goroutines that each make per predictions of one input
+// through predict (which returns that input's probabilities), the inputs taken from fx.Test in
+// turn, and fails the test unless every answer is exactly the direct ensemble of the served
+// checkpoints on its input alone.
+func (fx *Fixture) ConcurrentSingles(t testing.TB, clients, per int, predict func(x []float32) ([]float64, error)) {
+	t.Helper()
+	cks := fx.Served(t)
+	p := fx.Predictor(t, 1)
+	want := make([][]float64, len(fx.Test))
+	for i := range fx.Test {
+		want[i], _ = fx.Direct(t, p, cks, fx.Test[i:i+1])
+	}
+	var wg sync.WaitGroup
+	for g := range clients {
+		wg.Go(func() {
+			for r := range per {
+				i := (g*per + r) % len(fx.Test)
+				got, err := predict(fx.Test[i])
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if !slices.Equal(got, want[i]) {
+					t.Errorf("input %d: %v, want %v", i, got, want[i])
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
