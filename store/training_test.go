@@ -379,3 +379,49 @@ func TestEnqueueTrainingOncePerSequence(t *testing.T) {
 		})
 	}
 }
+
+// TestUnfinishedTrainingsByLease: a training row a worker holds under a live lease is
+// unfinished whatever the queue says (the queue completes a job handed out again when its first,
+// stale run returns, while the second run still records stages); a row whose job finished in
+// the queue and whose lease is over is not.
+func TestUnfinishedTrainingsByLease(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		mustModel(t, s, spec("lease", 1, 2, 2), 20)
+		jobs, err := s.NewJobs(JobsConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		units := []TrainUnit{{Shard: 0, Sequence: 0}, {Shard: 0, Sequence: 1}}
+		ids, err := s.EnqueueTraining(ctx, jobs, "lease", "test.train", units, func(TrainUnit) any { return struct{}{} })
+		if err != nil || len(ids) != 2 {
+			t.Fatalf("enqueue: %v, %v", ids, err)
+		}
+		held, expired := ids[0], ids[1]
+		if ok, err := s.AcquireTraining(ctx, held, "w2", time.Hour); err != nil || !ok {
+			t.Fatalf("acquire: %v, %v", ok, err)
+		}
+		if ok, err := s.AcquireTraining(ctx, expired, "w1", time.Nanosecond); err != nil || !ok {
+			t.Fatalf("acquire: %v, %v", ok, err)
+		}
+		// Both jobs finish in the queue, as when a stale first run returns (cancelled here, a
+		// finished state the same as completed).
+		for _, id := range ids {
+			if _, err := jobs.Cancel(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(time.Millisecond)
+		got, err := s.UnfinishedTrainings(ctx, "lease")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []UnfinishedTraining{{JobID: held, Shard: 0, Sequence: 0}}; !reflect.DeepEqual(got, want) {
+			t.Fatalf("unfinished %+v, want %+v: the held lease only", got, want)
+		}
+		again, err := s.EnqueueTraining(ctx, jobs, "lease", "test.train", units, func(TrainUnit) any { return struct{}{} })
+		if err != nil || len(again) != 1 {
+			t.Fatalf("enqueue again: %v, %v; want the expired job's unit only", again, err)
+		}
+	})
+}

@@ -55,10 +55,9 @@ type TrainUnit struct {
 
 // EnqueueTraining queues one job of kind per unit with args(unit) as its arguments, and their
 // Training rows, in one transaction: either every job and row exists or none does. A unit whose
-// (shard, sequence) already has an unfinished training job (its Training row neither done,
-// failed nor cancelled, its job not finished) is skipped, and the ids returned are those of the
-// new jobs. The check and the enqueue hold the model's row lock, so replicas sharing the
-// ledger never queue one sequence twice.
+// (shard, sequence) already has an unfinished training job (see UnfinishedTrainings) is
+// skipped, and the ids returned are those of the new jobs. The check and the enqueue hold the
+// model's row lock, so replicas sharing the ledger never queue one sequence twice.
 func (s *Store) EnqueueTraining(ctx context.Context, jobs *Jobs, model, kind string, units []TrainUnit, args func(TrainUnit) any) ([]int64, error) {
 	var ids []int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -67,7 +66,7 @@ func (s *Store) EnqueueTraining(ctx context.Context, jobs *Jobs, model, kind str
 		if err != nil {
 			return err
 		}
-		unfinished, err := unfinishedTrainings(ctx, tx, model)
+		unfinished, err := unfinishedTrainings(ctx, tx, model, s.now())
 		if err != nil {
 			return err
 		}
@@ -109,22 +108,29 @@ type UnfinishedTraining struct {
 }
 
 // UnfinishedTrainings returns a model's unfinished training jobs: those whose Training row is
-// neither done, failed nor cancelled and whose queued job is not finished either (nor removed
-// from the queue). A row can outlive its job, when a process stopped between the job's end and
-// the row's update; such a job is not counted.
+// neither done, failed nor cancelled, and either whose queued job is not finished (nor removed
+// from the queue) or whose row a worker holds under a lease that has not expired.
+//
+// A row can outlive its job, when a process stopped between the job's end and the row's update:
+// once its lease is over, such a job is not counted. The lease counts whatever the queue says:
+// a job handed out again after its lease expired (RescueExpiredTrainings) while its first run
+// was still alive is marked completed by the queue when that first run returns, although the
+// second run holds it and still records stages.
 func (s *Store) UnfinishedTrainings(ctx context.Context, model string) ([]UnfinishedTraining, error) {
-	out, err := unfinishedTrainings(ctx, s.db, model)
+	out, err := unfinishedTrainings(ctx, s.db, model, s.now())
 	if err != nil {
 		return nil, fmt.Errorf("store: unfinished trainings of %q: %w", model, err)
 	}
 	return out, nil
 }
 
-func unfinishedTrainings(ctx context.Context, q queryer, model string) ([]UnfinishedTraining, error) {
-	rows, err := q.QueryContext(ctx, `SELECT t.job_id, t.shard, t.sequence FROM trainings t JOIN river_job j ON j.id = t.job_id
-		WHERE t.model = $1 AND t.state NOT IN ($2, $3, $4) AND j.state NOT IN ($5, $6, $7)`,
+func unfinishedTrainings(ctx context.Context, q queryer, model string, now time.Time) ([]UnfinishedTraining, error) {
+	rows, err := q.QueryContext(ctx, `SELECT t.job_id, t.shard, t.sequence FROM trainings t LEFT JOIN river_job j ON j.id = t.job_id
+		WHERE t.model = $1 AND t.state NOT IN ($2, $3, $4)
+			AND ((j.id IS NOT NULL AND j.state NOT IN ($5, $6, $7)) OR (t.state = $8 AND t.lease_until > $9))`,
 		model, TrainingDone, TrainingFailed, TrainingCancelled,
-		string(rivertype.JobStateCompleted), string(rivertype.JobStateCancelled), string(rivertype.JobStateDiscarded))
+		string(rivertype.JobStateCompleted), string(rivertype.JobStateCancelled), string(rivertype.JobStateDiscarded),
+		TrainingRunning, now.UnixNano())
 	if err != nil {
 		return nil, err
 	}
@@ -255,9 +261,9 @@ func (s *Store) Trainings(ctx context.Context, model string) ([]*Training, error
 
 // RescueExpiredTrainings hands the training jobs whose worker died back to the queue: a job
 // whose lease expired (its worker stopped heartbeating) more than grace ago, and that River
-// still counts as running, becomes available again at once, instead of after River's rescue
-// delay. The lease is what tells a dead worker from a slow one; a live worker renews it every
-// heartbeat. It returns the requeued job ids.
+// still counts as running, becomes available again (River itself never takes a running job
+// back: see Jobs). The lease is what tells a dead worker from a slow one; a live worker renews
+// it every heartbeat. It returns the requeued job ids.
 func (s *Store) RescueExpiredTrainings(ctx context.Context, queue string, grace time.Duration) ([]int64, error) {
 	var ids []int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
