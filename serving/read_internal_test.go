@@ -92,3 +92,43 @@ func TestLedgerReadOnHelper(t *testing.T) {
 		t.Errorf("closed ledger: err = %v, want ErrUnavailable", err)
 	}
 }
+
+// TestLedgerReadPanicOnBadRequest: a ledger read that a helper started and that panicked reaches
+// the caller as a panic (where the HTTP server recovers and logs it) even when the request's
+// inputs were refused meanwhile, instead of vanishing on the helper.
+func TestLedgerReadPanicOnBadRequest(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("helpers need two cores")
+	}
+	ctx := context.Background()
+	st, blobs := testmodel.OpenStore(t)
+	fx := testmodel.New(t, st, blobs, testmodel.Options{Slices: 2, Seqs: 1})
+	svc, err := New(Config{Store: st, Blobs: blobs, Pool: 2, Spin: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	if _, err := svc.Predict(ctx, fx.Name, fx.Test[:1]); err != nil { // caches the model and its state
+		t.Fatal(err)
+	}
+	started := make(chan struct{}, 1)
+	svc.testHookRead = func() {
+		started <- struct{}{}
+		panic("injected")
+	}
+	bad := func(*Info) ([][]float32, error) {
+		select {
+		case <-started:
+		case <-time.After(10 * time.Second):
+			t.Error("no helper started the ledger read while the inputs were decoded")
+		}
+		return nil, errors.New("bad request")
+	}
+	defer func() {
+		if v := recover(); v != "injected" {
+			t.Errorf("recovered %v, want the ledger read's panic", v)
+		}
+	}()
+	_, err = svc.PredictWith(ctx, fx.Name, bad)
+	t.Errorf("PredictWith returned (%v) after its ledger read panicked", err)
+}

@@ -337,7 +337,13 @@ func (s *Service) PredictWith(ctx context.Context, name string, decode func(*Inf
 		x, err = s.flatten(m, inputs)
 	}
 	if err != nil {
-		read.claim() // a read no helper has started never runs; one that has finishes unread
+		// A read no helper has started never runs. One that has is waited for, so that a panic
+		// in it reaches this caller (and the server's recovery and log) instead of vanishing.
+		if !read.claim() {
+			if v := read.wait(); v != nil {
+				panic(v)
+			}
+		}
 		return nil, err
 	}
 	beside := read.run // no helper has started the read: run it while the helpers start the shards
