@@ -116,18 +116,13 @@ type JobsConfig struct {
 	// RetryDelay, when set, is the fixed wait before a failed job is retried (default:
 	// River's exponential backoff).
 	RetryDelay time.Duration
-	// RescueAfter is how long a job may stay running before River hands it to another
-	// worker, taken for a worker that died (default 10 minutes). Jobs have no timeout of
-	// their own: a training stage may run for long; training jobs hold a lease in the
-	// ledger (see [Store.AcquireTraining]), so a rescued job whose first worker is still
-	// alive waits for it instead of training twice (the training runner also refuses a
-	// second run of a job in the process that runs it).
-	RescueAfter time.Duration
 }
 
 // Jobs is the durable job queue (River, in the ledger database). Jobs survive crashes: a job
-// enqueued is in the database, and a job whose worker died is retried after River's rescue
-// delay.
+// enqueued is in the database. River never takes a running job back on its own (jobs have no
+// timeout: a training stage may run for long); a training job whose worker died is handed back
+// once its lease in the ledger has expired ([Store.RescueExpiredTrainings], which every training
+// process runs), or at start by [Jobs.RecoverOrphans] on one machine.
 type Jobs struct {
 	store  *Store
 	client *river.Client[*sql.Tx]
@@ -186,16 +181,12 @@ func (s *Store) NewJobs(cfg JobsConfig) (*Jobs, error) {
 		cfg.PollInterval = time.Second
 	}
 	j := &Jobs{store: s, cfg: cfg, log: s.log, handlers: map[string]JobHandler{}}
-	if cfg.RescueAfter <= 0 {
-		cfg.RescueAfter = 10 * time.Minute
-	}
 	rc := &river.Config{
-		Logger:               s.log,
-		MaxAttempts:          cfg.MaxAttempts,
-		FetchPollInterval:    cfg.PollInterval,
-		FetchCooldown:        min(cfg.PollInterval, 100*time.Millisecond),
-		JobTimeout:           -1,
-		RescueStuckJobsAfter: cfg.RescueAfter,
+		Logger:            s.log,
+		MaxAttempts:       cfg.MaxAttempts,
+		FetchPollInterval: cfg.PollInterval,
+		FetchCooldown:     min(cfg.PollInterval, 100*time.Millisecond),
+		JobTimeout:        -1,
 	}
 	if cfg.RetryDelay > 0 {
 		rc.RetryPolicy = fixedRetry(cfg.RetryDelay)
@@ -301,7 +292,7 @@ func Snooze(d time.Duration) error { return river.JobSnooze(d) }
 func Permanent(err error) error { return river.JobCancel(err) }
 
 // RecoverOrphans makes the jobs left running by a dead process available again at once
-// (instead of after RescueAfter), and releases the training leases that process held (instead
+// (instead of once their leases expire), and releases the training leases that process held (instead
 // of waiting for them to expire). Only for a process that knows it is the queue's one worker
 // (the embedded SQLite server, which holds its data directory's lock); it returns how many
 // jobs it recovered.

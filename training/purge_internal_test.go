@@ -233,7 +233,7 @@ func TestPurgeBySnapshot(t *testing.T) {
 }
 
 // TestOneRunPerJob: a job the queue hands out again while it still runs in this process (its
-// rescue time passed) waits instead of running twice: the lease, held by the process, would not
+// lease expired and RescueExpiredTrainings requeued it) waits instead of running twice: the lease, held by the process, would not
 // tell the two runs apart.
 func TestOneRunPerJob(t *testing.T) {
 	ctx := context.Background()
