@@ -19,21 +19,9 @@ import (
 // cached one, the one after a deletion (the prediction that started on the old state is computed
 // again), and none at all once the ledger cannot be read.
 func TestLedgerReadOnHelper(t *testing.T) {
-	if runtime.GOMAXPROCS(0) < 2 {
-		t.Skip("helpers need two cores")
-	}
 	ctx := context.Background()
-	st, blobs := testmodel.OpenStore(t)
-	fx := testmodel.New(t, st, blobs, testmodel.Options{})
-	// Spin: the helpers poll through the whole test, however long its ledger writes take.
-	svc, err := New(Config{Store: st, Blobs: blobs, Pool: 2, Spin: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
-	if _, err := svc.Predict(ctx, fx.Name, fx.Test[:1]); err != nil { // caches the model and its state
-		t.Fatal(err)
-	}
+	svc, fx := newPollingService(t, testmodel.Options{})
+	st := fx.Store
 	started := make(chan struct{}, 1)
 	svc.testHookRead = func() { started <- struct{}{} }
 	decode := func(info *Info) ([][]float32, error) {
@@ -97,20 +85,8 @@ func TestLedgerReadOnHelper(t *testing.T) {
 // the caller as a panic (where the HTTP server recovers and logs it) even when the request's
 // inputs were refused meanwhile, instead of vanishing on the helper.
 func TestLedgerReadPanicOnBadRequest(t *testing.T) {
-	if runtime.GOMAXPROCS(0) < 2 {
-		t.Skip("helpers need two cores")
-	}
 	ctx := context.Background()
-	st, blobs := testmodel.OpenStore(t)
-	fx := testmodel.New(t, st, blobs, testmodel.Options{Slices: 2, Seqs: 1})
-	svc, err := New(Config{Store: st, Blobs: blobs, Pool: 2, Spin: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
-	if _, err := svc.Predict(ctx, fx.Name, fx.Test[:1]); err != nil { // caches the model and its state
-		t.Fatal(err)
-	}
+	svc, fx := newPollingService(t, testmodel.Options{Slices: 2, Seqs: 1})
 	started := make(chan struct{}, 1)
 	svc.testHookRead = func() {
 		started <- struct{}{}
@@ -129,6 +105,26 @@ func TestLedgerReadPanicOnBadRequest(t *testing.T) {
 			t.Errorf("recovered %v, want the ledger read's panic", v)
 		}
 	}()
-	_, err = svc.PredictWith(ctx, fx.Name, bad)
+	_, err := svc.PredictWith(ctx, fx.Name, bad)
 	t.Errorf("PredictWith returned (%v) after its ledger read panicked", err)
+}
+
+// newPollingService returns a service of a model trained with o, its model and serving state
+// cached, whose helpers poll through the whole test however long its ledger writes take.
+func newPollingService(t *testing.T, o testmodel.Options) (*Service, *testmodel.Fixture) {
+	t.Helper()
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("helpers need two cores")
+	}
+	st, blobs := testmodel.OpenStore(t)
+	fx := testmodel.New(t, st, blobs, o)
+	svc, err := New(Config{Store: st, Blobs: blobs, Pool: 2, Spin: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close() })
+	if _, err := svc.Predict(context.Background(), fx.Name, fx.Test[:1]); err != nil {
+		t.Fatal(err)
+	}
+	return svc, fx
 }
