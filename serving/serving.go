@@ -473,9 +473,10 @@ func (m *model) run(ctx context.Context, st *state, x []float32, n int, beside f
 	return m.runQueued(ctx, st, x, n, classes, beside)
 }
 
-// spreads reports whether, with inflight predictions in the service, one of a model serving
-// shards shards runs at once under load with its shards spread over idle Predictors: while every
-// prediction in flight could have a core per shard (inflight x shards <= procs, GOMAXPROCS).
+// spreads reports whether a prediction of a model serving shards shards, one of inflight
+// predictions in the service, runs at once under load with its shards spread over idle
+// Predictors: while every prediction in flight could have a core per shard (inflight x shards
+// <= procs, GOMAXPROCS).
 // Queueing for a batch pays off when the cores are all busy, since a batch costs less per input;
 // while cores are idle, spreading a prediction's shards over them cuts its latency instead.
 //
