@@ -291,9 +291,9 @@ func Snooze(d time.Duration) error { return river.JobSnooze(d) }
 // cancelled, not retried.
 func Permanent(err error) error { return river.JobCancel(err) }
 
-// RecoverOrphans makes the jobs left running by a dead process available again at once
-// (instead of once their leases expire), and releases the training leases that process held (instead
-// of waiting for them to expire). Only for a process that knows it is the queue's one worker
+// RecoverOrphans makes the jobs left running by a dead process available again, and releases
+// the training leases that process held, at once instead of once the leases expire. Only for a
+// process that knows it is the queue's one worker
 // (the embedded SQLite server, which holds its data directory's lock); it returns how many
 // jobs it recovered.
 func (j *Jobs) RecoverOrphans(ctx context.Context) (int, error) {

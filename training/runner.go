@@ -250,9 +250,10 @@ func (r *Runner) work(ctx context.Context, job store.Job) error {
 	defer cancel(nil)
 	a := &activeJob{model: args.Model, shard: args.Shard, cancel: cancel, started: time.Now()}
 	a.row = store.Training{JobID: job.ID, Model: args.Model, Shard: args.Shard, Sequence: args.Sequence, State: store.TrainingRunning}
-	// One run of a job per process: the queue hands a job that runs longer than its rescue time
-	// out again, possibly to this process, and the lease (held by this process) would not tell
-	// the two runs apart, so the second one's sweep could remove the first one's blobs.
+	// One run of a job per process: a job whose lease expired while it still ran (a long pause)
+	// is handed out again (store.RescueExpiredTrainings), possibly to this process, and the lease
+	// (held by this process) would not tell the two runs apart, so the second one's sweep could
+	// remove the first one's blobs.
 	r.mu.Lock()
 	if r.active[job.ID] != nil {
 		r.mu.Unlock()
