@@ -1,12 +1,18 @@
 package serving
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
 	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/s3t-dev/s3t/internal/testmodel"
 )
 
 // TestShareRunsOnce races helpers against the callers that offered them shares: every share
@@ -15,6 +21,7 @@ func TestShareRunsOnce(t *testing.T) {
 	for _, spin := range []time.Duration{-1, DefaultSpin} {
 		t.Run(spin.String(), func(t *testing.T) {
 			h := newHelpers(3, max(spin, 0))
+			h.ensure(3)
 			var wg sync.WaitGroup
 			const callers, per = 4, 300
 			runs := make([]atomic.Int32, callers*per)
@@ -66,6 +73,7 @@ func BenchmarkWake(b *testing.B) {
 		for _, gap := range []time.Duration{0, 300 * time.Microsecond} {
 			b.Run("spin="+spin.String()+"/gap="+gap.String(), func(b *testing.B) {
 				h := newHelpers(2, spin)
+				h.ensure(2)
 				defer h.close()
 				var lat []float64
 				for b.Loop() { // ns/op includes the gap; start-µs is the figure
@@ -149,5 +157,44 @@ func TestSharePanicReachesCaller(t *testing.T) {
 	}
 	if v := s.wait(); v != "injected" {
 		t.Errorf("wait = %v, want the share's panic", v)
+	}
+}
+
+// TestHelpersFitTheModels: a service runs as many helpers as the loaded model of most shards
+// can use (helpers.ensure), never fewer than it once did, never more than helperCount, and
+// none once closed.
+func TestHelpersFitTheModels(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(16)) // helperCount(16) = 8
+	ctx := context.Background()
+	st, blobs := testmodel.OpenStore(t)
+	svc, err := New(Config{Store: st, Blobs: blobs, Pool: 2, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	if got := svc.helpers.running(); got != 0 {
+		t.Fatalf("%d helpers run before any model is loaded, want 0", got)
+	}
+	for _, tt := range []struct {
+		shards, want int
+	}{
+		{2, 2},  // the demo model's m
+		{3, 3},  // a wider model
+		{1, 3},  // a narrower one starts none
+		{12, 8}, // helperCount(16) at most
+	} {
+		name := fmt.Sprintf("m%d", tt.shards)
+		testmodel.New(t, st, blobs, testmodel.Options{Name: name, Shards: tt.shards, Samples: 4 * tt.shards, Untrained: true})
+		if _, err := svc.Info(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		if got := svc.helpers.running(); got != tt.want {
+			t.Errorf("after loading a model of %d shards: %d helpers, want %d", tt.shards, got, tt.want)
+		}
+	}
+	h := newHelpers(4, time.Hour)
+	h.close()
+	if h.ensure(4); h.running() != 0 {
+		t.Errorf("ensure started %d helpers after close", h.running())
 	}
 }

@@ -78,8 +78,9 @@ type Config struct {
 	Pool int
 	// MaxBatch caps the inputs of one Predict (default DefaultMaxBatch).
 	MaxBatch int
-	// Spin is how long, after a lone prediction, the service keeps its helpers (one per core
-	// up to 2 cores, then one per 2 cores: see helperCount) polling for the next before they
+	// Spin is how long, after a lone prediction, the service keeps its helpers (as many as the
+	// loaded model of most shards can use, at most one per core up to 2 cores, then one per 2
+	// cores: see helperCount and helpers.ensure) polling for the next before they
 	// sleep (default DefaultSpin; negative: sleep at once). Waking a sleeping thread costs
 	// 0.1-0.3 ms on a virtual machine (go test ./serving -bench Wake), more than a shard of a
 	// small model takes: under steady traffic the polling helpers are what lets one
@@ -154,8 +155,8 @@ func New(cfg Config) (*Service, error) {
 	return s, nil
 }
 
-// helperCount is the number of helpers of a process of n Ps (GOMAXPROCS): n up to 2, else half
-// of them.
+// helperCount is the most helpers of a process of n Ps (GOMAXPROCS): n up to 2, else half of
+// them. Fewer run while no loaded model could use them all (see helpers.ensure).
 //
 // A polling helper yields to other goroutines with runtime.Gosched, which puts it on the
 // scheduler's global run queue, and a P that finds work there does not poll the network. With a
@@ -1109,6 +1110,9 @@ func (s *Service) loadModel(ctx context.Context, name string) (*model, error) {
 		}
 		m.all = append(m.all, p)
 		m.free = append(m.free, p)
+	}
+	if s.helpers != nil {
+		s.helpers.ensure(rec.S3T.Shards)
 	}
 	return m, nil
 }
