@@ -16,8 +16,8 @@ import (
 )
 
 // BenchmarkPredictHTTP compares, in one process, a prediction of one input through the whole
-// HTTP route (client JSON, Echo, parsing, serving, response) with serving.Service.Predict
-// alone: the route's own cost.
+// HTTP route (client JSON, Echo, parsing, serving, response), and through the KServe v2 route
+// with binary tensor data, with serving.Service.Predict alone: the routes' own cost.
 //
 //	go test ./server -run '^$' -bench PredictHTTP -count 5
 func BenchmarkPredictHTTP(b *testing.B) {
@@ -46,6 +46,13 @@ func BenchmarkPredictHTTP(b *testing.B) {
 		req := &api.PredictRequest{Name: fx.Name, Inputs: []json.RawMessage{raw}}
 		for b.Loop() {
 			if _, err := c.Predict(ctx, req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("v2-binary", func(b *testing.B) { // KServe v2 with the binary tensor data extension
+		for b.Loop() {
+			if _, err := c.InferV2Binary(ctx, fx.Name, [][]float32{img}, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -690,9 +690,15 @@ func medianStats(reps []latencyStats) latencyStats {
 // the served checkpoints, a pool of one Predictor per core (1 ONNX Runtime thread each when
 // there are several, as serving.New's defaults), every shard's logits and their aggregate.
 type directEnsemble struct {
-	rec  *training.Record
-	cks  []*adapters.Checkpoint
-	pool chan *adapters.Predictor
+	rec *training.Record
+	cks []*adapters.Checkpoint
+	// The Predictors are pooled as the server pools its own: a stack, so that the one released
+	// last, whose session is warmest, is taken first. A FIFO queue handed one client each of the
+	// GOMAXPROCS Predictors in turn, a colder session every time on a many-core host: a weaker
+	// baseline than the server's pool.
+	sem  chan struct{} // a token per Predictor in use
+	mu   sync.Mutex
+	free []*adapters.Predictor
 	all  []*adapters.Predictor
 }
 
@@ -749,7 +755,7 @@ func newDirectEnsemble(ctx context.Context, data, model string, spec api.ModelSp
 	if n > 1 {
 		threads = 1
 	}
-	d.pool = make(chan *adapters.Predictor, n)
+	d.sem = make(chan struct{}, n)
 	peft := adapters.Planned{Plugin: rec.PEFT.Type, Plan: rec.Plan}
 	for range n {
 		p, err := adapters.NewPredictor(bm, man, peft, spec.S3T.Slices, rec.HeadInput, threads)
@@ -758,14 +764,23 @@ func newDirectEnsemble(ctx context.Context, data, model string, spec api.ModelSp
 			return nil, err
 		}
 		d.all = append(d.all, p)
-		d.pool <- p
+		d.free = append(d.free, p)
 	}
 	return d, nil
 }
 
 func (d *directEnsemble) predict(ctx context.Context, inputs [][]float32) ([]float64, []int, error) {
-	p := <-d.pool
-	defer func() { d.pool <- p }()
+	d.sem <- struct{}{}
+	d.mu.Lock()
+	p := d.free[len(d.free)-1]
+	d.free = d.free[:len(d.free)-1]
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.free = append(d.free, p)
+		d.mu.Unlock()
+		<-d.sem
+	}()
 	return training.Ensemble(ctx, p, d.cks, d.rec, inputs)
 }
 
