@@ -17,6 +17,9 @@ type Client struct {
 	base *url.URL
 	key  string
 	http *http.Client
+	// fast sends the predictions, when the client has no http.Client of the caller's and the
+	// server is plain http with no proxy before it (see fastPoster); nil otherwise.
+	fast *fastPoster
 }
 
 // ClientOption configures NewClient.
@@ -25,7 +28,9 @@ type ClientOption func(*Client)
 // WithAPIKey sends key as a bearer token on every request.
 func WithAPIKey(key string) ClientOption { return func(c *Client) { c.key = key } }
 
-// WithHTTPClient sets the HTTP client (default: one on DefaultTransport).
+// WithHTTPClient sets the HTTP client (default: one on DefaultTransport). Every request then
+// goes through it, predictions included (without it, predictions to a plain http:// server
+// that no proxy stands before go over the client's own connections: see fastPoster).
 func WithHTTPClient(h *http.Client) ClientOption { return func(c *Client) { c.http = h } }
 
 // DefaultTransport is the transport of a Client made without WithHTTPClient, shared by all of
@@ -49,9 +54,13 @@ func NewClient(base string, opts ...ClientOption) (*Client, error) {
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return nil, fmt.Errorf("api: server url %q: scheme must be http or https", base)
 	}
-	c := &Client{base: u, http: &http.Client{Transport: DefaultTransport}}
+	own := &http.Client{Transport: DefaultTransport}
+	c := &Client{base: u, http: own}
 	for _, o := range opts {
 		o(c)
+	}
+	if t, ok := DefaultTransport.(*http.Transport); ok && c.http == own && fastEligible(u, t.Proxy) {
+		c.fast = newFastPoster(u)
 	}
 	return c, nil
 }
@@ -108,13 +117,14 @@ func (c *Client) do(ctx context.Context, method, path string, body any, ctype st
 	if err != nil {
 		return fmt.Errorf("api: %s %s: read response: %w", method, path, err)
 	}
-	if resp.StatusCode >= 300 {
-		var eb ErrorBody
-		if json.Unmarshal(data, &eb) != nil || eb.Error == nil {
-			eb.Error = &Error{Code: http.StatusText(resp.StatusCode), Message: strings.TrimSpace(string(data))}
-		}
-		eb.Error.Status = resp.StatusCode
-		return eb.Error
+	return decodeResponse(method, path, resp.StatusCode, data, out)
+}
+
+// decodeResponse decodes a response body into out (nil: nothing to decode), or returns the
+// *Error of a status of 300 or more.
+func decodeResponse(method, path string, status int, data []byte, out any) error {
+	if status >= 300 {
+		return errorOf(status, data)
 	}
 	if out == nil {
 		return nil
@@ -123,6 +133,17 @@ func (c *Client) do(ctx context.Context, method, path string, body any, ctype st
 		return fmt.Errorf("api: %s %s: decode response: %w", method, path, err)
 	}
 	return nil
+}
+
+// errorOf is the *Error of an error response: its s3t error body, or the status and the body's
+// text.
+func errorOf(status int, data []byte) *Error {
+	var eb ErrorBody
+	if json.Unmarshal(data, &eb) != nil || eb.Error == nil {
+		eb.Error = &Error{Code: http.StatusText(status), Message: strings.TrimSpace(string(data))}
+	}
+	eb.Error.Status = status
+	return eb.Error
 }
 
 func call[T any](ctx context.Context, c *Client, method, path string, body any, ctype string) (*T, error) {

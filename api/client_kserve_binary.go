@@ -1,16 +1,12 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
-	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 )
 
@@ -101,33 +97,14 @@ func (c *Client) inferV2Binary(ctx context.Context, model, input string, inputs 
 		}
 	}
 	path := "/v2/models/" + seg(model) + "/infer"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.JoinPath(path).String(), bytes.NewReader(body))
+	res, err := c.postRead(ctx, path, "application/octet-stream", body, [2]string{HeaderInferenceHeaderContentLength, strconv.Itoa(len(header))})
 	if err != nil {
-		return nil, fmt.Errorf("api: POST %s: %w", path, err)
+		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set(HeaderInferenceHeaderContentLength, strconv.Itoa(len(header)))
-	if c.key != "" {
-		req.Header.Set("Authorization", "Bearer "+c.key)
+	if res.status >= 300 {
+		return nil, v2Error(errorOf(res.status, res.body))
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("api: POST %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("api: POST %s: read response: %w", path, err)
-	}
-	if resp.StatusCode >= 300 {
-		var eb ErrorBody
-		if json.Unmarshal(data, &eb) != nil || eb.Error == nil {
-			eb.Error = &Error{Code: http.StatusText(resp.StatusCode), Message: strings.TrimSpace(string(data))}
-		}
-		eb.Error.Status = resp.StatusCode
-		return nil, v2Error(eb.Error)
-	}
-	out, err := DecodeInferResponseV2(data, resp.Header.Get(HeaderInferenceHeaderContentLength))
+	out, err := DecodeInferResponseV2(res.body, res.header.Get(HeaderInferenceHeaderContentLength))
 	if err != nil {
 		return nil, fmt.Errorf("api: POST %s: %w", path, err)
 	}

@@ -16,7 +16,15 @@ func (c *Client) Predict(ctx context.Context, req *PredictRequest) (*PredictResp
 	if err != nil {
 		return nil, fmt.Errorf("api: POST %s: encode: %w", path, err)
 	}
-	return call[PredictResponse](ctx, c, http.MethodPost, path, bytes.NewReader(body), "application/json")
+	res, err := c.postRead(ctx, path, "application/json", body)
+	if err != nil {
+		return nil, err
+	}
+	out := new(PredictResponse)
+	if err := decodeResponse(http.MethodPost, path, res.status, res.body, out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // body encodes the request as json.Marshal does, less the whitespace around each input, without
@@ -46,8 +54,20 @@ func (r *PredictRequest) body() ([]byte, error) {
 
 // InferV2 calls the KServe v2 inference route of model req.Name.
 func (c *Client) InferV2(ctx context.Context, req *InferRequestV2) (*InferResponseV2, error) {
-	out, err := call[InferResponseV2](ctx, c, http.MethodPost, "/v2/models/"+seg(req.Name)+"/infer", req, "")
-	return out, v2Error(err)
+	path := "/v2/models/" + seg(req.Name) + "/infer"
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("api: POST %s: encode: %w", path, err)
+	}
+	res, err := c.postRead(ctx, path, "application/json", body)
+	if err != nil {
+		return nil, err
+	}
+	out := new(InferResponseV2)
+	if err := decodeResponse(http.MethodPost, path, res.status, res.body, out); err != nil {
+		return nil, v2Error(err)
+	}
+	return out, nil
 }
 
 // ModelMetadataV2 returns the KServe v2 metadata of model req.Name.

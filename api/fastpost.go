@@ -1,0 +1,256 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// fastPoster sends predictions (POSTs that only read: sending one twice is harmless) over
+// keep-alive HTTP/1.1 connections of its own, on the caller's goroutine: it writes the request
+// in one write and reads the response with http.ReadResponse. net/http's client hands every
+// request to a writing goroutine and its response back from a reading one; where a thread
+// wake-up costs tens of microseconds (a virtual machine) those hand-offs were a fifth of a
+// one-input prediction of the demo model (s3t bench serve: api.Client 1.22-1.37x the direct
+// run, a minimal client of this kind 1.02-1.12x, on 2 cores). A Client uses it only for a plain
+// http:// server that no proxy stands before, with its own transport (see fastEligible).
+type fastPoster struct {
+	addr string // host:port to dial
+	host string // the Host header
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	mu   sync.Mutex
+	idle []*fastConn // a stack: the latest used first
+}
+
+// maxFastIdle caps the idle connections a fastPoster keeps, as DefaultTransport's
+// MaxIdleConnsPerHost.
+const maxFastIdle = 64
+
+type fastConn struct {
+	net.Conn
+	r   *bufio.Reader
+	buf []byte // the request being written
+}
+
+// fastEligible reports whether predictions to base may bypass net/http: plain http (TLS and
+// HTTP/2 are net/http's), and no proxy for base by proxy (the transport's Proxy, e.g.
+// http.ProxyFromEnvironment).
+func fastEligible(base *url.URL, proxy func(*http.Request) (*url.URL, error)) bool {
+	if base.Scheme != "http" || base.User != nil {
+		return false
+	}
+	if proxy == nil {
+		return true
+	}
+	p, err := proxy(&http.Request{Method: http.MethodPost, URL: base, Header: http.Header{}})
+	return err == nil && p == nil
+}
+
+func newFastPoster(base *url.URL) *fastPoster {
+	addr := base.Host
+	if base.Port() == "" {
+		addr = net.JoinHostPort(base.Hostname(), "80")
+	}
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	return &fastPoster{addr: addr, host: base.Host, dial: d.DialContext}
+}
+
+// fastResponse is a response read to its end.
+type fastResponse struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// post sends body to path (a request URI) with the given headers. A connection that was idle
+// and fails before any byte of the response arrives is taken to have been closed by the server
+// meanwhile, and the request is sent once more on a new connection, as net/http does.
+func (f *fastPoster) post(ctx context.Context, path string, header [][2]string, body []byte) (*fastResponse, error) {
+	for {
+		c, reused := f.get()
+		if c == nil {
+			nc, err := f.dial(ctx, "tcp", f.addr)
+			if err != nil {
+				return nil, err
+			}
+			c = &fastConn{Conn: nc, r: bufio.NewReaderSize(nc, 16<<10)}
+		}
+		res, answered, err := f.roundTrip(ctx, c, path, header, body)
+		if err != nil {
+			c.Close()
+			if reused && !answered && ctx.Err() == nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				continue // a stale idle connection; the next one is new or was just used
+			}
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+				return nil, context.DeadlineExceeded // the connection's deadline, the context's, ran out first
+			}
+			return nil, err
+		}
+		return res, nil
+	}
+}
+
+// roundTrip writes the request on c and reads the response to its end, giving c back to the
+// idle ones when it can carry another request. answered reports whether any byte of a response
+// arrived.
+func (f *fastPoster) roundTrip(ctx context.Context, c *fastConn, path string, header [][2]string, body []byte) (res *fastResponse, answered bool, err error) {
+	deadline, _ := ctx.Deadline() // zero: none
+	if err := c.SetDeadline(deadline); err != nil {
+		return nil, false, err
+	}
+	// A cancellation interrupts the reads and writes in progress (the caller then closes c).
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	c.buf = append(c.buf[:0], "POST "...)
+	c.buf = append(c.buf, path...)
+	c.buf = append(c.buf, " HTTP/1.1\r\nHost: "...)
+	c.buf = append(c.buf, f.host...)
+	c.buf = append(c.buf, "\r\nUser-Agent: s3t-api\r\n"...)
+	for _, h := range header {
+		c.buf = append(c.buf, h[0]...)
+		c.buf = append(c.buf, ": "...)
+		c.buf = append(c.buf, h[1]...)
+		c.buf = append(c.buf, "\r\n"...)
+	}
+	c.buf = append(c.buf, "Content-Length: "...)
+	c.buf = strconv.AppendInt(c.buf, int64(len(body)), 10)
+	c.buf = append(c.buf, "\r\n\r\n"...)
+	c.buf = append(c.buf, body...)
+	if _, err := c.Write(c.buf); err != nil {
+		return nil, false, err
+	}
+	if cap(c.buf) > 1<<20 {
+		c.buf = nil // do not keep a large request's buffer for the connection's life
+	}
+	if _, err := c.r.Peek(1); err != nil {
+		return nil, false, err
+	}
+	var resp *http.Response
+	for {
+		if resp, err = http.ReadResponse(c.r, nil); err != nil {
+			return nil, true, err
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
+		resp.Body.Close() // an informational response (1xx): the final one follows
+	}
+	data, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, true, err
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return nil, true, errors.New("server switched protocols")
+	}
+	// The response is whole. The connection carries the next request unless the server closes
+	// it, sent more than the response, or a cancellation has (or is about to have) spent its
+	// deadline.
+	if stop() && !resp.Close && c.r.Buffered() == 0 {
+		f.put(c)
+	} else {
+		c.Close()
+	}
+	return &fastResponse{status: resp.StatusCode, header: resp.Header, body: data}, true, nil
+}
+
+// get takes an idle connection (nil when none); reused reports one was taken.
+func (f *fastPoster) get() (c *fastConn, reused bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := len(f.idle); n > 0 {
+		c = f.idle[n-1]
+		f.idle[n-1] = nil
+		f.idle = f.idle[:n-1]
+		return c, true
+	}
+	return nil, false
+}
+
+func (f *fastPoster) put(c *fastConn) {
+	f.mu.Lock()
+	if len(f.idle) < maxFastIdle {
+		f.idle = append(f.idle, c)
+		c = nil
+	}
+	f.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+}
+
+// closeIdle closes the idle connections.
+func (f *fastPoster) closeIdle() {
+	f.mu.Lock()
+	idle := f.idle
+	f.idle = nil
+	f.mu.Unlock()
+	for _, c := range idle {
+		c.Close()
+	}
+}
+
+// validHeaderValue reports whether v may be sent as a header value as it is (no line breaks or
+// other control characters but tab).
+func validHeaderValue(v string) bool {
+	return !strings.ContainsFunc(v, func(r rune) bool { return (r < ' ' && r != '\t') || r == 0x7f })
+}
+
+// postRead sends a read-only POST of body to path: through the fast path when the client has
+// one, else through its http.Client.
+func (c *Client) postRead(ctx context.Context, path, ctype string, body []byte, extra ...[2]string) (*fastResponse, error) {
+	u := c.base.JoinPath(path)
+	if c.fast != nil && validHeaderValue(c.key) {
+		h := append(make([][2]string, 0, 4+len(extra)), [2]string{"Content-Type", ctype}, [2]string{"Accept", "application/json"})
+		if c.key != "" {
+			h = append(h, [2]string{"Authorization", "Bearer " + c.key})
+		}
+		h = append(h, extra...)
+		uri := u.RequestURI()
+		if !strings.HasPrefix(uri, "/") {
+			uri = "/" + uri // JoinPath onto a base URL with no path gives a relative one
+		}
+		res, err := c.fast.post(ctx, uri, h, body)
+		if err != nil {
+			return nil, fmt.Errorf("api: POST %s: %w", path, err)
+		}
+		return res, nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("api: POST %s: %w", path, err)
+	}
+	req.Header.Set("Content-Type", ctype)
+	req.Header.Set("Accept", "application/json")
+	if c.key != "" {
+		req.Header.Set("Authorization", "Bearer "+c.key)
+	}
+	for _, h := range extra {
+		req.Header.Set(h[0], h[1])
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("api: POST %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("api: POST %s: read response: %w", path, err)
+	}
+	return &fastResponse{status: resp.StatusCode, header: resp.Header, body: data}, nil
+}
