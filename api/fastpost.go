@@ -21,10 +21,11 @@ import (
 // keep-alive HTTP/1.1 connections of its own, on the caller's goroutine: it writes the request
 // in one write and reads the response with http.ReadResponse. net/http's client hands every
 // request to a writing goroutine and its response back from a reading one; where a thread
-// wake-up costs tens of microseconds (a virtual machine) those hand-offs were a fifth of a
-// one-input prediction of the demo model (s3t bench serve: api.Client 1.22-1.37x the direct
-// run, a minimal client of this kind 1.02-1.12x, on 2 cores). A Client uses it only for a plain
-// http:// server that no proxy stands before, with its own transport (see fastEligible).
+// wake-up costs tens of microseconds (a virtual machine) those hand-offs cost a one-input
+// prediction of the demo model 0.04-0.07 ms of its 0.44-0.48 (s3t bench serve on 2 cores, p50:
+// 0.40-0.41 ms over these connections, 0.38-0.41 through the bench's minimal client). A Client
+// uses it only for a plain http:// server that no proxy stands before, with its own transport
+// (see fastEligible).
 type fastPoster struct {
 	addr string // host:port to dial
 	host string // the Host header
@@ -131,15 +132,19 @@ func (f *fastPoster) roundTrip(ctx context.Context, c *fastConn, path string, he
 	c.buf = strconv.AppendInt(c.buf, int64(len(body)), 10)
 	c.buf = append(c.buf, "\r\n\r\n"...)
 	c.buf = append(c.buf, body...)
-	if _, err := c.Write(c.buf); err != nil {
-		return nil, false, err
-	}
+	_, werr := c.Write(c.buf)
 	if cap(c.buf) > 1<<20 {
 		c.buf = nil // do not keep a large request's buffer for the connection's life
 	}
 	if _, err := c.r.Peek(1); err != nil {
+		if werr != nil {
+			return nil, false, werr
+		}
 		return nil, false, err
 	}
+	// A server may answer before it has read the whole request (a body over its limit) and
+	// close the connection, failing the write: its answer is the one to return.
+	keep := werr == nil
 	var resp *http.Response
 	for {
 		if resp, err = http.ReadResponse(c.r, nil); err != nil {
@@ -161,7 +166,7 @@ func (f *fastPoster) roundTrip(ctx context.Context, c *fastConn, path string, he
 	// The response is whole. The connection carries the next request unless the server closes
 	// it, sent more than the response, or a cancellation has (or is about to have) spent its
 	// deadline.
-	if stop() && !resp.Close && c.r.Buffered() == 0 {
+	if stop() && keep && !resp.Close && c.r.Buffered() == 0 {
 		f.put(c)
 	} else {
 		c.Close()

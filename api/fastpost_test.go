@@ -291,3 +291,24 @@ func TestFastPostConcurrent(t *testing.T) {
 		t.Errorf("16 concurrent clients opened %d connections, want at most 16", n)
 	}
 }
+
+// TestFastPostEarlyAnswer: a server that answers a request over its size limit before reading
+// it and closes the connection gives its error, not the failed write's.
+func TestFastPostEarlyAnswer(t *testing.T) {
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		w.Write([]byte(`{"error":{"code":"too_large","message":"request body over 1024 bytes"}}`))
+	}))
+	defer ts.Close()
+	c, err := NewClient(ts.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := json.RawMessage("[" + strings.Repeat("0.5,", 4<<20) + "1]") // 16 MiB: more than the socket buffers take
+	_, err = c.Predict(context.Background(), &PredictRequest{Name: "m", Inputs: []json.RawMessage{big}})
+	var e *Error
+	if !errors.As(err, &e) || e.Status != http.StatusRequestEntityTooLarge || e.Code != "too_large" {
+		t.Fatalf("err = %v, want the server's 413", err)
+	}
+}
