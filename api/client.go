@@ -60,7 +60,7 @@ func NewClient(base string, opts ...ClientOption) (*Client, error) {
 		o(c)
 	}
 	if t, ok := DefaultTransport.(*http.Transport); ok && c.http == own && fastEligible(u, t.Proxy) {
-		c.fast = newFastPoster(u)
+		c.fast = fastPosterFor(u)
 	}
 	return c, nil
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,13 +37,32 @@ type fastPoster struct {
 }
 
 // maxFastIdle caps the idle connections a fastPoster keeps, as DefaultTransport's
-// MaxIdleConnsPerHost.
-const maxFastIdle = 64
+// MaxIdleConnsPerHost, and fastIdleTimeout is how long one stays idle at most, as its
+// IdleConnTimeout (checked whenever the fastPoster takes or gives back a connection).
+const (
+	maxFastIdle     = 64
+	fastIdleTimeout = 90 * time.Second
+)
 
 type fastConn struct {
 	net.Conn
-	r   *bufio.Reader
-	buf []byte // the request being written
+	r    *bufio.Reader
+	buf  []byte    // the request being written
+	used time.Time // when it was last given back
+}
+
+// fastPosters holds one fastPoster per server, shared by the Clients of that server as they
+// share DefaultTransport's connections.
+var fastPosters sync.Map // host:port "\x00" Host header -> *fastPoster
+
+func fastPosterFor(base *url.URL) *fastPoster {
+	f := newFastPoster(base)
+	key := f.addr + "\x00" + f.host
+	if v, ok := fastPosters.Load(key); ok {
+		return v.(*fastPoster)
+	}
+	v, _ := fastPosters.LoadOrStore(key, f)
+	return v.(*fastPoster)
 }
 
 // fastEligible reports whether predictions to base may bypass net/http: plain http (TLS and
@@ -177,37 +197,51 @@ func (f *fastPoster) roundTrip(ctx context.Context, c *fastConn, path string, he
 // get takes an idle connection (nil when none); reused reports one was taken.
 func (f *fastPoster) get() (c *fastConn, reused bool) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	stale := f.expireLocked()
 	if n := len(f.idle); n > 0 {
 		c = f.idle[n-1]
 		f.idle[n-1] = nil
 		f.idle = f.idle[:n-1]
-		return c, true
 	}
-	return nil, false
+	f.mu.Unlock()
+	for _, s := range stale {
+		s.Close()
+	}
+	return c, c != nil
 }
 
 func (f *fastPoster) put(c *fastConn) {
+	c.used = time.Now()
 	f.mu.Lock()
+	stale := f.expireLocked()
 	if len(f.idle) < maxFastIdle {
 		f.idle = append(f.idle, c)
 		c = nil
 	}
 	f.mu.Unlock()
+	for _, s := range stale {
+		s.Close()
+	}
 	if c != nil {
 		c.Close()
 	}
 }
 
-// closeIdle closes the idle connections.
-func (f *fastPoster) closeIdle() {
-	f.mu.Lock()
-	idle := f.idle
-	f.idle = nil
-	f.mu.Unlock()
-	for _, c := range idle {
-		c.Close()
+// expireLocked removes the connections idle for fastIdleTimeout or more (the oldest are at the
+// bottom of the stack) and returns them, to be closed outside f.mu.
+func (f *fastPoster) expireLocked() []*fastConn {
+	i := 0
+	for i < len(f.idle) && time.Since(f.idle[i].used) >= fastIdleTimeout {
+		i++
 	}
+	if i == 0 {
+		return nil
+	}
+	stale := slices.Clone(f.idle[:i])
+	n := copy(f.idle, f.idle[i:])
+	clear(f.idle[n:])
+	f.idle = f.idle[:n]
+	return stale
 }
 
 // validHeaderValue reports whether v may be sent as a header value as it is (no line breaks or

@@ -312,3 +312,42 @@ func TestFastPostEarlyAnswer(t *testing.T) {
 		t.Fatalf("err = %v, want the server's 413", err)
 	}
 }
+
+// TestFastPostSharedAndExpiring: the Clients of one server share its idle connections, and a
+// connection idle for fastIdleTimeout is closed instead of used again.
+func TestFastPostSharedAndExpiring(t *testing.T) {
+	cs := newCountingServer(t, echoModel)
+	ctx := context.Background()
+	for i := range 3 {
+		c, err := NewClient(cs.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := predictEcho(ctx, c, fmt.Sprintf("[%d]", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := cs.conns.Load(); n != 1 {
+		t.Errorf("3 clients of one server, one after the other: %d connections, want 1", n)
+	}
+	c, err := NewClient(cs.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.fast.mu.Lock()
+	if len(c.fast.idle) != 1 {
+		t.Fatalf("%d idle connections, want 1", len(c.fast.idle))
+	}
+	old := c.fast.idle[0]
+	old.used = time.Now().Add(-fastIdleTimeout)
+	c.fast.mu.Unlock()
+	if err := predictEcho(ctx, c, "[9]"); err != nil {
+		t.Fatal(err)
+	}
+	if n := cs.conns.Load(); n != 2 {
+		t.Errorf("after the idle connection expired: %d connections, want 2", n)
+	}
+	if _, err := old.Write([]byte("x")); err == nil {
+		t.Error("the expired connection is still open")
+	}
+}
