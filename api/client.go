@@ -38,7 +38,12 @@ func WithHTTPClient(h *http.Client) ClientOption { return func(c *Client) { c.ht
 // Client is used concurrently (many predictions at once); with 2, every request beyond the
 // second in flight opened a new TCP connection and closed it after the response
 // (TestConcurrentRequestsReuseConnections).
-var DefaultTransport http.RoundTripper = func() *http.Transport {
+var DefaultTransport http.RoundTripper = defaultTransport
+
+// defaultTransport is DefaultTransport as the package sets it: predictions take the fast path
+// (fastPoster) only while DefaultTransport is still this one, since a replacement may dial,
+// trace or route requests its own way.
+var defaultTransport = func() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost = 64
 	t.MaxIdleConns = 256
@@ -59,10 +64,19 @@ func NewClient(base string, opts ...ClientOption) (*Client, error) {
 	for _, o := range opts {
 		o(c)
 	}
-	if t, ok := DefaultTransport.(*http.Transport); ok && c.http == own && fastEligible(u, t.Proxy) {
+	if DefaultTransport == http.RoundTripper(defaultTransport) && c.http == own && fastEligible(u, defaultTransport.Proxy) {
 		c.fast = fastPosterFor(u)
 	}
 	return c, nil
+}
+
+// CloseIdleConnections closes the client's idle connections to its server (shared with the
+// other Clients of that server), those of its http.Client included.
+func (c *Client) CloseIdleConnections() {
+	if c.fast != nil {
+		c.fast.closeIdle()
+	}
+	c.http.CloseIdleConnections()
 }
 
 // IsNotFound reports whether err is an *Error with Code CodeNotFound.

@@ -32,8 +32,10 @@ type fastPoster struct {
 	host string // the Host header
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
-	mu   sync.Mutex
-	idle []*fastConn // a stack: the latest used first
+	mu          sync.Mutex
+	idle        []*fastConn   // a stack: the latest used first
+	reaper      *time.Timer   // closes the expired idle connections while any are idle
+	idleTimeout time.Duration // fastIdleTimeout (shorter in tests)
 }
 
 // maxFastIdle caps the idle connections a fastPoster keeps, as DefaultTransport's
@@ -69,8 +71,8 @@ func fastPosterFor(base *url.URL) *fastPoster {
 // HTTP/2 are net/http's), and no proxy for base by proxy (the transport's Proxy, e.g.
 // http.ProxyFromEnvironment).
 func fastEligible(base *url.URL, proxy func(*http.Request) (*url.URL, error)) bool {
-	if base.Scheme != "http" || base.User != nil {
-		return false
+	if base.Scheme != "http" || base.User != nil || !asciiHost(base.Host) {
+		return false // TLS, basic auth, and hosts net/http rewrites (IDNA, IPv6 zones) are net/http's
 	}
 	if proxy == nil {
 		return true
@@ -79,13 +81,24 @@ func fastEligible(base *url.URL, proxy func(*http.Request) (*url.URL, error)) bo
 	return err == nil && p == nil
 }
 
+// asciiHost reports whether host goes on the wire as it is: printable ASCII, no IPv6 zone, no
+// empty port.
+func asciiHost(host string) bool {
+	for i := 0; i < len(host); i++ {
+		if c := host[i]; c <= ' ' || c >= 0x7f || c == '%' {
+			return false
+		}
+	}
+	return host != "" && !strings.HasSuffix(host, ":")
+}
+
 func newFastPoster(base *url.URL) *fastPoster {
 	addr := base.Host
 	if base.Port() == "" {
 		addr = net.JoinHostPort(base.Hostname(), "80")
 	}
 	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
-	return &fastPoster{addr: addr, host: base.Host, dial: d.DialContext}
+	return &fastPoster{addr: addr, host: base.Host, dial: d.DialContext, idleTimeout: fastIdleTimeout}
 }
 
 // fastResponse is a response read to its end.
@@ -95,12 +108,19 @@ type fastResponse struct {
 	body   []byte
 }
 
-// post sends body to path (a request URI) with the given headers. A connection that was idle
-// and fails before any byte of the response arrives is taken to have been closed by the server
-// meanwhile, and the request is sent once more on a new connection, as net/http does.
+// post sends body to path (a request URI) with the given headers, on an idle connection that
+// the server has neither closed nor written to since (see alive), else a new one. Should the
+// idle one fail before any byte of the response arrives nonetheless (the server closed it just
+// then), the request is sent once more, on a new connection: a prediction may then reach the
+// server twice, which only costs its computation (it changes nothing). net/http's transport,
+// which never sends a POST twice, would return that error.
 func (f *fastPoster) post(ctx context.Context, path string, header [][2]string, body []byte) (*fastResponse, error) {
-	for {
-		c, reused := f.get()
+	for again := false; ; again = true {
+		var c *fastConn
+		reused := false
+		if !again {
+			c, reused = f.get()
+		}
 		if c == nil {
 			nc, err := f.dial(ctx, "tcp", f.addr)
 			if err != nil {
@@ -112,7 +132,7 @@ func (f *fastPoster) post(ctx context.Context, path string, header [][2]string, 
 		if err != nil {
 			c.Close()
 			if reused && !answered && ctx.Err() == nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-				continue // a stale idle connection; the next one is new or was just used
+				continue
 			}
 			if err := ctx.Err(); err != nil {
 				return nil, err
@@ -141,7 +161,7 @@ func (f *fastPoster) roundTrip(ctx context.Context, c *fastConn, path string, he
 	c.buf = append(c.buf, path...)
 	c.buf = append(c.buf, " HTTP/1.1\r\nHost: "...)
 	c.buf = append(c.buf, f.host...)
-	c.buf = append(c.buf, "\r\nUser-Agent: s3t-api\r\n"...)
+	c.buf = append(c.buf, "\r\nUser-Agent: Go-http-client/1.1\r\n"...)
 	for _, h := range header {
 		c.buf = append(c.buf, h[0]...)
 		c.buf = append(c.buf, ": "...)
@@ -166,7 +186,7 @@ func (f *fastPoster) roundTrip(ctx context.Context, c *fastConn, path string, he
 	// close the connection, failing the write: its answer is the one to return.
 	keep := werr == nil
 	var resp *http.Response
-	for {
+	for informational := 0; ; informational++ {
 		if resp, err = http.ReadResponse(c.r, nil); err != nil {
 			return nil, true, err
 		}
@@ -174,6 +194,9 @@ func (f *fastPoster) roundTrip(ctx context.Context, c *fastConn, path string, he
 			break
 		}
 		resp.Body.Close() // an informational response (1xx): the final one follows
+		if informational == 4 {
+			return nil, true, errors.New("too many 1xx informational responses") // as net/http
+		}
 	}
 	data, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -194,20 +217,27 @@ func (f *fastPoster) roundTrip(ctx context.Context, c *fastConn, path string, he
 	return &fastResponse{status: resp.StatusCode, header: resp.Header, body: data}, true, nil
 }
 
-// get takes an idle connection (nil when none); reused reports one was taken.
+// get takes an idle connection that can carry a request (nil when none); reused reports one
+// was taken. Idle connections the server closed, or sent bytes on, are closed on the way.
 func (f *fastPoster) get() (c *fastConn, reused bool) {
-	f.mu.Lock()
-	stale := f.expireLocked()
-	if n := len(f.idle); n > 0 {
-		c = f.idle[n-1]
-		f.idle[n-1] = nil
-		f.idle = f.idle[:n-1]
+	for {
+		f.mu.Lock()
+		stale := f.expireLocked()
+		c = nil
+		if n := len(f.idle); n > 0 {
+			c = f.idle[n-1]
+			f.idle[n-1] = nil
+			f.idle = f.idle[:n-1]
+		}
+		f.mu.Unlock()
+		for _, s := range stale {
+			s.Close()
+		}
+		if c == nil || c.alive() {
+			return c, c != nil
+		}
+		c.Close()
 	}
-	f.mu.Unlock()
-	for _, s := range stale {
-		s.Close()
-	}
-	return c, c != nil
 }
 
 func (f *fastPoster) put(c *fastConn) {
@@ -217,6 +247,9 @@ func (f *fastPoster) put(c *fastConn) {
 	if len(f.idle) < maxFastIdle {
 		f.idle = append(f.idle, c)
 		c = nil
+		if f.reaper == nil {
+			f.reaper = time.AfterFunc(f.idleTimeout, f.reap)
+		}
 	}
 	f.mu.Unlock()
 	for _, s := range stale {
@@ -227,11 +260,37 @@ func (f *fastPoster) put(c *fastConn) {
 	}
 }
 
+// reap closes the connections idle for fastIdleTimeout, and runs again while any are idle.
+func (f *fastPoster) reap() {
+	f.mu.Lock()
+	stale := f.expireLocked()
+	if len(f.idle) > 0 {
+		f.reaper.Reset(f.idleTimeout - time.Since(f.idle[0].used))
+	} else {
+		f.reaper = nil
+	}
+	f.mu.Unlock()
+	for _, s := range stale {
+		s.Close()
+	}
+}
+
+// closeIdle closes the idle connections.
+func (f *fastPoster) closeIdle() {
+	f.mu.Lock()
+	idle := f.idle
+	f.idle = nil
+	f.mu.Unlock()
+	for _, c := range idle {
+		c.Close()
+	}
+}
+
 // expireLocked removes the connections idle for fastIdleTimeout or more (the oldest are at the
 // bottom of the stack) and returns them, to be closed outside f.mu.
 func (f *fastPoster) expireLocked() []*fastConn {
 	i := 0
-	for i < len(f.idle) && time.Since(f.idle[i].used) >= fastIdleTimeout {
+	for i < len(f.idle) && time.Since(f.idle[i].used) >= f.idleTimeout {
 		i++
 	}
 	if i == 0 {
@@ -244,6 +303,13 @@ func (f *fastPoster) expireLocked() []*fastConn {
 	return stale
 }
 
+// maxFastBody is the largest request the fast path sends. It writes a request whole before it
+// reads, so a server that answers early (a body over its limit) without reading the rest nor
+// closing the connection would leave a larger write blocked; net/http reads while it writes.
+// 64 KiB fits the socket buffers on both sides, and holds a batch of about 25 of the demo's
+// 28x28 inputs as JSON.
+const maxFastBody = 64 << 10
+
 // validHeaderValue reports whether v may be sent as a header value as it is (no line breaks or
 // other control characters but tab).
 func validHeaderValue(v string) bool {
@@ -254,7 +320,7 @@ func validHeaderValue(v string) bool {
 // one, else through its http.Client.
 func (c *Client) postRead(ctx context.Context, path, ctype string, body []byte, extra ...[2]string) (*fastResponse, error) {
 	u := c.base.JoinPath(path)
-	if c.fast != nil && validHeaderValue(c.key) {
+	if c.fast != nil && len(body) <= maxFastBody && validHeaderValue(c.key) {
 		h := append(make([][2]string, 0, 4+len(extra)), [2]string{"Content-Type", ctype}, [2]string{"Accept", "application/json"})
 		if c.key != "" {
 			h = append(h, [2]string{"Authorization", "Bearer " + c.key})

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -339,7 +340,7 @@ func TestFastPostSharedAndExpiring(t *testing.T) {
 		t.Fatalf("%d idle connections, want 1", len(c.fast.idle))
 	}
 	old := c.fast.idle[0]
-	old.used = time.Now().Add(-fastIdleTimeout)
+	old.used = time.Now().Add(-c.fast.idleTimeout)
 	c.fast.mu.Unlock()
 	if err := predictEcho(ctx, c, "[9]"); err != nil {
 		t.Fatal(err)
@@ -349,5 +350,184 @@ func TestFastPostSharedAndExpiring(t *testing.T) {
 	}
 	if _, err := old.Write([]byte("x")); err == nil {
 		t.Error("the expired connection is still open")
+	}
+}
+
+// rawServer serves each connection with serve, on a listener of its own.
+func rawServer(t *testing.T, serve func(net.Conn)) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				serve(conn)
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+// TestFastPostSendsAtMostTwice: a request the server drops without an answer (its handler
+// aborted) reaches it at most twice through the fast path, however many idle connections
+// there are (found in review: once per idle connection), and fails.
+func TestFastPostSendsAtMostTwice(t *testing.T) {
+	var aborted atomic.Int32
+	cs := newCountingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(body), "abort") {
+			aborted.Add(1)
+			panic(http.ErrAbortHandler)
+		}
+		time.Sleep(10 * time.Millisecond) // so that the 8 below overlap, and leave 8 idle connections
+		json.NewEncoder(w).Encode(&PredictResponse{Model: "m"})
+	})
+	c, err := NewClient(cs.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() { predictEcho(context.Background(), c, fmt.Sprintf("[%d]", i)) })
+	}
+	wg.Wait()
+	_, err = c.Predict(context.Background(), &PredictRequest{Name: "m", Inputs: []json.RawMessage{json.RawMessage(`"abort"`)}})
+	if err == nil {
+		t.Fatal("a request the server dropped succeeded")
+	}
+	if n := aborted.Load(); n < 1 || n > 2 {
+		t.Errorf("the dropped request reached the server %d times, want 1 or 2", n)
+	}
+}
+
+// TestFastPostSkipsSpoiledIdle: an idle connection on which the server sent bytes unasked is
+// not used for the next request (found in review: they were read as its answer).
+func TestFastPostSkipsSpoiledIdle(t *testing.T) {
+	url := rawServer(t, func(conn net.Conn) {
+		br := bufio.NewReader(conn)
+		for i := 0; ; i++ {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			body := fmt.Sprintf(`{"model":"answer-%d"}`, i)
+			fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+			if i == 0 {
+				time.Sleep(20 * time.Millisecond)
+				fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Length: 21\r\n\r\n{\"model\":\"unrelated\"}")
+			}
+		}
+	})
+	c, err := NewClient(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		res, err := c.Predict(context.Background(), &PredictRequest{Name: "m"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "answer-0"; res.Model != want { // each request on a new connection: its first answer
+			t.Errorf("request %d: answer %q, want %q", i, res.Model, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestFastPostEarlyAnswerKeptOpen: a server that answers before reading the request, and keeps
+// the connection open without reading it, still gets its answer through (found in review: a
+// request larger than the socket buffers blocked its write until the context ended).
+func TestFastPostEarlyAnswerKeptOpen(t *testing.T) {
+	url := rawServer(t, func(conn net.Conn) {
+		br := bufio.NewReader(conn)
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil || l == "\r\n" {
+				break
+			}
+		}
+		body := `{"error":{"code":"too_large","message":"request body over 1024 bytes"}}`
+		fmt.Fprintf(conn, "HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		time.Sleep(10 * time.Second)
+	})
+	c, err := NewClient(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{maxFastBody / 8, 4 << 20} { // through the fast path, and through net/http
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := c.Predict(ctx, &PredictRequest{Name: "m", Inputs: []json.RawMessage{json.RawMessage("[" + strings.Repeat("0.5,", n) + "1]")}})
+		cancel()
+		var e *Error
+		if !errors.As(err, &e) || e.Status != http.StatusRequestEntityTooLarge {
+			t.Errorf("%d values: err = %v, want the server's 413", n, err)
+		}
+	}
+}
+
+// TestFastPostReapsIdle: idle connections are closed after fastIdleTimeout even when no request
+// follows, and CloseIdleConnections closes them at once.
+func TestFastPostReapsIdle(t *testing.T) {
+	var closed atomic.Int32
+	cs := &countingServer{}
+	cs.Server = httptest.NewUnstartedServer(http.HandlerFunc(echoModel))
+	cs.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			closed.Add(1)
+		}
+	}
+	cs.Start()
+	defer cs.Close()
+	c, err := NewClient(cs.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setIdleTimeout := func(d time.Duration) {
+		c.fast.mu.Lock()
+		c.fast.idleTimeout = d
+		c.fast.mu.Unlock()
+	}
+	setIdleTimeout(50 * time.Millisecond)
+	if err := predictEcho(context.Background(), c, "[1]"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); closed.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if closed.Load() != 1 {
+		t.Fatal("the idle connection was not closed after fastIdleTimeout")
+	}
+	setIdleTimeout(time.Hour)
+	if err := predictEcho(context.Background(), c, "[2]"); err != nil {
+		t.Fatal(err)
+	}
+	c.CloseIdleConnections()
+	for deadline := time.Now().Add(5 * time.Second); closed.Load() == 1 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if closed.Load() != 2 {
+		t.Error("CloseIdleConnections left the idle connection open")
+	}
+}
+
+// TestFastPathOnlyWithThePackageTransport: a replaced DefaultTransport (its own dialer, say)
+// carries predictions too: the fast path is off (found in review: it bypassed the dialer).
+func TestFastPathOnlyWithThePackageTransport(t *testing.T) {
+	defer func(rt http.RoundTripper) { DefaultTransport = rt }(DefaultTransport)
+	DefaultTransport = defaultTransport.Clone()
+	c, err := NewClient("http://127.0.0.1:8080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.fast != nil {
+		t.Error("fast path on with a replaced DefaultTransport")
 	}
 }
