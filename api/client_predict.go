@@ -16,11 +16,16 @@ func (c *Client) Predict(ctx context.Context, req *PredictRequest) (*PredictResp
 	if err != nil {
 		return nil, fmt.Errorf("api: POST %s: encode: %w", path, err)
 	}
+	return postFor[PredictResponse](ctx, c, path, body)
+}
+
+// postFor sends a prediction's JSON body to path (see Client.postRead) and decodes the answer.
+func postFor[T any](ctx context.Context, c *Client, path string, body []byte) (*T, error) {
 	res, err := c.postRead(ctx, path, "application/json", body)
 	if err != nil {
 		return nil, err
 	}
-	out := new(PredictResponse)
+	out := new(T)
 	if err := decodeResponse(http.MethodPost, path, res.status, res.body, out); err != nil {
 		return nil, err
 	}
@@ -59,12 +64,8 @@ func (c *Client) InferV2(ctx context.Context, req *InferRequestV2) (*InferRespon
 	if err != nil {
 		return nil, fmt.Errorf("api: POST %s: encode: %w", path, err)
 	}
-	res, err := c.postRead(ctx, path, "application/json", body)
+	out, err := postFor[InferResponseV2](ctx, c, path, body)
 	if err != nil {
-		return nil, err
-	}
-	out := new(InferResponseV2)
-	if err := decodeResponse(http.MethodPost, path, res.status, res.body, out); err != nil {
 		return nil, v2Error(err)
 	}
 	return out, nil
