@@ -17,8 +17,9 @@ import (
 // (Config.Spin), yielding to any other runnable thread, before they sleep: under steady traffic
 // a share starts within microseconds and the cores stay awake for the next request. The caller
 // never waits for a helper that has not started: it runs the share itself instead
-// (share.claim), so splitting is never slower than running the shards one after the other,
-// whatever the helpers are doing.
+// (share.claim), so a late helper never holds a prediction up. (That does not make a split
+// prediction as fast as its shards in turn everywhere: on a 16-core host, threads free to use
+// every core, it measured 0.40-0.44 ms against 0.35-0.38; see the README.)
 type helpers struct {
 	tasks    chan *share
 	wake     chan struct{}
