@@ -24,7 +24,7 @@ import (
 // request to a writing goroutine and its response back from a reading one; where a thread
 // wake-up costs tens of microseconds (a virtual machine) those hand-offs cost a one-input
 // prediction of the demo model 0.04-0.07 ms of its 0.44-0.48 (s3t bench serve on 2 cores, p50:
-// 0.40-0.41 ms over these connections, 0.38-0.41 through the bench's minimal client). A Client
+// 0.39-0.41 ms over these connections, 0.38-0.41 through the bench's minimal client). A Client
 // uses it only for a plain http:// server that no proxy stands before, with its own transport
 // (see fastEligible).
 type fastPoster struct {
@@ -40,7 +40,7 @@ type fastPoster struct {
 
 // maxFastIdle caps the idle connections a fastPoster keeps, as DefaultTransport's
 // MaxIdleConnsPerHost, and fastIdleTimeout is how long one stays idle at most, as its
-// IdleConnTimeout (checked whenever the fastPoster takes or gives back a connection).
+// IdleConnTimeout (a timer closes the expired ones: see reap).
 const (
 	maxFastIdle     = 64
 	fastIdleTimeout = 90 * time.Second
