@@ -110,10 +110,19 @@ func (c *Client) do(ctx context.Context, method, path string, body any, ctype st
 		}
 		rd, ctype = bytes.NewReader(data), "application/json"
 	}
-	u := c.base.JoinPath(path)
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	res, err := c.send(ctx, method, path, rd, ctype)
 	if err != nil {
-		return fmt.Errorf("api: %s %s: %w", method, path, err)
+		return err
+	}
+	return decodeResponse(method, path, res.status, res.body, out)
+}
+
+// send sends one request through the client's http.Client, with ctype (when not empty) and
+// the extra headers, and reads the response to its end.
+func (c *Client) send(ctx context.Context, method, path string, body io.Reader, ctype string, extra ...[2]string) (*rawResponse, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base.JoinPath(path).String(), body)
+	if err != nil {
+		return nil, fmt.Errorf("api: %s %s: %w", method, path, err)
 	}
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
@@ -122,16 +131,19 @@ func (c *Client) do(ctx context.Context, method, path string, body any, ctype st
 	if c.key != "" {
 		req.Header.Set("Authorization", "Bearer "+c.key)
 	}
+	for _, h := range extra {
+		req.Header.Set(h[0], h[1])
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("api: %s %s: %w", method, path, err)
+		return nil, fmt.Errorf("api: %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return fmt.Errorf("api: %s %s: read response: %w", method, path, err)
+		return nil, fmt.Errorf("api: %s %s: read response: %w", method, path, err)
 	}
-	return decodeResponse(method, path, resp.StatusCode, data, out)
+	return &rawResponse{status: resp.StatusCode, header: resp.Header, body: data}, nil
 }
 
 // decodeResponse decodes a response body into out (nil: nothing to decode), or returns the

@@ -101,8 +101,8 @@ func newFastPoster(base *url.URL) *fastPoster {
 	return &fastPoster{addr: addr, host: base.Host, dial: d.DialContext, idleTimeout: fastIdleTimeout}
 }
 
-// fastResponse is a response read to its end.
-type fastResponse struct {
+// rawResponse is a response read to its end.
+type rawResponse struct {
 	status int
 	header http.Header
 	body   []byte
@@ -114,7 +114,7 @@ type fastResponse struct {
 // then), the request is sent once more, on a new connection: a prediction may then reach the
 // server twice, which only costs its computation (it changes nothing). net/http's transport,
 // which never sends a POST twice, would return that error.
-func (f *fastPoster) post(ctx context.Context, path string, header [][2]string, body []byte) (*fastResponse, error) {
+func (f *fastPoster) post(ctx context.Context, path string, header [][2]string, body []byte) (*rawResponse, error) {
 	for again := false; ; again = true {
 		var c *fastConn
 		reused := false
@@ -149,7 +149,7 @@ func (f *fastPoster) post(ctx context.Context, path string, header [][2]string, 
 // roundTrip writes the request on c and reads the response to its end, giving c back to the
 // idle ones when it can carry another request. answered reports whether any byte of a response
 // arrived.
-func (f *fastPoster) roundTrip(ctx context.Context, c *fastConn, path string, header [][2]string, body []byte) (res *fastResponse, answered bool, err error) {
+func (f *fastPoster) roundTrip(ctx context.Context, c *fastConn, path string, header [][2]string, body []byte) (res *rawResponse, answered bool, err error) {
 	deadline, _ := ctx.Deadline() // zero: none
 	if err := c.SetDeadline(deadline); err != nil {
 		return nil, false, err
@@ -214,7 +214,7 @@ func (f *fastPoster) roundTrip(ctx context.Context, c *fastConn, path string, he
 	} else {
 		c.Close()
 	}
-	return &fastResponse{status: resp.StatusCode, header: resp.Header, body: data}, true, nil
+	return &rawResponse{status: resp.StatusCode, header: resp.Header, body: data}, true, nil
 }
 
 // get takes an idle connection that can carry a request (nil when none); reused reports one
@@ -318,15 +318,14 @@ func validHeaderValue(v string) bool {
 
 // postRead sends a read-only POST of body to path: through the fast path when the client has
 // one, else through its http.Client.
-func (c *Client) postRead(ctx context.Context, path, ctype string, body []byte, extra ...[2]string) (*fastResponse, error) {
-	u := c.base.JoinPath(path)
+func (c *Client) postRead(ctx context.Context, path, ctype string, body []byte, extra ...[2]string) (*rawResponse, error) {
 	if c.fast != nil && len(body) <= maxFastBody && validHeaderValue(c.key) {
 		h := append(make([][2]string, 0, 4+len(extra)), [2]string{"Content-Type", ctype}, [2]string{"Accept", "application/json"})
 		if c.key != "" {
 			h = append(h, [2]string{"Authorization", "Bearer " + c.key})
 		}
 		h = append(h, extra...)
-		uri := u.RequestURI()
+		uri := c.base.JoinPath(path).RequestURI()
 		if !strings.HasPrefix(uri, "/") {
 			uri = "/" + uri // JoinPath onto a base URL with no path gives a relative one
 		}
@@ -336,26 +335,5 @@ func (c *Client) postRead(ctx context.Context, path, ctype string, body []byte, 
 		}
 		return res, nil
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
-	if err != nil {
-		return nil, fmt.Errorf("api: POST %s: %w", path, err)
-	}
-	req.Header.Set("Content-Type", ctype)
-	req.Header.Set("Accept", "application/json")
-	if c.key != "" {
-		req.Header.Set("Authorization", "Bearer "+c.key)
-	}
-	for _, h := range extra {
-		req.Header.Set(h[0], h[1])
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("api: POST %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("api: POST %s: read response: %w", path, err)
-	}
-	return &fastResponse{status: resp.StatusCode, header: resp.Header, body: data}, nil
+	return c.send(ctx, http.MethodPost, path, bytes.NewReader(body), ctype, extra...)
 }
