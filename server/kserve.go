@@ -112,7 +112,7 @@ func (s *Server) inferV2(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	name := param(c, "name")
-	req, bin, err := readInferV2(c.Request())
+	req, bin, release, err := readInferV2(c.Request())
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
@@ -120,12 +120,13 @@ func (s *Server) inferV2(c echo.Context) error {
 		}
 		return s.v2Error(c, err)
 	}
+	defer release()
 	want, err := v2Outputs(req, name)
 	if err != nil {
 		return s.v2Error(c, err)
 	}
 	// The inputs are decoded while the service reads the ledger (serving.PredictWith).
-	res, err := s.cfg.Serving.PredictWith(ctx, name, func(info *serving.Info) ([][]float32, error) {
+	res, err := s.cfg.Serving.PredictWith(ctx, name, func(info *serving.Info) ([]float32, int, error) {
 		return v2Inputs(req, info, bin)
 	})
 	if err != nil {
@@ -200,40 +201,42 @@ const binaryDataSize = "binary_data_size"
 
 // readInferV2 reads an inference request: a JSON body, or, with the binary tensor data
 // extension, a JSON header of Inference-Header-Content-Length bytes followed by the tensors'
-// bytes (returned as bin).
-func readInferV2(r *http.Request) (*api.InferRequestV2, []byte, error) {
-	var req api.InferRequestV2
+// bytes (returned as bin, in a pooled buffer that release gives back: see readBody).
+func readInferV2(r *http.Request) (req *api.InferRequestV2, bin []byte, release func(), err error) {
+	req = new(api.InferRequestV2)
 	hl := r.Header.Get(api.HeaderInferenceHeaderContentLength)
 	if hl == "" {
 		dec := json.NewDecoder(r.Body)
-		if err := dec.Decode(&req); err != nil {
+		if err := dec.Decode(req); err != nil {
 			var mb *http.MaxBytesError
 			if errors.As(err, &mb) {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
-			return nil, nil, v2Invalid("request body: %v", err)
+			return nil, nil, nil, v2Invalid("request body: %v", err)
 		}
-		return &req, nil, nil
+		return req, nil, func() {}, nil
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(hl), 10, 64)
 	if err != nil || n < 1 {
-		return nil, nil, v2Invalid("%s: %q is not a positive length", api.HeaderInferenceHeaderContentLength, hl)
+		return nil, nil, nil, v2Invalid("%s: %q is not a positive length", api.HeaderInferenceHeaderContentLength, hl)
 	}
-	body, err := readBody(r)
+	body, release, err := readBody(r)
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		return nil, nil, v2Invalid("request body: %v", err)
+		return nil, nil, nil, v2Invalid("request body: %v", err)
 	}
 	if n > int64(len(body)) {
-		return nil, nil, v2Invalid("%s: %d, but the body has only %d bytes", api.HeaderInferenceHeaderContentLength, n, len(body))
+		release()
+		return nil, nil, nil, v2Invalid("%s: %d, but the body has only %d bytes", api.HeaderInferenceHeaderContentLength, n, len(body))
 	}
-	if err := json.Unmarshal(body[:n], &req); err != nil {
-		return nil, nil, v2Invalid("request header (the first %d bytes of the body, per %s): %v", n, api.HeaderInferenceHeaderContentLength, err)
+	if err := json.Unmarshal(body[:n], req); err != nil {
+		release()
+		return nil, nil, nil, v2Invalid("request header (the first %d bytes of the body, per %s): %v", n, api.HeaderInferenceHeaderContentLength, err)
 	}
-	return &req, body[n:], nil
+	return req, body[n:], release, nil
 }
 
 // v2Output is an output to answer, and whether its values go as binary data.
@@ -281,68 +284,65 @@ func boolParam(params map[string]any, key, where string) (bool, error) {
 	return b, nil
 }
 
-// v2Inputs checks the request's one input against the model and splits it into examples.
-// bin is the request's binary data (nil without the binary extension): when the input's
-// parameters give a binary_data_size, its values are those bytes, FP32 little-endian.
-func v2Inputs(req *api.InferRequestV2, info *serving.Info, bin []byte) ([][]float32, error) {
+// v2Inputs checks the request's one input against the model and returns its examples, end to
+// end, and how many. bin is the request's binary data (nil without the binary extension): when
+// the input's parameters give a binary_data_size, its values are those bytes, FP32
+// little-endian.
+func v2Inputs(req *api.InferRequestV2, info *serving.Info, bin []byte) ([]float32, int, error) {
 	if len(req.Inputs) != 1 {
-		return nil, v2Invalid("inputs: model %q has one input, %q; the request has %d", info.Name, info.InputName, len(req.Inputs))
+		return nil, 0, v2Invalid("inputs: model %q has one input, %q; the request has %d", info.Name, info.InputName, len(req.Inputs))
 	}
 	in := req.Inputs[0]
 	wantShape := append([]int64{-1}, info.InputShape...)
 	if in.Name != info.InputName {
-		return nil, v2Invalid("inputs: model %q has one input, %q; the request names %q", info.Name, info.InputName, in.Name)
+		return nil, 0, v2Invalid("inputs: model %q has one input, %q; the request names %q", info.Name, info.InputName, in.Name)
 	}
 	binSize, isBin := in.Parameters[binaryDataSize]
 	if isBin && bin == nil {
-		return nil, v2Invalid("input %q: %s given but the request has no %s header (the binary tensor data extension)", in.Name, binaryDataSize, api.HeaderInferenceHeaderContentLength)
+		return nil, 0, v2Invalid("input %q: %s given but the request has no %s header (the binary tensor data extension)", in.Name, binaryDataSize, api.HeaderInferenceHeaderContentLength)
 	}
 	if isBin && in.Datatype != "FP32" {
-		return nil, v2Invalid("input %q: %s given for datatype %q; binary data is supported for FP32 only", in.Name, binaryDataSize, in.Datatype)
+		return nil, 0, v2Invalid("input %q: %s given for datatype %q; binary data is supported for FP32 only", in.Name, binaryDataSize, in.Datatype)
 	}
 	if in.Datatype != "FP32" {
-		return nil, v2Invalid("input %q: datatype %q, want FP32", in.Name, in.Datatype)
+		return nil, 0, v2Invalid("input %q: datatype %q, want FP32", in.Name, in.Datatype)
 	}
 	if len(in.Shape) < 2 || in.Shape[0] < 1 || slices.Contains(in.Shape[1:], 0) {
-		return nil, v2Invalid("input %q: shape %v, want %v (a batch of examples)", in.Name, in.Shape, wantShape)
+		return nil, 0, v2Invalid("input %q: shape %v, want %v (a batch of examples)", in.Name, in.Shape, wantShape)
 	}
 	row := int64(1)
 	for _, d := range in.Shape[1:] {
 		if d < 1 {
-			return nil, v2Invalid("input %q: shape %v, want %v (a batch of examples)", in.Name, in.Shape, wantShape)
+			return nil, 0, v2Invalid("input %q: shape %v, want %v (a batch of examples)", in.Name, in.Shape, wantShape)
 		}
 		row *= d
 	}
 	if row != int64(info.InputSize) {
-		return nil, v2Invalid("input %q: shape %v holds %d values per example, want %d (shape %v)", in.Name, in.Shape, row, info.InputSize, wantShape)
+		return nil, 0, v2Invalid("input %q: shape %v holds %d values per example, want %d (shape %v)", in.Name, in.Shape, row, info.InputSize, wantShape)
 	}
 	n := int(in.Shape[0])
 	if n > info.MaxBatch {
-		return nil, v2Invalid("input %q: batch of %d, at most %d", in.Name, n, info.MaxBatch)
+		return nil, 0, v2Invalid("input %q: batch of %d, at most %d", in.Name, n, info.MaxBatch)
 	}
 	var flat []float32
 	if isBin {
 		var err error
 		if flat, err = binaryFP32(in, binSize, bin, n*info.InputSize); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	} else {
 		if len(bin) > 0 {
-			return nil, v2Invalid("request body: %d trailing bytes after the JSON header, but no input has %s", len(bin), binaryDataSize)
+			return nil, 0, v2Invalid("request body: %d trailing bytes after the JSON header, but no input has %s", len(bin), binaryDataSize)
 		}
 		if len(in.Data) == 0 {
-			return nil, v2Invalid("input %q: no data", in.Name)
+			return nil, 0, v2Invalid("input %q: no data", in.Name)
 		}
 		var err error
 		if flat, err = training.ParseInput(in.Data, n*info.InputSize); err != nil {
-			return nil, v2Invalid("input %q data: %v (shape %v)", in.Name, err, in.Shape)
+			return nil, 0, v2Invalid("input %q data: %v (shape %v)", in.Name, err, in.Shape)
 		}
 	}
-	out := make([][]float32, n)
-	for i := range out {
-		out[i] = flat[i*info.InputSize : (i+1)*info.InputSize : (i+1)*info.InputSize]
-	}
-	return out, nil
+	return flat, n, nil
 }
 
 // binaryFP32 decodes the binary data of input in (the whole of bin: the model has one input),

@@ -8,7 +8,6 @@ import (
 
 	"github.com/s3t-dev/s3t/api"
 	"github.com/s3t-dev/s3t/serving"
-	"github.com/s3t-dev/s3t/training"
 )
 
 // errNoServing answers the inference routes of a server without a serving.Service.
@@ -36,26 +35,14 @@ func (s *Server) predict(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	name := param(c, "name")
-	var req api.PredictRequest
-	if err := decodePredict(c, &req); err != nil {
-		return err
+	body, release, err := readBody(c.Request())
+	if err != nil {
+		return bodyError(err)
 	}
-	if len(req.Inputs) == 0 {
-		return invalidf("inputs: at least one input is required")
-	}
+	defer release()
 	// The inputs are parsed while the service reads the ledger (serving.PredictWith).
-	res, err := svc.PredictWith(ctx, name, func(info *serving.Info) ([][]float32, error) {
-		if len(req.Inputs) > info.MaxBatch { // before parsing them
-			return nil, invalidf("inputs: %d inputs, at most %d per request", len(req.Inputs), info.MaxBatch)
-		}
-		inputs := make([][]float32, len(req.Inputs))
-		for i, raw := range req.Inputs {
-			var err error
-			if inputs[i], err = training.ParseInput(raw, info.InputSize); err != nil {
-				return nil, invalidf("inputs[%d]: %v (model %q takes %d values, shape %v)", i, err, name, info.InputSize, info.InputShape)
-			}
-		}
-		return inputs, nil
+	res, err := svc.PredictWith(ctx, name, func(info *serving.Info) ([]float32, int, error) {
+		return predictInputs(body, name, info)
 	})
 	if err != nil {
 		return servingError(err)

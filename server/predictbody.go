@@ -6,60 +6,64 @@ import (
 	"errors"
 	"io"
 	"net/http"
-
-	"github.com/labstack/echo/v4"
+	"slices"
+	"sync"
 
 	"github.com/s3t-dev/s3t/api"
+	"github.com/s3t-dev/s3t/serving"
+	"github.com/s3t-dev/s3t/training"
 )
 
-// decodePredict reads a predict request. The common shape, {"inputs": [[...], ...]} with arrays
-// of numbers only, is split into its inputs by one pass over the bytes (each input is then
-// parsed and checked by training.ParseInput); anything else goes through encoding/json, which
-// also gives the precise error. encoding/json scans every number of a request twice, which
-// cost more than the rest of the route for one 28x28 input.
-func decodePredict(c echo.Context, req *api.PredictRequest) error {
-	body, err := readBody(c.Request())
-	if err != nil {
-		var mb *http.MaxBytesError
-		if errors.As(err, &mb) {
-			return err
-		}
-		return invalidf("request body: %v", err)
+// predictInputs decodes a predict request body's inputs for a model of info, end to end in one
+// slice. The common shape, {"inputs": [[...], ...]} with arrays of numbers only, is parsed in one
+// pass over the bytes (parseInputs); anything else, and any body that pass refuses, goes through
+// encoding/json, then training.AppendInput per input, which give the same inputs or the precise
+// error. encoding/json scans every number of a request twice, which cost more than the rest of
+// the route for one 28x28 input.
+func predictInputs(body []byte, model string, info *serving.Info) ([]float32, int, error) {
+	if x, n, ok := parseInputs(body, info.InputSize, info.MaxBatch); ok {
+		return x, n, nil
 	}
-	if inputs, ok := splitInputs(body); ok {
-		req.Inputs = inputs
-		return nil
-	}
+	return decodeInputs(body, model, info)
+}
+
+// decodeInputs is predictInputs through encoding/json.
+func decodeInputs(body []byte, model string, info *serving.Info) ([]float32, int, error) {
+	var req api.PredictRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(req); err != nil {
-		return invalidf("request body: %v", err)
+	if err := dec.Decode(&req); err != nil {
+		return nil, 0, invalidf("request body: %v", err)
 	}
 	if dec.More() {
-		return invalidf("request body: more than one JSON value")
+		return nil, 0, invalidf("request body: more than one JSON value")
 	}
-	return nil
+	if len(req.Inputs) == 0 {
+		return nil, 0, invalidf("inputs: at least one input is required")
+	}
+	if len(req.Inputs) > info.MaxBatch { // before parsing them
+		return nil, 0, invalidf("inputs: %d inputs, at most %d per request", len(req.Inputs), info.MaxBatch)
+	}
+	x := make([]float32, 0, len(req.Inputs)*info.InputSize)
+	for i, raw := range req.Inputs {
+		var err error
+		if x, err = training.AppendInput(x, raw, info.InputSize); err != nil {
+			return nil, 0, invalidf("inputs[%d]: %v (model %q takes %d values, shape %v)", i, err, model, info.InputSize, info.InputShape)
+		}
+	}
+	return x, len(req.Inputs), nil
 }
 
-// readBody reads a request body whole, into a buffer of the declared Content-Length when the
-// request has one of at most 1 MiB (io.ReadAll alone grows its buffer from 512 bytes, allocating
-// about twice a 7 KB single-input body and copying it as often). Larger declared lengths are not
-// trusted with an allocation up front; the route's size limit applies either way, since the body
-// reader stops at it.
-func readBody(r *http.Request) ([]byte, error) {
-	if r.ContentLength <= 0 || r.ContentLength > 1<<20 {
-		return io.ReadAll(r.Body)
-	}
-	buf := make([]byte, r.ContentLength)
-	if _, err := io.ReadFull(r.Body, buf); err != nil {
-		return nil, err // a shorter body, or the size limit (*http.MaxBytesError)
-	}
-	return buf, nil // net/http's body reader ends at Content-Length
-}
+// scratch holds the float32 buffers parseInputs parses into before it knows how many inputs a
+// body holds.
+var scratch = sync.Pool{New: func() any { return new([]float32) }}
 
-// splitInputs splits {"inputs": [A, B, ...]} into A, B, ... when the body has exactly that
-// shape and A, B, ... hold only arrays, numbers, commas and whitespace; ok is false otherwise.
-func splitInputs(b []byte) (inputs []json.RawMessage, ok bool) {
+// parseInputs parses {"inputs": [A, B, ...]}, each input an array (nested or flat) of n finite
+// float32 numbers and nothing else around them but whitespace, into one slice of count*n values.
+// ok is false for a body of any other shape, an input that is not n finite float32s, or more
+// than max inputs: encoding/json then decides (see predictInputs). The values go to a pooled
+// buffer first and are copied once into a slice of their exact size.
+func parseInputs(b []byte, n, max int) (x []float32, count int, ok bool) {
 	i := 0
 	ws := func() {
 		for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
@@ -75,53 +79,75 @@ func splitInputs(b []byte) (inputs []json.RawMessage, ok bool) {
 		return true
 	}
 	if !expect("{") || !expect(`"inputs"`) || !expect(":") || !expect("[") {
-		return nil, false
+		return nil, 0, false
 	}
-	ws()
-	if i < len(b) && b[i] == ']' {
-		i++
-	} else {
-		for {
-			ws()
-			if i >= len(b) || b[i] != '[' {
-				return nil, false
-			}
-			start, depth := i, 0
-			for ; i < len(b); i++ {
-				switch c := b[i]; {
-				case c == '[':
-					depth++
-				case c == ']':
-					depth--
-				case c == ',' || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E' || (c >= '0' && c <= '9') ||
-					c == ' ' || c == '\t' || c == '\n' || c == '\r':
-				default:
-					return nil, false
-				}
-				if depth == 0 {
-					i++
-					break
-				}
-			}
-			if depth != 0 {
-				return nil, false
-			}
-			inputs = append(inputs, json.RawMessage(b[start:i]))
-			ws()
-			if i < len(b) && b[i] == ',' {
-				i++
-				continue
-			}
-			if i < len(b) && b[i] == ']' {
-				i++
-				break
-			}
-			return nil, false
+	buf := scratch.Get().(*[]float32)
+	defer scratch.Put(buf)
+	vals := (*buf)[:0]
+	for {
+		var err error
+		if vals, i, err = training.ScanInput(vals, b, i, n); err != nil {
+			return nil, 0, false
 		}
+		*buf = vals // keep the grown buffer
+		if count++; count > max {
+			return nil, 0, false
+		}
+		ws()
+		if i < len(b) && b[i] == ',' {
+			i++
+			continue
+		}
+		if i < len(b) && b[i] == ']' {
+			i++
+			break
+		}
+		return nil, 0, false
 	}
 	if !expect("}") {
-		return nil, false
+		return nil, 0, false
 	}
 	ws()
-	return inputs, i == len(b)
+	if i != len(b) {
+		return nil, 0, false
+	}
+	return slices.Clone(vals), count, true
+}
+
+// bodyError is the answer to a body that could not be read: the size limit's own error (413),
+// or a 400.
+func bodyError(err error) error {
+	var mb *http.MaxBytesError
+	if errors.As(err, &mb) {
+		return err
+	}
+	return invalidf("request body: %v", err)
+}
+
+// bodies holds the body buffers of the inference routes, which read a body whole and are done
+// with it once its inputs are decoded: a request of 8 MNIST inputs reads 28 KB.
+var bodies sync.Pool // *[]byte
+
+// readBody reads a request body whole, into a pooled buffer of the declared Content-Length when
+// the request has one of at most 1 MiB (io.ReadAll alone grows its buffer from 512 bytes,
+// allocating about twice a 7 KB single-input body and copying it as often). Larger declared
+// lengths are not trusted with an allocation up front; the route's size limit applies either
+// way, since the body reader stops at it. release gives a pooled buffer back: the caller must
+// neither use the body after it nor keep anything that points into it.
+func readBody(r *http.Request) (body []byte, release func(), err error) {
+	if r.ContentLength <= 0 || r.ContentLength > 1<<20 {
+		body, err = io.ReadAll(r.Body)
+		return body, func() {}, err
+	}
+	buf, _ := bodies.Get().(*[]byte)
+	if buf == nil || int64(cap(*buf)) < r.ContentLength {
+		buf = new(make([]byte, r.ContentLength))
+	}
+	body = (*buf)[:r.ContentLength]
+	release = func() { bodies.Put(buf) }
+	if _, err := io.ReadFull(r.Body, body); err != nil {
+		release()
+		return nil, func() {}, err // a shorter body, or the size limit (*http.MaxBytesError)
+	}
+	return body, release, nil // net/http's body reader ends at Content-Length
 }

@@ -1,58 +1,63 @@
 package server
 
 import (
-	"encoding/json"
-	"reflect"
+	"slices"
+	"strings"
 	"testing"
 
-	"github.com/s3t-dev/s3t/api"
+	"github.com/s3t-dev/s3t/serving"
 )
 
-// TestSplitInputs: the fast path gives what encoding/json gives for the common shape, and
-// leaves everything else to encoding/json.
-func TestSplitInputs(t *testing.T) {
+// TestParseInputs: the one-pass parse of the common shape gives what encoding/json and
+// training.AppendInput give, and leaves every other body, and every error, to them.
+func TestParseInputs(t *testing.T) {
+	info := &serving.Info{InputSize: 2, InputShape: []int64{2}, MaxBatch: 2}
 	tests := []struct {
 		body string
 		ok   bool
+		err  string // decodeInputs' error, when it has one
 	}{
-		{`{"inputs": [[1, 2], [3, 4.5e-1]]}`, true},
-		{` { "inputs" : [ [[1],[2]] , [-3] ] } ` + "\n", true},
-		{`{"inputs":[]}`, true},
-		{`{"inputs":[[1,2]]}`, true},
-		{`{"inputs":[[1,2]], "x": 1}`, false}, // another key: encoding/json refuses it
-		{`{"x": 1, "inputs":[[1]]}`, false},   // key order
-		{`{"inputs":[[1,"2"]]}`, false},       // a string
-		{`{"inputs":[1]}`, false},             // not an array
-		{`{"inputs":[[1,2]]]}`, false},        // unbalanced
-		{`{"inputs":[[1,2]]} {}`, false},      // two values
-		{`{"inputs":[[1,2],]}`, false},        // trailing comma
-		{`{"inputs":[[1,null]]}`, false},      // null
-		{`{"\u0069nputs":[[1]]}`, false},      // an escaped key: left to encoding/json
-		{`{"inputs":[[1,2]`, false},           // truncated
+		{`{"inputs": [[1, 2], [3, 4.5e-1]]}`, true, ""},
+		{` { "inputs" : [ [[1],[2]] , [-3, 0] ] } ` + "\n", true, ""},
+		{`{"inputs":[[1,2]]}`, true, ""},
+		{`{"inputs":[[0.34901962,1e-3]]}`, true, ""},
+		{`{"inputs":[]}`, false, "at least one input"},
+		{`{"inputs":[[1,2]], "x": 1}`, false, "unknown field"}, // another key: encoding/json refuses it
+		{`{"x": 1, "inputs":[[1,2]]}`, false, "unknown field"},
+		{`{"\u0069nputs":[[1,2]]}`, false, ""}, // an escaped key: left to encoding/json, which takes it
+		{`{"inputs":[[1,"2"]]}`, false, `inputs[0]: input must be an array of numbers, found '"'`},
+		{`{"inputs":[1]}`, false, "inputs[0]: input must be an array of numbers"},
+		{`{"inputs":[[1,2]]]}`, false, "request body"},
+		{`{"inputs":[[1,2]]} {}`, false, "more than one JSON value"},
+		{`{"inputs":[[1,2],]}`, false, "request body"},
+		{`{"inputs":[[1,null]]}`, false, "inputs[0]: input must be an array of numbers"},
+		{`{"inputs":[[1,2]`, false, "request body"},
+		{`{"inputs":[[1,2,3]]}`, false, "inputs[0]: input has more than 2 values"},
+		{`{"inputs":[[1,2],[3]]}`, false, "inputs[1]: input has 1 values, want 2"},
+		{`{"inputs":[[1,2],[3,4],[5,6]]}`, false, "3 inputs, at most 2"},
+		{`{"inputs":[[1e39,2]]}`, false, "not a finite float32"},
 	}
 	for _, tt := range tests {
-		got, ok := splitInputs([]byte(tt.body))
+		x, n, ok := parseInputs([]byte(tt.body), info.InputSize, info.MaxBatch)
 		if ok != tt.ok {
-			t.Errorf("splitInputs(%s): ok = %v, want %v", tt.body, ok, tt.ok)
-			continue
+			t.Errorf("parseInputs(%s): ok = %v, want %v", tt.body, ok, tt.ok)
 		}
-		if !ok {
-			continue
-		}
-		var want api.PredictRequest
-		if err := json.Unmarshal([]byte(tt.body), &want); err != nil {
-			t.Fatalf("%s: %v", tt.body, err)
-		}
-		if len(got) != len(want.Inputs) {
-			t.Fatalf("splitInputs(%s) = %d inputs, want %d", tt.body, len(got), len(want.Inputs))
-		}
-		for i := range got {
-			var g, w any
-			json.Unmarshal(got[i], &g)
-			json.Unmarshal(want.Inputs[i], &w)
-			if !reflect.DeepEqual(g, w) {
-				t.Errorf("splitInputs(%s)[%d] = %s, want %s", tt.body, i, got[i], want.Inputs[i])
+		wx, wn, err := decodeInputs([]byte(tt.body), "m", info)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("decodeInputs(%s) = %v; want an error with %q", tt.body, err, tt.err)
 			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("decodeInputs(%s): %v", tt.body, err)
+			continue
+		}
+		if ok && (n != wn || !slices.Equal(x, wx) || cap(x) != len(x)) {
+			t.Errorf("parseInputs(%s) = %v (cap %d), %d; encoding/json gives %v, %d", tt.body, x, cap(x), n, wx, wn)
+		}
+		if gx, gn, err := predictInputs([]byte(tt.body), "m", info); err != nil || gn != wn || !slices.Equal(gx, wx) {
+			t.Errorf("predictInputs(%s) = %v, %d, %v; want %v, %d", tt.body, gx, gn, err, wx, wn)
 		}
 	}
 }

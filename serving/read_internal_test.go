@@ -24,7 +24,7 @@ func TestLedgerReadOnHelper(t *testing.T) {
 	st := fx.Store
 	started := make(chan struct{}, 1)
 	svc.testHookRead = func() { started <- struct{}{} }
-	decode := func(info *Info) ([][]float32, error) {
+	decode := func(info *Info) ([]float32, int, error) {
 		if info.InputSize != len(fx.Test[0]) {
 			t.Errorf("decode got InputSize %d, want %d", info.InputSize, len(fx.Test[0]))
 		}
@@ -33,7 +33,7 @@ func TestLedgerReadOnHelper(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Error("no helper started the ledger read while the inputs were decoded")
 		}
-		return fx.Test, nil
+		return flatten(info, fx.Test)
 	}
 	p := fx.Predictor(t, 1)
 	check := func(res *Result) {
@@ -70,7 +70,7 @@ func TestLedgerReadOnHelper(t *testing.T) {
 	}
 
 	// A bad input is refused whoever runs the read.
-	bad := func(*Info) ([][]float32, error) { <-started; return [][]float32{{1, 2}}, nil }
+	bad := func(*Info) ([]float32, int, error) { <-started; return []float32{1, 2}, 1, nil }
 	if _, err := svc.PredictWith(ctx, fx.Name, bad); !errors.Is(err, ErrInvalidInput) {
 		t.Errorf("input of 2 values: err = %v, want ErrInvalidInput", err)
 	}
@@ -92,13 +92,13 @@ func TestLedgerReadPanicOnBadRequest(t *testing.T) {
 		started <- struct{}{}
 		panic("injected")
 	}
-	bad := func(*Info) ([][]float32, error) {
+	bad := func(*Info) ([]float32, int, error) {
 		select {
 		case <-started:
 		case <-time.After(10 * time.Second):
 			t.Error("no helper started the ledger read while the inputs were decoded")
 		}
-		return nil, errors.New("bad request")
+		return nil, 0, errors.New("bad request")
 	}
 	defer func() {
 		if v := recover(); v != "injected" {

@@ -299,12 +299,13 @@ func (s *Service) Ready(ctx context.Context, name string) (bool, error) {
 
 // Predict returns the model's prediction of each input (each Info.InputSize float32 values).
 func (s *Service) Predict(ctx context.Context, name string, inputs [][]float32) (*Result, error) {
-	return s.PredictWith(ctx, name, func(*Info) ([][]float32, error) { return inputs, nil })
+	return s.PredictWith(ctx, name, func(info *Info) ([]float32, int, error) { return flatten(info, inputs) })
 }
 
 // PredictWith is Predict of the inputs that decode returns, given the model's Info (which it
-// must not modify): a server hands over the decoding of a request, so that the service can read
-// the ledger meanwhile.
+// must not modify): n inputs laid end to end in x, each Info.InputSize values. A server hands
+// over the decoding of a request, so that the service can read the ledger meanwhile; it parses
+// the inputs straight into one slice, which the prediction reads but does not keep.
 //
 // Every prediction reads the model's ledger version, and answers from a serving state that
 // covers it (see the package doc). When the model and a live serving state are cached, that read
@@ -317,7 +318,7 @@ func (s *Service) Predict(ctx context.Context, name string, inputs [][]float32) 
 // read costs 25-30 µs of a 0.3 ms prediction on the demo model, since the polling and the shard
 // runs leave SQLite's code and pages cold (go test ./serving -bench LedgerVersion gives 3-4 µs
 // warm); decoding one 784-value JSON input costs 15-20 µs.
-func (s *Service) PredictWith(ctx context.Context, name string, decode func(*Info) ([][]float32, error)) (*Result, error) {
+func (s *Service) PredictWith(ctx context.Context, name string, decode func(*Info) (x []float32, n int, err error)) (*Result, error) {
 	m, st := s.cached(name)
 	if st == nil || st.live == 0 {
 		return s.predictFresh(ctx, name, decode)
@@ -332,10 +333,9 @@ func (s *Service) PredictWith(ctx context.Context, name string, decode func(*Inf
 	if s.helpers != nil && s.helpers.polling() {
 		s.helpers.offer(read)
 	}
-	inputs, err := decode(m.inf)
-	var x []float32
+	x, n, err := decode(m.inf)
 	if err == nil {
-		x, err = s.flatten(m, inputs)
+		err = s.check(m, x, n)
 	}
 	if err != nil {
 		// A read no helper has started never runs. One that has is waited for, so that a panic
@@ -351,7 +351,7 @@ func (s *Service) PredictWith(ctx context.Context, name string, decode func(*Inf
 	if !read.claim() {
 		beside = nil
 	}
-	outputs, err := m.run(ctx, st, x, len(inputs), beside)
+	outputs, err := m.run(ctx, st, x, n, beside)
 	if beside == nil {
 		if v := read.wait(); v != nil {
 			panic(v)
@@ -364,34 +364,33 @@ func (s *Service) PredictWith(ctx context.Context, name string, decode func(*Inf
 		if err != nil {
 			return nil, err
 		}
-		return m.result(st, outputs, len(inputs))
+		return m.result(st, outputs, n)
 	}
 	s.recomputed.Add(1) // the ledger moved on since st: answer from a fresh state
-	return s.predictFresh(ctx, name, func(*Info) ([][]float32, error) { return inputs, nil })
+	return s.predictFresh(ctx, name, func(*Info) ([]float32, int, error) { return x, n, nil })
 }
 
 // predictFresh reads the ledger version, then brings the serving state up to it, then predicts.
-func (s *Service) predictFresh(ctx context.Context, name string, decode func(*Info) ([][]float32, error)) (*Result, error) {
+func (s *Service) predictFresh(ctx context.Context, name string, decode func(*Info) ([]float32, int, error)) (*Result, error) {
 	m, st, err := s.fresh(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	inputs, err := decode(m.inf)
+	x, n, err := decode(m.inf)
 	if err != nil {
 		return nil, err
 	}
-	x, err := s.flatten(m, inputs)
-	if err != nil {
+	if err := s.check(m, x, n); err != nil {
 		return nil, err
 	}
 	if st.live == 0 {
 		return nil, &NotLiveError{Model: name}
 	}
-	outputs, err := m.run(ctx, st, x, len(inputs), nil)
+	outputs, err := m.run(ctx, st, x, n, nil)
 	if err != nil {
 		return nil, err
 	}
-	return m.result(st, outputs, len(inputs))
+	return m.result(st, outputs, n)
 }
 
 // Recomputed returns how many predictions so far started on a cached serving state that the
@@ -409,26 +408,37 @@ func (s *Service) cached(name string) (*model, *state) {
 	return m, m.current()
 }
 
-// flatten checks the number of inputs and each one's size, and lays them end to end.
-func (s *Service) flatten(m *model, inputs [][]float32) ([]float32, error) {
-	if len(inputs) == 0 {
-		return nil, fmt.Errorf("%w: no inputs", ErrInvalidInput)
+// flatten checks each input's size and lays them end to end (Predict's decode).
+func flatten(info *Info, inputs [][]float32) ([]float32, int, error) {
+	if len(inputs) == 1 && len(inputs[0]) == info.InputSize {
+		return inputs[0], 1, nil // read only, and not kept past the prediction
 	}
-	if len(inputs) > s.cfg.MaxBatch {
-		return nil, fmt.Errorf("%w: %d inputs, at most %d per request", ErrInvalidInput, len(inputs), s.cfg.MaxBatch)
+	if len(inputs) == 0 || len(inputs) > info.MaxBatch {
+		return nil, len(inputs), nil // check says why
 	}
-	size := m.rec.InputSize()
-	if len(inputs) == 1 && len(inputs[0]) == size {
-		return inputs[0], nil // read only, and not kept past the prediction
-	}
-	x := make([]float32, 0, len(inputs)*size)
+	x := make([]float32, 0, len(inputs)*info.InputSize)
 	for i, in := range inputs {
-		if len(in) != size {
-			return nil, fmt.Errorf("%w: input %d has %d values, want %d (shape %v)", ErrInvalidInput, i, len(in), size, m.rec.InputShape)
+		if len(in) != info.InputSize {
+			return nil, 0, fmt.Errorf("%w: input %d has %d values, want %d (shape %v)", ErrInvalidInput, i, len(in), info.InputSize, info.InputShape)
 		}
 		x = append(x, in...)
 	}
-	return x, nil
+	return x, len(inputs), nil
+}
+
+// check checks what a decode gave: from 1 to MaxBatch inputs of the model's input size, end to
+// end in x.
+func (s *Service) check(m *model, x []float32, n int) error {
+	if n <= 0 {
+		return fmt.Errorf("%w: no inputs", ErrInvalidInput)
+	}
+	if n > s.cfg.MaxBatch {
+		return fmt.Errorf("%w: %d inputs, at most %d per request", ErrInvalidInput, n, s.cfg.MaxBatch)
+	}
+	if size := m.rec.InputSize(); len(x) != n*size {
+		return fmt.Errorf("%w: %d values for %d inputs, want %d each (shape %v)", ErrInvalidInput, len(x), n, size, m.rec.InputShape)
+	}
+	return nil
 }
 
 // result aggregates the shards' logits of n inputs computed on st.

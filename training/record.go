@@ -156,78 +156,111 @@ func DecodeInput(b []byte, n int) ([]float32, error) {
 // parsed on every request, and decoding it through encoding/json's interface values cost more
 // than the model on small backbones.
 func ParseInput(raw json.RawMessage, n int) ([]float32, error) {
-	out := make([]float32, 0, n)
-	depth, i := 0, 0
+	return AppendInput(make([]float32, 0, n), raw, n)
+}
+
+// AppendInput is ParseInput appending the n values to dst: a batch of inputs parsed end to end
+// into one slice, with no slice per input to copy from.
+func AppendInput(dst []float32, raw []byte, n int) ([]float32, error) {
+	out, end, err := scanInput(dst, raw, 0, n)
+	if err != nil {
+		return nil, err
+	}
+	for i := end; i < len(raw); i++ {
+		if c := raw[i]; c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			return nil, fmt.Errorf("input: trailing data at byte %d", i)
+		}
+	}
+	if got := len(out) - len(dst); got != n {
+		return nil, fmt.Errorf("input has %d values, want %d", got, n)
+	}
+	return out, nil
+}
+
+// ScanInput parses the JSON input at b[i:] (after any whitespace: an array of numbers, nested or
+// flat, holding n values, all finite float32), appends its values to dst, and returns the index
+// just after its closing bracket: a request holding several inputs is parsed in one pass, with
+// what lies around each input left to the caller. Byte offsets in its errors count from b[0].
+func ScanInput(dst []float32, b []byte, i, n int) (out []float32, end int, err error) {
+	if out, end, err = scanInput(dst, b, i, n); err != nil {
+		return nil, 0, err
+	}
+	if got := len(out) - len(dst); got != n {
+		return nil, 0, fmt.Errorf("input has %d values, want %d", got, n)
+	}
+	return out, end, nil
+}
+
+// scanInput appends the values of the JSON array at b[i:] (after any whitespace) to dst, at most
+// n, and returns the index after its closing bracket; the caller checks the count and what
+// follows.
+func scanInput(dst []float32, b []byte, i, n int) ([]float32, int, error) {
+	out := dst
+	limit := len(dst) + n
+	depth, start := 0, i
 	expectValue := true // after '[' or ','
 	afterComma := false
-	for i < len(raw) {
-		c := raw[i]
+	for i < len(b) {
+		c := b[i]
 		switch {
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
 			i++
 		case c == '[':
 			if !expectValue {
-				return nil, fmt.Errorf("input: unexpected '[' at byte %d", i)
+				return nil, 0, fmt.Errorf("input: unexpected '[' at byte %d", i)
 			}
 			depth++
 			afterComma = false
 			i++
 		case c == ']':
 			if depth == 0 || afterComma {
-				return nil, fmt.Errorf("input: unexpected ']' at byte %d", i)
+				return nil, 0, fmt.Errorf("input: unexpected ']' at byte %d", i)
 			}
 			depth--
 			expectValue = false
 			i++
 			if depth == 0 {
-				for ; i < len(raw); i++ {
-					if c := raw[i]; c != ' ' && c != '\t' && c != '\n' && c != '\r' {
-						return nil, fmt.Errorf("input: trailing data at byte %d", i)
-					}
-				}
+				return out, i, nil
 			}
 		case c == ',':
 			if expectValue || depth == 0 {
-				return nil, fmt.Errorf("input: unexpected ',' at byte %d", i)
+				return nil, 0, fmt.Errorf("input: unexpected ',' at byte %d", i)
 			}
 			expectValue, afterComma = true, true
 			i++
 		case c == '-' || (c >= '0' && c <= '9'):
 			if !expectValue || depth == 0 {
-				return nil, fmt.Errorf("input must be an array of numbers (unexpected number at byte %d)", i)
+				return nil, 0, fmt.Errorf("input must be an array of numbers (unexpected number at byte %d)", i)
 			}
-			v, j, ok := shortDecimal(raw, i)
+			v, j, ok := shortDecimal(b, i)
 			if !ok {
 				j = i + 1
-				for j < len(raw) && (raw[j] >= '0' && raw[j] <= '9' || raw[j] == '.' || raw[j] == 'e' || raw[j] == 'E' || raw[j] == '-' || raw[j] == '+') {
+				for j < len(b) && (b[j] >= '0' && b[j] <= '9' || b[j] == '.' || b[j] == 'e' || b[j] == 'E' || b[j] == '-' || b[j] == '+') {
 					j++
 				}
-				if !jsonNumber(raw[i:j]) {
-					return nil, fmt.Errorf("input: %q is not a JSON number", raw[i:j])
+				if !jsonNumber(b[i:j]) {
+					return nil, 0, fmt.Errorf("input: %q is not a JSON number", b[i:j])
 				}
-				f, err := strconv.ParseFloat(string(raw[i:j]), 32)
+				f, err := strconv.ParseFloat(string(b[i:j]), 32)
 				if err != nil || math.IsInf(f, 0) {
-					return nil, fmt.Errorf("input value %s is not a finite float32", raw[i:j])
+					return nil, 0, fmt.Errorf("input value %s is not a finite float32", b[i:j])
 				}
 				v = float32(f)
 			}
-			if len(out) == n {
-				return nil, fmt.Errorf("input has more than %d values", n)
+			if len(out) == limit {
+				return nil, 0, fmt.Errorf("input has more than %d values", n)
 			}
 			out = append(out, v)
 			expectValue, afterComma = false, false
 			i = j
 		default:
-			return nil, fmt.Errorf("input must be an array of numbers, found %q at byte %d", c, i)
+			return nil, 0, fmt.Errorf("input must be an array of numbers, found %q at byte %d", c, i)
 		}
 	}
-	if depth != 0 || len(raw) == 0 {
-		return nil, errors.New("input: unterminated or empty: want an array of numbers")
+	if depth != 0 || i == start {
+		return nil, 0, errors.New("input: unterminated or empty: want an array of numbers")
 	}
-	if len(out) != n {
-		return nil, fmt.Errorf("input has %d values, want %d", len(out), n)
-	}
-	return out, nil
+	return out, i, nil // whitespace only
 }
 
 // pow10 are the powers of ten that float64 holds exactly.

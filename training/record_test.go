@@ -65,20 +65,69 @@ func TestParseInput(t *testing.T) {
 	}
 }
 
-// BenchmarkParseInput parses one 28x28 image as a prediction request carries it.
+// TestScanInput: ScanInput parses one input out of a longer text and says where it ends;
+// AppendInput appends to what dst holds. Both count the values they add, not dst's.
+func TestScanInput(t *testing.T) {
+	tests := []struct {
+		b    string
+		i, n int
+		want []float32 // after dst's 9
+		end  int
+		err  string
+	}{
+		{`{"inputs":[[1,2], [3,4]]}`, 11, 2, []float32{1, 2}, 16, ""},
+		{`{"inputs":[[1,2], [3,4]]}`, 17, 2, []float32{3, 4}, 23, ""},
+		{`x [[1],[2]]], 5`, 1, 2, []float32{1, 2}, 11, ""},
+		{`ab[1,,2]`, 2, 2, nil, 0, "unexpected ',' at byte 5"},
+		{`ab[1,2,3]`, 2, 2, nil, 0, "more than 2"},
+		{`ab[1]`, 2, 2, nil, 0, "has 1 values, want 2"},
+		{`ab[1,2`, 2, 2, nil, 0, "unterminated"},
+		{`ab`, 2, 2, nil, 0, "empty"},
+		{`ab   `, 2, 2, nil, 0, "has 0 values"},
+	}
+	for _, tt := range tests {
+		got, end, err := ScanInput([]float32{9}, []byte(tt.b), tt.i, tt.n)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("ScanInput(%s, %d) = %v, %d, %v; want an error with %q", tt.b, tt.i, got, end, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || end != tt.end || !slices.Equal(got, append([]float32{9}, tt.want...)) {
+			t.Errorf("ScanInput(%s, %d) = %v, %d, %v; want [9 %v], %d", tt.b, tt.i, got, end, err, tt.want, tt.end)
+		}
+	}
+	got, err := AppendInput([]float32{9}, []byte(`[1, 2] `), 2)
+	if err != nil || !slices.Equal(got, []float32{9, 1, 2}) {
+		t.Errorf("AppendInput = %v, %v; want [9 1 2]", got, err)
+	}
+	if _, err := AppendInput([]float32{9}, []byte(`[1]`), 2); err == nil || !strings.Contains(err.Error(), "has 1 values, want 2") {
+		t.Errorf("AppendInput of 1 value for 2 = %v; want a count error", err)
+	}
+}
+
+// BenchmarkParseInput parses one 28x28 image as a prediction request carries it: one of
+// values spread over [0, 1), and one mostly 0 as an MNIST digit is (4 pixels in 5).
 //
 //	go test ./training -run '^$' -bench ParseInput
 func BenchmarkParseInput(b *testing.B) {
-	v := make([]float32, 784)
-	for i := range v {
-		v[i] = float32(i%255) / 255
-	}
-	raw, _ := json.Marshal(v)
-	b.SetBytes(int64(len(raw)))
-	for b.Loop() {
-		if _, err := ParseInput(raw, len(v)); err != nil {
-			b.Fatal(err)
+	spread, digit := make([]float32, 784), make([]float32, 784)
+	for i := range spread {
+		spread[i] = float32(i%255) / 255
+		if i%5 == 0 {
+			digit[i] = float32(i%255) / 255
 		}
+	}
+	for name, v := range map[string][]float32{"spread": spread, "digit": digit} {
+		raw, _ := json.Marshal(v)
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(raw)))
+			for b.Loop() {
+				if _, err := ParseInput(raw, len(v)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
