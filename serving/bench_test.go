@@ -72,9 +72,12 @@ func BenchmarkDirect(b *testing.B) {
 	ctx := context.Background()
 	fx := benchFixture(b)
 	cks := fx.Served(b)
-	for _, n := range []int{1, 8} {
-		inputs := fx.Test[:n]
-		b.Run(map[int]string{1: "single", 8: "batch8"}[n], func(b *testing.B) {
+	for _, n := range []int{1, 8, 16, 32} { // 16 and 32: what batching more than 8 inputs buys
+		inputs := make([][]float32, n)
+		for k := range inputs {
+			inputs[k] = fx.Test[k%len(fx.Test)]
+		}
+		b.Run(map[int]string{1: "single", 8: "batch8", 16: "batch16", 32: "batch32"}[n], func(b *testing.B) {
 			p := fx.Predictor(b, 1)
 			if _, _, err := training.Ensemble(ctx, p, cks, fx.Rec, inputs); err != nil {
 				b.Fatal(err)

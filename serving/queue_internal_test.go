@@ -14,7 +14,7 @@ import (
 )
 
 // TestMoreWorkers: one batch worker whenever predictions wait, up to the model's lanes while
-// any wait, and beyond them, up to a session each, only while half a batch waits.
+// any wait, and beyond them, up to a session each, only while soloInputs inputs wait.
 func TestMoreWorkers(t *testing.T) {
 	for _, tc := range []struct {
 		pool, lanes, workers, queued int
@@ -23,12 +23,12 @@ func TestMoreWorkers(t *testing.T) {
 		{pool: 2, lanes: 1, workers: 0, queued: 0, want: false},
 		{pool: 2, lanes: 1, workers: 0, queued: 1, want: true},
 		{pool: 2, lanes: 1, workers: 1, queued: 1, want: false},
-		{pool: 2, lanes: 1, workers: 1, queued: halfBatch - 1, want: false},
-		{pool: 2, lanes: 1, workers: 1, queued: halfBatch, want: true},
+		{pool: 2, lanes: 1, workers: 1, queued: soloInputs - 1, want: false},
+		{pool: 2, lanes: 1, workers: 1, queued: soloInputs, want: true},
 		{pool: 2, lanes: 1, workers: 2, queued: 3 * maxCoalesced, want: false},
 		{pool: 16, lanes: 8, workers: 7, queued: 1, want: true},
 		{pool: 16, lanes: 8, workers: 8, queued: 1, want: false},
-		{pool: 16, lanes: 8, workers: 8, queued: halfBatch, want: true},
+		{pool: 16, lanes: 8, workers: 8, queued: soloInputs, want: true},
 		{pool: 1, lanes: 1, workers: 0, queued: 1, want: true},
 		{pool: 1, lanes: 1, workers: 1, queued: maxCoalesced, want: false},
 	} {
@@ -66,10 +66,11 @@ func TestTakeBatch(t *testing.T) {
 	}{
 		{"empty", nil, nil},
 		{"one", []*call{{st: a, n: 1}}, []int{0}},
-		{"same state up to the cap", []*call{{st: a, n: 3}, {st: a, n: 4}, {st: a, n: 2}, {st: a, n: 1}}, []int{0, 1, 3}},
+		{"same state up to the cap", []*call{{st: a, n: 6}, {st: a, n: 8}, {st: a, n: 4}, {st: a, n: 2}}, []int{0, 1, 3}},
 		{"other state stays", []*call{{st: a, n: 1}, {st: b, n: 1}, {st: a, n: 1}}, []int{0, 2}},
 		{"oldest decides the state", []*call{{st: b, n: 2}, {st: a, n: 1}, {st: b, n: 6}}, []int{0, 2}},
 		{"larger than a batch", []*call{{st: a, n: 20}, {st: a, n: 1}}, []int{0}},
+		{"two requests of 8", []*call{{st: a, n: 8}, {st: a, n: 8}, {st: a, n: 1}}, []int{0, 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := &model{queue: slices.Clone(tc.queue)}

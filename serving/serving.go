@@ -237,7 +237,7 @@ type model struct {
 
 	// queue holds the predictions waiting for a batch worker (see runQueued), queued their
 	// inputs, workers the batch workers started and not ended (see work), lanes how many run
-	// at once while less than half a batch waits (see lanes).
+	// at once while fewer than soloInputs inputs wait (see lanes).
 	qmu     sync.Mutex
 	queue   []*call
 	queued  int
@@ -460,7 +460,7 @@ func (m *model) result(st *state, outputs [][]float32, n int) (*Result, error) {
 // helpers run the other shares (each Predictor runs ONNX Runtime on one thread, so a lone
 // request uses the idle cores). Under load, while the cores outnumber the shards of the
 // predictions in flight (see spreads), a prediction runs at once too, its shards spread over idle
-// Predictors on goroutines of their own. Otherwise one of half a batch or more runs at once on one
+// Predictors on goroutines of their own. Otherwise one of soloInputs inputs or more runs at once on one
 // Predictor, and a smaller one waits in the model's queue, where the model's batch workers run it
 // together with the other waiting predictions of the same serving state, as one batch (see
 // runQueued).
@@ -476,7 +476,7 @@ func (m *model) run(ctx context.Context, st *state, x []float32, n int, beside f
 		spread = !lone && spreads(int(h.inflight.Load()), st.live, runtime.GOMAXPROCS(0))
 	}
 	classes := len(m.rec.Labels)
-	if lone || spread || n >= halfBatch {
+	if lone || spread || n >= soloInputs {
 		if ps := m.tryAcquire(1); len(ps) == 1 {
 			return m.runNow(ctx, st, x, n, classes, ps[0], beside, spread)
 		}
@@ -600,21 +600,25 @@ func (m *model) shardLogits(ctx context.Context, p *adapters.Predictor, k int, c
 }
 
 // maxCoalesced caps the inputs of one batch of queued predictions, since each of them waits for
-// the whole batch: on the demo model a batch of 8 already costs half as much per input as one
-// input alone, and batches of up to 64 only made 8 clients of 8 inputs each wait longer
-// (s3t bench serve).
-const maxCoalesced = 8
+// the whole batch. On the demo model a batch costs 160-170 µs an input at 8 inputs, half what
+// one input alone costs, 142-151 at 16 and 139-143 at 32 (go test ./serving -bench Direct, two
+// sets of 3 runs, on 2 cores): so two waiting requests of 8 inputs run as one batch of 16, and a cap of 64 only made
+// 8 clients of 8 inputs each wait longer (s3t bench serve). With 16 rather than 8, those clients
+// (2 cores, a minimal load generator, 3,000 requests, four alternated rounds) made 1,075-1,114
+// requests/s against 921-1,099 (medians 1,090 and 944).
+const maxCoalesced = 16
 
-// halfBatch is the size from which a prediction is worth an ONNX Runtime run of its own under
+// soloInputs is the size from which a prediction is worth an ONNX Runtime run of its own under
 // load, and from which waiting predictions are worth a batch worker beyond the model's lanes
-// (see moreWorkersLocked).
-const halfBatch = maxCoalesced / 2
+// (see moreWorkersLocked): half of 8 inputs, the batch that costs half as much per input as one
+// input alone.
+const soloInputs = 4
 
-// lanes is how many batch workers of a model run at once while less than half a batch waits:
+// lanes is how many batch workers of a model run at once while fewer than soloInputs inputs wait:
 // half the cores, at least one, since the other cores serve HTTP.
 //
 // On 2 cores, 8 clients of single inputs (a minimal load generator, 6,000 requests, four runs
-// each, alternated): one lane, a second from half a batch waiting, made 3,500-4,080
+// each, alternated): one lane, a second from 4 inputs waiting, made 3,500-4,080
 // predictions/s against 2,980-3,050 when every idle session ran the next request at once. Those
 // runs were mostly single inputs, each costing the 0.35 ms of a batch of 1 where a batch of 4
 // costs 0.2 ms an input, and with both cores in ONNX Runtime (a cgo call keeps its P) the
@@ -673,12 +677,12 @@ func (m *model) runQueued(ctx context.Context, st *state, x []float32, n, classe
 
 // moreWorkersLocked reports whether the queue needs one more batch worker, and counts it as
 // started (m.qmu held): one runs whenever predictions wait, up to m.lanes while any wait, and
-// more, up to a session each, while half a batch or more waits.
+// more, up to a session each, while soloInputs inputs or more wait.
 func (m *model) moreWorkersLocked() bool {
 	if m.queued == 0 || m.workers >= len(m.all) {
 		return false
 	}
-	if m.workers < m.lanes || m.queued >= halfBatch {
+	if m.workers < m.lanes || m.queued >= soloInputs {
 		m.workers++
 		return true
 	}
