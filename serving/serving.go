@@ -460,10 +460,10 @@ func (m *model) result(st *state, outputs [][]float32, n int) (*Result, error) {
 // helpers run the other shares (each Predictor runs ONNX Runtime on one thread, so a lone
 // request uses the idle cores). Under load, while the cores outnumber the shards of the
 // predictions in flight (see spreads), a prediction runs at once too, its shards spread over idle
-// Predictors on goroutines of their own. Otherwise one of soloInputs inputs or more runs at once on one
-// Predictor, and a smaller one waits in the model's queue, where the model's batch workers run it
-// together with the other waiting predictions of the same serving state, as one batch (see
-// runQueued).
+// Predictors on goroutines of their own. Otherwise one of soloInputs inputs or more runs at once
+// on one Predictor, and a smaller one waits in the model's queue, where the model's batch workers
+// run it together with the other waiting predictions of the same serving state, as one batch
+// (see runQueued).
 //
 // beside, when not nil, is called once by the caller while the shards run, or once the
 // prediction waits in the queue.
@@ -602,10 +602,10 @@ func (m *model) shardLogits(ctx context.Context, p *adapters.Predictor, k int, c
 // maxCoalesced caps the inputs of one batch of queued predictions, since each of them waits for
 // the whole batch. On the demo model a batch costs 160-170 µs an input at 8 inputs, half what
 // one input alone costs, 142-151 at 16 and 139-143 at 32 (go test ./serving -bench Direct, two
-// sets of 3 runs, on 2 cores): so two waiting requests of 8 inputs run as one batch of 16, and a cap of 64 only made
-// 8 clients of 8 inputs each wait longer (s3t bench serve). With 16 rather than 8, those clients
-// (2 cores, a minimal load generator, 3,000 requests, four alternated rounds) made 1,075-1,114
-// requests/s against 921-1,099 (medians 1,090 and 944).
+// sets of 3 runs, on 2 cores): so two waiting requests of 8 inputs run as one batch of 16, and
+// a cap of 64 only made 8 clients of 8 inputs each wait longer (s3t bench serve). With 16 rather
+// than 8, those clients (2 cores, a minimal load generator, 3,000 requests, four alternated
+// rounds) made 1,075-1,114 requests/s against 921-1,099 (medians 1,090 and 944).
 const maxCoalesced = 16
 
 // soloInputs is the size from which a prediction is worth an ONNX Runtime run of its own under
@@ -614,8 +614,8 @@ const maxCoalesced = 16
 // input alone.
 const soloInputs = 4
 
-// lanes is how many batch workers of a model run at once while fewer than soloInputs inputs wait:
-// half the cores, at least one, since the other cores serve HTTP.
+// lanes is how many batch workers of a model run at once while fewer than soloInputs inputs
+// wait: half the cores, at least one, since the other cores serve HTTP.
 //
 // On 2 cores, 8 clients of single inputs (a minimal load generator, 6,000 requests, four runs
 // each, alternated): one lane, a second from 4 inputs waiting, made 3,500-4,080
