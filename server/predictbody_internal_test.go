@@ -1,6 +1,7 @@
 package server
 
 import (
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -60,4 +61,38 @@ func TestParseInputs(t *testing.T) {
 			t.Errorf("predictInputs(%s) = %v, %d, %v; want %v, %d", tt.body, gx, gn, err, wx, wn)
 		}
 	}
+}
+
+// FuzzParseInputs: whatever the body, the one-pass parse either refuses it or gives exactly
+// what encoding/json and training.AppendInput give, and predictInputs agrees with the latter.
+//
+//	go test ./server -run '^$' -fuzz FuzzParseInputs -fuzztime 60s
+func FuzzParseInputs(f *testing.F) {
+	for _, b := range []string{`{"inputs": [[1, 2], [3, 4.5e-1]]}`, ` { "inputs" : [ [[1],[2]] , [-3, 0] ] } `,
+		`{"inputs":[[0.34901962,1e-3]]}`, `{"inputs":[]}`, `{"inputs":[[1,2]], "x": 1}`, `{"inputs":[[1,"2"]]}`,
+		`{"inputs":[[1,2],]}`, `{"inputs":[[1,2,3]]}`, `{"inputs":[[1e39,2]]}`, `{"inputs":[[-0,0.0],[1E2,2e-2]]}`} {
+		f.Add([]byte(b))
+	}
+	info := &serving.Info{InputSize: 2, InputShape: []int64{2}, MaxBatch: 3}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		x, n, ok := parseInputs(body, info.InputSize, info.MaxBatch)
+		wx, wn, err := decodeInputs(body, "m", info)
+		if ok {
+			if err != nil {
+				t.Fatalf("parseInputs(%q) = %v, %d; encoding/json refuses it: %v", body, x, n, err)
+			}
+			if n != wn || len(x) != len(wx) {
+				t.Fatalf("parseInputs(%q) = %v, %d; encoding/json gives %v, %d", body, x, n, wx, wn)
+			}
+			for i := range x {
+				if math.Float32bits(x[i]) != math.Float32bits(wx[i]) {
+					t.Fatalf("parseInputs(%q)[%d] = %v; encoding/json gives %v", body, i, x[i], wx[i])
+				}
+			}
+		}
+		gx, gn, gerr := predictInputs(body, "m", info)
+		if (gerr == nil) != (err == nil) || gerr != nil && gerr.Error() != err.Error() || gn != wn || !slices.Equal(gx, wx) {
+			t.Fatalf("predictInputs(%q) = %v, %d, %v; encoding/json gives %v, %d, %v", body, gx, gn, gerr, wx, wn, err)
+		}
+	})
 }
