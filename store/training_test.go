@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -264,6 +265,71 @@ func TestRescueExpiredTrainings(t *testing.T) {
 			t.Errorf("rescued training row %+v", tr)
 		}
 		if again, _ := s.RescueExpiredTrainings(ctx, jobs.Queue(), time.Millisecond); len(again) != 0 {
+			t.Errorf("second rescue %v", again)
+		}
+	})
+}
+
+// TestRescueUnrecordedOutcome: a worker that recorded a retry in its training row and died
+// before River recorded the run's outcome (River records outcomes in batches) leaves a job River
+// counts as running that nobody holds. RescueExpiredTrainings hands it back once both the
+// release and the run's start are more than grace ago: not a job River has just handed out whose
+// row still waits from long ago, nor one whose outcome River may be about to record.
+func TestRescueUnrecordedOutcome(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		mustModel(t, s, spec("u", 3, 2, 1), 12)
+		jobs, err := s.NewJobs(JobsConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		real := s.now
+		s.now = func() time.Time { return real().Add(-2 * time.Hour) } // rows written 2 h ago
+		ids, err := s.EnqueueTraining(ctx, jobs, "u", "train", []TrainUnit{{Shard: 0}, {Shard: 1}, {Shard: 2}}, func(u TrainUnit) any { return u })
+		if err != nil {
+			t.Fatal(err)
+		}
+		retry := func(id int64) { // a run takes the row, then records a retry and releases it
+			t.Helper()
+			if ok, err := s.AcquireTraining(ctx, id, "w", time.Minute); err != nil || !ok {
+				t.Fatalf("acquire %d: %v, %v", id, ok, err)
+			}
+			if err := s.UpdateTraining(ctx, &Training{JobID: id, Model: "u", State: TrainingQueued, Message: "attempt 1 of 5 failed, retrying: boom"}, "w", 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		retry(ids[0]) // 2 h ago
+		s.now = real
+		retry(ids[2]) // just now
+		// As River marks a job it hands out, with the database's clock, as River does: jobs 0
+		// and 2 two hours ago, job 1 just now (its run has not taken the row yet).
+		ago := map[Dialect]string{
+			Postgres: `UPDATE river_job SET state = 'running', attempted_at = now() - interval '2 hours' WHERE id = $1`,
+			SQLite:   `UPDATE river_job SET state = 'running', attempted_at = datetime('now', '-2 hours', 'subsec') WHERE id = $1`,
+		}[s.Dialect()]
+		fresh := map[Dialect]string{
+			Postgres: `UPDATE river_job SET state = 'running', attempted_at = now() WHERE id = $1`,
+			SQLite:   `UPDATE river_job SET state = 'running', attempted_at = datetime('now', 'subsec') WHERE id = $1`,
+		}[s.Dialect()]
+		for i, q := range []string{ago, fresh, ago} {
+			if _, err := s.db.ExecContext(ctx, q, ids[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := s.RescueExpiredTrainings(ctx, jobs.Queue(), time.Minute)
+		if err != nil || !reflect.DeepEqual(got, []int64{ids[0]}) {
+			t.Fatalf("rescued %v, %v; want [%d]", got, err, ids[0])
+		}
+		for i, want := range []string{"available", "running", "running"} {
+			if info, err := jobs.Get(ctx, ids[i]); err != nil || info.State != want {
+				t.Errorf("job %d: %+v, %v; want %s", i, info, err, want)
+			}
+		}
+		tr, err := s.GetTraining(ctx, ids[0])
+		if err != nil || tr.State != TrainingQueued || tr.Holder != "" || !strings.Contains(tr.Message, "boom") || !strings.Contains(tr.Message, "requeued") {
+			t.Errorf("rescued training row %+v, %v", tr, err)
+		}
+		if again, _ := s.RescueExpiredTrainings(ctx, jobs.Queue(), time.Minute); len(again) != 0 {
 			t.Errorf("second rescue %v", again)
 		}
 	})

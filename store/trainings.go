@@ -263,7 +263,15 @@ func (s *Store) Trainings(ctx context.Context, model string) ([]*Training, error
 // whose lease expired (its worker stopped heartbeating) more than grace ago, and that River
 // still counts as running, becomes available again (River itself never takes a running job
 // back: see Jobs). The lease is what tells a dead worker from a slow one; a live worker renews
-// it every heartbeat. It returns the requeued job ids.
+// it every heartbeat.
+//
+// So does a job River counts as running whose training row waits in the queue, released more
+// than grace ago, when River last handed the job out more than grace ago too. Its worker
+// recorded a retry or a snooze in the row and died before River recorded it in the job: River
+// records a run's outcome in batches, up to 250 ms after the run returns. Without this only a
+// restart of the embedded server ([Jobs.RecoverOrphans]) would ever run that job again. The
+// two waits spare a run that River has just handed out and that has not taken the row yet, and
+// an outcome River is about to record. It returns the requeued job ids.
 func (s *Store) RescueExpiredTrainings(ctx context.Context, queue string, grace time.Duration) ([]int64, error) {
 	var ids []int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -287,9 +295,13 @@ func (s *Store) RescueExpiredTrainings(ctx context.Context, queue string, grace 
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		for _, id := range cand {
+		lost, err := unrecordedOutcomes(ctx, tx, queue, now.Add(-grace))
+		if err != nil {
+			return err
+		}
+		for _, c := range append(expired(cand), lost...) {
 			// scheduled_at is in the past already: the job ran.
-			res, err := tx.ExecContext(ctx, `UPDATE river_job SET state = 'available' WHERE id = $1 AND state = 'running' AND queue = $2`, id, queue)
+			res, err := tx.ExecContext(ctx, `UPDATE river_job SET state = 'available' WHERE id = $1 AND state = 'running' AND queue = $2`, c.id, queue)
 			if err != nil {
 				return err
 			}
@@ -297,10 +309,10 @@ func (s *Store) RescueExpiredTrainings(ctx context.Context, queue string, grace 
 				continue
 			}
 			if _, err := tx.ExecContext(ctx, `UPDATE trainings SET state = $1, holder = '', lease_until = 0, message = $2, updated_at = $3 WHERE job_id = $4`,
-				TrainingQueued, "its worker stopped renewing the lease: requeued", now.UnixNano(), id); err != nil {
+				TrainingQueued, c.why, now.UnixNano(), c.id); err != nil {
 				return err
 			}
-			ids = append(ids, id)
+			ids = append(ids, c.id)
 		}
 		return nil
 	})
@@ -311,4 +323,50 @@ func (s *Store) RescueExpiredTrainings(ctx context.Context, queue string, grace 
 		s.log.Warn("requeued training jobs of a lost worker", "jobs", ids)
 	}
 	return ids, nil
+}
+
+// rescue is a job RescueExpiredTrainings hands back to the queue, and the message its training
+// row then shows.
+type rescue struct {
+	id  int64
+	why string
+}
+
+// expired gives the jobs whose lease expired their message.
+func expired(ids []int64) []rescue {
+	out := make([]rescue, len(ids))
+	for i, id := range ids {
+		out[i] = rescue{id, "its worker stopped renewing the lease: requeued"}
+	}
+	return out
+}
+
+// unrecordedOutcomes returns the jobs River counts as running on queue whose training row waits
+// in the queue, released before cutoff, and which River last handed out before cutoff (see
+// RescueExpiredTrainings).
+func unrecordedOutcomes(ctx context.Context, tx *sql.Tx, queue string, cutoff time.Time) ([]rescue, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT t.job_id, t.message, j.attempted_at FROM trainings t JOIN river_job j ON j.id = t.job_id
+		WHERE j.state = 'running' AND j.queue = $1 AND t.state = $2 AND t.lease_until = 0 AND t.updated_at < $3`,
+		queue, TrainingQueued, cutoff.UnixNano())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []rescue
+	for rows.Next() {
+		var id int64
+		var msg string
+		var at sql.NullTime
+		if err := rows.Scan(&id, &msg, &at); err != nil {
+			return nil, err
+		}
+		if at.Valid && at.Time.Before(cutoff) {
+			why := "its worker stopped before the queue recorded its last run: requeued"
+			if msg != "" {
+				why += " (the run had recorded: " + msg + ")"
+			}
+			out = append(out, rescue{id, why})
+		}
+	}
+	return out, rows.Err()
 }
