@@ -157,7 +157,8 @@ func TestRetrainSwap(t *testing.T) {
 }
 
 // TestTrainingLeases: one holder at a time; an expired lease is taken over and its old holder
-// can no longer write; a cancelled job cannot be acquired or updated.
+// can no longer write; a cancelled job cannot be acquired or updated; a finished or failed one
+// cannot be acquired.
 func TestTrainingLeases(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := context.Background()
@@ -212,8 +213,22 @@ func TestTrainingLeases(t *testing.T) {
 		if _, err := s.AcquireTraining(ctx, 99999, "c", time.Hour); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("acquire an unknown job: %v, want ErrNotFound", err)
 		}
+		// A finished or failed job is not run again, whoever asks (a later run of a job that
+		// another run finished).
+		other := ids[1]
+		if ok, err := s.AcquireTraining(ctx, other, "d", time.Hour); !ok || err != nil {
+			t.Fatalf("d acquires: %v, %v", ok, err)
+		}
+		for _, state := range []string{TrainingDone, TrainingFailed} {
+			if err := s.UpdateTraining(ctx, &Training{JobID: other, State: state}, map[string]string{TrainingDone: "d", TrainingFailed: ""}[state], 0); err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := s.AcquireTraining(ctx, other, "e", time.Hour); ok || err != nil {
+				t.Fatalf("acquire a %s job: %v, %v", state, ok, err)
+			}
+		}
 		all, err := s.Trainings(ctx, "l")
-		if err != nil || len(all) != 2 || all[1].State != TrainingQueued || all[1].Stages != 2 {
+		if err != nil || len(all) != 2 || all[1].State != TrainingFailed || all[1].Stages != 2 {
 			t.Fatalf("Trainings = %+v, %v", all, err)
 		}
 		if err := s.DeleteModel(ctx, "l"); err != nil {

@@ -113,9 +113,11 @@ type UnfinishedTraining struct {
 //
 // A row can outlive its job, when a process stopped between the job's end and the row's update:
 // once its lease is over, such a job is not counted. The lease counts whatever the queue says:
-// a job handed out again after its lease expired (RescueExpiredTrainings) while its first run
-// was still alive is marked completed by the queue when that first run returns, although the
-// second run holds it and still records stages.
+// the queue cannot tell two runs of one job apart (a job handed out again after its lease
+// expired while its first run was still alive, RescueExpiredTrainings), and an outcome the
+// stale first run returns could finish the job there while the second run holds it and still
+// records stages. (The training runner's stale runs snooze rather than finish the job; the
+// ledger does not count on it.)
 func (s *Store) UnfinishedTrainings(ctx context.Context, model string) ([]UnfinishedTraining, error) {
 	out, err := unfinishedTrainings(ctx, s.db, model, s.now())
 	if err != nil {
@@ -154,13 +156,14 @@ func boolInt(b bool) int {
 }
 
 // AcquireTraining takes the lease of a training job for holder until now+lease, when nobody
-// else holds it (it is free, expired, or already holder's). It returns false when another
-// live holder has it; ErrNotFound when the row is gone (the model was deleted).
+// else holds it (it is free, expired, or already holder's) and the job is neither finished,
+// failed nor cancelled. It returns false otherwise (the caller reads the row to tell which);
+// ErrNotFound when the row is gone (the model was deleted).
 func (s *Store) AcquireTraining(ctx context.Context, jobID int64, holder string, lease time.Duration) (bool, error) {
 	now := s.now()
 	res, err := s.db.ExecContext(ctx, `UPDATE trainings SET holder = $1, lease_until = $2, state = $3, updated_at = $4
-		WHERE job_id = $5 AND state <> 'cancelled' AND (holder = '' OR holder = $1 OR lease_until < $4)`,
-		holder, now.Add(lease).UnixNano(), TrainingRunning, now.UnixNano(), jobID)
+		WHERE job_id = $5 AND state NOT IN ($6, $7, $8) AND (holder = '' OR holder = $1 OR lease_until < $4)`,
+		holder, now.Add(lease).UnixNano(), TrainingRunning, now.UnixNano(), jobID, TrainingCancelled, TrainingDone, TrainingFailed)
 	if err != nil {
 		return false, fmt.Errorf("store: acquire training %d: %w", jobID, err)
 	}

@@ -2,6 +2,7 @@ package training
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,10 +11,12 @@ import (
 )
 
 // TestSweepKeepsRescuedRunsBlobs: a job handed out again after its lease expired
-// (RescueExpiredTrainings) while its first run was still alive is marked completed by the queue
-// when that stale first run returns, although the second run holds it and goes on recording
-// stages. The job still counts as unfinished while the second run's lease lasts: its sequence is
-// not queued again, and no sweep removes the blob the second run then records.
+// (RescueExpiredTrainings) while its first run was still alive can be marked finished by the
+// queue when that stale first run returns, although the second run holds it and goes on recording
+// stages (the runner's stale runs snooze instead, see TestStaleRunLeavesTheOutcomeToLaterRuns;
+// the ledger does not count on it). The job still counts as unfinished while the second run's
+// lease lasts: its sequence is not queued again, and no sweep removes the blob the second run
+// then records.
 func TestSweepKeepsRescuedRunsBlobs(t *testing.T) {
 	ctx := context.Background()
 	r, blobs := newPurgeRunner(t)
@@ -38,7 +41,7 @@ func TestSweepKeepsRescuedRunsBlobs(t *testing.T) {
 			close(bStarted)
 			<-bRelease
 		}
-		return nil // a run that lost its lease returns nil
+		return nil // for A: an outcome that finishes the job under B
 	}
 	for range 2 { // two processes' queue clients
 		j, err := st.NewJobs(store.JobsConfig{Workers: 1, PollInterval: 20 * time.Millisecond})
@@ -98,5 +101,114 @@ func TestSweepKeepsRescuedRunsBlobs(t *testing.T) {
 	}
 	if _, err := blobs.ModTime(ctx, key); err != nil {
 		t.Fatalf("the recorded blob %s is gone: %v", key, err)
+	}
+}
+
+// TestStaleRunLeavesTheOutcomeToLaterRuns: when a job handed out again after its lease expired
+// (RescueExpiredTrainings) sees its stale first run return (afterLeaseLost) while the second run
+// holds it, and the second run then fails, the failure is retried: a later run takes the job
+// once the second run let it go (acquire) and finishes it. Were the stale run to return nil, the queue would mark the job completed under the
+// second run, and the failure would never be retried.
+func TestStaleRunLeavesTheOutcomeToLaterRuns(t *testing.T) {
+	ctx := context.Background()
+	r, _ := newPurgeRunner(t)
+	r.cfg.Lease = 50 * time.Millisecond // how long the stale run's snooze lasts
+	st := r.cfg.Store
+	if _, err := st.CreateModel(ctx, store.ModelSpec{Name: "m", Config: []byte(`{}`), Slices: 2, Sequences: [][][]int{{{0, 1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	aStarted, aRelease, aDone, bStarted, bRelease, cDone := make(chan struct{}), make(chan struct{}), make(chan error, 1), make(chan struct{}), make(chan struct{}), make(chan struct{})
+	var runs, finished atomic.Int32
+	handle := func(ctx context.Context, job store.Job) error {
+		switch runs.Add(1) {
+		case 1: // worker A: its lease expires while it stalls
+			if ok, err := st.AcquireTraining(ctx, job.ID, "A", time.Millisecond); !ok || err != nil {
+				t.Errorf("A acquires: %v, %v", ok, err)
+			}
+			close(aStarted)
+			<-aRelease
+			err := r.afterLeaseLost(ctx, job.ID, r.log)
+			aDone <- err
+			return err
+		case 2: // worker B, after the rescue: records a retry and fails
+			if ok, err := st.AcquireTraining(ctx, job.ID, "B", time.Hour); !ok || err != nil {
+				t.Errorf("B acquires: %v, %v", ok, err)
+			}
+			close(bStarted)
+			<-bRelease
+			if err := st.UpdateTraining(ctx, &store.Training{JobID: job.ID, Model: "m", State: store.TrainingQueued, Message: "attempt 1 failed, retrying"}, "B", 0); err != nil {
+				t.Errorf("B records its failure: %v", err)
+			}
+			return errors.New("B fails")
+		}
+		// Later runs, as the runner takes a job: they wait while B holds it, then one retries
+		// B's failure and finishes the job.
+		ok, ret := r.acquire(ctx, job.ID, r.log)
+		if !ok {
+			return ret
+		}
+		if err := st.UpdateTraining(ctx, &store.Training{JobID: job.ID, Model: "m", State: store.TrainingDone}, r.cfg.Holder, 0); err != nil {
+			t.Errorf("the retry records the job done: %v", err)
+		}
+		if finished.Add(1) == 1 {
+			close(cDone)
+		}
+		return nil
+	}
+	for range 2 { // two processes' queue clients
+		j, err := st.NewJobs(store.JobsConfig{Workers: 1, PollInterval: 20 * time.Millisecond, RetryDelay: 10 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := j.Handle("stale", handle); err != nil {
+			t.Fatal(err)
+		}
+		if err := j.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer j.Stop(ctx)
+	}
+	unit := []store.TrainUnit{{Shard: 0, Sequence: 0}}
+	ids, err := st.EnqueueTraining(ctx, r.cfg.Jobs, "m", "stale", unit, func(u store.TrainUnit) any { return jobArgs{Model: "m", Shard: u.Shard, Sequence: u.Sequence} })
+	if err != nil || len(ids) != 1 {
+		t.Fatal(ids, err)
+	}
+	job := ids[0]
+	<-aStarted
+	time.Sleep(10 * time.Millisecond) // A's lease expires
+	if got, err := st.RescueExpiredTrainings(ctx, "default", 0); err != nil || len(got) != 1 {
+		t.Fatalf("rescue: %v, %v", got, err)
+	}
+	<-bStarted
+	close(aRelease) // A's stale run returns while B holds the job
+	if err := <-aDone; err == nil {
+		t.Fatal("the stale run returned nil: the queue would finish the job under B")
+	}
+	time.Sleep(300 * time.Millisecond) // the queue records A's outcome (in batches, within 250 ms)
+	close(bRelease)
+	select {
+	case <-cDone:
+	case <-time.After(30 * time.Second):
+		info, _ := r.cfg.Jobs.Get(ctx, job)
+		t.Fatalf("B's failure was not retried: job %+v after %d runs", info, runs.Load())
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		info, err := r.cfg.Jobs.Get(ctx, job)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State == "completed" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %d is %s after the retry finished it", job, info.State)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if tr, err := st.GetTraining(ctx, job); err != nil || tr.State != store.TrainingDone {
+		t.Fatalf("training row %+v, %v", tr, err)
+	}
+	if n := finished.Load(); n != 1 {
+		t.Fatalf("%d runs finished the job, want 1", n)
 	}
 }

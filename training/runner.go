@@ -262,29 +262,11 @@ func (r *Runner) work(ctx context.Context, job store.Job) error {
 	}
 	r.active[job.ID] = a
 	r.mu.Unlock()
-	ok, err := r.cfg.Store.AcquireTraining(ctx, job.ID, r.cfg.Holder, r.cfg.Lease)
-	if err != nil || !ok {
+	if ok, ret := r.acquire(ctx, job.ID, log); !ok {
 		r.mu.Lock()
 		delete(r.active, job.ID)
 		r.mu.Unlock()
-	}
-	if errors.Is(err, store.ErrNotFound) {
-		log.Info("training job of a deleted model: nothing to do")
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if !ok {
-		row, err := r.cfg.Store.GetTraining(ctx, job.ID)
-		if err != nil {
-			return err
-		}
-		if row.State == store.TrainingCancelled {
-			return nil
-		}
-		log.Info("training job held by another worker; waiting", "holder", row.Holder)
-		return store.Snooze(r.cfg.Lease)
+		return ret
 	}
 	defer func() { // after train returned: the job writes no more local stages
 		r.mu.Lock()
@@ -295,7 +277,7 @@ func (r *Runner) work(ctx context.Context, job store.Job) error {
 	}()
 	hbDone := make(chan struct{})
 	go r.heartbeat(jctx, a, hbDone)
-	err = r.train(jctx, args, a, log)
+	err := r.train(jctx, args, a, log)
 	cancel(nil)
 	<-hbDone
 
@@ -316,9 +298,8 @@ func (r *Runner) work(ctx context.Context, job store.Job) error {
 		}
 		log.Info("training job restarts after a deletion in its shard")
 		return store.Snooze(time.Second)
-	case errors.Is(cause, errLeaseLost):
-		log.Warn("training job stopped: cancelled, or its lease went to another worker")
-		return nil
+	case errors.Is(cause, errLeaseLost), errors.Is(err, errLeaseLost):
+		return r.afterLeaseLost(wctx, job.ID, log)
 	case ctx.Err() != nil:
 		// Shutdown or a cancellation from the queue: finished stages are published; the
 		// queue retries (or the job stays cancelled).
@@ -346,6 +327,56 @@ func (r *Runner) work(ctx context.Context, job store.Job) error {
 		log.Error("training job attempt failed", "attempt", job.Attempt, "max_attempts", job.MaxAttempts, "err", err)
 		return err
 	}
+}
+
+// acquire takes the lease of a job for this process. When it cannot, it returns false and what
+// the run returns instead: nil when there is nothing to do (the model was deleted, or the job
+// was cancelled or is finished), a snooze while another run holds the job, or the error.
+func (r *Runner) acquire(ctx context.Context, jobID int64, log *slog.Logger) (bool, error) {
+	ok, err := r.cfg.Store.AcquireTraining(ctx, jobID, r.cfg.Holder, r.cfg.Lease)
+	if errors.Is(err, store.ErrNotFound) {
+		log.Info("training job of a deleted model: nothing to do")
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if ok {
+		return true, nil
+	}
+	row, err := r.cfg.Store.GetTraining(ctx, jobID)
+	if err != nil {
+		return false, err
+	}
+	switch row.State {
+	case store.TrainingCancelled:
+		return false, nil
+	case store.TrainingDone, store.TrainingFailed:
+		// A run handed the job after another run of it finished (see afterLeaseLost).
+		log.Info("training job already finished", "state", row.State)
+		return false, nil
+	}
+	log.Info("training job held by another worker; waiting", "holder", row.Holder)
+	return false, store.Snooze(r.cfg.Lease)
+}
+
+// afterLeaseLost is what a run of a job returns once its lease is gone. A cancelled job, or one
+// whose model was deleted, is over. Otherwise the lease went to another run of the same job:
+// store.RescueExpiredTrainings handed the job out again while this run stalled. The queue tells
+// the two runs apart no better than the lease does, and records whichever outcome it gets while
+// the job counts as running: a nil here would mark the job completed under the other run, and a
+// failure of that run would then never be retried, nor a restart after a deletion happen. A
+// snooze leaves the outcome to a later run instead: that run waits while the other one holds the
+// lease, then does what is left, nothing when the other run finished (AcquireTraining refuses a
+// finished job).
+func (r *Runner) afterLeaseLost(ctx context.Context, jobID int64, log *slog.Logger) error {
+	row, err := r.cfg.Store.GetTraining(ctx, jobID)
+	if errors.Is(err, store.ErrNotFound) || err == nil && row.State == store.TrainingCancelled {
+		log.Info("training job stopped: cancelled, or its model deleted")
+		return nil
+	}
+	log.Warn("training job stopped: its lease went to another run of it; a later run takes over what is left")
+	return store.Snooze(r.cfg.Lease)
 }
 
 // heartbeat writes the job's progress and extends its lease until ctx ends.
