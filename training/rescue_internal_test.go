@@ -29,46 +29,13 @@ func TestSweepKeepsRescuedRunsBlobs(t *testing.T) {
 	handle := func(ctx context.Context, job store.Job) error {
 		switch runs.Add(1) {
 		case 1: // worker A: its lease expires while it stalls
-			if ok, err := st.AcquireTraining(ctx, job.ID, "A", time.Millisecond); !ok || err != nil {
-				t.Errorf("A acquires: %v, %v", ok, err)
-			}
-			close(aStarted)
-			<-aRelease
+			holdUntil(t, st, job.ID, "A", time.Millisecond, aStarted, aRelease)
 		case 2: // worker B, after the rescue
-			if ok, err := st.AcquireTraining(ctx, job.ID, "B", time.Hour); !ok || err != nil {
-				t.Errorf("B acquires: %v, %v", ok, err)
-			}
-			close(bStarted)
-			<-bRelease
+			holdUntil(t, st, job.ID, "B", time.Hour, bStarted, bRelease)
 		}
 		return nil // for A: an outcome that finishes the job under B
 	}
-	for range 2 { // two processes' queue clients
-		j, err := st.NewJobs(store.JobsConfig{Workers: 1, PollInterval: 20 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := j.Handle("rescued", handle); err != nil {
-			t.Fatal(err)
-		}
-		if err := j.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		defer j.Stop(ctx)
-	}
-	unit := []store.TrainUnit{{Shard: 0, Sequence: 0}}
-	args := func(u store.TrainUnit) any { return jobArgs{Model: "m", Shard: u.Shard, Sequence: u.Sequence} }
-	ids, err := st.EnqueueTraining(ctx, r.cfg.Jobs, "m", "rescued", unit, args)
-	if err != nil || len(ids) != 1 {
-		t.Fatal(ids, err)
-	}
-	job := ids[0]
-	<-aStarted
-	time.Sleep(10 * time.Millisecond) // A's lease expires
-	if got, err := st.RescueExpiredTrainings(ctx, "default", 0); err != nil || len(got) != 1 {
-		t.Fatalf("rescue: %v, %v", got, err)
-	}
-	<-bStarted
+	job := rescueStalledRun(t, r, "rescued", store.JobsConfig{}, handle, aStarted, bStarted)
 	close(aRelease) // A's stale run returns: the queue completes the job
 	defer close(bRelease)
 	for deadline := time.Now().Add(30 * time.Second); ; {
@@ -88,6 +55,8 @@ func TestSweepKeepsRescuedRunsBlobs(t *testing.T) {
 	if err := blobs.Put(ctx, key, []byte("x")); err != nil {
 		t.Fatal(err)
 	}
+	unit := []store.TrainUnit{{Shard: 0, Sequence: 0}}
+	args := func(u store.TrainUnit) any { return jobArgs{Model: "m", Shard: u.Shard, Sequence: u.Sequence} }
 	again, err := st.EnqueueTraining(ctx, r.cfg.Jobs, "m", JobKind, unit, args)
 	if err != nil || len(again) != 0 {
 		t.Fatalf("enqueue while B runs the job: %v, %v; want nothing queued", again, err)
@@ -107,8 +76,9 @@ func TestSweepKeepsRescuedRunsBlobs(t *testing.T) {
 // TestStaleRunLeavesTheOutcomeToLaterRuns: when a job handed out again after its lease expired
 // (RescueExpiredTrainings) sees its stale first run return (afterLeaseLost) while the second run
 // holds it, and the second run then fails, the failure is retried: a later run takes the job
-// once the second run let it go (acquire) and finishes it. Were the stale run to return nil, the queue would mark the job completed under the
-// second run, and the failure would never be retried.
+// once the second run let it go (acquire) and finishes it. Were the stale run to return nil, the
+// queue would mark the job completed under the second run, and the failure would never be
+// retried.
 func TestStaleRunLeavesTheOutcomeToLaterRuns(t *testing.T) {
 	ctx := context.Background()
 	r, _ := newPurgeRunner(t)
@@ -122,20 +92,12 @@ func TestStaleRunLeavesTheOutcomeToLaterRuns(t *testing.T) {
 	handle := func(ctx context.Context, job store.Job) error {
 		switch runs.Add(1) {
 		case 1: // worker A: its lease expires while it stalls
-			if ok, err := st.AcquireTraining(ctx, job.ID, "A", time.Millisecond); !ok || err != nil {
-				t.Errorf("A acquires: %v, %v", ok, err)
-			}
-			close(aStarted)
-			<-aRelease
+			holdUntil(t, st, job.ID, "A", time.Millisecond, aStarted, aRelease)
 			err := r.afterLeaseLost(ctx, job.ID, r.log)
 			aDone <- err
 			return err
 		case 2: // worker B, after the rescue: records a retry and fails
-			if ok, err := st.AcquireTraining(ctx, job.ID, "B", time.Hour); !ok || err != nil {
-				t.Errorf("B acquires: %v, %v", ok, err)
-			}
-			close(bStarted)
-			<-bRelease
+			holdUntil(t, st, job.ID, "B", time.Hour, bStarted, bRelease)
 			if err := st.UpdateTraining(ctx, &store.Training{JobID: job.ID, Model: "m", State: store.TrainingQueued, Message: "attempt 1 failed, retrying"}, "B", 0); err != nil {
 				t.Errorf("B records its failure: %v", err)
 			}
@@ -155,31 +117,7 @@ func TestStaleRunLeavesTheOutcomeToLaterRuns(t *testing.T) {
 		}
 		return nil
 	}
-	for range 2 { // two processes' queue clients
-		j, err := st.NewJobs(store.JobsConfig{Workers: 1, PollInterval: 20 * time.Millisecond, RetryDelay: 10 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := j.Handle("stale", handle); err != nil {
-			t.Fatal(err)
-		}
-		if err := j.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		defer j.Stop(ctx)
-	}
-	unit := []store.TrainUnit{{Shard: 0, Sequence: 0}}
-	ids, err := st.EnqueueTraining(ctx, r.cfg.Jobs, "m", "stale", unit, func(u store.TrainUnit) any { return jobArgs{Model: "m", Shard: u.Shard, Sequence: u.Sequence} })
-	if err != nil || len(ids) != 1 {
-		t.Fatal(ids, err)
-	}
-	job := ids[0]
-	<-aStarted
-	time.Sleep(10 * time.Millisecond) // A's lease expires
-	if got, err := st.RescueExpiredTrainings(ctx, "default", 0); err != nil || len(got) != 1 {
-		t.Fatalf("rescue: %v, %v", got, err)
-	}
-	<-bStarted
+	job := rescueStalledRun(t, r, "stale", store.JobsConfig{RetryDelay: 10 * time.Millisecond}, handle, aStarted, bStarted)
 	close(aRelease) // A's stale run returns while B holds the job
 	if err := <-aDone; err == nil {
 		t.Fatal("the stale run returned nil: the queue would finish the job under B")
@@ -211,4 +149,52 @@ func TestStaleRunLeavesTheOutcomeToLaterRuns(t *testing.T) {
 	if n := finished.Load(); n != 1 {
 		t.Fatalf("%d runs finished the job, want 1", n)
 	}
+}
+
+// rescueStalledRun starts two queue clients of one worker each (two processes) running kind
+// with handle, and enqueues a training job of model "m" for them. Its first run, on worker A,
+// closes aStarted and stalls; once the run's lease has expired, the job is handed out again
+// (RescueExpiredTrainings), and rescueStalledRun returns the job once its second run, on worker
+// B, has closed bStarted.
+func rescueStalledRun(t *testing.T, r *Runner, kind string, cfg store.JobsConfig, handle store.JobHandler, aStarted, bStarted <-chan struct{}) int64 {
+	t.Helper()
+	ctx := context.Background()
+	st := r.cfg.Store
+	cfg.Workers, cfg.PollInterval = 1, 20*time.Millisecond
+	for range 2 {
+		j, err := st.NewJobs(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := j.Handle(kind, handle); err != nil {
+			t.Fatal(err)
+		}
+		if err := j.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { j.Stop(ctx) })
+	}
+	unit := []store.TrainUnit{{Shard: 0, Sequence: 0}}
+	ids, err := st.EnqueueTraining(ctx, r.cfg.Jobs, "m", kind, unit, func(u store.TrainUnit) any { return jobArgs{Model: "m", Shard: u.Shard, Sequence: u.Sequence} })
+	if err != nil || len(ids) != 1 {
+		t.Fatal(ids, err)
+	}
+	<-aStarted
+	time.Sleep(10 * time.Millisecond) // A's lease expires
+	if got, err := st.RescueExpiredTrainings(ctx, "default", 0); err != nil || len(got) != 1 {
+		t.Fatalf("rescue: %v, %v", got, err)
+	}
+	<-bStarted
+	return ids[0]
+}
+
+// holdUntil is a run on worker holder: it takes the job's lease for lease, closes started, and
+// waits for release.
+func holdUntil(t *testing.T, st *store.Store, job int64, holder string, lease time.Duration, started chan<- struct{}, release <-chan struct{}) {
+	t.Helper()
+	if ok, err := st.AcquireTraining(context.Background(), job, holder, lease); !ok || err != nil {
+		t.Errorf("%s acquires: %v, %v", holder, ok, err)
+	}
+	close(started)
+	<-release
 }
