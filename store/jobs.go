@@ -121,9 +121,9 @@ type JobsConfig struct {
 // Jobs is the durable job queue (River, in the ledger database). Jobs survive crashes: a job
 // enqueued is in the database. River never takes a running job back on its own (jobs have no
 // timeout: a training stage may run for long); a training job whose worker died is handed back
-// once its lease in the ledger has expired, or once the retry it recorded in the ledger before
-// dying is more than a lease old ([Store.RescueExpiredTrainings], which every training process
-// runs), or at start by [Jobs.RecoverOrphans] on one machine.
+// once its lease in the ledger has expired, or once the outcome its worker recorded in the
+// ledger (and River not) is more than a lease old ([Store.RescueExpiredTrainings], which every
+// training process runs), or at start by [Jobs.RecoverOrphans] on one machine.
 type Jobs struct {
 	store  *Store
 	client *river.Client[*sql.Tx]

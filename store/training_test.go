@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -285,39 +286,41 @@ func TestRescueExpiredTrainings(t *testing.T) {
 	})
 }
 
-// TestRescueUnrecordedOutcome: a worker that recorded a retry in its training row and died
-// before River recorded the run's outcome (River records outcomes in batches) leaves a job River
-// counts as running that nobody holds. RescueExpiredTrainings hands it back once both the
-// release and the run's start are more than grace ago: not a job River has just handed out whose
-// row still waits from long ago, nor one whose outcome River may be about to record.
+// TestRescueUnrecordedOutcome: a worker that recorded its run's outcome in the training row and
+// died before River recorded it (River records outcomes in batches) leaves a job River counts as
+// running that nobody holds. RescueExpiredTrainings hands it back once both the release and the
+// run's start are more than grace ago: a retry waits in the queue again, a finished job's row
+// stays finished. Not a job River has just handed out whose row still waits from long ago, nor
+// one whose outcome River may be about to record.
 func TestRescueUnrecordedOutcome(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := context.Background()
-		mustModel(t, s, spec("u", 3, 2, 1), 12)
+		mustModel(t, s, spec("u", 4, 2, 1), 16)
 		jobs, err := s.NewJobs(JobsConfig{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		real := s.now
 		s.now = func() time.Time { return real().Add(-2 * time.Hour) } // rows written 2 h ago
-		ids, err := s.EnqueueTraining(ctx, jobs, "u", "train", []TrainUnit{{Shard: 0}, {Shard: 1}, {Shard: 2}}, func(u TrainUnit) any { return u })
+		ids, err := s.EnqueueTraining(ctx, jobs, "u", "train", []TrainUnit{{Shard: 0}, {Shard: 1}, {Shard: 2}, {Shard: 3}}, func(u TrainUnit) any { return u })
 		if err != nil {
 			t.Fatal(err)
 		}
-		retry := func(id int64) { // a run takes the row, then records a retry and releases it
+		record := func(id int64, state, msg string) { // a run takes the row, then records its outcome and releases it
 			t.Helper()
 			if ok, err := s.AcquireTraining(ctx, id, "w", time.Minute); err != nil || !ok {
 				t.Fatalf("acquire %d: %v, %v", id, ok, err)
 			}
-			if err := s.UpdateTraining(ctx, &Training{JobID: id, Model: "u", State: TrainingQueued, Message: "attempt 1 of 5 failed, retrying: boom"}, "w", 0); err != nil {
+			if err := s.UpdateTraining(ctx, &Training{JobID: id, Model: "u", State: state, Message: msg}, "w", 0); err != nil {
 				t.Fatal(err)
 			}
 		}
-		retry(ids[0]) // 2 h ago
+		record(ids[0], TrainingQueued, "attempt 1 of 5 failed, retrying: boom") // 2 h ago
+		record(ids[3], TrainingDone, "")                                        // 2 h ago
 		s.now = real
-		retry(ids[2]) // just now
-		// As River marks a job it hands out, with the database's clock, as River does: jobs 0
-		// and 2 two hours ago, job 1 just now (its run has not taken the row yet).
+		record(ids[2], TrainingQueued, "attempt 1 of 5 failed, retrying: boom") // just now
+		// As River marks a job it hands out, with the database's clock, as River does: jobs 0, 2
+		// and 3 two hours ago, job 1 just now (its run has not taken the row yet).
 		ago := map[Dialect]string{
 			Postgres: `UPDATE river_job SET state = 'running', attempted_at = now() - interval '2 hours' WHERE id = $1`,
 			SQLite:   `UPDATE river_job SET state = 'running', attempted_at = datetime('now', '-2 hours', 'subsec') WHERE id = $1`,
@@ -326,16 +329,17 @@ func TestRescueUnrecordedOutcome(t *testing.T) {
 			Postgres: `UPDATE river_job SET state = 'running', attempted_at = now() WHERE id = $1`,
 			SQLite:   `UPDATE river_job SET state = 'running', attempted_at = datetime('now', 'subsec') WHERE id = $1`,
 		}[s.Dialect()]
-		for i, q := range []string{ago, fresh, ago} {
+		for i, q := range []string{ago, fresh, ago, ago} {
 			if _, err := s.db.ExecContext(ctx, q, ids[i]); err != nil {
 				t.Fatal(err)
 			}
 		}
 		got, err := s.RescueExpiredTrainings(ctx, jobs.Queue(), time.Minute)
-		if err != nil || !reflect.DeepEqual(got, []int64{ids[0]}) {
-			t.Fatalf("rescued %v, %v; want [%d]", got, err, ids[0])
+		slices.Sort(got)
+		if err != nil || !reflect.DeepEqual(got, []int64{ids[0], ids[3]}) {
+			t.Fatalf("rescued %v, %v; want [%d %d]", got, err, ids[0], ids[3])
 		}
-		for i, want := range []string{"available", "running", "running"} {
+		for i, want := range []string{"available", "running", "running", "available"} {
 			if info, err := jobs.Get(ctx, ids[i]); err != nil || info.State != want {
 				t.Errorf("job %d: %+v, %v; want %s", i, info, err, want)
 			}
@@ -343,6 +347,9 @@ func TestRescueUnrecordedOutcome(t *testing.T) {
 		tr, err := s.GetTraining(ctx, ids[0])
 		if err != nil || tr.State != TrainingQueued || tr.Holder != "" || !strings.Contains(tr.Message, "boom") || !strings.Contains(tr.Message, "requeued") {
 			t.Errorf("rescued training row %+v, %v", tr, err)
+		}
+		if tr, err := s.GetTraining(ctx, ids[3]); err != nil || tr.State != TrainingDone {
+			t.Errorf("a finished job's row after the rescue: %+v, %v", tr, err)
 		}
 		if again, _ := s.RescueExpiredTrainings(ctx, jobs.Queue(), time.Minute); len(again) != 0 {
 			t.Errorf("second rescue %v", again)

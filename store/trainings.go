@@ -268,13 +268,15 @@ func (s *Store) Trainings(ctx context.Context, model string) ([]*Training, error
 // back: see Jobs). The lease is what tells a dead worker from a slow one; a live worker renews
 // it every heartbeat.
 //
-// So does a job River counts as running whose training row waits in the queue, released more
-// than grace ago, when River last handed the job out more than grace ago too. Its worker
-// recorded a retry or a snooze in the row and died before River recorded it in the job: River
-// records a run's outcome in batches, up to 250 ms after the run returns. Without this only a
-// restart of the embedded server ([Jobs.RecoverOrphans]) would ever run that job again. The
-// two waits spare a run that River has just handed out and that has not taken the row yet, and
-// an outcome River is about to record. It returns the requeued job ids.
+// So does a job River counts as running whose training row nobody holds, released more than
+// grace ago, when River last handed the job out more than grace ago too. Its worker recorded
+// the run's outcome in the row and died before River recorded it in the job: River records a
+// run's outcome in batches, up to 250 ms after the run returns. A retry or a snooze (the row
+// waits in the queue) would otherwise never run, short of a restart of the embedded server
+// ([Jobs.RecoverOrphans]); a finished or failed job would count as running in the queue for
+// ever (its row stays as it is, and its next run does nothing: see AcquireTraining). The two
+// waits spare a run that River has just handed out and that has not taken the row yet, and an
+// outcome River is about to record. It returns the requeued job ids.
 func (s *Store) RescueExpiredTrainings(ctx context.Context, queue string, grace time.Duration) ([]int64, error) {
 	var ids []int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -311,9 +313,11 @@ func (s *Store) RescueExpiredTrainings(ctx context.Context, queue string, grace 
 			if n, _ := res.RowsAffected(); n == 0 {
 				continue
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE trainings SET state = $1, holder = '', lease_until = 0, message = $2, updated_at = $3 WHERE job_id = $4`,
-				TrainingQueued, c.why, now.UnixNano(), c.id); err != nil {
-				return err
+			if c.why != "" {
+				if _, err := tx.ExecContext(ctx, `UPDATE trainings SET state = $1, holder = '', lease_until = 0, message = $2, updated_at = $3 WHERE job_id = $4`,
+					TrainingQueued, c.why, now.UnixNano(), c.id); err != nil {
+					return err
+				}
 			}
 			ids = append(ids, c.id)
 		}
@@ -329,7 +333,7 @@ func (s *Store) RescueExpiredTrainings(ctx context.Context, queue string, grace 
 }
 
 // rescue is a job RescueExpiredTrainings hands back to the queue, and the message its training
-// row then shows.
+// row then shows, queued (empty: the row stays as it is).
 type rescue struct {
 	id  int64
 	why string
@@ -345,12 +349,12 @@ func expired(ids []int64) []rescue {
 }
 
 // unrecordedOutcomes returns the jobs River counts as running on queue whose training row waits
-// in the queue, released before cutoff, and which River last handed out before cutoff (see
-// RescueExpiredTrainings).
+// in the queue, is finished or has failed, released before cutoff, and which River last handed
+// out before cutoff (see RescueExpiredTrainings).
 func unrecordedOutcomes(ctx context.Context, tx *sql.Tx, queue string, cutoff time.Time) ([]rescue, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT t.job_id, t.message, j.attempted_at FROM trainings t JOIN river_job j ON j.id = t.job_id
-		WHERE j.state = 'running' AND j.queue = $1 AND t.state = $2 AND t.lease_until = 0 AND t.updated_at < $3`,
-		queue, TrainingQueued, cutoff.UnixNano())
+	rows, err := tx.QueryContext(ctx, `SELECT t.job_id, t.state, t.message, j.attempted_at FROM trainings t JOIN river_job j ON j.id = t.job_id
+		WHERE j.state = 'running' AND j.queue = $1 AND t.state IN ($2, $3, $4) AND t.lease_until = 0 AND t.updated_at < $5`,
+		queue, TrainingQueued, TrainingDone, TrainingFailed, cutoff.UnixNano())
 	if err != nil {
 		return nil, err
 	}
@@ -358,18 +362,22 @@ func unrecordedOutcomes(ctx context.Context, tx *sql.Tx, queue string, cutoff ti
 	var out []rescue
 	for rows.Next() {
 		var id int64
-		var msg string
+		var state, msg string
 		var at sql.NullTime
-		if err := rows.Scan(&id, &msg, &at); err != nil {
+		if err := rows.Scan(&id, &state, &msg, &at); err != nil {
 			return nil, err
 		}
-		if at.Valid && at.Time.Before(cutoff) {
-			why := "its worker stopped before the queue recorded its last run: requeued"
+		if !at.Valid || !at.Time.Before(cutoff) {
+			continue
+		}
+		why := ""
+		if state == TrainingQueued {
+			why = "its worker stopped before the queue recorded its last run: requeued"
 			if msg != "" {
 				why += " (the run had recorded: " + msg + ")"
 			}
-			out = append(out, rescue{id, why})
 		}
+		out = append(out, rescue{id, why})
 	}
 	return out, rows.Err()
 }
