@@ -282,29 +282,15 @@ func (s *Store) RescueExpiredTrainings(ctx context.Context, queue string, grace 
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		ids = ids[:0]
 		now := s.now()
-		rows, err := tx.QueryContext(ctx, `SELECT job_id FROM trainings WHERE state = $1 AND lease_until > 0 AND lease_until < $2`,
-			TrainingRunning, now.Add(-grace).UnixNano())
+		expired, err := expiredLeases(ctx, tx, now.Add(-grace))
 		if err != nil {
-			return err
-		}
-		var cand []int64
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return err
-			}
-			cand = append(cand, id)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		lost, err := unrecordedOutcomes(ctx, tx, queue, now.Add(-grace))
 		if err != nil {
 			return err
 		}
-		for _, c := range append(expired(cand), lost...) {
+		for _, c := range append(expired, lost...) {
 			// scheduled_at is in the past already: the job ran.
 			res, err := tx.ExecContext(ctx, `UPDATE river_job SET state = 'available' WHERE id = $1 AND state = 'running' AND queue = $2`, c.id, queue)
 			if err != nil {
@@ -339,13 +325,24 @@ type rescue struct {
 	why string
 }
 
-// expired gives the jobs whose lease expired their message.
-func expired(ids []int64) []rescue {
-	out := make([]rescue, len(ids))
-	for i, id := range ids {
-		out[i] = rescue{id, "its worker stopped renewing the lease: requeued"}
+// expiredLeases returns the jobs whose training row a worker holds under a lease that expired
+// before cutoff.
+func expiredLeases(ctx context.Context, tx *sql.Tx, cutoff time.Time) ([]rescue, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT job_id FROM trainings WHERE state = $1 AND lease_until > 0 AND lease_until < $2`,
+		TrainingRunning, cutoff.UnixNano())
+	if err != nil {
+		return nil, err
 	}
-	return out
+	defer rows.Close()
+	var out []rescue
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, rescue{id, "its worker stopped renewing the lease: requeued"})
+	}
+	return out, rows.Err()
 }
 
 // unrecordedOutcomes returns the jobs River counts as running on queue whose training row waits
