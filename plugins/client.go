@@ -304,10 +304,20 @@ func (c *Client) call(ctx context.Context, kind sdk.Kind, method string, fn func
 	}
 	var remote *sdk.RemoteError
 	transport := errors.As(err, &remote) && remote.Transport()
+	// The plugin's side of the call times out too (gRPC sends the deadline along) and resets the
+	// stream, which can reach this process before cctx's own timer has marked it done: a call
+	// that fails once its deadline has passed timed out, whatever cctx says yet.
+	// (The caller's own deadline, when it comes first, is the caller's.)
+	deadline, _ := cctx.Deadline()
+	late := !time.Now().Before(deadline)
+	theirs, ok := ctx.Deadline()
+	callers := ok && !theirs.After(deadline)
 	switch {
 	case ctx.Err() != nil:
 		return fmt.Errorf("plugin %s: %s: %w", c.name, method, ctx.Err())
-	case errors.Is(cctx.Err(), context.DeadlineExceeded):
+	case late && callers:
+		return fmt.Errorf("plugin %s: %s: %w", c.name, method, context.DeadlineExceeded)
+	case errors.Is(cctx.Err(), context.DeadlineExceeded) || late:
 		c.cfg.logger.Error("plugin call timed out; stopping the process", "plugin", c.name, "method", method, "pid", inst.pid, "timeout", c.cfg.callTimeout)
 		c.drop(inst)
 		return fmt.Errorf("plugin %s: %s: %w after %v; the process (pid %d) was stopped and the next call starts a new one",
