@@ -88,18 +88,5 @@ func v2Error(err error) error {
 	if json.Unmarshal([]byte(e.Message), &body) != nil || body.Error == "" {
 		return err
 	}
-	code := CodeInvalid
-	switch {
-	case e.Status == http.StatusNotFound:
-		code = CodeNotFound
-	case e.Status == http.StatusConflict:
-		code = CodeConflict
-	case e.Status == http.StatusNotImplemented:
-		code = CodeNotImplemented
-	case e.Status == http.StatusServiceUnavailable:
-		code = CodeUnavailable
-	case e.Status >= 500:
-		code = CodeInternal
-	}
-	return &Error{Status: e.Status, Code: code, Message: body.Error}
+	return &Error{Status: e.Status, Code: CodeFor(e.Status), Message: body.Error}
 }

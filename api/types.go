@@ -8,6 +8,7 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"time"
 )
 
@@ -36,6 +37,39 @@ const (
 	CodeUnavailable      = "unavailable"        // 503: not ready
 	CodeMethodNotAllowed = "method_not_allowed" // 405
 )
+
+// CodeFor returns the code the server gives an error of HTTP status status: the one listed
+// with it above, else CodeInternal for a 5xx and CodeInvalid for another status. The KServe v2
+// routes answer errors with a message alone ({"error": "message"}), and the client gives those
+// the code of their status.
+func CodeFor(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return CodeInvalid
+	case http.StatusUnauthorized:
+		return CodeUnauthorized
+	case http.StatusForbidden:
+		return CodeForbidden
+	case http.StatusNotFound:
+		return CodeNotFound
+	case http.StatusMethodNotAllowed:
+		return CodeMethodNotAllowed
+	case http.StatusConflict:
+		return CodeConflict
+	case http.StatusGone:
+		return CodeGone
+	case http.StatusRequestEntityTooLarge:
+		return CodeTooLarge
+	case http.StatusNotImplemented:
+		return CodeNotImplemented
+	case http.StatusServiceUnavailable:
+		return CodeUnavailable
+	}
+	if status >= 500 {
+		return CodeInternal
+	}
+	return CodeInvalid
+}
 
 // Error is the error body of every failed request, and the error the client returns for it.
 type Error struct {

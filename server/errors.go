@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -54,34 +55,15 @@ func toAPIError(err error) (int, *api.Error) {
 	case errors.Is(err, store.ErrInvalid):
 		return http.StatusBadRequest, &api.Error{Code: api.CodeInvalid, Message: err.Error()}
 	case errors.As(err, &he):
-		return he.Code, &api.Error{Code: echoCode(he.Code), Message: fmt.Sprint(he.Message)}
+		return he.Code, &api.Error{Code: api.CodeFor(he.Code), Message: fmt.Sprint(he.Message)}
 	}
 	return http.StatusInternalServerError, &api.Error{Code: api.CodeInternal, Message: "internal error"}
 }
 
-func echoCode(status int) string {
-	switch status {
-	case http.StatusNotFound:
-		return api.CodeNotFound
-	case http.StatusMethodNotAllowed:
-		return api.CodeMethodNotAllowed
-	case http.StatusRequestEntityTooLarge:
-		return api.CodeTooLarge
-	case http.StatusUnauthorized:
-		return api.CodeUnauthorized
-	case http.StatusForbidden:
-		return api.CodeForbidden
-	case http.StatusServiceUnavailable:
-		return api.CodeUnavailable
-	}
-	if status >= 500 {
-		return api.CodeInternal
-	}
-	return api.CodeInvalid
-}
-
-// handleError is Echo's error handler: one JSON body {"error":{...}} for every failure.
-// Server faults are logged with the cause; clients see "internal error".
+// handleError is Echo's error handler: one JSON body {"error":{...}} for every failure, or on
+// the KServe v2 routes the protocol's {"error": "message"} (authentication, size limits and
+// unknown routes included). Server faults are logged with the cause; clients see "internal
+// error".
 func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		s.log.Warn("error after response started", "route", c.Path(), "err", err)
@@ -94,6 +76,8 @@ func (s *Server) handleError(err error, c echo.Context) {
 	var werr error
 	if c.Request().Method == http.MethodHead {
 		werr = c.NoContent(status)
+	} else if isV2(c.Request().URL.Path) {
+		werr = c.JSON(status, api.ErrorV2{Error: body.Message})
 	} else {
 		werr = c.JSON(status, api.ErrorBody{Error: body})
 	}
@@ -101,3 +85,6 @@ func (s *Server) handleError(err error, c echo.Context) {
 		s.log.Warn("write error response", "err", werr)
 	}
 }
+
+// isV2 reports whether path is on the KServe v2 routes.
+func isV2(path string) bool { return path == "/v2" || strings.HasPrefix(path, "/v2/") }

@@ -19,27 +19,14 @@ import (
 )
 
 // The KServe Open Inference Protocol v2 (REST): health, model metadata, model readiness and
-// inference. Errors of these routes are {"error": "message"}, as the protocol says;
-// authentication failures keep the server's own error body.
+// inference. Errors of these routes are {"error": "message"}, as the protocol says: the handlers
+// return them as any route does, and the error handler writes them in that shape (handleError).
 
 // Names of the v2 outputs.
 const (
 	outputProbabilities = "probabilities"
 	outputLabel         = "label"
 )
-
-// v2Error writes err as the protocol's error body with the status the server maps it to.
-func (s *Server) v2Error(c echo.Context, err error) error {
-	var mb *http.MaxBytesError
-	if errors.As(err, &mb) {
-		return err // 413 from the size limit, through the server's error handler
-	}
-	status, body := toAPIError(servingError(err))
-	if status >= 500 {
-		s.log.Error("request failed", "method", c.Request().Method, "route", c.Path(), "status", status, "err", err)
-	}
-	return c.JSON(status, api.ErrorV2{Error: body.Message})
-}
 
 func v2Invalid(format string, args ...any) error { return invalidf(format, args...) }
 
@@ -67,12 +54,12 @@ func (s *Server) readyV2(c echo.Context) error {
 
 func (s *Server) modelMetadataV2(c echo.Context) error {
 	if s.cfg.Serving == nil {
-		return s.v2Error(c, errNoServing)
+		return errNoServing
 	}
 	name := param(c, "name")
 	info, err := s.cfg.Serving.Info(c.Request().Context(), name)
 	if err != nil {
-		return s.v2Error(c, err)
+		return servingError(err)
 	}
 	return c.JSON(http.StatusOK, metadataV2(info))
 }
@@ -92,12 +79,12 @@ func metadataV2(info *serving.Info) *api.ModelMetadataV2 {
 // modelReadyV2 is 200 when some shard of the model serves a checkpoint now, 400 when none does.
 func (s *Server) modelReadyV2(c echo.Context) error {
 	if s.cfg.Serving == nil {
-		return s.v2Error(c, errNoServing)
+		return errNoServing
 	}
 	name := param(c, "name")
 	ready, err := s.cfg.Serving.Ready(c.Request().Context(), name)
 	if err != nil {
-		return s.v2Error(c, err)
+		return servingError(err)
 	}
 	status := http.StatusOK
 	if !ready {
@@ -108,7 +95,7 @@ func (s *Server) modelReadyV2(c echo.Context) error {
 
 func (s *Server) inferV2(c echo.Context) error {
 	if s.cfg.Serving == nil {
-		return s.v2Error(c, errNoServing)
+		return errNoServing
 	}
 	ctx := c.Request().Context()
 	name := param(c, "name")
@@ -118,19 +105,19 @@ func (s *Server) inferV2(c echo.Context) error {
 		if errors.As(err, &mb) {
 			return err
 		}
-		return s.v2Error(c, err)
+		return servingError(err)
 	}
 	defer release()
 	want, err := v2Outputs(req, name)
 	if err != nil {
-		return s.v2Error(c, err)
+		return servingError(err)
 	}
 	// The inputs are decoded while the service reads the ledger (serving.PredictWith).
 	res, err := s.cfg.Serving.PredictWith(ctx, name, func(info *serving.Info) ([]float32, int, error) {
 		return v2Inputs(req, info, bin)
 	})
 	if err != nil {
-		return s.v2Error(c, err)
+		return servingError(err)
 	}
 	n, classes := len(res.Predictions), len(res.Labels)
 	out := &api.InferResponseV2{ModelName: name, ID: req.ID, Parameters: map[string]any{"ledger_version": res.Version}}
@@ -179,7 +166,7 @@ func (s *Server) inferV2(c echo.Context) error {
 			t.Data, err = json.Marshal(labels)
 		}
 		if err != nil {
-			return s.v2Error(c, err)
+			return servingError(err)
 		}
 		out.Outputs = append(out.Outputs, t)
 	}
@@ -188,7 +175,7 @@ func (s *Server) inferV2(c echo.Context) error {
 	}
 	header, err := json.Marshal(out)
 	if err != nil {
-		return s.v2Error(c, err)
+		return servingError(err)
 	}
 	h := c.Response().Header()
 	h.Set(api.HeaderInferenceHeaderContentLength, strconv.Itoa(len(header)))

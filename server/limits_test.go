@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,13 @@ func do(t *testing.T, s *Server, method, path, body string) (int, *api.Error) {
 	s.Handler().ServeHTTP(rec, httptest.NewRequest(method, path, strings.NewReader(body)))
 	if rec.Code < 300 {
 		return rec.Code, nil
+	}
+	if isV2(path) { // the protocol's {"error": "message"}
+		var e api.ErrorV2
+		if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error == "" {
+			t.Fatalf("%s %s = %d with body %q, want a KServe v2 error", method, path, rec.Code, rec.Body)
+		}
+		return rec.Code, &api.Error{Code: api.CodeFor(rec.Code), Message: e.Error}
 	}
 	var eb api.ErrorBody
 	if err := json.Unmarshal(rec.Body.Bytes(), &eb); err != nil || eb.Error == nil {
@@ -44,7 +52,10 @@ func TestRequestLimits(t *testing.T) {
 		// Inference bodies carry a batch: their own, larger limit (this server serves nothing).
 		{"predict under the infer limit", http.MethodPost, "/v1/models/m/predict", inputs(20), 501, api.CodeNotImplemented},
 		{"predict over the infer limit", http.MethodPost, "/v1/models/m/predict", inputs(40), 413, api.CodeTooLarge},
+		// The v2 routes answer every error in the protocol's shape (see do), the size limit's too.
 		{"v2 infer over the infer limit", http.MethodPost, "/v2/models/m/infer", inputs(40), 413, api.CodeTooLarge},
+		{"v2 unknown route", http.MethodGet, "/v2/nothing", "", 404, api.CodeNotFound},
+		{"v2 wrong method", http.MethodGet, "/v2/models/m/infer", "", 405, api.CodeMethodNotAllowed},
 		{"upload over limit", http.MethodPost, "/v1/models/m/samples", lines.String(), 413, api.CodeTooLarge},
 		{"bad json", http.MethodPost, "/v1/models", `{"name":`, 400, api.CodeInvalid},
 		{"unknown field", http.MethodPost, "/v1/models", `{"nam":"x"}`, 400, api.CodeInvalid},
@@ -67,5 +78,38 @@ func TestRequestLimits(t *testing.T) {
 	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v2/models/m/infer", strings.NewReader(inputs(20))))
 	if rec.Code != http.StatusNotImplemented {
 		t.Errorf("v2 infer under the infer limit = %d %s, want 501 from the route", rec.Code, rec.Body)
+	}
+}
+
+// TestV2AuthErrors checks that a KServe v2 client refused by authentication gets the
+// protocol's error body, while the native routes keep theirs.
+func TestV2AuthErrors(t *testing.T) {
+	s := newTestServer(t, Config{Keys: []Key{{Name: "deleter", Scopes: []api.Scope{api.ScopeDelete}, Hash: sha256.Sum256([]byte("d-secret"))}}})
+	tests := []struct {
+		name, path, key string
+		status          int
+		v2              bool
+	}{
+		{"v2 without a key", "/v2/models/m/infer", "", 401, true},
+		{"v2 without the infer scope", "/v2/models/m/infer", "d-secret", 403, true},
+		{"native without a key", "/v1/models/m/predict", "", 401, false},
+		{"native without the infer scope", "/v1/models/m/predict", "d-secret", 403, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodPost, tt.path, strings.NewReader(`{}`))
+			if tt.key != "" {
+				req.Header.Set("Authorization", "Bearer "+tt.key)
+			}
+			rec := httptest.NewRecorder()
+			s.Handler().ServeHTTP(rec, req)
+			var v2 api.ErrorV2
+			var native api.ErrorBody
+			isV2Body := json.Unmarshal(rec.Body.Bytes(), &v2) == nil && v2.Error != ""
+			isNative := json.Unmarshal(rec.Body.Bytes(), &native) == nil && native.Error != nil && native.Error.Code == api.CodeFor(tt.status)
+			if rec.Code != tt.status || isV2Body != tt.v2 || isNative == tt.v2 {
+				t.Errorf("POST %s = %d %s, want %d in the %s error shape", tt.path, rec.Code, rec.Body, tt.status, map[bool]string{true: "KServe v2", false: "native"}[tt.v2])
+			}
+		})
 	}
 }

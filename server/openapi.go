@@ -31,7 +31,7 @@ func openAPIPath(p string) (string, []string) {
 func OpenAPI(routes []Route) map[string]any {
 	schemas := map[string]any{}
 	sg := &schemaGen{defs: schemas}
-	errRef := sg.schema(reflect.TypeFor[api.ErrorBody]())
+	errRef, errV2Ref := sg.schema(reflect.TypeFor[api.ErrorBody]()), sg.schema(reflect.TypeFor[api.ErrorV2]())
 	paths := map[string]any{}
 	for _, r := range routes {
 		p, params := openAPIPath(r.Path)
@@ -63,9 +63,13 @@ func OpenAPI(routes []Route) map[string]any {
 		if r.Response != nil {
 			ok["content"] = map[string]any{"application/json": map[string]any{"schema": sg.schema(reflect.TypeOf(r.Response))}}
 		}
+		fail := errRef
+		if isV2(r.Path) {
+			fail = errV2Ref // the protocol's own error body (see handleError)
+		}
 		op["responses"] = map[string]any{
 			"2XX":     ok,
-			"default": map[string]any{"description": "error", "content": map[string]any{"application/json": map[string]any{"schema": errRef}}},
+			"default": map[string]any{"description": "error", "content": map[string]any{"application/json": map[string]any{"schema": fail}}},
 		}
 		item[strings.ToLower(r.Method)] = op
 	}

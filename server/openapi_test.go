@@ -60,8 +60,31 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	}
 	var documented, served []string
 	for p, ops := range doc.Paths {
-		for m := range ops {
+		for m, raw := range ops {
 			documented = append(documented, strings.ToUpper(m)+" "+p)
+			// Each route documents the error body it answers with: the KServe v2 routes the
+			// protocol's, the others the server's.
+			var op struct {
+				Responses struct {
+					Default struct {
+						Content map[string]struct {
+							Schema struct {
+								Ref string `json:"$ref"`
+							} `json:"schema"`
+						} `json:"content"`
+					} `json:"default"`
+				} `json:"responses"`
+			}
+			if err := json.Unmarshal(raw, &op); err != nil {
+				t.Fatal(err)
+			}
+			ref, want := op.Responses.Default.Content["application/json"].Schema.Ref, "/ErrorBody"
+			if isV2(p) {
+				want = "/ErrorV2"
+			}
+			if !strings.HasSuffix(ref, want) {
+				t.Errorf("%s %s: error schema %q, want %s", m, p, ref, want)
+			}
 		}
 	}
 	for _, r := range s.echo.Routes() {
