@@ -322,12 +322,16 @@ func (j *Jobs) RecoverOrphans(ctx context.Context) (int, error) {
 func (j *Jobs) Queue() string { return j.cfg.Queue }
 
 // Depth returns how many jobs wait in the queue (available, scheduled or retryable) and how
-// many run.
+// many run. A training job whose row a live lease holds runs, whatever River's state: a stalled
+// run that finds its lease taken by a later run snoozes the job (Runner.afterLeaseLost), and River
+// shows it scheduled while the later run works on it.
 func (j *Jobs) Depth(ctx context.Context) (waiting, running int, err error) {
 	err = j.store.db.QueryRowContext(ctx, `SELECT
-		COALESCE(SUM(CASE WHEN state IN ('available', 'scheduled', 'retryable') THEN 1 ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END), 0)
-		FROM river_job WHERE queue = $1`, j.cfg.Queue).Scan(&waiting, &running)
+		COALESCE(SUM(CASE WHEN state IN ('available', 'scheduled', 'retryable') AND held = 0 THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN state = 'running' OR (state IN ('available', 'scheduled', 'retryable') AND held = 1) THEN 1 ELSE 0 END), 0)
+		FROM (SELECT j.state AS state, CASE WHEN t.state = $2 AND t.lease_until > $3 THEN 1 ELSE 0 END AS held
+			FROM river_job j LEFT JOIN trainings t ON t.job_id = j.id WHERE j.queue = $1) q`,
+		j.cfg.Queue, TrainingRunning, j.store.now().UnixNano()).Scan(&waiting, &running)
 	if err != nil {
 		return 0, 0, fmt.Errorf("store: queue depth: %w", err)
 	}

@@ -513,3 +513,39 @@ func TestUnfinishedTrainingsByLease(t *testing.T) {
 		}
 	})
 }
+
+// TestQueueDepth counts a job whose training row a live lease holds as running, whatever River
+// says of it (a run that lost its lease snoozes the job while the holder works on it).
+func TestQueueDepth(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		mustModel(t, s, spec("q", 3, 2, 1), 12)
+		jobs, err := s.NewJobs(JobsConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, err := s.EnqueueTraining(ctx, jobs, "q", "train", []TrainUnit{{Shard: 0}, {Shard: 1}, {Shard: 2}}, func(u TrainUnit) any { return u })
+		if err != nil {
+			t.Fatal(err)
+		}
+		depth := func(wantWaiting, wantRunning int) {
+			t.Helper()
+			if w, r, err := jobs.Depth(ctx); err != nil || w != wantWaiting || r != wantRunning {
+				t.Errorf("depth = %d waiting, %d running, %v; want %d and %d", w, r, err, wantWaiting, wantRunning)
+			}
+		}
+		depth(3, 0)
+		if ok, err := s.AcquireTraining(ctx, ids[0], "w", time.Minute); err != nil || !ok { // River still says available
+			t.Fatalf("acquire: %v, %v", ok, err)
+		}
+		depth(2, 1)
+		if _, err := s.db.ExecContext(ctx, `UPDATE river_job SET state = 'running' WHERE id = $1`, ids[1]); err != nil {
+			t.Fatal(err)
+		}
+		depth(1, 2)
+		real := s.now
+		s.now = func() time.Time { return real().Add(2 * time.Minute) } // job 0's lease has expired
+		defer func() { s.now = real }()
+		depth(2, 1)
+	})
+}
