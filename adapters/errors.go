@@ -17,6 +17,10 @@ var (
 	// ErrEngine means GoMLX failed while building or running a computation (gomlx reports errors
 	// by panicking; the package recovers them at its boundary and wraps them with this).
 	ErrEngine = errors.New("adapters: GoMLX engine failure")
+	// ErrDiverged means a training step's loss was not a finite number (NaN or infinite): the
+	// training diverged, most often from too high a learning rate, and retrying it as it is
+	// cannot help.
+	ErrDiverged = errors.New("adapters: the training diverged")
 )
 
 // catch runs fn and turns a panic into an error wrapping ErrEngine, so that gomlx's exceptions

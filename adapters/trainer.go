@@ -438,6 +438,10 @@ func (t *Trainer) Fit(ctx context.Context, x ort.Tensor, labels []int, epochs in
 			if err != nil {
 				return means, fmt.Errorf("fit: epoch %d: %w", epoch, err)
 			}
+			if math.IsNaN(loss) || math.IsInf(loss, 0) {
+				return means, fmt.Errorf("fit: epoch %d, step %d: %w: the loss is %v (lower the learning rate, %g now)",
+					epoch, done+1, ErrDiverged, loss, t.cfg.Optimizer.LearningRate)
+			}
 			sum += loss * float64(len(idx))
 			done++
 			seen += len(idx)

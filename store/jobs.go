@@ -222,12 +222,15 @@ func (j *Jobs) Handle(kind string, h JobHandler) error {
 	return nil
 }
 
-// Start starts working jobs (a no-op for an enqueue-only instance).
+// Start starts working jobs (a no-op for an enqueue-only instance). Jobs run until Stop: ctx
+// ending does not stop them, since for River that is the abrupt stop that cancels the running
+// jobs at once, and Stop's grace period would never apply (a SIGTERM interrupted every training
+// job within 10 ms).
 func (j *Jobs) Start(ctx context.Context) error {
 	if j.cfg.Workers == 0 {
 		return nil
 	}
-	if err := j.client.Start(ctx); err != nil {
+	if err := j.client.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("store: start jobs: %w", err)
 	}
 	return nil

@@ -165,3 +165,79 @@ func TestJobsListenPostgres(t *testing.T) {
 		}
 	}
 }
+
+// TestJobsStopGracefully checks how running jobs end: the context Start was given ending does
+// not interrupt them (for River that would be the abrupt stop, and a SIGTERM interrupted every
+// training job at once); Stop lets them finish until its context ends, then cancels them; and a
+// job that snoozes when interrupted keeps its attempts.
+func TestJobsStopGracefully(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		j, err := s.NewJobs(JobsConfig{Queue: uniqueName("q"), Workers: 2, PollInterval: 20 * time.Millisecond, MaxAttempts: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		started, release := make(chan string, 2), make(chan struct{})
+		interrupted := make(chan time.Time, 2)
+		if err := j.Handle("finishes", func(ctx context.Context, _ Job) error {
+			started <- "finishes"
+			select {
+			case <-release:
+				return nil
+			case <-ctx.Done():
+				interrupted <- time.Now()
+				return ctx.Err()
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := j.Handle("runs-on", func(ctx context.Context, _ Job) error {
+			started <- "runs-on"
+			<-ctx.Done()
+			interrupted <- time.Now()
+			return Snooze(time.Second)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		fin, _ := j.Enqueue(ctx, "finishes", nil)
+		runsOn, _ := j.Enqueue(ctx, "runs-on", nil)
+		if err := j.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		<-started
+		<-started
+		cancel() // as a signal ends the server's context
+		select {
+		case <-interrupted:
+			t.Fatal("the end of Start's context interrupted a running job")
+		case <-time.After(200 * time.Millisecond):
+		}
+		grace := 300 * time.Millisecond
+		go func() { time.Sleep(grace / 3); close(release) }() // "finishes" ends within the grace period
+		sctx, scancel := context.WithTimeout(context.Background(), grace)
+		defer scancel()
+		stopAt := time.Now()
+		if err := j.Stop(sctx); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case at := <-interrupted:
+			if d := at.Sub(stopAt); d < grace*9/10 {
+				t.Errorf("a job was interrupted %v after Stop, before its grace period of %v", d, grace)
+			}
+		default:
+			t.Fatal("Stop returned before interrupting the job that runs on")
+		}
+		info, err := j.Get(context.Background(), fin)
+		if err != nil || info.State != "completed" {
+			t.Errorf("the job that finished within the grace period: %+v, %v", info, err)
+		}
+		// Interrupted, it snoozed: waiting to run again (River keeps a short snooze "available"
+		// with its time ahead), not discarded though it has only one attempt, and not counted
+		// as one.
+		info, err = j.Get(context.Background(), runsOn)
+		if err != nil || info.Finished() || info.Attempt != 0 {
+			t.Errorf("the interrupted job that snoozed: %+v, %v; want it waiting, attempt 0", info, err)
+		}
+	})
+}

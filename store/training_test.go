@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -547,5 +548,39 @@ func TestQueueDepth(t *testing.T) {
 		s.now = func() time.Time { return real().Add(2 * time.Minute) } // job 0's lease has expired
 		defer func() { s.now = real }()
 		depth(2, 1)
+	})
+}
+
+// TestTrainingNonFiniteLoss records a diverged job's failure: a NaN or infinite loss or rate is
+// stored as 0 (SQLite would store NaN as NULL, which the column refuses, and the failure would
+// never be recorded: the job showed "running" for good).
+func TestTrainingNonFiniteLoss(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		mustModel(t, s, spec("n", 1, 1, 1), 4)
+		jobs, err := s.NewJobs(JobsConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, err := s.EnqueueTraining(ctx, jobs, "n", "train", []TrainUnit{{Shard: 0}}, func(u TrainUnit) any { return u })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := s.AcquireTraining(ctx, ids[0], "w", time.Hour); !ok || err != nil {
+			t.Fatalf("acquire: %v, %v", ok, err)
+		}
+		for _, loss := range []float64{math.Inf(1), math.NaN()} {
+			tr := &Training{JobID: ids[0], Model: "n", State: TrainingRunning, Loss: loss, Rate: math.Inf(-1)}
+			if err := s.UpdateTraining(ctx, tr, "w", time.Hour); err != nil {
+				t.Fatalf("record loss %v: %v", loss, err)
+			}
+		}
+		if err := s.UpdateTraining(ctx, &Training{JobID: ids[0], Model: "n", State: TrainingFailed, Message: "diverged", Loss: math.NaN()}, "w", 0); err != nil {
+			t.Fatalf("record the failure: %v", err)
+		}
+		got, err := s.GetTraining(ctx, ids[0])
+		if err != nil || got.State != TrainingFailed || got.Loss != 0 || got.Rate != 0 || got.Message != "diverged" {
+			t.Fatalf("training row %+v, %v; want failed, loss and rate 0", got, err)
+		}
 	})
 }

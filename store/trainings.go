@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/riverqueue/river/rivertype"
@@ -179,9 +180,17 @@ func (s *Store) AcquireTraining(ctx context.Context, jobID int64, holder string,
 
 // UpdateTraining writes a job's progress and state and extends its lease, if holder still
 // holds it (ErrStale otherwise: the lease expired and another worker took the job). An empty
-// holder releases the lease.
+// holder releases the lease. A loss or rate that is not a finite number is recorded as 0: SQLite
+// stores NaN as NULL, which the column refuses, and JSON has no NaN (the trainer fails a job
+// whose loss diverged, with a message that says so).
 func (s *Store) UpdateTraining(ctx context.Context, t *Training, holder string, lease time.Duration) error {
 	now := s.now()
+	finite := func(x float64) float64 {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return 0
+		}
+		return x
+	}
 	until, newHolder := now.Add(lease).UnixNano(), holder
 	if lease <= 0 {
 		until, newHolder = 0, ""
@@ -189,7 +198,7 @@ func (s *Store) UpdateTraining(ctx context.Context, t *Training, holder string, 
 	res, err := s.db.ExecContext(ctx, `UPDATE trainings SET state = $1, stage = $2, step = $3, steps = $4, loss = $5, rate = $6, eta_ms = $7,
 		message = $8, holder = $9, lease_until = $10, updated_at = $11, retrain = $12
 		WHERE job_id = $13 AND holder = $14 AND state <> 'cancelled'`,
-		t.State, t.Stage, t.Step, t.Steps, t.Loss, t.Rate, t.ETA.Milliseconds(), t.Message, newHolder, until, now.UnixNano(), boolInt(t.Retrain),
+		t.State, t.Stage, t.Step, t.Steps, finite(t.Loss), finite(t.Rate), t.ETA.Milliseconds(), t.Message, newHolder, until, now.UnixNano(), boolInt(t.Retrain),
 		t.JobID, holder)
 	if err != nil {
 		return fmt.Errorf("store: update training %d: %w", t.JobID, err)

@@ -301,14 +301,18 @@ func (r *Runner) work(ctx context.Context, job store.Job) error {
 	case errors.Is(cause, errLeaseLost), errors.Is(err, errLeaseLost):
 		return r.afterLeaseLost(wctx, job.ID, log)
 	case ctx.Err() != nil:
-		// Shutdown or a cancellation from the queue: finished stages are published; the
-		// queue retries (or the job stays cancelled).
-		final.State, final.Message = store.TrainingQueued, "interrupted: "+context.Cause(ctx).Error()
+		// Shutdown or a cancellation from the queue: finished stages are published. A snooze
+		// does not count as one of the job's attempts, so restarts never use them up; the next
+		// start (or another worker) resumes the job after the finished stages. A job cancelled
+		// through the queue stays cancelled whatever this returns (River records the
+		// cancellation instead).
+		final.State, final.Message = store.TrainingQueued, "interrupted: "+context.Cause(ctx).Error()+"; resumes after its finished stages"
 		if uerr := r.cfg.Store.UpdateTraining(wctx, &final, r.cfg.Holder, 0); uerr != nil {
 			log.Warn("record training interruption", "err", uerr)
 		}
-		return err
-	case errors.Is(err, adapters.ErrInvalidArgument), errors.Is(err, ErrInvalidSpec), errors.Is(err, store.ErrInvalid):
+		log.Info("training job interrupted", "cause", context.Cause(ctx))
+		return store.Snooze(time.Second)
+	case errors.Is(err, adapters.ErrInvalidArgument), errors.Is(err, adapters.ErrDiverged), errors.Is(err, ErrInvalidSpec), errors.Is(err, store.ErrInvalid):
 		// Retrying cannot fix the data or the configuration.
 		final.State, final.Message = store.TrainingFailed, err.Error()
 		if uerr := r.cfg.Store.UpdateTraining(wctx, &final, r.cfg.Holder, 0); uerr != nil {

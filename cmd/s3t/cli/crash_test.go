@@ -147,6 +147,49 @@ func TestKillDuringTraining(t *testing.T) {
 	p.stop(t)
 }
 
+// TestRestartsDoNotUseUpAttempts stops the server gracefully (SIGTERM) again and again while it
+// trains, each time interrupting the stage in progress, more often than a job has attempts (5):
+// an interruption is not a failed attempt, so the job is never given up, and once left alone it
+// finishes.
+func TestRestartsDoNotUseUpAttempts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a model")
+	}
+	ctx := context.Background()
+	data := filepath.Join(t.TempDir(), "data")
+	args := []string{"--train-workers", "1", "--jobs-stop-timeout", "1ms"}
+	p := startServeProc(t, data, args...)
+	crashModel(t, p.cl, 1, 1, 40, 160) // one stage of about 400 steps
+	if _, err := p.cl.StartTraining(ctx, &api.StartTrainingRequest{Model: "m"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		// Let the job start (it has taken steps), then stop the server mid-stage.
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+			st, err := p.cl.GetTraining(ctx, &api.GetTrainingRequest{Model: "m"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(st.Jobs) == 1 && st.Jobs[0].State == api.TrainingRunning && st.Jobs[0].Step > 0 {
+				break
+			}
+			if st.Done || time.Now().After(deadline) {
+				t.Fatalf("restart %d: the job is not running: %+v\n%s", i, st, p.log)
+			}
+		}
+		p.stop(t)
+		p = startServeProc(t, data, args...)
+	}
+	st, err := p.cl.WatchTraining(ctx, &api.GetTrainingRequest{Model: "m"}, func(*api.TrainingStatus) error { return nil })
+	if err != nil || len(st.Jobs) != 1 || st.Jobs[0].State != api.TrainingDone {
+		t.Fatalf("after 6 interruptions: %+v, %v\n%s", st, err, p.log)
+	}
+	if done, total := trainedStages(t, p.cl); done != total {
+		t.Fatalf("%d of %d stages trained\n%s", done, total, p.log)
+	}
+	p.stop(t)
+}
+
 func pixelsJSON(v float32) string {
 	b, _ := json.Marshal(slices.Repeat([]float32{v}, 28*28))
 	return string(b)
