@@ -33,8 +33,9 @@ type Record struct {
 	// Input is the backbone's data input: its name and the shape of one example.
 	InputName  string  `json:"input_name"`
 	InputShape []int64 `json:"input_shape"`
-	// HeadInput is the backbone output the linear head reads.
-	HeadInput string `json:"head_input"`
+	// The spec's HeadInput is the backbone output the linear head reads: NewRecord sets it
+	// when the spec names none. (A field of its own here once shadowed the spec's, and every
+	// model read "features" whatever its spec said.)
 	// Plan is the PEFT plugin's plan for the backbone, made once at creation, so that training
 	// and serving need no plugin process.
 	Plan *sdk.PlanResponse `json:"plan"`

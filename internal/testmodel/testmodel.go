@@ -161,11 +161,10 @@ func New(t testing.TB, st *store.Store, blobs *store.Blobs, o Options) *Fixture 
 	rec := &training.Record{
 		ModelSpec: api.ModelSpec{Backbone: BackboneName, Labels: labels, PEFT: api.PEFT{Type: "peft.lora", Config: plan.Config},
 			S3T:      api.S3TConfig{Shards: o.Shards, Slices: o.Slices, Sequences: o.Seqs, Selector: "cyclic"},
-			Training: api.TrainingConfig{Epochs: 1, LearningRate: 5e-3, BatchSize: 16}, Seed: int64(o.Seed)},
+			Training: api.TrainingConfig{Epochs: 1, LearningRate: 5e-3, BatchSize: 16}, Seed: int64(o.Seed), HeadInput: "features"},
 		BackboneSHA256: hex.EncodeToString(sum[:]),
 		InputName:      bb.Inputs()[0].Name,
 		InputShape:     []int64{dataset.Channels, dataset.Height, dataset.Width},
-		HeadInput:      "features",
 		Plan:           plan,
 	}
 	cfg, err := json.Marshal(rec)
