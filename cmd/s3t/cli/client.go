@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -96,7 +98,9 @@ func newModelsCmd() *cobra.Command {
 		Short: "Queue the training a model needs and show its progress until it is done",
 		Long: `Queue one training job per (shard, sequence) that is not fully trained, and a retraining on
 the remaining data for every sequence whose live prefix was cut (--force: retrain everything);
-then follow the server's training events with a progress bar (--watch=false: return at once).`,
+then follow the server's training events with a progress bar (--watch=false: return at once).
+Exits 1, naming the jobs and their states, when a job it follows (one it queued, or another
+client's it waited for) ends failed or cancelled.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := f.client()
@@ -112,7 +116,20 @@ then follow the server's training events with a progress bar (--watch=false: ret
 				return nil
 			}
 			start := time.Now()
+			// The outcome is that of the jobs this command follows: the ones it queued, and the
+			// ones it saw queued or running (another client's, on units that were busy when it
+			// asked: the server queues no second job for those). Jobs that had finished before,
+			// such as an earlier cancelled training, are not this training's.
+			followed := map[int64]bool{}
+			for _, id := range jobs.Jobs {
+				followed[id] = true
+			}
 			last, err := cl.WatchTraining(c.Context(), &api.GetTrainingRequest{Model: args[0]}, func(st *api.TrainingStatus) error {
+				for _, j := range st.Jobs {
+					if j.State == api.TrainingQueued || j.State == api.TrainingRunning {
+						followed[j.ID] = true
+					}
+				}
 				drawTraining(c.ErrOrStderr(), st, time.Since(start))
 				return nil
 			})
@@ -120,15 +137,8 @@ then follow the server's training events with a progress bar (--watch=false: ret
 			if err != nil {
 				return err
 			}
-			failed := 0
-			for _, j := range last.Jobs {
-				if j.State != api.TrainingDone && j.State != api.TrainingCancelled {
-					failed++
-					fmt.Fprintf(c.OutOrStdout(), "job %d (shard %d, sequence %d): %s %s\n", j.ID, j.Shard, j.Sequence, j.State, j.Message)
-				}
-			}
-			if failed > 0 {
-				return fmt.Errorf("%d training jobs did not finish", failed)
+			if err := trainingOutcome(c.OutOrStdout(), last, followed); err != nil {
+				return err
 			}
 			fmt.Fprintf(c.OutOrStdout(), "training done in %s\n", time.Since(start).Round(time.Second))
 			return nil
@@ -162,7 +172,9 @@ func newDeleteCmd() *cobra.Command {
 		Use:   "delete MODEL ID...",
 		Short: "Unlearn samples of a model on a running s3t server and print the receipts (JSON)",
 		Long: `Delete samples: one id prints its receipt (or the earlier receipt and exit 1 when it was
-deleted before); several ids are deleted in one ledger transaction and each gets a result.` + serverEnvHelp("S3T_URL", "S3T_API_KEY"),
+deleted before); several ids are deleted in one ledger transaction and each gets a result: the
+JSON results on stdout, a line per id on stderr (deleted with its receipt, not found, or gone
+with the earlier receipt), and exit 1 when any id was not deleted by this call.` + serverEnvHelp("S3T_URL", "S3T_API_KEY"),
 		Example: `  s3t delete fmnist sample-17`,
 		Args:    cobra.MinimumNArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -186,9 +198,95 @@ deleted before); several ids are deleted in one ledger transaction and each gets
 			if err != nil {
 				return err
 			}
-			return printJSON(c.OutOrStdout(), res)
+			if err := printJSON(c.OutOrStdout(), res); err != nil {
+				return err
+			}
+			return deletionOutcome(c.ErrOrStderr(), args[0], res)
 		},
 	}
 	f.register(c)
 	return c
+}
+
+// trainingOutcome checks the final state of the jobs a training follows: every one must be
+// done. It prints a line for each one that is not (failed, cancelled, or missing from the
+// status) and returns an error naming them with their states.
+func trainingOutcome(w io.Writer, st *api.TrainingStatus, followed map[int64]bool) error {
+	seen := map[int64]bool{}
+	var bad []string
+	for _, j := range st.Jobs {
+		if !followed[j.ID] {
+			continue
+		}
+		seen[j.ID] = true
+		if j.State == api.TrainingDone {
+			continue
+		}
+		msg := ""
+		if j.Message != "" {
+			msg = ": " + j.Message
+		}
+		fmt.Fprintf(w, "job %d (shard %d, sequence %d): %s%s\n", j.ID, j.Shard, j.Sequence, j.State, msg)
+		bad = append(bad, fmt.Sprintf("job %d %s", j.ID, j.State))
+	}
+	var missing []int64
+	for id := range followed {
+		if !seen[id] {
+			missing = append(missing, id)
+		}
+	}
+	slices.Sort(missing)
+	for _, id := range missing {
+		fmt.Fprintf(w, "job %d: not in the server's training status\n", id)
+		bad = append(bad, fmt.Sprintf("job %d missing", id))
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("training of %q did not finish: %d of %d jobs not done: %s", st.Model, len(bad), len(followed), strings.Join(bad, ", "))
+	}
+	return nil
+}
+
+// deletionOutcome prints to w what happened to each id of a batch deletion, and returns an
+// error when any id was not deleted by this call: not found, or deleted earlier ("gone": its
+// line names the earlier receipt; the call still fails, as the single-id form does, since it
+// made no receipt for that id).
+func deletionOutcome(w io.Writer, model string, res *api.DeleteSamplesResponse) error {
+	var notFound, gone, other int
+	for _, r := range res.Results {
+		switch r.Status {
+		case api.DeletionDeleted:
+			fmt.Fprintf(w, "%s: deleted, receipt %s\n", r.ID, receiptID(r.Receipt))
+		case api.DeletionGone:
+			gone++
+			fmt.Fprintf(w, "%s: gone: deleted earlier, receipt %s\n", r.ID, receiptID(r.Receipt))
+		case api.DeletionNotFound:
+			notFound++
+			fmt.Fprintf(w, "%s: not found\n", r.ID)
+		default:
+			other++
+			fmt.Fprintf(w, "%s: %s\n", r.ID, r.Status)
+		}
+	}
+	n := notFound + gone + other
+	if n == 0 {
+		return nil
+	}
+	var parts []string
+	if notFound > 0 {
+		parts = append(parts, fmt.Sprintf("%d not found", notFound))
+	}
+	if gone > 0 {
+		parts = append(parts, fmt.Sprintf("%d deleted earlier (gone)", gone))
+	}
+	if other > 0 {
+		parts = append(parts, fmt.Sprintf("%d in another state", other))
+	}
+	return fmt.Errorf("delete from %q: %d of %d samples not deleted by this call: %s", model, n, len(res.Results), strings.Join(parts, ", "))
+}
+
+func receiptID(r *api.Receipt) string {
+	if r == nil {
+		return "(no receipt)"
+	}
+	return r.ID
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -55,6 +56,10 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	})
+	// The commands cobra adds itself (help, completion) get the same treatment.
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd(args...)
+	usageArgs(root)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(stderr, "s3t: %v\n", err)
 		if errors.Is(err, errUsage) {
@@ -63,4 +68,48 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// usageArgs makes every argument error of the tree under c a usage error (exit 2), as flag
+// errors are: it wraps each command's Args validator, and gives each command group (a command
+// with subcommands and nothing to run, the root included) a validator that refuses an unknown
+// subcommand and a RunE that prints its help, as cobra does for a group called alone. (Cobra
+// reports an unknown command of the root from Find, and shows a group's help for any
+// arguments, exit 0; neither passes through the Args validators.)
+func usageArgs(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		usageArgs(sub)
+	}
+	if !c.Runnable() && c.HasSubCommands() {
+		c.Args = unknownSubcommand
+		c.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+		return
+	}
+	if c.Args == nil {
+		return
+	}
+	validate := c.Args
+	c.Args = func(c *cobra.Command, args []string) error {
+		err := validate(c, args)
+		if err == nil || errors.Is(err, errUsage) {
+			return err
+		}
+		return fmt.Errorf("%w: %w\nRun '%s --help' for usage.", errUsage, err, c.CommandPath())
+	}
+}
+
+// unknownSubcommand refuses any argument of a command group with cobra's message for an
+// unknown command, suggestions included.
+func unknownSubcommand(c *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], c.CommandPath())
+	if c.SuggestionsMinimumDistance <= 0 {
+		c.SuggestionsMinimumDistance = 2
+	}
+	if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t") + "\n"
+	}
+	return fmt.Errorf("%w: %s\nRun '%s --help' for usage.", errUsage, msg, c.CommandPath())
 }
