@@ -3,8 +3,9 @@ package api
 import "time"
 
 // StartTrainingRequest queues the training a model needs: every (shard, sequence) not fully
-// trained, and a retraining on the remaining data of every sequence whose live prefix was cut.
-// Force retrains every sequence.
+// trained, and a retraining on the data as it is now of every sequence whose live prefix was cut
+// or whose published stages miss samples uploaded since they trained. Force retrains every
+// sequence.
 type StartTrainingRequest struct {
 	Model string `json:"-"`
 	Force bool   `json:"force,omitempty"`

@@ -403,6 +403,51 @@ func (s *Store) UnitCounts(ctx context.Context, model string) ([][]int, error) {
 	return out, nil
 }
 
+// Stale reports, for every (shard, sequence) of a model, whether a published stage of its
+// current generation that is still live saw fewer or other samples than its slices hold now:
+// samples were uploaded after (or while) it trained, and no checkpoint of that sequence saw
+// them. stale[shard][sequence].
+func (s *Store) Stale(ctx context.Context, model string) ([][]bool, error) {
+	m, err := s.GetModel(ctx, model)
+	if err != nil {
+		return nil, err
+	}
+	flat, err := unitCounts(ctx, s.db, m)
+	if err != nil {
+		return nil, fmt.Errorf("store: stale sequences of %q: %w", model, err)
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT shard, sequence, gen, stage, samples FROM checkpoints WHERE model = $1`, model)
+	if err != nil {
+		return nil, fmt.Errorf("store: stale sequences of %q: %w", model, err)
+	}
+	defer rows.Close()
+	out := make([][]bool, m.Shards)
+	for k := range out {
+		out[k] = make([]bool, len(m.Sequences[k]))
+	}
+	for rows.Next() {
+		var k, b, gen, stage int
+		var samples int64
+		if err := rows.Scan(&k, &b, &gen, &stage, &samples); err != nil {
+			return nil, fmt.Errorf("store: stale sequences of %q: %w", model, err)
+		}
+		if k < 0 || k >= m.Shards || b < 0 || b >= len(m.Sequences[k]) || gen != m.Gen[k][b] || stage < 1 || stage > m.Live[k][b] {
+			continue // another generation (a retraining's staged stages), or switched off
+		}
+		var now int64 // the samples stage's slices (the sequence's first stage) hold now
+		for _, j := range m.Sequences[k][b][:stage] {
+			now += int64(flat[k*m.Slices+j])
+		}
+		if now != samples {
+			out[k][b] = true
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: stale sequences of %q: %w", model, err)
+	}
+	return out, nil
+}
+
 // DeletionCounts returns the number of deletions of every shard of a model.
 func (s *Store) DeletionCounts(ctx context.Context, model string) ([]int64, error) {
 	m, err := s.GetModel(ctx, model)

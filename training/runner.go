@@ -119,8 +119,9 @@ func New(cfg Config) (*Runner, error) {
 }
 
 // Start queues the training jobs a model needs: one per (shard, sequence) that is not fully
-// trained, or whose live prefix was cut (a retraining on the remaining data); with force,
-// every sequence is retrained. Sequences with a training job still queued or running are
+// trained, or whose live prefix was cut, or whose published stages miss samples uploaded since
+// they trained (a retraining on the data as it is now: store.Stale); with force, every sequence
+// is retrained. Sequences with a training job still queued or running are
 // skipped. It returns the new jobs' ids (none when nothing needs training).
 func (r *Runner) Start(ctx context.Context, model string, force bool) ([]int64, error) {
 	return r.start(ctx, model, force, nil)
@@ -158,13 +159,20 @@ func (r *Runner) start(ctx context.Context, model string, force bool, only []int
 			}
 		}
 	}
+	stale, err := r.cfg.Store.Stale(ctx, model)
+	if err != nil {
+		return nil, err
+	}
 	var units []store.TrainUnit
 	for k := range m.Shards {
 		if only != nil && !slices.Contains(only, k) {
 			continue
 		}
 		for b := range m.Sequences[k] {
-			retrain := force || m.Live[k][b] < m.Slices
+			// A sequence whose stages were cut, or whose published stages did not see every
+			// sample their slices hold now (uploaded after or while they trained), is retrained
+			// on the data as it is: a new generation, swapped in once complete.
+			retrain := force || m.Live[k][b] < m.Slices || stale[k][b]
 			if retrain || m.Trained[k][b] < m.Slices {
 				units = append(units, store.TrainUnit{Shard: k, Sequence: b, Retrain: retrain})
 			}
@@ -174,7 +182,7 @@ func (r *Runner) start(ctx context.Context, model string, force bool, only []int
 		return nil, nil
 	}
 	ids, err := r.cfg.Store.EnqueueTraining(ctx, r.cfg.Jobs, model, JobKind, units, func(u store.TrainUnit) any {
-		return jobArgs{Model: model, Shard: u.Shard, Sequence: u.Sequence, Retrain: force}
+		return jobArgs{Model: model, Shard: u.Shard, Sequence: u.Sequence, Retrain: u.Retrain}
 	})
 	if err != nil || len(ids) == 0 {
 		return nil, err

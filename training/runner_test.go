@@ -549,3 +549,60 @@ func TestJobSweepsItsSequence(t *testing.T) {
 		}
 	}
 }
+
+// TestNewSamplesAreTrained uploads samples to a trained model: no checkpoint saw them, so Start
+// retrains the sequences whose slices hold them, on the data as it is now (a new generation,
+// swapped in), and what the shard serves then equals, bit for bit, a training from scratch on
+// all the samples. A Start after that has nothing to do.
+func TestNewSamplesAreTrained(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 1, 2, 2, 64)
+	ids, err := e.runner.Start(ctx, testModel, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.wait(t, ids)
+	if again, err := e.runner.Start(ctx, testModel, false); err != nil || len(again) != 0 {
+		t.Fatalf("Start on a trained model = %v, %v; want nothing to do", again, err)
+	}
+	set, err := dataset.LoadMNIST("")
+	if err != nil {
+		t.Skipf("MNIST is not installed (make deps): %v", err)
+	}
+	var late []store.Sample
+	for i := 64; i < 80; i++ {
+		id := fmt.Sprintf("m%04d", i)
+		in := set.Image(i)
+		late = append(late, store.Sample{ID: id, Label: fmt.Sprint(set.Labels[i]), Input: training.EncodeInput(in)})
+		e.byID[id] = adapters.Example{ID: id, Input: in, Label: set.Labels[i]}
+	}
+	if _, err := e.st.PutSamples(ctx, testModel, late); err != nil {
+		t.Fatal(err)
+	}
+	if stale, err := e.st.Stale(ctx, testModel); err != nil || !reflect.DeepEqual(stale, [][]bool{{true, true}}) {
+		t.Fatalf("stale after the upload = %v, %v; want both sequences (16 samples fill both slices)", stale, err)
+	}
+	ids, err = e.runner.Start(ctx, testModel, false)
+	if err != nil || len(ids) != 2 {
+		t.Fatalf("Start after the upload = %v, %v; want a retraining of both sequences", ids, err)
+	}
+	e.wait(t, ids)
+	m, err := e.st.GetModel(ctx, testModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(m.Gen, [][]int{{2, 2}}) || !reflect.DeepEqual(m.Trained, [][]int{{2, 2}}) {
+		t.Fatalf("after the retraining: gen %v, trained %v; want a new generation, fully trained", m.Gen, m.Trained)
+	}
+	rec, ck := e.served(t, 0)
+	if rec.Samples != 80 {
+		t.Errorf("the served stage saw %d samples, want all 80", rec.Samples)
+	}
+	sameParams(t, "served after the retraining", ck, e.retrainFromScratch(t, 0, rec.Sequence, rec.Stage))
+	if stale, err := e.st.Stale(ctx, testModel); err != nil || !reflect.DeepEqual(stale, [][]bool{{false, false}}) {
+		t.Fatalf("stale after the retraining = %v, %v", stale, err)
+	}
+	if again, err := e.runner.Start(ctx, testModel, false); err != nil || len(again) != 0 {
+		t.Fatalf("Start after the retraining = %v, %v; want nothing to do", again, err)
+	}
+}
