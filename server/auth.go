@@ -113,8 +113,8 @@ func (a *authenticator) require(scope api.Scope) echo.MiddlewareFunc {
 			if scope == "" || len(a.keys) == 0 {
 				return next(c)
 			}
-			secret, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
-			if !ok || secret == "" {
+			secret, ok := bearerKey(c.Request().Header.Get("Authorization"))
+			if !ok {
 				return &statusError{http.StatusUnauthorized, &api.Error{Code: api.CodeUnauthorized, Message: "missing API key (Authorization: Bearer KEY)"}}
 			}
 			k, ok := a.keys[sha256.Sum256([]byte(secret))]
@@ -127,4 +127,16 @@ func (a *authenticator) require(scope api.Scope) echo.MiddlewareFunc {
 			return next(c)
 		}
 	}
+}
+
+// bearerKey returns the key of an "Authorization: Bearer KEY" header value. The scheme is
+// matched in any case (RFC 7235: auth schemes are case-insensitive), and the spaces or tabs
+// between it and the key may be more than one.
+func bearerKey(h string) (string, bool) {
+	i := strings.IndexAny(h, " \t")
+	if i < 0 || !strings.EqualFold(h[:i], "Bearer") {
+		return "", false
+	}
+	key := strings.TrimLeft(h[i:], " \t")
+	return key, key != ""
 }

@@ -2,6 +2,9 @@ package server_test
 
 import (
 	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,4 +56,55 @@ func scopeStrings(s []api.Scope) []string {
 		out[i] = string(v)
 	}
 	return out
+}
+
+// TestBearerScheme: the auth scheme is matched in any case (RFC 7235) and may be followed by
+// more than one space; anything else is a missing key, and a wrong key is an unknown one.
+func TestBearerScheme(t *testing.T) {
+	ts := startServer(t, server.Config{DisableRuntime: true}, map[string][]api.Scope{"s3cret": {api.ScopeInfer}})
+	tests := []struct {
+		header string
+		status int
+		msg    string
+	}{
+		{"Bearer s3cret", http.StatusOK, ""},
+		{"bearer s3cret", http.StatusOK, ""},
+		{"BEARER s3cret", http.StatusOK, ""},
+		{"bEaReR s3cret", http.StatusOK, ""},
+		{"Bearer   s3cret", http.StatusOK, ""},
+		{"bearer \t s3cret", http.StatusOK, ""},
+		{"", http.StatusUnauthorized, "missing API key"},
+		{"Bearer", http.StatusUnauthorized, "missing API key"},
+		{"Bearer   ", http.StatusUnauthorized, "missing API key"},
+		{"Bearers3cret", http.StatusUnauthorized, "missing API key"},
+		{"Basic s3cret", http.StatusUnauthorized, "missing API key"},
+		{"s3cret", http.StatusUnauthorized, "missing API key"},
+		{"bearer wrong", http.StatusUnauthorized, "unknown API key"},
+		{"Bearer s3cret s3cret", http.StatusUnauthorized, "unknown API key"},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%q", tt.header), func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodGet, ts.URL+"/v1/backbones", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.header != "" {
+				req.Header.Set("Authorization", tt.header)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var body api.ErrorBody
+			if resp.StatusCode != http.StatusOK {
+				if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.Error == nil {
+					t.Fatalf("status %d, error body %+v: %v", resp.StatusCode, body, err)
+				}
+			}
+			if resp.StatusCode != tt.status || (tt.msg != "" && !strings.Contains(body.Error.Message, tt.msg)) {
+				t.Fatalf("status %d %+v, want %d %q", resp.StatusCode, body.Error, tt.status, tt.msg)
+			}
+		})
+	}
 }

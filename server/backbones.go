@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -56,15 +58,121 @@ func (s *Server) registerBackbonePath(c echo.Context) error {
 	if req.Path == "" {
 		return invalidf("path is required (or upload the file with PUT /v1/backbones/{name})")
 	}
-	data, err := os.ReadFile(req.Path)
+	ctx := c.Request().Context()
+	data, err := readBackboneFile(ctx, req.Path, s.cfg.MaxUploadBytes)
 	if err != nil {
-		return invalidf("read %s: %v", req.Path, err)
+		return err
 	}
-	b, err := s.registerBackbone(c.Request().Context(), req.Name, data)
+	b, err := s.registerBackbone(ctx, req.Name, data)
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusCreated, b)
+}
+
+// readBackboneFile reads the ONNX file a backbone is registered from by path: a regular file
+// (not a directory, device, FIFO or socket: 400) of at most limit bytes, the cap of the upload
+// route (413 too_large beyond it). The file is read through a limited reader, so one that grows
+// after the size check cannot exceed the cap either (nor can a file whose size says nothing, as
+// in /proc), and the read stops when ctx ends.
+func readBackboneFile(ctx context.Context, path string, limit int64) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, invalidf("backbone file: %v", err)
+	}
+	if err := checkBackboneFile(path, fi, limit); err != nil {
+		return nil, err
+	}
+	// O_NONBLOCK: should path have been replaced by a FIFO since the Stat, opening it does not
+	// wait for a writer; the open file is checked again below.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, invalidf("backbone file: %v", err)
+	}
+	defer f.Close()
+	if fi, err = f.Stat(); err != nil {
+		return nil, fmt.Errorf("backbone file %s: %w", path, err)
+	}
+	if err := checkBackboneFile(path, fi, limit); err != nil {
+		return nil, err
+	}
+	data, err := readLimited(ctx, f, fi.Size(), limit)
+	if errors.Is(err, errOverLimit) {
+		return nil, backboneTooLarge("backbone file %s grew past this server's upload limit of %d bytes while it was read", path, limit)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read backbone file %s: %w", path, err)
+	}
+	return data, nil
+}
+
+var errOverLimit = errors.New("over the limit")
+
+// readLimited reads r to its end, expecting size bytes: errOverLimit as soon as it has read more
+// than limit, so that memory stays bounded whatever r holds, and ctx's error once ctx ends.
+func readLimited(ctx context.Context, r io.Reader, size, limit int64) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(int(min(size, limit)) + bytes.MinRead) // the size and room to see EOF (or more)
+	if _, err := buf.ReadFrom(&ctxReader{ctx: ctx, r: io.LimitReader(r, limit+1)}); err != nil {
+		return nil, err
+	}
+	if int64(buf.Len()) > limit {
+		return nil, errOverLimit
+	}
+	return buf.Bytes(), nil
+}
+
+// checkBackboneFile refuses what registerBackbonePath must not read: anything but a regular
+// file, or one over limit bytes.
+func checkBackboneFile(path string, fi os.FileInfo, limit int64) error {
+	if !fi.Mode().IsRegular() {
+		return invalidf("backbone file %s is %s, not a regular file; give the path of an ONNX file", path, fileKind(fi.Mode()))
+	}
+	if fi.Size() > limit {
+		return backboneTooLarge("backbone file %s has %d bytes, over this server's upload limit of %d bytes", path, fi.Size(), limit)
+	}
+	return nil
+}
+
+// fileKind names the type of a file that is not a regular one.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	}
+	return "a special file"
+}
+
+// backboneTooLarge is the 413 too_large of a backbone file over the upload limit: the same
+// status and code as an upload over it (PUT /v1/backbones/{name}).
+func backboneTooLarge(format string, args ...any) error {
+	return &statusError{http.StatusRequestEntityTooLarge, &api.Error{Code: api.CodeTooLarge, Message: fmt.Sprintf(format, args...)}}
+}
+
+// ctxReader reads r until ctx ends, at most readChunk bytes a call so that it checks ctx often.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+const readChunk = 1 << 20
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	if len(p) > readChunk {
+		p = p[:readChunk]
+	}
+	return c.r.Read(p)
 }
 
 func (s *Server) uploadBackbone(c echo.Context) error {

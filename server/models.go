@@ -25,15 +25,35 @@ const (
 	defaultBatchSize    = 32
 )
 
+// Upper bounds of a model spec. A model costs ledger rows, training jobs and /metrics series
+// per shard and sequence, and a head per label; the training bounds keep a typo from queueing
+// a job that never ends or diverges. Slices and sequences are bounded by the selector
+// (sdk.MaxSlices, sdk.MaxBudget and slices!).
+const (
+	maxShards       = 1024
+	maxLabels       = 10000
+	maxEpochs       = 10000
+	maxBatchSize    = 65536
+	maxLearningRate = 10.0
+)
+
+// checkRange is the 400 of an integer field outside [lo, hi].
+func checkRange(field string, v, lo, hi int) error {
+	if v < lo || v > hi {
+		return invalidf("%s must be in [%d, %d], got %d", field, lo, hi, v)
+	}
+	return nil
+}
+
 // normalize fills defaults into spec and validates it (400 on a bad field).
 func normalize(spec *api.ModelSpec) error {
 	if spec.Backbone == "" {
 		return invalidf("backbone is required")
 	}
-	if len(spec.Labels) < 2 {
-		return invalidf("labels: want at least 2, got %d", len(spec.Labels))
+	if n := len(spec.Labels); n < 2 || n > maxLabels {
+		return invalidf("labels: want 2 to %d labels, got %d", maxLabels, n)
 	}
-	seen := map[string]bool{}
+	seen := make(map[string]bool, len(spec.Labels))
 	for _, l := range spec.Labels {
 		if l == "" || seen[l] {
 			return invalidf("labels: %q is empty or repeated", l)
@@ -47,8 +67,17 @@ func normalize(spec *api.ModelSpec) error {
 		return invalidf("peft.config is not valid JSON")
 	}
 	c := &spec.S3T
-	if c.Shards < 1 || c.Slices < 1 || c.Sequences < 1 {
-		return invalidf("s3t: shards, slices and sequences must be >= 1 (got %d, %d, %d)", c.Shards, c.Slices, c.Sequences)
+	for _, f := range []struct {
+		name  string
+		v, hi int
+	}{
+		{"s3t.shards", c.Shards, maxShards},
+		{"s3t.slices", c.Slices, sdk.MaxSlices},
+		{"s3t.sequences", c.Sequences, sdk.MaxBudget},
+	} {
+		if err := checkRange(f.name, f.v, 1, f.hi); err != nil {
+			return err
+		}
 	}
 	if c.Selector == "" {
 		c.Selector = defaultSelector
@@ -66,8 +95,14 @@ func normalize(spec *api.ModelSpec) error {
 	if t.BatchSize == 0 {
 		t.BatchSize = defaultBatchSize
 	}
-	if t.Epochs < 0 || t.LearningRate < 0 || t.BatchSize < 0 {
-		return invalidf("training: epochs, learning_rate and batch_size must be positive")
+	if err := checkRange("training.epochs", t.Epochs, 1, maxEpochs); err != nil {
+		return err
+	}
+	if err := checkRange("training.batch_size", t.BatchSize, 1, maxBatchSize); err != nil {
+		return err
+	}
+	if !(t.LearningRate > 0 && t.LearningRate <= maxLearningRate) { // also refuses NaN
+		return invalidf("training.learning_rate must be in (0, %g], got %g", maxLearningRate, t.LearningRate)
 	}
 	r := &spec.Retrain
 	if r.MinPrefix < 0 || r.MinPrefix > c.Slices || r.MinLiveShards < 0 || r.MinLiveShards > c.Shards {

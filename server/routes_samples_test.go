@@ -18,7 +18,8 @@ import (
 // TestUploadStreamLimit streams an NDJSON upload without a length (chunked) past the size
 // limit: the server answers 413 and stores nothing.
 func TestUploadStreamLimit(t *testing.T) {
-	ts := startServer(t, server.Config{AllowPaths: true, DisableRuntime: true, MaxUploadBytes: 4 << 10, MaxLineBytes: 1900}, nil)
+	// The limit fits the ViT registered by path below (613 KB), which is held to it too.
+	ts := startServer(t, server.Config{AllowPaths: true, DisableRuntime: true, MaxUploadBytes: 1 << 20, MaxLineBytes: 1900}, nil)
 	ctx := context.Background()
 	c := ts.client(t, "")
 	path := filepath.Join(t.TempDir(), "vit.onnx")
@@ -38,7 +39,7 @@ func TestUploadStreamLimit(t *testing.T) {
 	}
 	pr, pw := io.Pipe()
 	go func() {
-		for i := 0; i < 1000; i++ {
+		for i := 0; i < 100000; i++ { // 4 MB, past the limit
 			if _, err := fmt.Fprintf(pw, `{"id":"s%d","input":[1,2,3],"label":"a"}`+"\n", i); err != nil {
 				return
 			}

@@ -61,6 +61,20 @@ func (e *NotLiveError) Error() string {
 // Is makes errors.Is(err, ErrNotLive) hold.
 func (e *NotLiveError) Is(target error) bool { return target == ErrNotLive }
 
+// notFoundError is the store's not-found error for an unknown model, worded for the client
+// (the store's says which read failed, such as the ledger version's "stamp"); it unwraps to the
+// store's, so errors.Is(err, store.ErrNotFound) holds.
+type notFoundError struct {
+	model string
+	err   error
+}
+
+func (e *notFoundError) Error() string { return fmt.Sprintf("model %q: not found", e.model) }
+func (e *notFoundError) Unwrap() error { return e.err }
+
+// modelNotFound words err, which wraps store.ErrNotFound, as the unknown model name.
+func modelNotFound(name string, err error) error { return &notFoundError{model: name, err: err} }
+
 // DefaultMaxBatch is the default Config.MaxBatch.
 const DefaultMaxBatch = 1024
 
@@ -897,6 +911,7 @@ func (s *Service) stamp(ctx context.Context, name string) ledgerStamp {
 	l.version, l.created, l.err = s.cfg.Store.Stamp(ctx, name)
 	if errors.Is(l.err, store.ErrNotFound) {
 		s.forget(name)
+		l.err = modelNotFound(name, l.err)
 	} else if l.err != nil {
 		l.err = fmt.Errorf("%w: %w", ErrUnavailable, l.err)
 	}
@@ -955,7 +970,7 @@ func (s *Service) reload(ctx context.Context, m *model, v int64, asked time.Time
 	ss, err := s.cfg.Store.Serving(ctx, m.name)
 	if errors.Is(err, store.ErrNotFound) {
 		s.forget(m.name)
-		return nil, err
+		return nil, modelNotFound(m.name, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -1096,7 +1111,7 @@ func (s *Service) loadModel(ctx context.Context, name string) (*model, error) {
 	}
 	sm, err := s.cfg.Store.GetModel(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, err
+		return nil, modelNotFound(name, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
