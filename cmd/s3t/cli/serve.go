@@ -165,6 +165,10 @@ func serve(ctx context.Context, o serveOptions) error {
 		}
 	}
 	slog.Info("s3t serve", "data", dir, "keys", len(keys), "train_workers", workers, "database", databaseKind(dsn))
+	if embedded && workers == 0 {
+		// s3t worker needs PostgreSQL: nothing else can work this data directory's queue.
+		slog.Warn("no training workers: training requests are queued, and run only once this data directory is served with --train-workers above 0")
+	}
 	err = srv.Serve(ctx, ln)
 	be.stopJobs(ctx, o.jobsStop)
 	return err
