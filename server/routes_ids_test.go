@@ -3,6 +3,8 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/s3t-dev/s3t/api"
@@ -40,6 +42,49 @@ func TestSampleIDsNeedingEscapes(t *testing.T) {
 			rc, err := c.DeleteSample(ctx, &api.DeleteSampleRequest{Model: "m", ID: id})
 			if err != nil || rc.SampleID != id {
 				t.Fatalf("delete %q = %+v, %v", id, rc, err)
+			}
+		})
+	}
+}
+
+// TestSampleIDLimits checks that an upload refuses an id too long for paths and receipts, or one
+// holding a control character, naming the line, and stores nothing.
+func TestSampleIDLimits(t *testing.T) {
+	ts := startServer(t, server.Config{DisableRuntime: true}, nil)
+	ctx := context.Background()
+	c := ts.client(t, "")
+	if _, err := c.RegisterBackbone(ctx, &api.RegisterBackboneRequest{Name: "vit", ONNX: assets.ViTFashionMNIST()}); err != nil {
+		t.Fatal(err)
+	}
+	spec := api.ModelSpec{Backbone: "vit", Labels: []string{"a", "b"}, PEFT: api.PEFT{Type: "lora"}, S3T: api.S3TConfig{Shards: 1, Slices: 2, Sequences: 1}}
+	if _, err := c.CreateModel(ctx, &api.CreateModelRequest{Name: "m", ModelSpec: spec}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		id, msg string
+		ok      bool
+	}{
+		{strings.Repeat("x", 512), "", true},
+		{strings.Repeat("x", 513), "over 512", false},
+		{"nul\x00id", "control character", false},
+		{"tab\tid", "control character", false},
+		{"new\nline", "control character", false},
+	} {
+		t.Run(fmt.Sprintf("%.12q", tt.id), func(t *testing.T) {
+			good := api.Sample{ID: "good-" + fmt.Sprint(len(tt.id)), Input: json.RawMessage(pixels(0)), Label: "a"}
+			_, err := c.UploadSamples(ctx, &api.UploadSamplesRequest{Model: "m", Samples: []api.Sample{good, {ID: tt.id, Input: json.RawMessage(pixels(0)), Label: "a"}}})
+			if tt.ok {
+				if err != nil {
+					t.Fatalf("upload: %v", err)
+				}
+				return
+			}
+			e := wantError(t, err, 400, api.CodeInvalid)
+			if len(e.Lines) != 1 || e.Lines[0].Line != 2 || !strings.Contains(e.Lines[0].Message, tt.msg) {
+				t.Fatalf("line errors %+v, want line 2: %s", e.Lines, tt.msg)
+			}
+			if _, err := c.GetSample(ctx, &api.GetSampleRequest{Model: "m", ID: good.ID}); err == nil {
+				t.Fatal("the good line of a refused upload was stored")
 			}
 		})
 	}

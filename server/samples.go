@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
+	"unicode"
 
 	"github.com/labstack/echo/v4"
 
@@ -110,6 +112,11 @@ func rejectedUpload(status int, code string, lines []api.LineError) error {
 		Lines:   lines}}
 }
 
+// maxSampleID is the longest sample id, in bytes. An id goes into URL paths, receipts and logs;
+// ids may hold any printable text (spaces, slashes and percent signs are escaped in paths), but
+// no control characters.
+const maxSampleID = 512
+
 // parseSampleLine decodes and checks one NDJSON line against the model: the input must hold
 // exactly the backbone's values for one example, the label be one of the model's.
 func parseSampleLine(line []byte, rec *training.Record) (*api.Sample, []float32, *api.LineError) {
@@ -124,6 +131,10 @@ func parseSampleLine(line []byte, rec *training.Record) (*api.Sample, []float32,
 		return nil, nil, &api.LineError{ID: smp.ID, Code: api.CodeInvalid, Message: "more than one JSON value on the line"}
 	case smp.ID == "":
 		return nil, nil, &api.LineError{Code: api.CodeInvalid, Message: "id is required"}
+	case len(smp.ID) > maxSampleID:
+		return nil, nil, &api.LineError{Code: api.CodeInvalid, Message: fmt.Sprintf("id has %d bytes, over %d", len(smp.ID), maxSampleID)}
+	case strings.ContainsFunc(smp.ID, unicode.IsControl):
+		return nil, nil, &api.LineError{ID: smp.ID, Code: api.CodeInvalid, Message: "id holds a control character"}
 	case len(smp.Input) == 0 || string(smp.Input) == "null":
 		return nil, nil, &api.LineError{ID: smp.ID, Code: api.CodeInvalid, Message: "input is required"}
 	case !hasLabel(&rec.ModelSpec, smp.Label):
