@@ -125,7 +125,9 @@ func TestEndToEnd(t *testing.T) {
 	_, err = admin.DeleteSample(ctx, &api.DeleteSampleRequest{Model: "fmnist", ID: "nope"})
 	wantError(t, err, http.StatusNotFound, api.CodeNotFound)
 	_, err = trainer.GetSample(ctx, &api.GetSampleRequest{Model: "fmnist", ID: "s05"})
-	wantError(t, err, http.StatusGone, api.CodeGone)
+	if e := wantError(t, err, http.StatusGone, api.CodeGone); e.Receipt == nil || e.Receipt.ID != rc.ID {
+		t.Fatalf("410 of a deleted sample's GET: receipt %+v, want %s", e.Receipt, rc.ID)
+	}
 
 	back, err := admin.GetReceipt(ctx, &api.GetReceiptRequest{ID: rc.ID})
 	if err != nil || back.ID != rc.ID || back.SampleID != "s05" || !back.Time.Equal(rc.Time) {

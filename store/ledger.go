@@ -472,8 +472,8 @@ func (s *Store) GetSample(ctx context.Context, model, id string) (*Sample, error
 	err := s.db.QueryRowContext(ctx, `SELECT label, input, blob_key, shard, slice, created_at FROM samples WHERE model = $1 AND id = $2`, model, id).
 		Scan(&smp.Label, &smp.Input, &smp.BlobKey, &smp.Placement.Shard, &smp.Placement.Slice, &created)
 	if errors.Is(err, sql.ErrNoRows) {
-		if _, rerr := s.receiptFor(ctx, s.db, model, id); rerr == nil {
-			return nil, fmt.Errorf("store: get sample %q of %q: %w", id, model, ErrGone)
+		if rec, rerr := s.receiptFor(ctx, s.db, model, id); rerr == nil {
+			return nil, &GoneError{Receipt: rec} // with the receipt, as a second deletion answers
 		}
 		return nil, fmt.Errorf("store: get sample %q of %q: %w", id, model, ErrNotFound)
 	}
