@@ -31,7 +31,8 @@ func (c *Client) GetUnlearning(ctx context.Context, req *GetUnlearningRequest) (
 
 // WatchTraining follows a model's training through its Server-Sent Events stream, calling f
 // with every status until the training is done (it returns the last status), f returns an
-// error, or ctx ends.
+// error, or ctx ends. An error event ends it with the server's *Error: code CodeUnavailable
+// when the server shuts down (the training goes on at its next start: watch again then).
 func (c *Client) WatchTraining(ctx context.Context, req *GetTrainingRequest, f func(*TrainingStatus) error) (*TrainingStatus, error) {
 	path := "/v1/models/" + seg(req.Model) + "/training/events"
 	hr, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base.JoinPath(path).String(), nil)
@@ -66,8 +67,12 @@ func (c *Client) WatchTraining(ctx context.Context, req *GetTrainingRequest, f f
 			event = strings.TrimPrefix(line, "event: ")
 		case strings.HasPrefix(line, "data: "):
 			data := strings.TrimPrefix(line, "data: ")
-			if event == "error" {
-				return last, fmt.Errorf("api: training events: %s", data)
+			if event == "error" { // the error body ({"error":{...}}): the server could not go on
+				var eb ErrorBody
+				if json.Unmarshal([]byte(data), &eb) != nil || eb.Error == nil {
+					return last, fmt.Errorf("api: training events: %s", data)
+				}
+				return last, eb.Error
 			}
 			st := new(TrainingStatus)
 			if err := json.Unmarshal([]byte(data), st); err != nil {

@@ -33,7 +33,8 @@ type TrainingJob struct {
 	Sequence int    `json:"sequence"`
 	Retrain  bool   `json:"retrain"`
 	State    string `json:"state"`
-	// Stage is the stage in training (of Stages); Step counts optimizer steps (of Steps).
+	// Stage is the stage in training (of Stages); Step counts optimizer steps (of Steps, 0
+	// until a worker starts the job).
 	Stage  int     `json:"stage"`
 	Stages int     `json:"stages"`
 	Step   int64   `json:"step"`
@@ -58,11 +59,17 @@ type TrainingStatus struct {
 	Jobs  []TrainingJob `json:"jobs"`
 	// Done is true when no job is queued or running (each is done, failed or cancelled).
 	Done bool `json:"done"`
-	// Step and Steps sum the unfinished and finished jobs' steps; Progress is Step/Steps.
+	// Step and Steps sum the jobs' steps (failed and cancelled ones left out; a done job counts
+	// all of its steps). A job that has not started yet (a job knows its steps once a worker
+	// starts it) counts at an estimate, the mean steps of the model's jobs that know theirs.
+	// Progress is Step/Steps (0 while no job knows its steps); it does not fall when a queued
+	// job starts, only by what a job's actual steps differ from the estimate.
 	Step     int64   `json:"step"`
 	Steps    int64   `json:"steps"`
 	Progress float64 `json:"progress"`
-	// ETASeconds is the longest ETA among running jobs.
+	// ETASeconds estimates the time until every queued and running job is done: their remaining
+	// steps (queued jobs at the estimate) at the running jobs' combined rate, and at least the
+	// longest ETA of a running job; 0 when unknown (no running job has an ETA yet).
 	ETASeconds float64 `json:"eta_seconds"`
 }
 

@@ -100,7 +100,7 @@ var (
 	descTrainingJobs = prometheus.NewDesc("s3t_training_jobs",
 		"A model's training jobs by state (queued, running, done, failed, cancelled).", []string{"model", "state"}, nil)
 	descTrainingSteps = prometheus.NewDesc("s3t_training_steps",
-		"Optimizer steps of a model's training jobs (cancelled ones left out): done so far and total.", []string{"model", "kind"}, nil)
+		"Optimizer steps of a model's training jobs (failed and cancelled ones left out; a job not started yet counted at an estimate): done so far and total.", []string{"model", "kind"}, nil)
 	descTrainingProgress = prometheus.NewDesc("s3t_training_progress_ratio",
 		"A model's training progress: steps done / total, as its training status reports it (0 before any job).", []string{"model"}, nil)
 	descLivePrefix = prometheus.NewDesc("s3t_live_prefix_length",

@@ -45,23 +45,59 @@ func OpenAPI(routes []Route) map[string]any {
 		for _, name := range params {
 			ps = append(ps, map[string]any{"name": name, "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
 		}
+		if r.Binary {
+			ps = append(ps, map[string]any{"name": api.HeaderInferenceHeaderContentLength, "in": "header", "required": false,
+				"description": "With the binary tensor data extension: the length in bytes of the JSON header that starts the body.",
+				"schema":      map[string]any{"type": "integer", "minimum": 1}})
+		}
 		if ps != nil {
 			op["parameters"] = ps
+		}
+		if r.Description != "" {
+			op["description"] = r.Description
 		}
 		if r.Scope != "" {
 			op["security"] = []any{map[string]any{"apiKey": []any{string(r.Scope)}}}
 		}
+		var body map[string]any
 		switch {
 		case r.Request != nil:
-			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{
-				"application/json": map[string]any{"schema": sg.schema(reflect.TypeOf(r.Request))}}}
+			body = map[string]any{"application/json": map[string]any{"schema": sg.schema(reflect.TypeOf(r.Request))}}
 		case r.ContentType != "":
-			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{
-				r.ContentType: map[string]any{"schema": map[string]any{"type": "string", "format": "binary"}}}}
+			body = map[string]any{r.ContentType: map[string]any{"schema": map[string]any{"type": "string", "format": "binary"}}}
+		}
+		if r.Binary {
+			if body == nil {
+				body = map[string]any{}
+			}
+			body[binaryMediaType] = map[string]any{"schema": map[string]any{"type": "string", "format": "binary",
+				"description": "The binary tensor data extension: the request as JSON (" + api.HeaderInferenceHeaderContentLength + " bytes), then the inputs' raw little-endian bytes (an input's parameters.binary_data_size)."}}
+		}
+		if body != nil {
+			op["requestBody"] = map[string]any{"required": !r.BodyOptional, "content": body}
 		}
 		ok := map[string]any{"description": "success"}
-		if r.Response != nil {
+		switch {
+		case r.ResponseType == eventStreamMediaType:
+			ok["content"] = map[string]any{eventStreamMediaType: map[string]any{"schema": map[string]any{"type": "string",
+				"description": "Server-Sent Events; each event's data is a " + typeName(r.Response) + " as JSON, an error event's an ErrorBody."}}}
+			sg.schema(reflect.TypeOf(r.Response)) // the events' data, in the components
+		case r.ResponseType != "":
+			ok["content"] = map[string]any{r.ResponseType: map[string]any{"schema": map[string]any{"type": "string"}}}
+		case r.Response != nil:
 			ok["content"] = map[string]any{"application/json": map[string]any{"schema": sg.schema(reflect.TypeOf(r.Response))}}
+		}
+		if r.Binary {
+			content, _ := ok["content"].(map[string]any)
+			if content == nil {
+				content = map[string]any{}
+				ok["content"] = content
+			}
+			content[binaryMediaType] = map[string]any{"schema": map[string]any{"type": "string", "format": "binary",
+				"description": "When an output asks for binary data: the response as JSON (" + api.HeaderInferenceHeaderContentLength + " bytes), then the binary outputs' bytes (an output's parameters.binary_data_size)."}}
+			ok["headers"] = map[string]any{api.HeaderInferenceHeaderContentLength: map[string]any{
+				"description": "With an application/octet-stream response: the length in bytes of the JSON header that starts the body.",
+				"schema":      map[string]any{"type": "integer"}}}
 		}
 		fail := errRef
 		if isV2(r.Path) {
@@ -83,6 +119,15 @@ func OpenAPI(routes []Route) map[string]any {
 		},
 	}
 }
+
+// Media types of the document beyond JSON.
+const (
+	eventStreamMediaType = "text/event-stream"
+	binaryMediaType      = "application/octet-stream"
+)
+
+// typeName is the name of v's type (a component of the document when a struct).
+func typeName(v any) string { return reflect.TypeOf(v).Name() }
 
 // schemaGen derives JSON Schemas from Go types, one component per named struct.
 type schemaGen struct{ defs map[string]any }

@@ -32,6 +32,17 @@ type Route struct {
 	Request, Response any
 	// ContentType of the request body when it is not JSON.
 	ContentType string
+	// BodyOptional: the request body may be left out (or empty).
+	BodyOptional bool
+	// Binary: the KServe v2 binary tensor data extension; the request body may instead be a JSON
+	// header of Inference-Header-Content-Length bytes followed by the input tensors' bytes, and
+	// the response is so when an output asks for binary data.
+	Binary bool
+	// ResponseType is the media type of the success response when it is not JSON; with
+	// "text/event-stream", Response is the type of each event's data.
+	ResponseType string
+	// Description is the OpenAPI operation's description, beyond its Summary.
+	Description string
 	body        int
 	handler     echo.HandlerFunc
 }
@@ -57,9 +68,11 @@ func (s *Server) Routes() []Route {
 		{Method: http.MethodGet, Path: "/v1/models", Name: "listModels", Summary: "List the models.", Scope: api.ScopeInfer, Response: api.ListModelsResponse{}, handler: s.listModels},
 		{Method: http.MethodGet, Path: "/v1/models/:name", Name: "getModel", Summary: "A model with its live prefixes.", Scope: api.ScopeInfer, Response: api.Model{}, handler: s.getModel},
 		{Method: http.MethodDelete, Path: "/v1/models/:name", Name: "deleteModel", Summary: "Erase a model and everything recorded for it.", Scope: api.ScopeAdmin, Response: api.DeleteModelResponse{}, handler: s.deleteModel},
-		{Method: http.MethodPost, Path: "/v1/models/:name/train", Name: "startTraining", Summary: "Queue the training a model needs (a job per shard x sequence; force: retrain all).", Scope: api.ScopeTrain, Request: api.StartTrainingRequest{}, Response: api.TrainingJobs{}, body: bodyJSON, handler: s.startTraining},
+		{Method: http.MethodPost, Path: "/v1/models/:name/train", Name: "startTraining", Summary: "Queue the training a model needs (a job per shard x sequence; force: retrain all).", Scope: api.ScopeTrain, Request: api.StartTrainingRequest{}, BodyOptional: true, Response: api.TrainingJobs{}, body: bodyJSON, handler: s.startTraining},
 		{Method: http.MethodGet, Path: "/v1/models/:name/training", Name: "getTraining", Summary: "Training jobs with progress (stage, loss, examples/s, ETA).", Scope: api.ScopeInfer, Response: api.TrainingStatus{}, handler: s.getTraining},
-		{Method: http.MethodGet, Path: "/v1/models/:name/training/events", Name: "trainingEvents", Summary: "Training progress as Server-Sent Events (progress every second, then done).", Scope: api.ScopeInfer, Response: api.TrainingStatus{}, handler: s.trainingEvents},
+		{Method: http.MethodGet, Path: "/v1/models/:name/training/events", Name: "trainingEvents", Summary: "Training progress as Server-Sent Events (progress every second, then done).", Scope: api.ScopeInfer, Response: api.TrainingStatus{}, ResponseType: "text/event-stream", handler: s.trainingEvents,
+			Description: "A text/event-stream: an `event: progress` every second while jobs are queued or running, then one `event: done`, each with a TrainingStatus as its data (as GET /v1/models/{name}/training answers). " +
+				"The stream ends instead with one `event: error` whose data is an ErrorBody when the status cannot be read, or with code `unavailable` when the server shuts down."},
 		{Method: http.MethodDelete, Path: "/v1/models/:name/training", Name: "cancelTraining", Summary: "Cancel a model's unfinished training jobs.", Scope: api.ScopeTrain, Response: api.CancelTrainingResponse{}, handler: s.cancelTraining},
 		{Method: http.MethodGet, Path: "/v1/models/:name/unlearning", Name: "getUnlearning", Summary: "Live prefixes, deletions, expected deletions before retraining, and the retraining policy.", Scope: api.ScopeInfer, Response: api.UnlearningStatus{}, handler: s.getUnlearning},
 
@@ -79,7 +92,7 @@ func (s *Server) Routes() []Route {
 		{Method: http.MethodGet, Path: "/v2/health/ready", Name: "readyV2", Summary: "KServe v2 server readiness (400 when not ready).", Response: api.HealthV2{}, handler: s.readyV2},
 		{Method: http.MethodGet, Path: "/v2/models/:name", Name: "modelMetadataV2", Summary: "KServe v2 model metadata: its input and outputs.", Scope: api.ScopeInfer, Response: api.ModelMetadataV2{}, handler: s.modelMetadataV2},
 		{Method: http.MethodGet, Path: "/v2/models/:name/ready", Name: "modelReadyV2", Summary: "KServe v2 model readiness: 200 when some shard serves a checkpoint, 400 when none does.", Scope: api.ScopeInfer, Response: api.ModelReadyV2{}, handler: s.modelReadyV2},
-		{Method: http.MethodPost, Path: "/v2/models/:name/infer", Name: "inferV2", Summary: "KServe v2 inference: outputs probabilities (FP32) and label (BYTES).", Scope: api.ScopeInfer, Request: api.InferRequestV2{}, Response: api.InferResponseV2{}, body: bodyInfer, handler: s.inferV2},
+		{Method: http.MethodPost, Path: "/v2/models/:name/infer", Name: "inferV2", Summary: "KServe v2 inference: outputs probabilities (FP32) and label (BYTES).", Scope: api.ScopeInfer, Request: api.InferRequestV2{}, Response: api.InferResponseV2{}, Binary: true, body: bodyInfer, handler: s.inferV2},
 	}
 }
 

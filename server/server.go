@@ -103,6 +103,12 @@ type Server struct {
 	sessions map[string]*runtimeEntry // backbone name -> ONNX Runtime session or its error
 
 	retrain *retrainer // the retraining policy's checks (with a Trainer)
+
+	// stopping is closed when Serve begins to shut down (stopOnce), before it waits for the
+	// requests in flight: long-lived responses (the training event stream) select on it and end,
+	// so that they do not hold the shutdown up until its timeout.
+	stopping chan struct{}
+	stopOnce sync.Once
 }
 
 type runtimeEntry struct {
@@ -135,7 +141,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, sessions: map[string]*runtimeEntry{}}
+	s := &Server{cfg: cfg, log: cfg.Logger, sessions: map[string]*runtimeEntry{}, stopping: make(chan struct{})}
 	s.retrain = newRetrainer(s.applyRetrainPolicy)
 	auth, err := newAuthenticator(cfg.Keys)
 	if err != nil {
@@ -192,7 +198,8 @@ func (s *Server) Listen(addr string) (net.Listener, error) {
 }
 
 // Serve serves HTTP on ln until ctx is cancelled, then shuts down gracefully: it stops
-// accepting, lets in-flight requests finish (up to DefaultShutdownTimeout), waits for the
+// accepting, ends the training event streams (each sends a final error event, code
+// unavailable), lets in-flight requests finish (up to DefaultShutdownTimeout), waits for the
 // retraining policy's check in progress and closes the backbone sessions. With a Trainer, it
 // first applies the retraining policy to every model (see retrainer). Serve runs once per
 // Server.
@@ -206,12 +213,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("serving", "addr", ln.Addr().String())
 	select {
 	case err := <-errc:
+		s.beginShutdown()
 		s.retrain.close()
 		s.closeSessions()
 		return fmt.Errorf("server: %w", err)
 	case <-ctx.Done():
 	}
 	s.log.Info("shutting down", "timeout", DefaultShutdownTimeout)
+	s.beginShutdown()
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultShutdownTimeout)
 	defer cancel()
 	err := hs.Shutdown(sctx)
@@ -223,6 +232,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.log.Info("stopped")
 	return nil
+}
+
+// beginShutdown tells the long-lived responses that the server is shutting down (see
+// Server.stopping); it may be called more than once.
+func (s *Server) beginShutdown() {
+	s.stopOnce.Do(func() { close(s.stopping) })
 }
 
 // checkRetraining queues the retraining policy's check of every model.

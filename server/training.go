@@ -1,10 +1,12 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -37,10 +39,22 @@ func (s *Server) startTraining(c echo.Context) error {
 		return err
 	}
 	var req api.StartTrainingRequest
-	if c.Request().ContentLength != 0 {
+	// The body is optional: none (or an empty one, in any framing) is {"force": false}.
+	body := bufio.NewReader(c.Request().Body)
+	if _, err := body.Peek(1); err == nil {
+		c.Request().Body = struct {
+			io.Reader
+			io.Closer
+		}{body, c.Request().Body}
 		if err := decodeJSON(c, &req); err != nil {
 			return err
 		}
+	} else if !errors.Is(err, io.EOF) {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return err
+		}
+		return invalidf("request body: %v", err)
 	}
 	jobs, err := tr.Start(ctx, name, req.Force)
 	if err != nil {
@@ -65,40 +79,97 @@ func (s *Server) trainingStatus(ctx context.Context, name string) (*api.Training
 	if err != nil {
 		return nil, fmt.Errorf("training of %q: %w", name, err)
 	}
-	out := &api.TrainingStatus{Model: name, Jobs: make([]api.TrainingJob, 0, len(ts)), Done: true}
+	out := &api.TrainingStatus{Model: name, Jobs: make([]api.TrainingJob, 0, len(ts))}
 	for _, t := range ts {
-		j := api.TrainingJob{ID: t.JobID, Shard: t.Shard, Sequence: t.Sequence, Retrain: t.Retrain, State: t.State,
+		out.Jobs = append(out.Jobs, api.TrainingJob{ID: t.JobID, Shard: t.Shard, Sequence: t.Sequence, Retrain: t.Retrain, State: t.State,
 			Stage: t.Stage, Stages: t.Stages, Step: t.Step, Steps: t.Steps, Loss: t.Loss, ExamplesPerSecond: t.Rate,
-			ETASeconds: t.ETA.Seconds(), Message: t.Message, Worker: t.Holder, Updated: t.Updated}
-		out.Jobs = append(out.Jobs, j)
-		if t.State == store.TrainingQueued || t.State == store.TrainingRunning {
-			out.Done = false
-			out.ETASeconds = max(out.ETASeconds, j.ETASeconds)
-		}
+			ETASeconds: t.ETA.Seconds(), Message: t.Message, Worker: t.Holder, Updated: t.Updated})
 	}
-	out.Step, out.Steps, out.Progress = trainingSteps(ts)
+	sum := sumTraining(ts)
+	out.Done, out.Step, out.Steps, out.Progress, out.ETASeconds = sum.done, sum.step, sum.steps, sum.progress, sum.eta.Seconds()
 	return out, nil
 }
 
-// trainingSteps sums a model's training steps, done and in all, over its jobs, as both the
-// training status and /metrics report them: a done job counts all its steps, an unfinished one
-// those it took, a failed or cancelled one none.
-func trainingSteps(ts []*store.Training) (step, steps int64, progress float64) {
+// trainingSum is a model's training summed over its jobs (sumTraining).
+type trainingSum struct {
+	done        bool // no job is queued or running
+	step, steps int64
+	progress    float64 // step / steps, 0 while steps is unknown
+	eta         time.Duration
+}
+
+// sumTraining sums a model's training jobs up, as both the training status and /metrics report
+// them.
+//
+// Steps: a done job counts all its steps as taken, an unfinished one those it took, a failed or
+// cancelled one none (its remaining work will not be done). A job's number of steps is known
+// once it starts (the worker computes it from the job's data); until then (queued, or running
+// but still loading its data) it is estimated as the mean number of steps of the model's jobs
+// that know theirs: a model's jobs train the same stages on shards of similar size. So the
+// progress does not fall when a queued job starts, as it would if queued jobs counted no steps;
+// it moves only where a job's actual steps differ from the estimate. With no job that knows its
+// steps, steps is 0 (unknown) and so is the progress.
+//
+// ETA: the remaining steps of the unfinished jobs (the queued ones at their estimate) over the
+// aggregate rate of the running jobs, in steps per second (each job's remaining steps over its
+// own ETA, which weighs its deeper, slower stages), and never less than the longest ETA of a
+// running job (one job is not shared between workers). It assumes that the workers now busy
+// stay busy until the queue is drained. With no running job that has an ETA yet, it is 0
+// (unknown).
+func sumTraining(ts []*store.Training) trainingSum {
+	var known, knownSteps int64
 	for _, t := range ts {
+		if t.Steps > 0 {
+			known++
+			knownSteps += t.Steps
+		}
+	}
+	var estimate int64
+	if known > 0 {
+		estimate = (knownSteps + known/2) / known
+	}
+	sum := trainingSum{done: true}
+	var remaining, rate float64
+	for _, t := range ts {
+		steps := t.Steps
 		switch t.State {
 		case store.TrainingCancelled, store.TrainingFailed:
 			continue
 		case store.TrainingDone:
-			step += t.Steps
-		default:
-			step += min(t.Step, t.Steps)
+			sum.step += steps
+			sum.steps += steps
+			continue
 		}
-		steps += t.Steps
+		// Queued or running.
+		sum.done = false
+		if steps <= 0 {
+			steps = estimate
+		}
+		step := min(t.Step, steps)
+		sum.step += step
+		sum.steps += steps
+		left := float64(steps - step)
+		remaining += left
+		if t.State == store.TrainingRunning && t.ETA > 0 {
+			sum.eta = max(sum.eta, t.ETA)
+			if t.Steps > 0 && left > 0 {
+				rate += left / t.ETA.Seconds()
+			}
+		}
 	}
-	if steps > 0 {
-		progress = float64(step) / float64(steps)
+	if sum.steps > 0 {
+		sum.progress = float64(sum.step) / float64(sum.steps)
 	}
-	return step, steps, progress
+	if rate > 0 {
+		sum.eta = max(sum.eta, time.Duration(remaining/rate*float64(time.Second)).Round(time.Second))
+	}
+	return sum
+}
+
+// trainingSteps is sumTraining's steps taken, steps in all and progress (for /metrics).
+func trainingSteps(ts []*store.Training) (step, steps int64, progress float64) {
+	sum := sumTraining(ts)
+	return sum.step, sum.steps, sum.progress
 }
 
 func (s *Server) getTraining(c echo.Context) error {
@@ -109,8 +180,12 @@ func (s *Server) getTraining(c echo.Context) error {
 	return c.JSON(http.StatusOK, st)
 }
 
-// trainingEvents streams the training status as Server-Sent Events: an "progress" event every
-// second while jobs are queued or running, then one "done" event.
+// trainingEvents streams the training status as Server-Sent Events: a "progress" event every
+// second while jobs are queued or running, then one "done" event; each event's data is the
+// TrainingStatus. The stream ends instead with one "error" event, whose data is the error body
+// {"error":{"code","message"}}, when the status cannot be read (the code as the status route
+// would answer) or the server shuts down (code unavailable: Serve ends the stream rather than
+// wait for the training, see Server.stopping).
 func (s *Server) trainingEvents(c echo.Context) error {
 	ctx := c.Request().Context()
 	name := param(c, "name")
@@ -130,28 +205,47 @@ func (s *Server) trainingEvents(c echo.Context) error {
 		if st.Done {
 			event = "done"
 		}
-		b, err := json.Marshal(st)
-		if err != nil {
-			return err
+		if !s.sendEvent(w, name, event, st) {
+			return nil
 		}
-		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b); err != nil {
-			return nil // the client went away
-		}
-		w.Flush()
 		if st.Done {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-s.stopping:
+			s.sendEvent(w, name, "error", api.ErrorBody{Error: &api.Error{Code: api.CodeUnavailable, Message: "the server is shutting down"}})
+			return nil
 		case <-t.C:
 		}
 		if st, err = s.trainingStatus(ctx, name); err != nil {
-			fmt.Fprintf(w, "event: error\ndata: %q\n\n", err.Error())
-			w.Flush()
+			if ctx.Err() != nil {
+				return nil // the client went away
+			}
+			status, body := toAPIError(err)
+			if status >= 500 {
+				s.log.Error("training events: read the status", "model", name, "err", err)
+			}
+			s.sendEvent(w, name, "error", api.ErrorBody{Error: body})
 			return nil
 		}
 	}
+}
+
+// sendEvent writes one Server-Sent Event with data as JSON and flushes it; false when the
+// stream is over (the client went away, or data does not encode, which is logged).
+func (s *Server) sendEvent(w *echo.Response, model, event string, data any) bool {
+	b, err := json.Marshal(data)
+	if err != nil {
+		s.log.Error("training events: encode an event", "model", model, "event", event, "err", err)
+		return false
+	}
+	if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b); err != nil {
+		return false
+	}
+	w.Flush()
+	return true
 }
 
 func (s *Server) cancelTraining(c echo.Context) error {

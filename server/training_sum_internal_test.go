@@ -1,0 +1,118 @@
+package server
+
+import (
+	"testing"
+	"time"
+
+	"github.com/s3t-dev/s3t/store"
+)
+
+// job is a training row for sumTraining's tests.
+func job(state string, step, steps int64, eta time.Duration) *store.Training {
+	return &store.Training{State: state, Step: step, Steps: steps, ETA: eta}
+}
+
+const (
+	queued    = store.TrainingQueued
+	running   = store.TrainingRunning
+	done      = store.TrainingDone
+	failed    = store.TrainingFailed
+	cancelled = store.TrainingCancelled
+)
+
+func TestSumTraining(t *testing.T) {
+	tests := []struct {
+		name        string
+		jobs        []*store.Training
+		step, steps int64
+		eta         time.Duration
+		done        bool
+	}{
+		{name: "no jobs", done: true},
+		{name: "all queued, no job knows its steps", jobs: []*store.Training{job(queued, 0, 0, 0), job(queued, 0, 0, 0)}},
+		// The first of 4 jobs runs on the only worker: the 3 queued ones count its 100 steps each,
+		// and the ETA covers them at its rate (50 steps in 25 s: 2 steps/s), 350 steps: 175 s.
+		{name: "one running, three queued", jobs: []*store.Training{job(running, 50, 100, 25*time.Second), job(queued, 0, 0, 0), job(queued, 0, 0, 0), job(queued, 0, 0, 0)},
+			step: 50, steps: 400, eta: 175 * time.Second},
+		// Two workers: 2 steps/s each, 4 steps/s together, 200 steps left: 50 s.
+		{name: "two running, one queued, one done", jobs: []*store.Training{job(done, 100, 100, 0), job(running, 60, 100, 20*time.Second), job(running, 40, 100, 30*time.Second), job(queued, 0, 0, 0)},
+			step: 200, steps: 400, eta: 50 * time.Second},
+		// No fewer seconds than the longest running job's ETA (one job is not shared by workers).
+		{name: "the slowest running job bounds the ETA", jobs: []*store.Training{job(running, 90, 100, time.Second), job(running, 10, 100, 90*time.Second)},
+			step: 100, steps: 200, eta: 90 * time.Second},
+		// A running job still loading its data does not know its steps yet: estimated too (the
+		// mean of 120 and 80), but gives no rate; 190 steps left at 2 steps/s: 95 s.
+		{name: "running without steps yet", jobs: []*store.Training{job(running, 0, 0, 0), job(running, 30, 120, 45*time.Second), job(done, 80, 80, 0)},
+			step: 110, steps: 300, eta: 95 * time.Second},
+		// Failed and cancelled jobs count no steps, but their steps inform the estimate.
+		{name: "failed and cancelled", jobs: []*store.Training{job(failed, 10, 100, 0), job(cancelled, 0, 0, 0), job(queued, 0, 0, 0)},
+			steps: 100},
+		{name: "finished", jobs: []*store.Training{job(done, 100, 100, 0), job(done, 90, 100, 0), job(failed, 3, 100, 0), job(cancelled, 0, 0, 0)},
+			step: 200, steps: 200, done: true},
+		// Queued jobs but no worker running: the ETA is unknown.
+		{name: "queued after done, no worker", jobs: []*store.Training{job(done, 100, 100, 0), job(queued, 0, 0, 0)},
+			step: 100, steps: 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := sumTraining(tt.jobs)
+			var progress float64
+			if tt.steps > 0 {
+				progress = float64(tt.step) / float64(tt.steps)
+			}
+			if got.step != tt.step || got.steps != tt.steps || got.progress != progress || got.eta != tt.eta || got.done != tt.done {
+				t.Fatalf("sumTraining = %+v, want step %d, steps %d, progress %v, eta %v, done %v", got, tt.step, tt.steps, progress, tt.eta, tt.done)
+			}
+		})
+	}
+}
+
+// TestTrainingProgressMonotone follows 3 jobs of 100 steps each through one worker, as the
+// status sees them: queued, running step by step, done. The model's progress never falls and
+// its ETA covers the jobs still queued.
+func TestTrainingProgressMonotone(t *testing.T) {
+	const n, steps, stepTime = 3, 100, 100 * time.Millisecond
+	jobs := make([]*store.Training, n)
+	for i := range jobs {
+		jobs[i] = job(queued, 0, 0, 0)
+	}
+	last := -1.0
+	check := func(what string) {
+		t.Helper()
+		sum := sumTraining(jobs)
+		if sum.progress < last {
+			t.Fatalf("%s: progress fell from %v to %v", what, last, sum.progress)
+		}
+		last = sum.progress
+		// Once the running job has an ETA: every step left, across the queue, at its rate.
+		var left time.Duration
+		rated := false
+		for _, j := range jobs {
+			switch j.State {
+			case queued:
+				left += steps * stepTime
+			case running:
+				left += time.Duration(j.Steps-j.Step) * stepTime
+				rated = j.ETA > 0
+			}
+		}
+		if rated && sum.eta != left {
+			t.Fatalf("%s: ETA %v, want %v", what, sum.eta, left)
+		}
+	}
+	check("all queued")
+	for _, j := range jobs {
+		j.State = running // started: loading its data, its steps not known yet
+		check("started")
+		j.Steps = steps
+		for j.Step = 0; j.Step < steps; j.Step += 10 {
+			j.ETA = time.Duration(steps-j.Step) * stepTime
+			check("running")
+		}
+		j.State, j.Step, j.ETA = done, steps, 0
+		check("done")
+	}
+	if last != 1 {
+		t.Fatalf("progress at the end %v, want 1", last)
+	}
+}
