@@ -15,16 +15,8 @@ import (
 // TestSampleIDsNeedingEscapes checks that ids with spaces, slashes and percent signs round-trip
 // through URL paths.
 func TestSampleIDsNeedingEscapes(t *testing.T) {
-	ts := startServer(t, server.Config{DisableRuntime: true}, nil)
 	ctx := context.Background()
-	c := ts.client(t, "")
-	if _, err := c.RegisterBackbone(ctx, &api.RegisterBackboneRequest{Name: "vit", ONNX: assets.ViTFashionMNIST()}); err != nil {
-		t.Fatal(err)
-	}
-	spec := api.ModelSpec{Backbone: "vit", Labels: []string{"a", "b"}, PEFT: api.PEFT{Type: "lora"}, S3T: api.S3TConfig{Shards: 1, Slices: 2, Sequences: 1}}
-	if _, err := c.CreateModel(ctx, &api.CreateModelRequest{Name: "m", ModelSpec: spec}); err != nil {
-		t.Fatal(err)
-	}
+	_, c := untrainedModel(t)
 	ids := []string{"a b", "dir/file", "100%", "ünï", "q?x=1#f"}
 	var samples []api.Sample
 	for _, id := range ids {
@@ -50,16 +42,8 @@ func TestSampleIDsNeedingEscapes(t *testing.T) {
 // TestSampleIDLimits checks that an upload refuses an id too long for paths and receipts, or one
 // holding a control character, naming the line, and stores nothing.
 func TestSampleIDLimits(t *testing.T) {
-	ts := startServer(t, server.Config{DisableRuntime: true}, nil)
 	ctx := context.Background()
-	c := ts.client(t, "")
-	if _, err := c.RegisterBackbone(ctx, &api.RegisterBackboneRequest{Name: "vit", ONNX: assets.ViTFashionMNIST()}); err != nil {
-		t.Fatal(err)
-	}
-	spec := api.ModelSpec{Backbone: "vit", Labels: []string{"a", "b"}, PEFT: api.PEFT{Type: "lora"}, S3T: api.S3TConfig{Shards: 1, Slices: 2, Sequences: 1}}
-	if _, err := c.CreateModel(ctx, &api.CreateModelRequest{Name: "m", ModelSpec: spec}); err != nil {
-		t.Fatal(err)
-	}
+	_, c := untrainedModel(t)
 	for _, tt := range []struct {
 		id, msg string
 		ok      bool
@@ -88,4 +72,20 @@ func TestSampleIDLimits(t *testing.T) {
 			}
 		})
 	}
+}
+
+// untrainedModel starts a server (no ONNX Runtime sessions) with the ViT registered and an
+// untrained model "m" of labels a and b, 1 shard of 2 slices.
+func untrainedModel(t *testing.T) (*testServer, *api.Client) {
+	t.Helper()
+	ts := startServer(t, server.Config{DisableRuntime: true}, nil)
+	c := ts.client(t, "")
+	if _, err := c.RegisterBackbone(context.Background(), &api.RegisterBackboneRequest{Name: "vit", ONNX: assets.ViTFashionMNIST()}); err != nil {
+		t.Fatal(err)
+	}
+	spec := api.ModelSpec{Backbone: "vit", Labels: []string{"a", "b"}, PEFT: api.PEFT{Type: "lora"}, S3T: api.S3TConfig{Shards: 1, Slices: 2, Sequences: 1}}
+	if _, err := c.CreateModel(context.Background(), &api.CreateModelRequest{Name: "m", ModelSpec: spec}); err != nil {
+		t.Fatal(err)
+	}
+	return ts, c
 }

@@ -8,23 +8,13 @@ import (
 	"time"
 
 	"github.com/s3t-dev/s3t/api"
-	"github.com/s3t-dev/s3t/assets"
-	"github.com/s3t-dev/s3t/server"
 )
 
 // TestGracefulShutdown cancels Serve while an upload is streaming: the upload completes and is
 // stored, then Serve returns without error and new connections are refused.
 func TestGracefulShutdown(t *testing.T) {
-	ts := startServer(t, server.Config{DisableRuntime: true}, nil)
 	ctx := context.Background()
-	c := ts.client(t, "")
-	if _, err := c.RegisterBackbone(ctx, &api.RegisterBackboneRequest{Name: "vit", ONNX: assets.ViTFashionMNIST()}); err != nil {
-		t.Fatal(err)
-	}
-	spec := api.ModelSpec{Backbone: "vit", Labels: []string{"a", "b"}, PEFT: api.PEFT{Type: "lora"}, S3T: api.S3TConfig{Shards: 1, Slices: 2, Sequences: 1}}
-	if _, err := c.CreateModel(ctx, &api.CreateModelRequest{Name: "m", ModelSpec: spec}); err != nil {
-		t.Fatal(err)
-	}
+	ts, c := untrainedModel(t)
 	pr, pw := io.Pipe()
 	type result struct {
 		res *api.UploadSamplesResponse
