@@ -82,9 +82,10 @@ func TestRequestLimits(t *testing.T) {
 }
 
 // TestV2AuthErrors checks that a KServe v2 client refused by authentication gets the
-// protocol's error body, while the native routes keep theirs.
+// protocol's error body, while the native routes keep theirs, and that authentication comes
+// before the size limit.
 func TestV2AuthErrors(t *testing.T) {
-	s := newTestServer(t, Config{Keys: []Key{{Name: "deleter", Scopes: []api.Scope{api.ScopeDelete}, Hash: sha256.Sum256([]byte("d-secret"))}}})
+	s := newTestServer(t, Config{MaxInferBytes: 1 << 10, Keys: []Key{{Name: "deleter", Scopes: []api.Scope{api.ScopeDelete}, Hash: sha256.Sum256([]byte("d-secret"))}}})
 	tests := []struct {
 		name, path, key string
 		status          int
@@ -94,10 +95,17 @@ func TestV2AuthErrors(t *testing.T) {
 		{"v2 without the infer scope", "/v2/models/m/infer", "d-secret", 403, true},
 		{"native without a key", "/v1/models/m/predict", "", 401, false},
 		{"native without the infer scope", "/v1/models/m/predict", "d-secret", 403, false},
+		// Authentication comes before the size limit.
+		{"native over the size limit without a key", "/v1/models/m/predict", "", 401, false},
+		{"v2 over the size limit without a key", "/v2/models/m/infer", "", 401, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req := httptest.NewRequest(http.MethodPost, tt.path, strings.NewReader(`{}`))
+			body := `{}`
+			if strings.Contains(tt.name, "over the size limit") {
+				body = `{"inputs":[[` + strings.Repeat("0.5,", 1000) + `0.5]]}` // 4 KB, over this server's infer limit
+			}
+			req := httptest.NewRequest(http.MethodPost, tt.path, strings.NewReader(body))
 			if tt.key != "" {
 				req.Header.Set("Authorization", "Bearer "+tt.key)
 			}

@@ -162,7 +162,9 @@ func New(cfg Config) (*Server, error) {
 	e.Use(s.metrics.middleware, s.recoverPanics)
 	s.routes = s.Routes()
 	for _, r := range s.routes {
-		e.Add(r.Method, r.Path, r.handler, s.limit(r), s.auth.require(r.Scope))
+		// Authentication before the size limit: a caller without a key learns nothing of the
+		// limits (and is refused before any of its body is read).
+		e.Add(r.Method, r.Path, r.handler, s.auth.require(r.Scope), s.limit(r))
 	}
 	if s.openapi, err = json.Marshal(OpenAPI(s.routes)); err != nil {
 		return nil, fmt.Errorf("server: openapi: %w", err)
