@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strings"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -26,6 +28,10 @@ to append to the keys file given to s3t serve --keys. The server stores only the
 		RunE: func(c *cobra.Command, args []string) error {
 			if _, err := server.ParseScopes(args[1]); err != nil {
 				return fmt.Errorf("%w: %w", errUsage, err)
+			}
+			// The name is the keys file line's first field: one word, not a comment.
+			if name := args[0]; name == "" || strings.HasPrefix(name, "#") || strings.ContainsFunc(name, unicode.IsSpace) {
+				return fmt.Errorf("%w: key name %q: want one word, without spaces, not starting with #", errUsage, name)
 			}
 			var raw [32]byte
 			if _, err := rand.Read(raw[:]); err != nil {

@@ -111,6 +111,12 @@ func TestKeysNew(t *testing.T) {
 	if _, _, code := run(t, "keys", "new", "ops", "root"); code != 2 {
 		t.Fatalf("unknown scope: exit %d, want 2", code)
 	}
+	// A name the keys file would refuse (or skip as a comment) is a usage error.
+	for _, name := range []string{"", "two words", "#ops", "tab\tname"} {
+		if _, _, code := run(t, "keys", "new", name, "admin"); code != 2 {
+			t.Errorf("keys new %q: exit %d, want 2", name, code)
+		}
+	}
 }
 
 // TestTrainWorkersEnvChecked: a S3T_TRAIN_WORKERS that is not a number stops s3t serve and
