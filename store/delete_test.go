@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/s3t-dev/s3t/unlearning"
 )
@@ -363,5 +364,62 @@ func TestSecureDeleteLeavesNoTrace(t *testing.T) {
 		if fileContains(t, f, marker) {
 			t.Errorf("%s still holds the deleted input", filepath.Base(f))
 		}
+	}
+}
+
+// TestQueuedPurgesAreRetried checks that a purge left queued by a failing purger runs again on
+// its own, without a DrainPurges (a restart, in practice): the derived data of a deleted sample
+// stayed in the bucket until the process next started.
+func TestQueuedPurgesAreRetried(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			s, err := Open(ctx, b.dsn(t), WithLogger(quiet), WithPurgeRetry(50*time.Millisecond))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			if err := s.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			name := uniqueName("retry")
+			mustModel(t, s, spec(name, 1, 1, 1), 0)
+			if _, err := s.PutSamples(ctx, name, []Sample{{ID: "a", Label: "x", Input: []byte("a")}}); err != nil {
+				t.Fatal(err)
+			}
+			var mu sync.Mutex
+			fail, runs := true, 0
+			s.OnPurge(func(ctx context.Context, p Purge) error {
+				mu.Lock()
+				defer mu.Unlock()
+				if p.Model != name {
+					return nil
+				}
+				runs++
+				if fail {
+					return errors.New("bucket unavailable")
+				}
+				return nil
+			})
+			if _, err := s.Delete(ctx, name, "a"); err != nil {
+				t.Fatal(err)
+			}
+			if len(pendingFor(t, s, name)) != 1 {
+				t.Fatal("the failed purge is not queued")
+			}
+			mu.Lock()
+			fail = false
+			mu.Unlock()
+			for deadline := time.Now().Add(10 * time.Second); len(pendingFor(t, s, name)) != 0; time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the queued purge was not retried")
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if runs < 2 {
+				t.Fatalf("purger ran %d times, want the failure and a retry", runs)
+			}
+		})
 	}
 }

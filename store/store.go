@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -97,7 +98,14 @@ type Store struct {
 	// prediction, and parsing it each time cost more than running it.
 	stampMu sync.Mutex
 	stamp   *sql.Stmt
+
+	// purgeRetry is how often the background loop hands the purges still queued (a purger
+	// failed, or a replica that committed them died) to the purgers again (WithPurgeRetry).
+	purgeRetry time.Duration
 }
+
+// DefaultPurgeRetry is how often a store retries the purges left queued (WithPurgeRetry).
+const DefaultPurgeRetry = 10 * time.Second
 
 // pgMaxIdle is how many idle PostgreSQL connections a store keeps for the next requests.
 const pgMaxIdle = 16
@@ -128,6 +136,12 @@ type Option func(*Store)
 
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
+
+// WithPurgeRetry sets how often the store hands the purges left queued (a purger failed: a
+// bucket that answered an error, a file it could not remove) to its purgers again, while any
+// purger is registered (default DefaultPurgeRetry). Without it, such a purge ran again only at
+// the next DrainPurges, in practice the next start of a process.
+func WithPurgeRetry(d time.Duration) Option { return func(s *Store) { s.purgeRetry = d } }
 
 // WithClock sets the clock used for timestamps (default time.Now); for tests.
 func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
@@ -230,12 +244,16 @@ func (s *Store) background() {
 	defer close(s.stopped)
 	t := time.NewTicker(backgroundInterval)
 	defer t.Stop()
+	retry := time.NewTicker(cmp.Or(s.purgeRetry, DefaultPurgeRetry))
+	defer retry.Stop()
 	dirty, wroteThisTick := false, false
 	var since time.Time // the first write not yet covered
 	for {
 		select {
 		case <-s.stop:
 			return
+		case <-retry.C:
+			s.retryPurges()
 		case <-s.wake:
 			if !dirty {
 				since = time.Now()
@@ -262,6 +280,24 @@ func (s *Store) background() {
 			}
 			cancel()
 		}
+	}
+}
+
+// retryPurges hands the queued purges to the purgers again (see WithPurgeRetry).
+func (s *Store) retryPurges() {
+	s.mu.Lock()
+	n := len(s.purgers)
+	s.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done, err := s.DrainPurges(ctx)
+	if err != nil {
+		s.log.Warn("queued purges failed again; retrying later", "finished", done, "err", err)
+	} else if done > 0 {
+		s.log.Info("finished queued purges", "count", done)
 	}
 }
 
