@@ -468,3 +468,70 @@ func servedEqual(a, b []api.ShardServed) bool {
 }
 
 func asAPIError(err error, e **api.Error) bool { return errors.As(err, e) }
+
+// TestServeReplicaSweepsLocalCheckpoints runs a serve replica that trains (its in-process
+// worker) beside one that does not, on one PostgreSQL schema and bucket: a deletion made
+// through the other replica purges the bucket there, and this replica's sweep erases its own
+// local stage checkpoint that saw the sample (they stayed, even across a restart), keeping the
+// one that did not. A replica on PostgreSQL without a shared bucket is refused.
+func TestServeReplicaSweepsLocalCheckpoints(t *testing.T) {
+	base := os.Getenv("S3T_TEST_DATABASE_URL")
+	if base == "" {
+		t.Skip("S3T_TEST_DATABASE_URL is not set: the test needs a PostgreSQL server (make test starts one)")
+	}
+	if testing.Short() {
+		t.Skip("trains a model")
+	}
+	ctx := context.Background()
+	dsn, _ := clusterSchema(t, base)
+	tmp := t.TempDir()
+	if code := Execute(ctx, []string{"migrate", "--database-url", dsn}, &bytes.Buffer{}, &bytes.Buffer{}); code != 0 {
+		t.Fatalf("s3t migrate: exit %d", code)
+	}
+	var stderr bytes.Buffer
+	if code := Execute(ctx, []string{"serve", "--database-url", dsn, "--data", filepath.Join(tmp, "x")}, &bytes.Buffer{}, &stderr); code != 2 || !strings.Contains(stderr.String(), "S3T_BLOB_URL") {
+		t.Fatalf("serve on PostgreSQL without a bucket: exit %d, %s; want a usage error", code, &stderr)
+	}
+	burl := "file://" + filepath.Join(tmp, "bucket") + "?create_dir=true"
+	a := startServeProc(t, filepath.Join(tmp, "a"), "--database-url", dsn, "--blob-url", burl, "--train-workers", "0")
+	d := startServeProc(t, filepath.Join(tmp, "d"), "--database-url", dsn, "--blob-url", burl, "--train-workers", "1", "--sweep-every", "200ms")
+	ids, _ := crashModel(t, a.cl, 1, 2, 1, 160)
+	if _, err := a.cl.StartTraining(ctx, &api.StartTrainingRequest{Model: "m"}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := a.cl.WatchTraining(ctx, &api.GetTrainingRequest{Model: "m"}, func(*api.TrainingStatus) error { return nil }); err != nil || !st.Done {
+		t.Fatalf("training: %+v, %v\n%s", st, err, d.log)
+	}
+	work := filepath.Join(tmp, "d", "work")
+	if got := localStages(work); len(got) != 2 {
+		t.Fatalf("replica d's local stages %v, want stages 1 and 2 of shard 0", got)
+	}
+	// Delete, through a, a sample of the sequence's second slice: stage 2 saw it, stage 1 did not.
+	m, err := a.cl.GetModel(ctx, &api.GetModelRequest{Name: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, victim := m.Sequences[0][0][1], ""
+	for _, id := range ids {
+		info, err := a.cl.GetSample(ctx, &api.GetSampleRequest{Model: "m", ID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Placement.Slice == second {
+			victim = id
+			break
+		}
+	}
+	if _, err := a.cl.DeleteSample(ctx, &api.DeleteSampleRequest{Model: "m", ID: victim}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		got := localStages(work)
+		if len(got) == 1 && got[0] == [3]int{0, 0, 1} {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica d's local stages %v after the deletion, want stage 1 only\n%s", got, d.log)
+		}
+	}
+}

@@ -25,6 +25,7 @@ type serveOptions struct {
 	allowPaths             bool
 	trainWorkers           int
 	compactEvery, jobsStop time.Duration
+	sweepEvery             time.Duration
 	lease                  time.Duration
 	debugAddr              string
 	addrFile               string
@@ -70,6 +71,7 @@ their finished stages are published and resume at the next start.` + serverEnvHe
 	f.StringVar(&o.debugAddr, "debug-addr", "", "serve Go's profiler (net/http/pprof) on this loopback address, e.g. 127.0.0.1:6060 (off by default)")
 	f.DurationVar(&o.predictSpin, "predict-spin", serving.DefaultSpin, "after a lone prediction, how long the helpers (one per core up to 2 cores, then one per 2 cores) keep polling for the next before they sleep, so that a lone prediction's shards start on several cores at once (waking a sleeping core costs more than a small model's shard on a virtual machine); helpers yield to any other work and stop under load. 0: sleep at once. Costs up to this much CPU per helper after the last prediction")
 	f.DurationVar(&o.jobsStop, "jobs-stop-timeout", 10*time.Second, "at shutdown, how long running training jobs may take to finish before they are interrupted")
+	f.DurationVar(&o.sweepEvery, "sweep-every", 2*time.Second, "on PostgreSQL with training workers, how often local stage checkpoints are checked against the ledger (deletions made through other processes)")
 	return c
 }
 
@@ -113,6 +115,11 @@ func serve(ctx context.Context, o serveOptions) error {
 		defer lock.Close()
 		dsn = store.SQLiteDSN(dir)
 	}
+	if !embedded && o.blobURL == "" {
+		// A bucket under --data would be this replica's alone: the other processes would not
+		// see its backbones and checkpoints, and its purges would miss theirs.
+		return fmt.Errorf("%w: s3t serve on PostgreSQL needs S3T_BLOB_URL (or --blob-url): the bucket every process shares", errUsage)
+	}
 	burl, err := store.BlobURL(dir, o.blobURL)
 	if err != nil {
 		return err
@@ -152,6 +159,16 @@ func serve(ctx context.Context, o serveOptions) error {
 		if _, err := jobs.RecoverOrphans(ctx); err != nil {
 			return err
 		}
+	}
+	if !embedded && workers > 0 {
+		// Deletions committed through other processes purge the shared stores; this process's
+		// local stage checkpoints only the sweep erases (as s3t worker's), before it takes jobs
+		// and then every --sweep-every.
+		sw := &localSweeper{st: st, root: filepath.Join(dir, "work", "models"), holder: be.cfg.Holder, kept: map[string]keptMark{}}
+		if _, err := sw.sweep(ctx); err != nil {
+			return fmt.Errorf("serve: check local checkpoints: %w", err)
+		}
+		go sw.loop(ctx, o.sweepEvery)
 	}
 	if err := be.startJobs(ctx); err != nil {
 		return err

@@ -120,17 +120,7 @@ func runWorker(ctx context.Context, o workerOptions) error {
 		return err
 	}
 	slog.Info("s3t worker", "work_dir", dir, "train_workers", o.trainWorkers, "lease", o.lease, "database", databaseKind(o.databaseURL))
-	t := time.NewTicker(o.sweepEvery)
-	defer t.Stop()
-	for ctx.Err() == nil {
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-			if _, err := sw.sweep(ctx); err != nil && ctx.Err() == nil {
-				slog.Warn("check local checkpoints", "err", err)
-			}
-		}
-	}
+	sw.loop(ctx, o.sweepEvery)
 	slog.Info("s3t worker stopping", "cause", context.Cause(ctx))
 	be.stopJobs(ctx, o.jobsStop)
 	return nil
@@ -174,6 +164,22 @@ type localSweeper struct {
 	root   string // <work-dir>/models
 	holder string // this process's name in training leases
 	kept   map[string]keptMark
+}
+
+// loop sweeps every interval until ctx ends.
+func (s *localSweeper) loop(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := s.sweep(ctx); err != nil && ctx.Err() == nil {
+				slog.Warn("check local checkpoints", "err", err)
+			}
+		}
+	}
 }
 
 // keptMark is what a kept checkpoint was verified against; it is checked again when any
