@@ -73,6 +73,7 @@ func (s *Store) Delete(ctx context.Context, model, sampleID string) (*Receipt, e
 	if err != nil {
 		return nil, fmt.Errorf("store: delete %q from %q: %w", sampleID, model, err)
 	}
+	s.erasures.Add(1)
 	s.log.Info("sample deleted", "model", model, "sample", sampleID, "receipt", rec.ID,
 		"shard", rec.Shard, "slice", rec.Slice, "truncations", len(rec.Truncations), "version", rec.LedgerVersion)
 	s.drainAfterCommit(ctx, []string{rec.ID})
@@ -121,6 +122,9 @@ func (s *Store) DeleteBatch(ctx context.Context, model string, ids []string) ([]
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: delete batch of %d from %q: %w", len(ids), model, err)
+	}
+	if deleted > 0 {
+		s.erasures.Add(1)
 	}
 	s.log.Info("samples deleted", "model", model, "requested", len(ids), "deleted", deleted)
 	purges := []string{}

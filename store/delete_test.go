@@ -423,3 +423,50 @@ func TestQueuedPurgesAreRetried(t *testing.T) {
 		})
 	}
 }
+
+// TestErasuresOnlyGrow checks the count the embedded server's compaction follows: every
+// committed deletion of samples or of a model raises it, where the number of receipts can come
+// back to an earlier value (a model's deletion takes its receipts along), and the rewrite was
+// skipped after new deletions.
+func TestErasuresOnlyGrow(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		a, b := uniqueName("era"), uniqueName("erb")
+		for _, m := range []string{a, b} {
+			mustModel(t, s, spec(m, 1, 1, 1), 0)
+			if _, err := s.PutSamples(ctx, m, []Sample{{ID: "x", Label: "x", Input: []byte("x")}, {ID: "y", Label: "x", Input: []byte("y")}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.DeleteBatch(ctx, a, []string{"x", "y"}); err != nil {
+			t.Fatal(err)
+		}
+		before, err := s.DeletionTotal(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e0 := s.Erasures()
+		if err := s.DeleteModel(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Delete(ctx, b, "x"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.DeleteBatch(ctx, b, []string{"y", "nope"}); err != nil {
+			t.Fatal(err)
+		}
+		after, _ := s.DeletionTotal(ctx)
+		if after != before {
+			t.Fatalf("receipts %d, then %d: the case this test is about needs them equal", before, after)
+		}
+		if e := s.Erasures(); e != e0+3 {
+			t.Fatalf("erasures %d after a model's deletion and two of samples, want %d", e, e0+3)
+		}
+		if _, err := s.DeleteBatch(ctx, b, []string{"nope"}); err != nil { // nothing deleted
+			t.Fatal(err)
+		}
+		if e := s.Erasures(); e != e0+3 {
+			t.Fatalf("a batch that deleted nothing counted: erasures %d", e)
+		}
+	})
+}

@@ -289,6 +289,7 @@ func (s *Store) DeleteModel(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("store: delete model %q: %w", name, err)
 	}
+	s.erasures.Add(1)
 	s.log.Info("model deleted", "model", name)
 	s.drainAfterCommit(ctx, nil)
 	return nil

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -98,6 +99,9 @@ type Store struct {
 	// prediction, and parsing it each time cost more than running it.
 	stampMu sync.Mutex
 	stamp   *sql.Stmt
+
+	// erasures counts the deletions (of samples or whole models) this store committed.
+	erasures atomic.Int64
 
 	// purgeRetry is how often the background loop hands the purges still queued (a purger
 	// failed, or a replica that committed them died) to the purgers again (WithPurgeRetry).

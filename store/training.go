@@ -473,6 +473,12 @@ func (s *Store) DeletionCounts(ctx context.Context, model string) ([]int64, erro
 	return out, rows.Err()
 }
 
+// Erasures returns how many deletions (of samples, or of whole models) this store has
+// committed since it was opened: a number that only grows, unlike DeletionTotal, which a
+// model's deletion lowers (its receipts go with it). The embedded server rewrites its ledger
+// when it changes (s3t serve --compact-every).
+func (s *Store) Erasures() int64 { return s.erasures.Load() }
+
 // DeletionTotal returns the number of deletion receipts of every model.
 func (s *Store) DeletionTotal(ctx context.Context) (int64, error) {
 	var n int64
