@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/s3t-dev/s3t/plugins/lora"
 	"github.com/s3t-dev/s3t/sdk"
 	"github.com/s3t-dev/s3t/unlearning"
 )
@@ -16,21 +17,45 @@ import (
 // through the real command line, as `s3t plugin run NAME` does, and without arguments (an
 // installed copy) it serves selector.clitest, a third-party plugin.
 //
-// With S3T_TEST_AS_CLI=1 the test binary is the s3t command itself (`<test binary> serve ...`),
-// with the signal handling of cmd/s3t: the crash tests run and kill real server processes.
+// With S3T_TEST_PEFT_PLUGIN=1 an installed copy serves peft.clitest instead: LoRA under a
+// third-party name.
+//
+// With S3T_TEST_AS_CLI=1 the test binary is the s3t command itself (`<test binary> serve
+// ...`), with the signal handling of cmd/s3t: the crash tests run and kill real server
+// processes. A plugin host's child is checked for first: such a server starts its plugins with
+// its own environment, S3T_TEST_AS_CLI included.
 func TestMain(m *testing.M) {
+	if os.Getenv(sdk.Handshake.MagicCookieKey) == sdk.Handshake.MagicCookieValue {
+		if len(os.Args) > 1 {
+			os.Exit(Execute(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+		}
+		if os.Getenv(envPEFTPlugin) == "1" {
+			sdk.Serve(&sdk.Plugin{Name: "peft.clitest", Version: "0.1.0", PEFT: clitestPEFT{lora.New()}})
+			os.Exit(0)
+		}
+		sdk.Serve(&sdk.Plugin{Name: "selector.clitest", Version: "0.1.0", Selector: unlearning.Cyclic{}})
+		os.Exit(0)
+	}
 	if os.Getenv("S3T_TEST_AS_CLI") == "1" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		code := Execute(ctx, os.Args[1:], os.Stdout, os.Stderr)
 		stop()
 		os.Exit(code)
 	}
-	if os.Getenv(sdk.Handshake.MagicCookieKey) == sdk.Handshake.MagicCookieValue {
-		if len(os.Args) > 1 {
-			os.Exit(Execute(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
-		}
-		sdk.Serve(&sdk.Plugin{Name: "selector.clitest", Version: "0.1.0", Selector: unlearning.Cyclic{}})
-		os.Exit(0)
-	}
 	os.Exit(m.Run())
+}
+
+// envPEFTPlugin makes an installed copy of the test binary serve peft.clitest (see TestMain).
+const envPEFTPlugin = "S3T_TEST_PEFT_PLUGIN"
+
+// clitestPEFT is LoRA described as peft.clitest, a third-party PEFT plugin.
+type clitestPEFT struct{ *lora.LoRA }
+
+func (p clitestPEFT) Describe(ctx context.Context, req *sdk.DescribeRequest) (*sdk.DescribeResponse, error) {
+	d, err := p.LoRA.Describe(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	d.Name, d.Version = "peft.clitest", "0.1.0"
+	return d, nil
 }

@@ -1,12 +1,15 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/s3t-dev/s3t/api"
+	"github.com/s3t-dev/s3t/assets"
 	"github.com/s3t-dev/s3t/plugins"
 )
 
@@ -82,4 +85,42 @@ func TestPluginRunUnknown(t *testing.T) {
 	if _, stderr, code := run(t, "plugin", "run", "peft.nope"); code != 2 || !strings.Contains(stderr, "peft.lora") {
 		t.Errorf("exit %d, stderr %q: want 2 and the list of built-ins", code, stderr)
 	}
+}
+
+// TestServeUsesInstalledPEFTPlugin: a PEFT plugin installed in the data directory plans the
+// models s3t serve creates (the server answered "no plugin host is configured"), out of process
+// like the built-ins; training and serving then read the stored plan.
+func TestServeUsesInstalledPEFTPlugin(t *testing.T) {
+	ctx := context.Background()
+	data := filepath.Join(t.TempDir(), "data")
+	t.Setenv(envPEFTPlugin, "1") // the installed copy of this binary serves peft.clitest
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, stderr, code := run(t, "plugin", "install", exe, "--data", data); code != 0 || !strings.Contains(out, "installed peft.clitest") {
+		t.Fatalf("install: exit %d: %s%s", code, out, stderr)
+	}
+	p := startServeProc(t, data, "--train-workers", "0")
+	if _, err := p.cl.RegisterBackbone(ctx, &api.RegisterBackboneRequest{Name: "vit", ONNX: assets.ViTFashionMNIST()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, peft := range []string{"peft.clitest", "lora"} {
+		spec := api.ModelSpec{Backbone: "vit", Labels: []string{"a", "b"}, PEFT: api.PEFT{Type: peft, Config: json.RawMessage(`{"rank": 2}`)},
+			S3T: api.S3TConfig{Shards: 1, Slices: 2, Sequences: 1}}
+		name := strings.ReplaceAll(peft, ".", "-")
+		m, err := p.cl.CreateModel(ctx, &api.CreateModelRequest{Name: name, ModelSpec: spec})
+		if err != nil {
+			t.Fatalf("create a %s model: %v\n%s", peft, err, p.log)
+		}
+		var cfg struct{ Rank int }
+		if err := json.Unmarshal(m.Spec.PEFT.Config, &cfg); err != nil || cfg.Rank != 2 {
+			t.Errorf("%s model's planned config %s, want rank 2", peft, m.Spec.PEFT.Config)
+		}
+	}
+	if _, err := p.cl.CreateModel(ctx, &api.CreateModelRequest{Name: "nope", ModelSpec: api.ModelSpec{Backbone: "vit", Labels: []string{"a", "b"},
+		PEFT: api.PEFT{Type: "peft.nope"}, S3T: api.S3TConfig{Shards: 1, Slices: 2, Sequences: 1}}}); err == nil {
+		t.Error("a model of a PEFT type nobody installed was created")
+	}
+	p.stop(t)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/s3t-dev/s3t/plugins"
 	"github.com/s3t-dev/s3t/server"
 	"github.com/s3t-dev/s3t/serving"
 	"github.com/s3t-dev/s3t/store"
@@ -139,7 +140,14 @@ func serve(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	defer svc.Close()
-	srv, err := server.New(server.Config{Store: st, Blobs: blobs, Keys: keys, AllowPaths: o.allowPaths, Trainer: runner, Serving: svc, QueueDepth: jobs.Depth})
+	// PEFT plugins (the built-ins and those installed in DATA/plugins) plan new models out of
+	// process, started on first use; training and serving read the stored plan.
+	mgr, err := plugins.Open(plugins.Config{DataDir: dir, Logger: slog.Default()})
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	defer mgr.Close()
+	srv, err := server.New(server.Config{Store: st, Blobs: blobs, Keys: keys, AllowPaths: o.allowPaths, Trainer: runner, Serving: svc, QueueDepth: jobs.Depth, Plugins: mgr})
 	if err != nil {
 		return err
 	}
