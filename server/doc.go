@@ -37,7 +37,8 @@
 // Handlers return errors; toAPIError maps them, in one place, to a status and the body
 // {"error":{"code","message"}}: store.ErrNotFound 404, store.ErrGone 410 (with the earlier
 // receipt), store.ErrConflict 409, store.ErrInvalid and validation 400, a body over its limit
-// 413, anything else 500 (logged; the client sees "internal error"). On the KServe v2 routes
+// 413, anything else 500 (logged; the client sees "internal error"), or 503 unavailable when
+// the ledger does not answer then (clients retry a 503). On the KServe v2 routes
 // the error handler writes the same status with the protocol's body, {"error": "message"}.
 //
 // # Security and limits

@@ -1,10 +1,12 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -73,6 +75,11 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if status >= 500 {
 		s.log.Error("request failed", "method", c.Request().Method, "route", c.Path(), "status", status, "err", err)
 	}
+	if status == http.StatusInternalServerError && !s.ledgerAnswers(c.Request().Context()) {
+		// Most likely the failure was the ledger's: say so, with the status clients retry
+		// (a deletion request above all), rather than "internal error".
+		status, body = http.StatusServiceUnavailable, &api.Error{Code: api.CodeUnavailable, Message: "the ledger is unavailable; retry later"}
+	}
 	var werr error
 	if c.Request().Method == http.MethodHead {
 		werr = c.NoContent(status)
@@ -88,3 +95,12 @@ func (s *Server) handleError(err error, c echo.Context) {
 
 // isV2 reports whether path is on the KServe v2 routes.
 func isV2(path string) bool { return path == "/v2" || strings.HasPrefix(path, "/v2/") }
+
+// ledgerAnswers reports whether the ledger answers a query within a second (what /readyz
+// checks).
+func (s *Server) ledgerAnswers(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	_, err := s.cfg.Store.SchemaVersion(ctx)
+	return err == nil
+}

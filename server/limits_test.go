@@ -121,3 +121,20 @@ func TestV2AuthErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestLedgerDownIs503 checks that a request failing because the ledger does not answer is a 503
+// unavailable, which clients retry (a deletion request above all), not a 500 "internal error".
+func TestLedgerDownIs503(t *testing.T) {
+	s := newTestServer(t, Config{})
+	s.cfg.Store.Close() // as a database that went away
+	for _, r := range []struct{ method, path, body string }{
+		{http.MethodDelete, "/v1/models/m/samples/x", ""},
+		{http.MethodPost, "/v1/models/m/deletions", `{"ids":["x"]}`},
+		{http.MethodGet, "/v1/models", ""},
+		{http.MethodGet, "/v1/deletions/r1", ""},
+	} {
+		if status, e := do(t, s, r.method, r.path, r.body); status != http.StatusServiceUnavailable || e.Code != api.CodeUnavailable {
+			t.Errorf("%s %s with the ledger down = %d %+v, want 503 unavailable", r.method, r.path, status, e)
+		}
+	}
+}
