@@ -341,7 +341,11 @@ func drawTraining(w io.Writer, st *api.TrainingStatus, el time.Duration) {
 			done++
 		}
 	}
+	eta := "?" // the server's 0: no running job has an estimate yet
+	if st.ETASeconds > 0 || st.Done {
+		eta = (time.Duration(st.ETASeconds) * time.Second).String()
+	}
 	fmt.Fprintf(w, "\r\033[K[%s%s] %3.0f%%  %d/%d steps  jobs %d done, %d running  loss %.3f  %.0f ex/s  ETA %s  (%s)",
 		strings.Repeat("=", n), strings.Repeat(" ", width-n), 100*st.Progress, st.Step, st.Steps, done, running, loss, rate,
-		(time.Duration(st.ETASeconds) * time.Second).String(), el.Round(time.Second))
+		eta, el.Round(time.Second))
 }

@@ -64,7 +64,7 @@ func newPluginListCmd(open openManager) *cobra.Command {
 		Long: `List every plugin: the built-ins, the plugins installed in the plugin directory, and files in that
 directory that were never installed (which s3t does not run). Nothing is started unless --check is
 given; then each plugin is started, asked what it is, and its negotiated protocol and any error are
-shown.`,
+shown, and the command exits 1 when a plugin failed its check (a changed binary among them).`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			m, err := open(c)
@@ -76,18 +76,25 @@ shown.`,
 			if err != nil {
 				return err
 			}
+			failed := 0
 			if check {
-				checkEntries(c.Context(), m, ents)
+				failed = checkEntries(c.Context(), m, ents)
 			}
 			if asJSON {
 				enc := json.NewEncoder(c.OutOrStdout())
 				enc.SetIndent("", "  ")
-				return enc.Encode(struct {
+				if err := enc.Encode(struct {
 					Dir     string          `json:"plugin_dir"`
 					Plugins []plugins.Entry `json:"plugins"`
-				}{m.Dir(), ents})
+				}{m.Dir(), ents}); err != nil {
+					return err
+				}
+			} else {
+				printPlugins(c.OutOrStdout(), m.Dir(), ents)
 			}
-			printPlugins(c.OutOrStdout(), m.Dir(), ents)
+			if failed > 0 { // so that --check can gate a deployment
+				return fmt.Errorf("plugin list --check: %d plugin(s) failed their check (STATUS error, tampered or missing)", failed)
+			}
 			return nil
 		},
 	}
@@ -96,10 +103,15 @@ shown.`,
 	return c
 }
 
-// checkEntries starts each runnable plugin and records what it says, or why it failed.
-func checkEntries(ctx context.Context, m *plugins.Manager, ents []plugins.Entry) {
+// checkEntries starts each runnable plugin and records what it says, or why it failed; it
+// returns how many failed (a plugin whose checksum no longer matches among them).
+func checkEntries(ctx context.Context, m *plugins.Manager, ents []plugins.Entry) (failed int) {
 	for i := range ents {
 		e := &ents[i]
+		if e.Status == plugins.StatusTampered || e.Status == plugins.StatusMissing {
+			failed++ // an installed plugin that cannot start
+			continue
+		}
 		if e.Name == "" || (e.Status != plugins.StatusReady && e.Status != plugins.StatusRunning) {
 			continue
 		}
@@ -112,7 +124,9 @@ func checkEntries(ctx context.Context, m *plugins.Manager, ents []plugins.Entry)
 			}
 		}
 		e.Status, e.Detail = "error", err.Error()
+		failed++
 	}
+	return failed
 }
 
 func printPlugins(w io.Writer, dir string, ents []plugins.Entry) {

@@ -124,3 +124,29 @@ func TestServeUsesInstalledPEFTPlugin(t *testing.T) {
 	}
 	p.stop(t)
 }
+
+// TestPluginListCheckFailsOnTampered: once an installed plugin's binary changed, `plugin list
+// --check` still lists everything but exits 1, so that it can gate a deployment.
+func TestPluginListCheckFailsOnTampered(t *testing.T) {
+	data := t.TempDir()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, stderr, code := run(t, "plugin", "install", exe, "--data", data); code != 0 {
+		t.Fatalf("install: exit %d: %s%s", code, out, stderr)
+	}
+	if _, stderr, code := run(t, "plugin", "list", "--data", data, "--check"); code != 0 {
+		t.Fatalf("list --check of a sound install: exit %d: %s", code, stderr)
+	}
+	f, err := os.OpenFile(filepath.Join(data, "plugins", "selector.clitest"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("tampered"))
+	f.Close()
+	out, stderr, code := run(t, "plugin", "list", "--data", data, "--check")
+	if code != 1 || !strings.Contains(out, "tampered") || !strings.Contains(stderr, "failed their check") {
+		t.Fatalf("list --check with a tampered plugin: exit %d\n%s%s", code, out, stderr)
+	}
+}
