@@ -146,7 +146,9 @@ func (m *Model) Bytes() ([]byte, error) {
 	return b, nil
 }
 
-// WriteFile serialises the model to path, atomically (write to a temporary file, then rename).
+// WriteFile serialises the model to path, atomically (write to a temporary file, then rename),
+// readable by all (0644, as os.WriteFile makes files under the usual umask; the temporary file
+// was 0600, and so was every model written).
 func (m *Model) WriteFile(path string) error {
 	b, err := m.Bytes()
 	if err != nil {
@@ -157,6 +159,10 @@ func (m *Model) WriteFile(path string) error {
 		return fmt.Errorf("write model: %w", err)
 	}
 	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write model: %w", err)
+	}
 	if _, err := tmp.Write(b); err != nil {
 		tmp.Close()
 		return fmt.Errorf("write model: %w", err)

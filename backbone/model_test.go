@@ -104,6 +104,9 @@ func TestBytesRoundTrip(t *testing.T) {
 	if !proto.Equal(m.pb, m3.pb) {
 		t.Fatal("model changed in a WriteFile/LoadFile round trip")
 	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Fatalf("written model's mode %v, %v; want 0644 like any file written for others to read", fi.Mode(), err)
+	}
 }
 
 // external writes tiny's initializers to dir/data.bin and returns the model bytes that point there.
