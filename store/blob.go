@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -59,6 +60,9 @@ func BlobURL(dataDir, blobURL string) (string, error) {
 //     An upload appears whole or not at all on S3 too.
 func OpenBlobs(ctx context.Context, rawURL string) (*Blobs, error) {
 	if u, err := url.Parse(rawURL); err == nil && u.Scheme == "file" {
+		if !path.IsAbs(u.Path) { // file://dir reads dir as a host, and the path as empty
+			return nil, fmt.Errorf("store: open blobs %q: %w: a file:// bucket needs an absolute path, as file:///abs/dir", rawURL, ErrInvalid)
+		}
 		if err := os.MkdirAll(filepath.FromSlash(u.Path), 0o755); err != nil {
 			return nil, fmt.Errorf("store: open blobs %q: %w", rawURL, err)
 		}

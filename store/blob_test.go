@@ -178,3 +178,13 @@ func testBlobPurger(t *testing.T, s *Store, u string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestOpenBlobsRelativeFileURL: file://dir names a host and no path; it is refused with a
+// message that says what to write, rather than "mkdir : no such file or directory".
+func TestOpenBlobsRelativeFileURL(t *testing.T) {
+	for _, u := range []string{"file://relblobs", "file:relblobs"} {
+		if _, err := OpenBlobs(context.Background(), u); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "file:///abs/dir") {
+			t.Errorf("OpenBlobs(%q) = %v, want ErrInvalid naming the absolute form", u, err)
+		}
+	}
+}
