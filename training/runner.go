@@ -294,6 +294,9 @@ func (r *Runner) work(ctx context.Context, job store.Job) error {
 	switch cause := context.Cause(jctx); {
 	case err == nil:
 		final.State, final.Message, final.ETA = store.TrainingDone, "", 0
+		// Done: at the last stage, every step taken, also when this run found every stage
+		// trained already (it took no step, and its row said stage 0).
+		final.Stage, final.Step = final.Stages, final.Steps
 		if uerr := r.cfg.Store.UpdateTraining(wctx, &final, r.cfg.Holder, 0); uerr != nil {
 			log.Warn("record training done", "err", uerr)
 		}
