@@ -37,7 +37,32 @@ func TestMain(m *testing.M) {
 		serve(name)
 		os.Exit(0)
 	}
+	if os.Getenv(envHost) == "1" { // (its plugin inherits the variable, and has the cookie)
+		host()
+	}
 	os.Exit(m.Run())
+}
+
+// envHost makes this test binary a plugin host (see host).
+const envHost = "S3T_PLUGINS_TEST_HOST"
+
+// host starts selector.test out of process, prints its process id and waits to be killed.
+func host() {
+	exe, err := os.Executable()
+	if err != nil {
+		os.Exit(2)
+	}
+	sum, err := plugins.FileSHA256(exe)
+	if err != nil {
+		os.Exit(2)
+	}
+	cl := plugins.NewClient("selector.test", plugins.Command{Path: exe, Env: []string{envServe + "=selector.test"}}, sum)
+	if _, err := cl.Info(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	fmt.Println(cl.Pid())
+	select {}
 }
 
 func serve(name string) {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -144,6 +145,7 @@ func Serve(p *Plugin) {
 		os.Exit(1)
 	}
 	slog.SetDefault(slog.New(NewLogHandler(os.Stderr, slog.LevelDebug)))
+	go exitWithParent(os.Getppid(), time.Second)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: serverPlugins(p),
@@ -152,6 +154,21 @@ func Serve(p *Plugin) {
 			Name: p.Name, Output: os.Stderr, JSONFormat: true, Level: hclog.Info,
 		}),
 	})
+}
+
+// exitWithParent ends the plugin process once the host that started it is gone: a host killed
+// outright (SIGKILL, a crash) never tells its plugins to stop, and they lived on, adopted by
+// init, one more each time the host was restarted. It checks every interval whether the
+// process's parent is still ppid.
+func exitWithParent(ppid int, every time.Duration) {
+	if ppid <= 1 {
+		return // started by init, or the platform does not say
+	}
+	for range time.Tick(every) {
+		if os.Getppid() != ppid {
+			os.Exit(0)
+		}
+	}
 }
 
 func newGRPCServer(opts []grpc.ServerOption) *grpc.Server {
