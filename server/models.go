@@ -30,11 +30,14 @@ const (
 // a job that never ends or diverges. Slices and sequences are bounded by the selector
 // (sdk.MaxSlices, sdk.MaxBudget and slices!).
 const (
-	maxShards       = 1024
-	maxLabels       = 10000
-	maxEpochs       = 10000
-	maxBatchSize    = 65536
-	maxLearningRate = 10.0
+	maxShards = 1024
+	// maxTrainingUnits bounds shards x sequences, the model's training jobs (and per-sequence
+	// /metrics series): 1,024 shards of 16 sequences, or 64 of 256.
+	maxTrainingUnits = 16384
+	maxLabels        = 10000
+	maxEpochs        = 10000
+	maxBatchSize     = 65536
+	maxLearningRate  = 10.0
 )
 
 // checkRange is the 400 of an integer field outside [lo, hi].
@@ -78,6 +81,10 @@ func normalize(spec *api.ModelSpec) error {
 		if err := checkRange(f.name, f.v, 1, f.hi); err != nil {
 			return err
 		}
+	}
+	if n := c.Shards * c.Sequences; n > maxTrainingUnits {
+		return invalidf("s3t: shards x sequences must be at most %d (a training job and /metrics series each), got %d x %d = %d",
+			maxTrainingUnits, c.Shards, c.Sequences, n)
 	}
 	if c.Selector == "" {
 		c.Selector = defaultSelector
