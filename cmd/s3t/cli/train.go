@@ -343,6 +343,9 @@ func runTrain(ctx context.Context, stderr, stdout io.Writer, cfg modelConfig, ou
 	for k := range cfg.Shards {
 		if _, err := st.TrainShard(ctx, k, mf.Sequences[k], shards[k]); err != nil {
 			bar.finish()
+			if ctx.Err() != nil {
+				return fmt.Errorf("train: interrupted (%v): the finished stages are in %s; the same command resumes after them: %w", context.Cause(ctx), out, err)
+			}
 			return err
 		}
 	}
