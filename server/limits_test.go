@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -135,6 +136,36 @@ func TestLedgerDownIs503(t *testing.T) {
 	} {
 		if status, e := do(t, s, r.method, r.path, r.body); status != http.StatusServiceUnavailable || e.Code != api.CodeUnavailable {
 			t.Errorf("%s %s with the ledger down = %d %+v, want 503 unavailable", r.method, r.path, status, e)
+		}
+	}
+}
+
+// TestHeadRequests checks that a GET route answers HEAD (probes and uptime checks use it; it
+// answered 405) with the GET's status and no body, except the training event stream, which
+// would not end.
+func TestHeadRequests(t *testing.T) {
+	ts := httptest.NewServer(newTestServer(t, Config{}).Handler())
+	defer ts.Close()
+	for _, tt := range []struct {
+		path   string
+		status int
+	}{
+		{"/healthz", http.StatusOK},
+		{"/readyz", http.StatusOK},
+		{"/metrics", http.StatusOK},
+		{"/v1/models", http.StatusOK},
+		{"/v1/models/nope", http.StatusNotFound},
+		{"/v1/models/nope/training/events", http.StatusMethodNotAllowed},
+	} {
+		req, _ := http.NewRequest(http.MethodHead, ts.URL+tt.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.status || len(body) != 0 {
+			t.Errorf("HEAD %s = %d with %d bytes, want %d and no body", tt.path, resp.StatusCode, len(body), tt.status)
 		}
 	}
 }

@@ -88,6 +88,9 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		}
 	}
 	for _, r := range s.echo.Routes() {
+		if r.Method == http.MethodHead {
+			continue // a GET route's twin (the document lists the GET)
+		}
 		p, _ := openAPIPath(r.Path)
 		served = append(served, r.Method+" "+p)
 	}
