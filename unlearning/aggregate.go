@@ -9,7 +9,9 @@ import (
 // Aggregation is how the outputs of live shards are combined into one prediction.
 type Aggregation string
 
-// The aggregations of METHOD.md. MeanLogits is the default.
+// The aggregations of METHOD.md. MeanLogits is ParseAggregation's default (s3t eval's); the
+// server and training.Ensemble average probabilities (MeanProbs), since a prediction answers
+// with them.
 const (
 	MeanLogits Aggregation = "mean_logits" // mean of logits, then argmax
 	MeanProbs  Aggregation = "mean_probs"  // mean of softmax probabilities, then argmax
