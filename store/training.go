@@ -406,12 +406,10 @@ func (s *Store) UnitCounts(ctx context.Context, model string) ([][]int, error) {
 // Stale reports, for every (shard, sequence) of a model, whether a published stage of its
 // current generation that is still live saw fewer or other samples than its slices hold now:
 // samples were uploaded after (or while) it trained, and no checkpoint of that sequence saw
-// them. stale[shard][sequence].
-func (s *Store) Stale(ctx context.Context, model string) ([][]bool, error) {
-	m, err := s.GetModel(ctx, model)
-	if err != nil {
-		return nil, err
-	}
+// them. stale[shard][sequence]. m is the model as the caller read it (GetModel): its
+// generations and live prefixes say which stages count.
+func (s *Store) Stale(ctx context.Context, m *Model) ([][]bool, error) {
+	model := m.Name
 	flat, err := unitCounts(ctx, s.db, m)
 	if err != nil {
 		return nil, fmt.Errorf("store: stale sequences of %q: %w", model, err)

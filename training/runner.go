@@ -75,6 +75,10 @@ type jobArgs struct {
 	Sequence int    `json:"sequence"`
 	// Retrain forces a new generation even if the current one is intact.
 	Retrain bool `json:"retrain,omitempty"`
+	// Stale: queued because the sequence's published stages missed samples uploaded since
+	// they trained. Each run checks again (store.Stale) and trains a new generation only while
+	// that holds, so a run after the new one swapped in (a retry, a restart) trains nothing.
+	Stale bool `json:"stale,omitempty"`
 }
 
 // errDeleted cancels a running job when a sample of its shard is deleted: the stages it is
@@ -159,7 +163,7 @@ func (r *Runner) start(ctx context.Context, model string, force bool, only []int
 			}
 		}
 	}
-	stale, err := r.cfg.Store.Stale(ctx, model)
+	stale, err := r.cfg.Store.Stale(ctx, m)
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +186,7 @@ func (r *Runner) start(ctx context.Context, model string, force bool, only []int
 		return nil, nil
 	}
 	ids, err := r.cfg.Store.EnqueueTraining(ctx, r.cfg.Jobs, model, JobKind, units, func(u store.TrainUnit) any {
-		return jobArgs{Model: model, Shard: u.Shard, Sequence: u.Sequence, Retrain: u.Retrain}
+		return jobArgs{Model: model, Shard: u.Shard, Sequence: u.Sequence, Retrain: force, Stale: stale[u.Shard][u.Sequence]}
 	})
 	if err != nil || len(ids) == 0 {
 		return nil, err
@@ -449,7 +453,15 @@ func (r *Runner) train(ctx context.Context, args jobArgs, a *activeJob, log *slo
 	if err != nil {
 		return err
 	}
-	tgt, err := st.Target(ctx, args.Model, args.Shard, args.Sequence, args.Retrain)
+	force := args.Retrain
+	if !force && args.Stale {
+		stale, err := st.Stale(ctx, m)
+		if err != nil {
+			return err
+		}
+		force = stale[args.Shard][args.Sequence]
+	}
+	tgt, err := st.Target(ctx, args.Model, args.Shard, args.Sequence, force)
 	if err != nil {
 		return err
 	}

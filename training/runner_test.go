@@ -579,7 +579,11 @@ func TestNewSamplesAreTrained(t *testing.T) {
 	if _, err := e.st.PutSamples(ctx, testModel, late); err != nil {
 		t.Fatal(err)
 	}
-	if stale, err := e.st.Stale(ctx, testModel); err != nil || !reflect.DeepEqual(stale, [][]bool{{true, true}}) {
+	m, err := e.st.GetModel(ctx, testModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stale, err := e.st.Stale(ctx, m); err != nil || !reflect.DeepEqual(stale, [][]bool{{true, true}}) {
 		t.Fatalf("stale after the upload = %v, %v; want both sequences (16 samples fill both slices)", stale, err)
 	}
 	ids, err = e.runner.Start(ctx, testModel, false)
@@ -587,7 +591,7 @@ func TestNewSamplesAreTrained(t *testing.T) {
 		t.Fatalf("Start after the upload = %v, %v; want a retraining of both sequences", ids, err)
 	}
 	e.wait(t, ids)
-	m, err := e.st.GetModel(ctx, testModel)
+	m, err = e.st.GetModel(ctx, testModel)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -599,10 +603,20 @@ func TestNewSamplesAreTrained(t *testing.T) {
 		t.Errorf("the served stage saw %d samples, want all 80", rec.Samples)
 	}
 	sameParams(t, "served after the retraining", ck, e.retrainFromScratch(t, 0, rec.Sequence, rec.Stage))
-	if stale, err := e.st.Stale(ctx, testModel); err != nil || !reflect.DeepEqual(stale, [][]bool{{false, false}}) {
+	if stale, err := e.st.Stale(ctx, m); err != nil || !reflect.DeepEqual(stale, [][]bool{{false, false}}) {
 		t.Fatalf("stale after the retraining = %v, %v", stale, err)
 	}
 	if again, err := e.runner.Start(ctx, testModel, false); err != nil || len(again) != 0 {
 		t.Fatalf("Start after the retraining = %v, %v; want nothing to do", again, err)
+	}
+	// A run of such a job after the swap (a retry, a restart) checks again and trains nothing.
+	rerun, err := e.st.EnqueueTraining(ctx, e.jobs, testModel, training.JobKind, []store.TrainUnit{{Shard: 0, Sequence: 0}},
+		func(store.TrainUnit) any { return map[string]any{"model": testModel, "shard": 0, "sequence": 0, "stale": true} })
+	if err != nil || len(rerun) != 1 {
+		t.Fatalf("enqueue a rerun: %v, %v", rerun, err)
+	}
+	e.wait(t, rerun)
+	if m, err := e.st.GetModel(ctx, testModel); err != nil || !reflect.DeepEqual(m.Gen, [][]int{{2, 2}}) {
+		t.Fatalf("after a rerun of a stale job: gen %v, %v; want the retrained generation kept", m.Gen, err)
 	}
 }
