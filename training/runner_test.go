@@ -611,7 +611,9 @@ func TestNewSamplesAreTrained(t *testing.T) {
 	}
 	// A run of such a job after the swap (a retry, a restart) checks again and trains nothing.
 	rerun, err := e.st.EnqueueTraining(ctx, e.jobs, testModel, training.JobKind, []store.TrainUnit{{Shard: 0, Sequence: 0}},
-		func(store.TrainUnit) any { return map[string]any{"model": testModel, "shard": 0, "sequence": 0, "stale": true} })
+		func(store.TrainUnit) any {
+			return map[string]any{"model": testModel, "shard": 0, "sequence": 0, "stale": true}
+		})
 	if err != nil || len(rerun) != 1 {
 		t.Fatalf("enqueue a rerun: %v, %v", rerun, err)
 	}
