@@ -86,7 +86,7 @@ type Entry struct {
 // for concurrent use.
 type Manager struct {
 	cfg     Config
-	selfSum []byte
+	selfSum func() ([]byte, error) // the built-ins' executable's SHA-256, read on first use
 	plans   *planCache
 
 	mu      sync.Mutex
@@ -96,8 +96,8 @@ type Manager struct {
 }
 
 // Open returns a Manager over cfg's plugin directory, creating it when missing, and reads its
-// catalog. It computes the SHA-256 of the built-ins' executable, which is then checked before
-// every start like any plugin's.
+// catalog. The SHA-256 of the built-ins' executable, computed when first needed, is checked
+// before every start like any plugin's.
 func Open(cfg Config) (*Manager, error) {
 	if cfg.DataDir == "" {
 		cfg.DataDir = DataDir()
@@ -127,15 +127,20 @@ func Open(cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("plugins: %w", err)
 	}
-	sum, err := FileSHA256(cfg.Self.Path)
-	if err != nil {
-		return nil, fmt.Errorf("plugins: checksum of %s: %w", cfg.Self.Path, err)
-	}
+	// Hashing the executable (tens of MB) waits for the first built-in a caller starts or
+	// lists: a server that creates no model never needs it.
+	selfSum := sync.OnceValues(func() ([]byte, error) {
+		sum, err := FileSHA256(cfg.Self.Path)
+		if err != nil {
+			return nil, fmt.Errorf("plugins: checksum of %s: %w", cfg.Self.Path, err)
+		}
+		return sum, nil
+	})
 	recs, err := readCatalog(cfg.Dir)
 	if err != nil {
 		return nil, err
 	}
-	return &Manager{cfg: cfg, selfSum: sum, records: recs, clients: map[string]*Client{},
+	return &Manager{cfg: cfg, selfSum: selfSum, records: recs, clients: map[string]*Client{},
 		plans: newPlanCache(filepath.Join(cfg.DataDir, "plans"), cfg.Logger)}, nil
 }
 
@@ -183,7 +188,11 @@ func (m *Manager) Client(name string) (*Client, error) {
 	opts := []ClientOption{WithLogger(m.cfg.Logger), WithCallTimeout(m.cfg.CallTimeout), WithStartTimeout(m.cfg.StartTimeout)}
 	var c *Client
 	if _, ok := m.cfg.Builtins.Lookup(name); ok {
-		c = NewClient(name, m.builtinCommand(name), m.selfSum, opts...)
+		sum, err := m.selfSum()
+		if err != nil {
+			return nil, fmt.Errorf("plugin %s: %w", name, err)
+		}
+		c = NewClient(name, m.builtinCommand(name), sum, opts...)
 	} else if r, ok := m.record(name); ok {
 		c = NewClient(name, Command{Path: filepath.Join(m.cfg.Dir, r.File)}, decodeHex(r.SHA256), opts...)
 	} else {
@@ -240,7 +249,11 @@ func (m *Manager) List(context.Context) ([]Entry, error) {
 		}
 	}
 	var out []Entry
-	selfHex := hex.EncodeToString(m.selfSum)
+	sum, err := m.selfSum()
+	if err != nil {
+		return nil, err
+	}
+	selfHex := hex.EncodeToString(sum)
 	for _, name := range m.cfg.Builtins.Names() {
 		p, _ := m.cfg.Builtins.Lookup(name)
 		e := Entry{Name: name, Kind: p.Kind(), Version: p.Version, Protocol: sdk.ProtocolVersion, SHA256: selfHex,
