@@ -40,6 +40,7 @@ type serveBenchOptions struct {
 	requests, warmup, reps    int
 	deletions                 int
 	restart                   bool
+	serverCPUs                string
 	asJSON                    bool
 }
 
@@ -98,14 +99,16 @@ type serveRSS struct {
 
 // serveBenchResult is what `s3t bench serve --json` prints.
 type serveBenchResult struct {
-	Model        string            `json:"model"`
-	Shards       int               `json:"shards"`
-	Slices       int               `json:"slices"`
-	Sequences    int               `json:"sequences"`
-	TrainSamples int               `json:"train_samples"`
-	TrainSeconds float64           `json:"train_seconds"`
-	Reps         int               `json:"reps"`
-	GOMAXPROCS   int               `json:"gomaxprocs"`
+	Model        string  `json:"model"`
+	Shards       int     `json:"shards"`
+	Slices       int     `json:"slices"`
+	Sequences    int     `json:"sequences"`
+	TrainSamples int     `json:"train_samples"`
+	TrainSeconds float64 `json:"train_seconds"`
+	Reps         int     `json:"reps"`
+	GOMAXPROCS   int     `json:"gomaxprocs"`
+	// ServerCPUs is --server-cpus: the CPUs the server was held to (empty: not held).
+	ServerCPUs   string            `json:"server_cpus,omitempty"`
 	Predict      []servePredictRow `json:"predict"`
 	Deletion     latencyStats      `json:"deletion"`
 	DeletionCuts int               `json:"deletions_that_cut_a_prefix"`
@@ -185,28 +188,34 @@ without training workers, so that its memory is that of a serving process.`,
 	f.IntVar(&o.reps, "reps", 5, "repetitions; the figures are their medians")
 	f.IntVar(&o.deletions, "deletions", 40, "timed deletions per repetition")
 	f.BoolVar(&o.restart, "restart", true, "restart the server without training workers after training, before measuring")
+	f.StringVar(&o.serverCPUs, "server-cpus", "", "hold the server to these CPUs (taskset -c list, as 0-7); the benchmark's own clients and direct runs stay where this process runs (hold it with taskset)")
 	f.BoolVar(&o.asJSON, "json", false, "print the results as one line of JSON")
 	return c
 }
 
-// procStatus returns a field of /proc/PID/status in bytes (0 when unreadable).
+// procStatus returns a field of /proc/PID/status given in kB, in bytes (0 when unreadable).
 func procStatus(pid int, field string) int64 {
+	var kb int64
+	fmt.Sscanf(procStatusLine(pid, field), "%d", &kb)
+	return kb << 10
+}
+
+// procStatusLine returns the value of a field of /proc/PID/status ("" when unreadable).
+func procStatusLine(pid int, field string) string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0
+		return ""
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			var kb int64
-			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
-			return kb << 10
+			return strings.TrimSpace(rest)
 		}
 	}
-	return 0
+	return ""
 }
 
 func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, clients, batches []int) (*serveBenchResult, error) {
-	res := &serveBenchResult{Model: "bench-lora", Shards: o.shards, Slices: o.slices, Sequences: o.sequences, Reps: o.reps, GOMAXPROCS: runtime.GOMAXPROCS(0)}
+	res := &serveBenchResult{Model: "bench-lora", Shards: o.shards, Slices: o.slices, Sequences: o.sequences, Reps: o.reps, GOMAXPROCS: runtime.GOMAXPROCS(0), ServerCPUs: o.serverCPUs}
 	logln := func(format string, args ...any) { fmt.Fprintf(errw, format+"\n", args...) }
 	if o.data == "" {
 		dir, err := os.MkdirTemp("", "s3t-bench-serve-")
@@ -231,7 +240,7 @@ func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, cli
 		return nil, err
 	}
 	defer logf.Close()
-	srv, err := startServeChild(ctx, o.data, logf, "--train-workers", "2")
+	srv, err := startServeChildOn(ctx, o.serverCPUs, o.data, logf, "--train-workers", "2")
 	if err != nil {
 		return nil, err
 	}
@@ -260,7 +269,7 @@ func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, cli
 		if err != nil {
 			return nil, fmt.Errorf("bench serve: stop after training: %w", err)
 		}
-		if srv, err = startServeChild(ctx, o.data, logf, "--train-workers", "0"); err != nil {
+		if srv, err = startServeChildOn(ctx, o.serverCPUs, o.data, logf, "--train-workers", "0"); err != nil {
 			return nil, err
 		}
 		cl, addr = srv.cl, srv.addr
@@ -789,6 +798,9 @@ func (d *directEnsemble) close() {
 func printServeBench(w io.Writer, r *serveBenchResult) {
 	fmt.Fprintf(w, "s3t bench serve: LoRA S3T on MNIST, m=%d L=%d B=%d, %d training digits (trained in %.0f s); GOMAXPROCS %d; medians of %d repetitions\n",
 		r.Shards, r.Slices, r.Sequences, r.TrainSamples, r.TrainSeconds, r.GOMAXPROCS, r.Reps)
+	if r.ServerCPUs != "" {
+		fmt.Fprintf(w, "the server held to CPUs %s\n", r.ServerCPUs)
+	}
 	fmt.Fprintln(w, "\npredict: HTTP (POST /v1/models/NAME/predict, JSON) and v2 binary (POST /v2/models/NAME/infer, binary tensor data) vs the same ensemble directly through ONNX Runtime")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "clients\tbatch\tHTTP p50 ms\tHTTP p99 ms\tHTTP pred/s\tserver mean ms\tdirect p50 ms\tdirect p99 ms\tdirect pred/s\tp50 ratio\tp99 ratio\t"+

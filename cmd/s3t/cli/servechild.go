@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -30,6 +31,13 @@ type serveChild struct {
 // a port it picks itself (--addr 127.0.0.1:0 unless args name another --addr; --addr-file tells
 // which, with no race with other processes for a free port), and waits until it answers.
 func startServeChild(ctx context.Context, data string, logw io.Writer, args ...string) (*serveChild, error) {
+	return startServeChildOn(ctx, "", data, logw, args...)
+}
+
+// startServeChildOn is startServeChild with the child held to the CPUs of the list cpus
+// (taskset -c syntax, as "0-7" or "0,2,4-6"; empty: no restriction), set before it execs, so
+// that the Go runtime sizes GOMAXPROCS to them as it starts.
+func startServeChildOn(ctx context.Context, cpus, data string, logw io.Writer, args ...string) (*serveChild, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -41,6 +49,16 @@ func startServeChild(ctx context.Context, data string, logw io.Writer, args ...s
 	os.Remove(addrFile)
 	all := append([]string{"serve", "--addr", "127.0.0.1:0", "--addr-file", addrFile, "--data", data}, args...)
 	cmd := exec.Command(exe, all...)
+	if cpus != "" {
+		if err := checkCPUList(cpus); err != nil {
+			return nil, err
+		}
+		taskset, err := exec.LookPath("taskset")
+		if err != nil {
+			return nil, fmt.Errorf("holding s3t serve to CPUs %s: %w (taskset is in Debian's util-linux)", cpus, err)
+		}
+		cmd = exec.Command(taskset, append([]string{"-c", cpus, exe}, all...)...) // taskset execs exe: the same pid
+	}
 	cmd.Stdout, cmd.Stderr = logw, logw
 	cmd.Env = append(os.Environ(), "S3T_KEYS=")
 	if err := cmd.Start(); err != nil {
@@ -93,6 +111,16 @@ func (p *serveChild) kill() {
 		p.cmd.Process.Signal(syscall.SIGKILL)
 		<-p.done
 	}
+}
+
+var cpuList = regexp.MustCompile(`^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$`)
+
+// checkCPUList checks that s is a CPU list in taskset -c syntax.
+func checkCPUList(s string) error {
+	if !cpuList.MatchString(s) {
+		return fmt.Errorf("CPU list %q: want numbers and ranges separated by commas, as 0-7 or 0,2,4-6", s)
+	}
+	return nil
 }
 
 // waitAddrFile waits until a server started with --addr-file path has written its address, or
