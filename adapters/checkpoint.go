@@ -56,6 +56,11 @@ type TrainingRecord struct {
 	HeadInput    string  `json:"head_input"`
 	Classes      int     `json:"classes"`
 	ModelSeed    uint64  `json:"model_seed"`
+	// HeadCarried says that the head of stage i > 1 started from stage i-1's (as METHOD.md
+	// trains it) rather than from a fresh draw, as checkpoints made before it was recorded did:
+	// such a checkpoint is not taken for a stage of this configuration, so a resumed sequence
+	// never mixes the two.
+	HeadCarried bool `json:"head_carried"`
 }
 
 // CheckpointManifest describes a checkpoint C[shard, sequence, stage]: what produced it and which

@@ -28,8 +28,9 @@
 //
 // A ShardTrainer (Engine.NewShardTrainer) trains one model's shards as METHOD.md says: the
 // backbone's blocks form L groups counted from the top (Groups); for each of a shard's B sequences,
-// stage i trains the PEFT parameters of group G_i and a fresh head on the cumulative slices sigma(1..i), with
-// G_1..G_(i-1) fixed at the values of stage i-1 and lower groups off. Each stage's checkpoint
+// stage i trains the PEFT parameters of group G_i and the head on the cumulative slices sigma(1..i), with
+// G_1..G_(i-1) fixed at the values of stage i-1 and lower groups off; the head is drawn (seeded)
+// at stage 1 and starts each later stage from stage i-1's (TrainConfig.HeadInit). Each stage's checkpoint
 // C[shard, sequence, stage] holds the PEFT parameters of G_1..G_i and the stage's head, saved as
 // safetensors with a JSON manifest (SaveCheckpoint, LoadCheckpoint) and exportable (Export: the
 // Hugging Face PEFT layout for LoRA, ExportPEFT; parameters and manifest for other types,

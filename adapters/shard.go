@@ -107,10 +107,11 @@ type StageProgress struct {
 }
 
 // ShardTrainer trains the shards of one S3T model: for each sequence of a shard, stages
-// 1..L in order, stage i training the PEFT parameters of group G_i and a fresh head on the
+// 1..L in order, stage i training the PEFT parameters of group G_i and the head on the
 // cumulative slices sigma(1..i), with G_1..G_(i-1) fixed at their trained values and lower groups
-// off. Trunk activations below each stage's lowest trainable block come from ONNX Runtime once
-// and are cached per (sample, edge). A ShardTrainer is not safe for concurrent use; Close
+// off. The head is drawn (seeded) at stage 1 and goes on from the previous stage's at each later
+// one, as METHOD.md trains it. Trunk activations below each stage's lowest trainable block come
+// from ONNX Runtime once and are cached per (sample, edge). A ShardTrainer is not safe for concurrent use; Close
 // releases its ONNX Runtime session.
 type ShardTrainer struct {
 	engine   *Engine
@@ -342,7 +343,7 @@ func (s *ShardTrainer) manifest(shard, sequence int, prefix []int, n, heldOut in
 			LearningRate: s.cfg.Optimizer.LearningRate, WeightDecay: s.cfg.Optimizer.WeightDecay,
 			Schedule: string(sched), Warmup: s.cfg.Schedule.Warmup,
 			HoldOut: s.cfg.EarlyStopping.HoldOut, Patience: s.cfg.EarlyStopping.Patience,
-			HeadInput: s.cfg.Head.Input, Classes: s.cfg.Head.Classes, ModelSeed: s.cfg.Seed,
+			HeadInput: s.cfg.Head.Input, Classes: s.cfg.Head.Classes, ModelSeed: s.cfg.Seed, HeadCarried: true,
 		},
 		Targets: targets,
 	}
@@ -400,16 +401,20 @@ func (s *ShardTrainer) stage(ctx context.Context, shard, sequence int, prefix []
 		return nil, err
 	}
 	fixed := map[string]ort.Tensor{}
+	var head map[string]ort.Tensor // stage 1: a seeded draw
 	if stage > 1 {
 		if prev == nil || prev.Manifest.Stage != stage-1 || !slices.Equal(prev.Manifest.Slices, prefix[:stage-1]) {
 			return nil, fmt.Errorf("%w: stage %d needs the checkpoint of stage %d of the same prefix", ErrInvalidArgument, stage, stage-1)
 		}
 		fixed = prev.PEFTParams()
+		// The head goes on from the previous stage's, which saw only slices prefix[:stage-1].
+		head = map[string]ort.Tensor{HeadWeight: prev.Params[HeadWeight], HeadBias: prev.Params[HeadBias]}
 	}
 	cfg := TrainConfig{
 		Train:        s.adapters[stage-1].Block(s.groups[stage-1]...),
 		Fixed:        fixed,
 		Head:         s.cfg.Head,
+		HeadInit:     head,
 		Optimizer:    s.cfg.Optimizer,
 		Schedule:     s.cfg.Schedule,
 		BatchSize:    s.cfg.BatchSize,

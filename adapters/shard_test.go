@@ -357,6 +357,38 @@ func TestShardExactness(t *testing.T) {
 	}
 }
 
+// TestHeadGoesOnFromPreviousStage checks that the head is initialised once per sequence and
+// trained at every stage (METHOD.md): with a learning rate too small to move it, every stage's
+// head stays at stage 1's seeded draw, where a head drawn afresh per stage would not.
+func TestHeadGoesOnFromPreviousStage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains on MNIST")
+	}
+	const L = 3
+	data := shardData(t, 96, L)
+	s := newShardTrainer(t, ShardConfig{Slices: L, Seed: 4, Optimizer: AdamW{LearningRate: 1e-9}})
+	cks, err := s.TrainSequence(context.Background(), 0, 0, []int{2, 0, 1}, data, L)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < L; i++ {
+		if !cks[i].Manifest.Training.HeadCarried {
+			t.Errorf("stage %d manifest does not record the carried head", i+1)
+		}
+		for _, name := range []string{HeadWeight, HeadBias} {
+			a, _ := ort.Values[float32](cks[0].Params[name])
+			b, _ := ort.Values[float32](cks[i].Params[name])
+			d := 0.0
+			for j := range a {
+				d = math.Max(d, math.Abs(float64(a[j]-b[j])))
+			}
+			if d > 1e-5 {
+				t.Errorf("stage %d %s is %.3g away from stage 1's: not carried over", i+1, name, d)
+			}
+		}
+	}
+}
+
 func mustSelector(t testing.TB, name string) sdk.Selector {
 	t.Helper()
 	sel, err := unlearning.NewSelector(name)

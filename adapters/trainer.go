@@ -44,6 +44,11 @@ type TrainConfig struct {
 	Fixed map[string]ort.Tensor
 	// Head is the task head, always trained.
 	Head Head
+	// HeadInit, when set, holds the head's starting values (HeadWeight and HeadBias, both):
+	// stage i of a sequence continues the head of stage i-1 (METHOD.md: the head is
+	// initialised once per sequence and trained at every stage). Unset, the head starts from a
+	// seeded draw (torch's default Linear initialisation).
+	HeadInit map[string]ort.Tensor
 	// Optimizer is the optimizer. Defaults: see AdamW.
 	Optimizer AdamW
 	// Schedule scales the optimizer's learning rate step by step. Default constant.
@@ -177,6 +182,19 @@ func (e *Engine) NewTrainer(m *Model, cfg TrainConfig) (*Trainer, error) {
 	bound := 1 / math.Sqrt(float64(features)) // torch's default Linear initialisation
 	t.add(HeadWeight, []int64{int64(cfg.Head.Classes), int64(features)}, Init{Uniform: bound})
 	t.add(HeadBias, []int64{int64(cfg.Head.Classes)}, Init{Uniform: bound})
+	if cfg.HeadInit != nil {
+		if len(cfg.HeadInit) != 2 {
+			return nil, fmt.Errorf("new trainer: %w: HeadInit holds %d values, want %s and %s", ErrInvalidArgument, len(cfg.HeadInit), HeadWeight, HeadBias)
+		}
+		for _, name := range []string{HeadWeight, HeadBias} {
+			v, ok := cfg.HeadInit[name]
+			d, err := ort.Values[float32](v)
+			if !ok || err != nil || !slices.Equal(v.Shape, t.shapes[name]) || v.Validate() != nil {
+				return nil, fmt.Errorf("new trainer: %w: HeadInit must give %s as float32 %v", ErrInvalidArgument, name, t.shapes[name])
+			}
+			t.values[name] = slices.Clone(d) // the caller may reuse its tensors
+		}
+	}
 	if err := t.compile(); err != nil {
 		return nil, fmt.Errorf("new trainer: %w", err)
 	}

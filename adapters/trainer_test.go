@@ -413,6 +413,12 @@ func TestTrainerErrors(t *testing.T) {
 		{"head on a non-output", TrainConfig{Head: Head{Input: "nope", Classes: 10}}},
 		{"negative learning rate", TrainConfig{Head: Head{Classes: 10}, Optimizer: AdamW{LearningRate: -1}}},
 		{"beta of 1", TrainConfig{Head: Head{Classes: 10}, Optimizer: AdamW{Beta2: 1}}},
+		{"head init of wrong shape", TrainConfig{Head: Head{Classes: 10}, HeadInit: map[string]ort.Tensor{
+			HeadWeight: ort.NewTensor(make([]float32, 640), 64, 10), HeadBias: ort.NewTensor(make([]float32, 10), 10)}}},
+		{"head init without a bias", TrainConfig{Head: Head{Classes: 10}, HeadInit: map[string]ort.Tensor{
+			HeadWeight: ort.NewTensor(make([]float32, 640), 10, 64)}}},
+		{"head init of another parameter", TrainConfig{Head: Head{Classes: 10}, HeadInit: map[string]ort.Tensor{
+			HeadWeight: ort.NewTensor(make([]float32, 640), 10, 64), a[0].Name: ort.NewTensor(make([]float32, 10), 10)}}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if _, err := engine(t).NewTrainer(m, c.cfg); !errors.Is(err, ErrInvalidArgument) {
@@ -420,8 +426,25 @@ func TestTrainerErrors(t *testing.T) {
 			}
 		})
 	}
-	tr, err := engine(t).NewTrainer(m, TrainConfig{Train: a, Head: Head{Classes: 10}})
+	// A head given in HeadInit is where the trainer starts, copied.
+	w, b := make([]float32, 640), make([]float32, 10)
+	for i := range w {
+		w[i] = float32(i) / 640
+	}
+	b[3] = -2
+	init := map[string]ort.Tensor{HeadWeight: ort.NewTensor(w, 10, 64), HeadBias: ort.NewTensor(b, 10)}
+	tr, err := engine(t).NewTrainer(m, TrainConfig{Train: a, Head: Head{Classes: 10}, HeadInit: init})
 	if err != nil {
+		t.Fatal(err)
+	}
+	w[0] = 99 // the trainer kept a copy
+	got := tr.Params()
+	gw, _ := ort.Values[float32](got[HeadWeight])
+	gb, _ := ort.Values[float32](got[HeadBias])
+	if gw[0] != 0 || gw[639] != 639.0/640 || !slices.Equal(gb, b) {
+		t.Errorf("head from HeadInit: weight[0] %v, weight[639] %v, bias %v", gw[0], gw[639], gb)
+	}
+	if tr, err = engine(t).NewTrainer(m, TrainConfig{Train: a, Head: Head{Classes: 10}}); err != nil {
 		t.Fatal(err)
 	}
 	x := ort.NewTensor(make([]float32, 2*17*64), 2, 17, 64)

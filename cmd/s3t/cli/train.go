@@ -178,8 +178,8 @@ func newTrainCmd() *cobra.Command {
 		Long: `Train an S3T model (METHOD.md) from the command line. The training samples are placed on
 --shards x --slices (shard, slice) units by a keyed hash; each shard gets --budget sequences of its
 slices from the selector; each sequence trains L stages top-down, stage i training the LoRA of
-block group G_i and a fresh head on slices sigma(1..i), from trunk activations computed once by
-ONNX Runtime.
+block group G_i and the head (drawn at stage 1, then going on from the stage before) on slices
+sigma(1..i), from trunk activations computed once by ONNX Runtime.
 
 The PEFT type is a plugin (--peft lora, prefix, adapter, or an installed plugin's name) with its
 config as a JSON object (--peft-config; --rank, --alpha and --targets are shorthands for LoRA's).
