@@ -307,6 +307,11 @@ func v2Inputs(req *api.InferRequestV2, info *serving.Info, bin []byte) ([]float3
 	if row != int64(info.InputSize) {
 		return nil, 0, v2Invalid("input %q: shape %v holds %d values per example, want %d (shape %v)", in.Name, in.Shape, row, info.InputSize, wantShape)
 	}
+	// The model's shape, or each example flattened: the same count in another layout (say
+	// channels last, [n, 28, 28, 1] for [n, 1, 28, 28]) would be read in the wrong order.
+	if !slices.Equal(in.Shape[1:], info.InputShape) && len(in.Shape) != 2 {
+		return nil, 0, v2Invalid("input %q: shape %v, want %v or each example flattened, [-1 %d]", in.Name, in.Shape, wantShape, info.InputSize)
+	}
 	n := int(in.Shape[0])
 	if n > info.MaxBatch {
 		return nil, 0, v2Invalid("input %q: batch of %d, at most %d", in.Name, n, info.MaxBatch)

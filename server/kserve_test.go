@@ -107,6 +107,7 @@ func TestKServeV2Errors(t *testing.T) {
 		"wrong name":     {fx.Name, `{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 784], "data": ` + string(img) + `}]}`, 400, `names "x"`},
 		"wrong datatype": {fx.Name, `{"inputs": [{"name": "` + in + `", "datatype": "INT8", "shape": [1, 784], "data": ` + string(img) + `}]}`, 400, "want FP32"},
 		"wrong shape":    {fx.Name, `{"inputs": [{"name": "` + in + `", "datatype": "FP32", "shape": [1, 783], "data": ` + string(img) + `}]}`, 400, "want 784"},
+		"other layout":   {fx.Name, `{"inputs": [{"name": "` + in + `", "datatype": "FP32", "shape": [1, 28, 28, 1], "data": ` + string(img) + `}]}`, 400, "want [-1 1 28 28] or each example flattened, [-1 784]"},
 		"short data":     {fx.Name, `{"inputs": [{"name": "` + in + `", "datatype": "FP32", "shape": [2, 784], "data": ` + string(img) + `}]}`, 400, "has 784 values, want 1568"},
 		"bad output":     {fx.Name, `{"outputs": [{"name": "logits"}], "inputs": [{"name": "` + in + `", "datatype": "FP32", "shape": [1, 784], "data": ` + string(img) + `}]}`, 400, `no output "logits"`},
 		"unknown model":  {"nope", `{"inputs": []}`, 404, "nope"},
