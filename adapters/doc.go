@@ -28,16 +28,16 @@
 //
 // A ShardTrainer (Engine.NewShardTrainer) trains one model's shards as METHOD.md says: the
 // backbone's blocks form L groups counted from the top (Groups); for each of a shard's B sequences,
-// stage i trains the PEFT parameters of group G_i and the head on the cumulative slices sigma(1..i), with
-// G_1..G_(i-1) fixed at the values of stage i-1 and lower groups off; the head is drawn (seeded)
-// at stage 1 and starts each later stage from stage i-1's (TrainConfig.HeadInit). Each stage's checkpoint
-// C[shard, sequence, stage] holds the PEFT parameters of G_1..G_i and the stage's head, saved as
-// safetensors with a JSON manifest (SaveCheckpoint, LoadCheckpoint) and exportable (Export: the
-// Hugging Face PEFT layout for LoRA, ExportPEFT; parameters and manifest for other types,
-// ExportRaw). Nothing from later slices reaches a stage: its optimizer state,
-// hold-out for early stopping and schedule are its own, and its seed is derived from the model
-// seed, shard, sequence and stage (StageSeed), so retraining a stage from scratch on the same
-// slices reproduces its checkpoint bit for bit. Trunk activations (the input of each group's
+// stage i trains the PEFT parameters of group G_i and the head on the cumulative slices
+// sigma(1..i), with G_1..G_(i-1) fixed at the values of stage i-1 and lower groups off; the head
+// is drawn (seeded) at stage 1 and starts each later stage from stage i-1's (TrainConfig.HeadInit).
+// Each stage's checkpoint C[shard, sequence, stage] holds the PEFT parameters of G_1..G_i and
+// the stage's head, saved as safetensors with a JSON manifest (SaveCheckpoint, LoadCheckpoint)
+// and exportable (Export: the Hugging Face PEFT layout for LoRA, ExportPEFT; parameters and
+// manifest for other types, ExportRaw). Nothing from later slices reaches a stage: its optimizer
+// state, hold-out for early stopping and schedule are its own, and its seed is derived from the
+// model seed, shard, sequence and stage (StageSeed), so retraining a stage from scratch on the
+// same slices reproduces its checkpoint bit for bit. Trunk activations (the input of each group's
 // lowest block) are computed once by ONNX Runtime and kept per (sample id, edge) in an
 // ActivationCache, from which a deleted sample is purged. A Predictor serves checkpoints through
 // ONNX Runtime.

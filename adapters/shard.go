@@ -111,8 +111,8 @@ type StageProgress struct {
 // cumulative slices sigma(1..i), with G_1..G_(i-1) fixed at their trained values and lower groups
 // off. The head is drawn (seeded) at stage 1 and goes on from the previous stage's at each later
 // one, as METHOD.md trains it. Trunk activations below each stage's lowest trainable block come
-// from ONNX Runtime once and are cached per (sample, edge). A ShardTrainer is not safe for concurrent use; Close
-// releases its ONNX Runtime session.
+// from ONNX Runtime once and are cached per (sample, edge). A ShardTrainer is not safe for
+// concurrent use; Close releases its ONNX Runtime session.
 type ShardTrainer struct {
 	engine   *Engine
 	cfg      ShardConfig
