@@ -6,8 +6,9 @@ import (
 )
 
 // PredictRequest asks the model Name for the predictions of a batch of inputs. Each input is
-// a JSON array of numbers, flat or nested, holding one example of the model's input shape
-// (e.g. [1, 28, 28] or 784 values).
+// a JSON array of numbers holding one example of the model's input shape, flat (784 values for
+// [1, 28, 28]) or nested as the shape, dimensions of size 1 aside ([28][28] or [1][28][28]); a
+// nesting that would change the order of the values (channels last, say) is refused.
 type PredictRequest struct {
 	Name   string            `json:"-"`
 	Inputs []json.RawMessage `json:"inputs"`

@@ -307,10 +307,15 @@ func v2Inputs(req *api.InferRequestV2, info *serving.Info, bin []byte) ([]float3
 	if row != int64(info.InputSize) {
 		return nil, 0, v2Invalid("input %q: shape %v holds %d values per example, want %d (shape %v)", in.Name, in.Shape, row, info.InputSize, wantShape)
 	}
-	// The model's shape, or each example flattened: the same count in another layout (say
-	// channels last, [n, 28, 28, 1] for [n, 1, 28, 28]) would be read in the wrong order.
-	if !slices.Equal(in.Shape[1:], info.InputShape) && len(in.Shape) != 2 {
-		return nil, 0, v2Invalid("input %q: shape %v, want %v or each example flattened, [-1 %d]", in.Name, in.Shape, wantShape, info.InputSize)
+	// The model's shape (dimensions of size 1 aside), or each example flattened: the same count
+	// in another layout (say channels last, [n, 32, 32, 3] for [n, 3, 32, 32]) would be read in
+	// the wrong order.
+	example := make([]int, len(in.Shape)-1)
+	for j, d := range in.Shape[1:] {
+		example[j] = int(d)
+	}
+	if !training.InputLayout(example, info.InputShape) {
+		return nil, 0, v2Invalid("input %q: shape %v, want %v or each example flattened, [-1 %d] (dimensions of size 1 aside)", in.Name, in.Shape, wantShape, info.InputSize)
 	}
 	n := int(in.Shape[0])
 	if n > info.MaxBatch {
@@ -330,7 +335,7 @@ func v2Inputs(req *api.InferRequestV2, info *serving.Info, bin []byte) ([]float3
 			return nil, 0, v2Invalid("input %q: no data", in.Name)
 		}
 		var err error
-		if flat, err = training.ParseInput(in.Data, n*info.InputSize); err != nil {
+		if flat, err = training.ParseInput(in.Data, in.Shape); err != nil {
 			return nil, 0, v2Invalid("input %q data: %v (shape %v)", in.Name, err, in.Shape)
 		}
 	}

@@ -150,6 +150,11 @@ func TestPredictRouteErrors(t *testing.T) {
 	ps := newPredictServer(t, testmodel.Options{Untrained: true})
 	fx := ps.fx
 	good := rawInputs(t, fx.Test[:1])[0]
+	rows := make([][]float32, 14) // the same 784 values nested 14 x 56, a layout of no image
+	for i := range rows {
+		rows[i] = fx.Test[0][56*i : 56*(i+1)]
+	}
+	other, _ := json.Marshal(rows)
 	for name, tc := range map[string]struct {
 		model  string
 		inputs []json.RawMessage
@@ -159,6 +164,7 @@ func TestPredictRouteErrors(t *testing.T) {
 	}{
 		"no inputs":   {fx.Name, nil, http.StatusBadRequest, api.CodeInvalid, "at least one input"},
 		"short":       {fx.Name, []json.RawMessage{good, json.RawMessage(`[1, 2, 3]`)}, http.StatusBadRequest, api.CodeInvalid, "inputs[1]: input has 3 values, want 784"},
+		"layout":      {fx.Name, []json.RawMessage{other}, http.StatusBadRequest, api.CodeInvalid, "inputs[0]: input: nested as [14 56], want [1 28 28] or flat"},
 		"not numbers": {fx.Name, []json.RawMessage{json.RawMessage(`["a"]`)}, http.StatusBadRequest, api.CodeInvalid, "inputs[0]: input must be an array of numbers"},
 		"object":      {fx.Name, []json.RawMessage{json.RawMessage(`{"x": 1}`)}, http.StatusBadRequest, api.CodeInvalid, "inputs[0]"},
 		"unknown":     {"nope", []json.RawMessage{good}, http.StatusNotFound, api.CodeNotFound, "nope"},

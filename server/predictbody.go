@@ -21,7 +21,7 @@ import (
 // error. encoding/json scans every number of a request twice, which cost more than the rest of
 // the route for one 28x28 input.
 func predictInputs(body []byte, model string, info *serving.Info) ([]float32, int, error) {
-	if x, n, ok := parseInputs(body, info.InputSize, info.MaxBatch); ok {
+	if x, n, ok := parseInputs(body, info.InputShape, info.MaxBatch); ok {
 		return x, n, nil
 	}
 	return decodeInputs(body, model, info)
@@ -47,7 +47,7 @@ func decodeInputs(body []byte, model string, info *serving.Info) ([]float32, int
 	x := make([]float32, 0, len(req.Inputs)*info.InputSize)
 	for i, raw := range req.Inputs {
 		var err error
-		if x, err = training.AppendInput(x, raw, info.InputSize); err != nil {
+		if x, err = training.AppendInput(x, raw, info.InputShape); err != nil {
 			return nil, 0, invalidf("inputs[%d]: %v (model %q takes %d values, shape %v)", i, err, model, info.InputSize, info.InputShape)
 		}
 	}
@@ -58,12 +58,13 @@ func decodeInputs(body []byte, model string, info *serving.Info) ([]float32, int
 // body holds.
 var scratch = sync.Pool{New: func() any { return new([]float32) }}
 
-// parseInputs parses {"inputs": [A, B, ...]}, each input an array (nested or flat) of n finite
-// float32 numbers and nothing else around them but whitespace, into one slice of count*n values.
-// ok is false for a body of any other shape, an input that is not n finite float32s, or more
-// than max inputs: encoding/json then decides (see predictInputs). The values go to a pooled
+// parseInputs parses {"inputs": [A, B, ...]}, each input an array of finite float32 numbers
+// holding one example of shape, flat or nested as the shape (training.ScanInput), and nothing
+// else around them but whitespace, into one slice of count examples. ok is false for a body of
+// any other form, an input that is not such an example, or more than max inputs:
+// encoding/json then decides (see predictInputs). The values go to a pooled
 // buffer first and are copied once into a slice of their exact size.
-func parseInputs(b []byte, n, max int) (x []float32, count int, ok bool) {
+func parseInputs(b []byte, shape []int64, max int) (x []float32, count int, ok bool) {
 	i := 0
 	ws := func() {
 		for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
@@ -86,7 +87,7 @@ func parseInputs(b []byte, n, max int) (x []float32, count int, ok bool) {
 	vals := (*buf)[:0]
 	for {
 		var err error
-		if vals, i, err = training.ScanInput(vals, b, i, n); err != nil {
+		if vals, i, err = training.ScanInput(vals, b, i, shape); err != nil {
 			return nil, 0, false
 		}
 		*buf = vals // keep the grown buffer

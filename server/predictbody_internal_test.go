@@ -20,6 +20,8 @@ func TestParseInputs(t *testing.T) {
 	}{
 		{`{"inputs": [[1, 2], [3, 4.5e-1]]}`, true, ""},
 		{` { "inputs" : [ [[1],[2]] , [-3, 0] ] } ` + "\n", true, ""},
+		{`{"inputs":[[[1,2]]]}`, true, ""},
+		{`{"inputs":[[[1],2]]}`, false, "inputs[0]: input: a number among arrays"},
 		{`{"inputs":[[1,2]]}`, true, ""},
 		{`{"inputs":[[0.34901962,1e-3]]}`, true, ""},
 		{`{"inputs":[]}`, false, "at least one input"},
@@ -39,7 +41,7 @@ func TestParseInputs(t *testing.T) {
 		{`{"inputs":[[1e39,2]]}`, false, "not a finite float32"},
 	}
 	for _, tt := range tests {
-		x, n, ok := parseInputs([]byte(tt.body), info.InputSize, info.MaxBatch)
+		x, n, ok := parseInputs([]byte(tt.body), info.InputShape, info.MaxBatch)
 		if ok != tt.ok {
 			t.Errorf("parseInputs(%s): ok = %v, want %v", tt.body, ok, tt.ok)
 		}
@@ -75,7 +77,7 @@ func FuzzParseInputs(f *testing.F) {
 	}
 	info := &serving.Info{InputSize: 2, InputShape: []int64{2}, MaxBatch: 3}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		x, n, ok := parseInputs(body, info.InputSize, info.MaxBatch)
+		x, n, ok := parseInputs(body, info.InputShape, info.MaxBatch)
 		wx, wn, err := decodeInputs(body, "m", info)
 		if ok {
 			if err != nil {

@@ -61,6 +61,7 @@ func TestUploadStreamLimit(t *testing.T) {
 		`{"id":"","input":[1],"label":"a"}`,
 		`{"id":"x","label":"a"}`,
 		`{"id":"y","input":[1],"label":"a","extra":1}`,
+		`{"id":"z","input":[` + strings.TrimSuffix(strings.Repeat(`[`+strings.TrimSuffix(strings.Repeat("1,", 56), ",")+`],`, 14), ",") + `],"label":"a"}`, // 784 values nested 14 x 56
 	}, "\n")
 	_, err = c.UploadNDJSON(ctx, "m", strings.NewReader(body))
 	e := wantError(t, err, http.StatusBadRequest, api.CodeInvalid)
@@ -68,8 +69,8 @@ func TestUploadStreamLimit(t *testing.T) {
 	for _, l := range e.Lines {
 		got = append(got, l.Line)
 	}
-	if fmt.Sprint(got) != "[2 3 4 5]" {
-		t.Fatalf("failing lines = %v, want [2 3 4 5] (%+v)", got, e.Lines)
+	if fmt.Sprint(got) != "[2 3 4 5 6]" || !strings.Contains(e.Lines[4].Message, "nested as [14 56], want [1 28 28] or flat") {
+		t.Fatalf("failing lines = %v, want [2 3 4 5 6] (%+v)", got, e.Lines)
 	}
 	long := withPixels(`{"id":"ok","input":PIX,"label":"a"}`) + "\n" + `{"id":"long","input":"` + strings.Repeat("x", 2<<10) + `","label":"a"}`
 	_, err = c.UploadNDJSON(ctx, "m", strings.NewReader(long))

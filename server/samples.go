@@ -140,7 +140,7 @@ func parseSampleLine(line []byte, rec *training.Record) (*api.Sample, []float32,
 	case !hasLabel(&rec.ModelSpec, smp.Label):
 		return nil, nil, &api.LineError{ID: smp.ID, Code: api.CodeInvalid, Message: fmt.Sprintf("label %q is not one of the model's labels", smp.Label)}
 	}
-	input, err := training.ParseInput(smp.Input, rec.InputSize())
+	input, err := training.ParseInput(smp.Input, rec.InputShape)
 	if err != nil {
 		return nil, nil, &api.LineError{ID: smp.ID, Code: api.CodeInvalid, Message: fmt.Sprintf("%v (the backbone takes %v per example)", err, rec.InputShape)}
 	}

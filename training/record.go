@@ -152,18 +152,18 @@ func DecodeInput(b []byte, n int) ([]float32, error) {
 	return v, nil
 }
 
-// ParseInput reads a JSON input (an array of numbers, nested or flat, holding n values, all
-// finite float32) into float32 values. It scans the bytes itself: a prediction's input is
-// parsed on every request, and decoding it through encoding/json's interface values cost more
-// than the model on small backbones.
-func ParseInput(raw json.RawMessage, n int) ([]float32, error) {
-	return AppendInput(make([]float32, 0, n), raw, n)
+// ParseInput reads a JSON input holding one example of the given shape (all finite float32)
+// into float32 values: an array of numbers, flat or nested as the shape (see InputLayout). It
+// scans the bytes itself: a prediction's input is parsed on every request, and decoding it
+// through encoding/json's interface values cost more than the model on small backbones.
+func ParseInput(raw json.RawMessage, shape []int64) ([]float32, error) {
+	return AppendInput(make([]float32, 0, shapeSize(shape)), raw, shape)
 }
 
-// AppendInput is ParseInput appending the n values to dst: a batch of inputs parsed end to end
+// AppendInput is ParseInput appending the values to dst: a batch of inputs parsed end to end
 // into one slice, with no slice per input to copy from.
-func AppendInput(dst []float32, raw []byte, n int) ([]float32, error) {
-	out, end, err := scanInput(dst, raw, 0, n)
+func AppendInput(dst []float32, raw []byte, shape []int64) ([]float32, error) {
+	out, end, err := ScanInput(dst, raw, 0, shape)
 	if err != nil {
 		return nil, err
 	}
@@ -172,30 +172,86 @@ func AppendInput(dst []float32, raw []byte, n int) ([]float32, error) {
 			return nil, fmt.Errorf("input: trailing data at byte %d", i)
 		}
 	}
-	if got := len(out) - len(dst); got != n {
-		return nil, fmt.Errorf("input has %d values, want %d", got, n)
-	}
 	return out, nil
 }
 
-// ScanInput parses the JSON input at b[i:] (after any whitespace: an array of numbers, nested or
-// flat, holding n values, all finite float32), appends its values to dst, and returns the index
-// just after its closing bracket: a request holding several inputs is parsed in one pass, with
-// what lies around each input left to the caller. Byte offsets in its errors count from b[0].
-func ScanInput(dst []float32, b []byte, i, n int) (out []float32, end int, err error) {
-	if out, end, err = scanInput(dst, b, i, n); err != nil {
+// ScanInput parses the JSON input at b[i:] (after any whitespace: an array of numbers holding
+// one example of the given shape, flat or nested as the shape, all finite float32), appends its
+// values to dst, and returns the index just after its closing bracket: a request holding several
+// inputs is parsed in one pass, with what lies around each input left to the caller. Byte
+// offsets in its errors count from b[0].
+func ScanInput(dst []float32, b []byte, i int, shape []int64) (out []float32, end int, err error) {
+	n := shapeSize(shape)
+	var nest inputNesting
+	if out, end, err = scanInput(dst, b, i, n, &nest); err != nil {
 		return nil, 0, err
 	}
 	if got := len(out) - len(dst); got != n {
 		return nil, 0, fmt.Errorf("input has %d values, want %d", got, n)
 	}
+	if !InputLayout(nest.shape(), shape) {
+		return nil, 0, fmt.Errorf("input: nested as %v, want %v or flat", nest.shape(), shape)
+	}
 	return out, end, nil
 }
 
+// InputLayout reports whether an input nested as nested (the length of its arrays at each
+// depth, outermost first) lays out an example of shape: flat (one array), or nested as the
+// shape once the dimensions of size 1 are left out of both, since those do not change the order
+// of the values ([28 28 1] is [1 28 28]). Any other nesting with the same number of values (say
+// channels last, [32 32 3] for [3 32 32]) would put the values in the wrong order.
+func InputLayout(nested []int, shape []int64) bool {
+	if len(nested) == 1 {
+		return true
+	}
+	j := 0
+	for _, d := range nested {
+		if d == 1 {
+			continue
+		}
+		for j < len(shape) && shape[j] == 1 {
+			j++
+		}
+		if j == len(shape) || shape[j] != int64(d) {
+			return false
+		}
+		j++
+	}
+	for ; j < len(shape); j++ {
+		if shape[j] != 1 {
+			return false
+		}
+	}
+	return true
+}
+
+func shapeSize(shape []int64) int {
+	n := 1
+	for _, d := range shape {
+		n *= int(d)
+	}
+	return n
+}
+
+// maxNesting is how deeply an input's arrays may nest.
+const maxNesting = 8
+
+// inputNesting records the nesting of an input's arrays as scanInput reads it: each depth's
+// arrays must have the same length (the first one's), and the numbers must all lie at one
+// depth.
+type inputNesting struct {
+	dims  [maxNesting + 1]int // dims[d]: the length of the arrays at depth d (1: the outermost); 0 before the first closes
+	count [maxNesting + 1]int // count[d]: the elements so far of the array open at depth d
+	leaf  int                 // the depth of the numbers; 0 before the first
+}
+
+// shape returns the arrays' lengths from the outermost in.
+func (n *inputNesting) shape() []int { return n.dims[1 : n.leaf+1] }
+
 // scanInput appends the values of the JSON array at b[i:] (after any whitespace) to dst, at most
-// n, and returns the index after its closing bracket; the caller checks the count and what
-// follows.
-func scanInput(dst []float32, b []byte, i, n int) ([]float32, int, error) {
+// n, checking that its arrays nest regularly (recorded in nest), and returns the index after its
+// closing bracket; the caller checks the count, the nesting against the shape, and what follows.
+func scanInput(dst []float32, b []byte, i, n int, nest *inputNesting) ([]float32, int, error) {
 	out := dst
 	limit := len(dst) + n
 	depth, start := 0, i
@@ -210,12 +266,28 @@ func scanInput(dst []float32, b []byte, i, n int) ([]float32, int, error) {
 			if !expectValue {
 				return nil, 0, fmt.Errorf("input: unexpected '[' at byte %d", i)
 			}
+			if nest.leaf != 0 && depth >= nest.leaf {
+				return nil, 0, fmt.Errorf("input: an array among numbers at byte %d", i)
+			}
+			if depth == maxNesting {
+				return nil, 0, fmt.Errorf("input: arrays nested deeper than %d at byte %d", maxNesting, i)
+			}
+			nest.count[depth]++
 			depth++
+			nest.count[depth] = 0
 			afterComma = false
 			i++
 		case c == ']':
 			if depth == 0 || afterComma {
 				return nil, 0, fmt.Errorf("input: unexpected ']' at byte %d", i)
+			}
+			switch k := nest.count[depth]; {
+			case k == 0:
+				return nil, 0, fmt.Errorf("input: empty array at byte %d", i)
+			case nest.dims[depth] == 0:
+				nest.dims[depth] = k
+			case nest.dims[depth] != k:
+				return nil, 0, fmt.Errorf("input: an array of %d elements where the first at its depth has %d (byte %d)", k, nest.dims[depth], i)
 			}
 			depth--
 			expectValue = false
@@ -232,6 +304,12 @@ func scanInput(dst []float32, b []byte, i, n int) ([]float32, int, error) {
 		case c == '-' || (c >= '0' && c <= '9'):
 			if !expectValue || depth == 0 {
 				return nil, 0, fmt.Errorf("input must be an array of numbers (unexpected number at byte %d)", i)
+			}
+			if nest.leaf != depth {
+				if nest.leaf != 0 { // arrays are never empty: every depth above leaf holds numbers
+					return nil, 0, fmt.Errorf("input: a number among arrays at byte %d", i)
+				}
+				nest.leaf = depth
 			}
 			v, j, ok := shortDecimal(b, i)
 			if !ok {
@@ -252,6 +330,7 @@ func scanInput(dst []float32, b []byte, i, n int) ([]float32, int, error) {
 				return nil, 0, fmt.Errorf("input has more than %d values", n)
 			}
 			out = append(out, v)
+			nest.count[depth]++
 			expectValue, afterComma = false, false
 			i = j
 		default:

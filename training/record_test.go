@@ -12,56 +12,91 @@ import (
 
 func TestParseInput(t *testing.T) {
 	tests := []struct {
-		in   string
-		n    int
-		want []float32
-		err  string
+		in    string
+		shape []int64
+		want  []float32
+		err   string
 	}{
-		{`[1, 2.5, -3e2]`, 3, []float32{1, 2.5, -300}, ""},
-		{` [[1,2],[3,4]] `, 4, []float32{1, 2, 3, 4}, ""},
-		{`[[[0.25]], [ -0 ], [1E-3]]`, 3, []float32{0.25, 0, 0.001}, ""},
-		{`[1,2]`, 3, nil, "has 2 values, want 3"},
-		{`[1,2,3,4]`, 3, nil, "more than 3"},
-		{`[1,"2",3]`, 3, nil, "array of numbers"},
-		{`{"a":1}`, 1, nil, "array of numbers"},
-		{`[1,,2]`, 2, nil, "unexpected ','"},
-		{`[1 2]`, 2, nil, "unexpected number"},
-		{`[1,2]]`, 2, nil, "trailing"},
-		{`[1,2] x`, 2, nil, "trailing"},
-		{`[1,2`, 2, nil, "unterminated"},
-		{`1`, 1, nil, "array of numbers"},
-		{`[1e39]`, 1, nil, "finite float32"},
-		{`[1e999]`, 1, nil, "finite float32"},
-		{`[01]`, 1, nil, "not a JSON number"},
-		{`[1.]`, 1, nil, "not a JSON number"},
-		{`[NaN]`, 1, nil, "array of numbers"},
-		{`[]`, 1, nil, "has 0 values"},
-		{`[-]`, 1, nil, "not a JSON number"},
-		{`[1e]`, 1, nil, "not a JSON number"},
-		{`[1e+]`, 1, nil, "not a JSON number"},
-		{`[1-2]`, 1, nil, "not a JSON number"},
-		{`[-0.5e-2]`, 1, []float32{-0.005}, ""},
-		{``, 1, nil, "empty"},
-		{`[1,]`, 1, nil, "unexpected ']'"},
+		{`[1, 2.5, -3e2]`, []int64{3}, []float32{1, 2.5, -300}, ""},
+		{` [[1,2],[3,4]] `, []int64{2, 2}, []float32{1, 2, 3, 4}, ""},
+		{`[1,2,3,4]`, []int64{2, 2}, []float32{1, 2, 3, 4}, ""}, // flat
+		{`[[1,2,3,4]]`, []int64{2, 2}, nil, "nested as [1 4], want [2 2] or flat"},
+		{`[[1,2],[3,4]]`, []int64{4}, nil, "nested as [2 2], want [4] or flat"},
+		{`[[1,2,3],[4,5,6]]`, []int64{3, 2}, nil, "nested as [2 3], want [3 2]"}, // channels last
+		{`[[[1],[2]],[[3],[4]]]`, []int64{1, 2, 2}, []float32{1, 2, 3, 4}, ""},   // dimensions of 1 aside
+		{`[[[1,2]],[[3,4]]]`, []int64{2, 2, 1}, []float32{1, 2, 3, 4}, ""},
+		{`[[[0.25]], [ -0 ], [1E-3]]`, []int64{3}, nil, "a number among arrays"},
+		{`[1, [2, 3]]`, []int64{3}, nil, "an array among numbers"},
+		{`[[1,2],[3]]`, []int64{3}, nil, "an array of 1 elements where the first at its depth has 2"},
+		{`[[1],[]]`, []int64{1}, nil, "empty array"},
+		{`[[[[[[[[[1]]]]]]]]]`, []int64{1}, nil, "nested deeper than 8"},
+		{`[1,2]`, []int64{3}, nil, "has 2 values, want 3"},
+		{`[1,2,3,4]`, []int64{3}, nil, "more than 3"},
+		{`[1,"2",3]`, []int64{3}, nil, "array of numbers"},
+		{`{"a":1}`, []int64{1}, nil, "array of numbers"},
+		{`[1,,2]`, []int64{2}, nil, "unexpected ','"},
+		{`[1 2]`, []int64{2}, nil, "unexpected number"},
+		{`[1,2]]`, []int64{2}, nil, "trailing"},
+		{`[1,2] x`, []int64{2}, nil, "trailing"},
+		{`[1,2`, []int64{2}, nil, "unterminated"},
+		{`1`, []int64{1}, nil, "array of numbers"},
+		{`[1e39]`, []int64{1}, nil, "finite float32"},
+		{`[1e999]`, []int64{1}, nil, "finite float32"},
+		{`[01]`, []int64{1}, nil, "not a JSON number"},
+		{`[1.]`, []int64{1}, nil, "not a JSON number"},
+		{`[NaN]`, []int64{1}, nil, "array of numbers"},
+		{`[]`, []int64{1}, nil, "empty array"},
+		{`[-]`, []int64{1}, nil, "not a JSON number"},
+		{`[1e]`, []int64{1}, nil, "not a JSON number"},
+		{`[1e+]`, []int64{1}, nil, "not a JSON number"},
+		{`[1-2]`, []int64{1}, nil, "not a JSON number"},
+		{`[-0.5e-2]`, []int64{1}, []float32{-0.005}, ""},
+		{``, []int64{1}, nil, "empty"},
+		{`[1,]`, []int64{1}, nil, "unexpected ']'"},
 	}
 	for _, tt := range tests {
-		got, err := ParseInput(json.RawMessage(tt.in), tt.n)
+		got, err := ParseInput(json.RawMessage(tt.in), tt.shape)
 		if tt.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("ParseInput(%s) = %v, %v; want an error with %q", tt.in, got, err, tt.err)
+				t.Errorf("ParseInput(%s, %v) = %v, %v; want an error with %q", tt.in, tt.shape, got, err, tt.err)
 			}
 			continue
 		}
 		if err != nil || !slices.Equal(got, tt.want) {
-			t.Errorf("ParseInput(%s) = %v, %v; want %v", tt.in, got, err, tt.want)
+			t.Errorf("ParseInput(%s, %v) = %v, %v; want %v", tt.in, tt.shape, got, err, tt.want)
 		}
 	}
 	// Every float32 survives encoding/json and back bit for bit.
 	vals := []float32{0, 1, -1, 0.1, 1.0 / 3, math.MaxFloat32, math.SmallestNonzeroFloat32, -123456.78}
 	b, _ := json.Marshal(vals)
-	got, err := ParseInput(b, len(vals))
+	got, err := ParseInput(b, []int64{int64(len(vals))})
 	if err != nil || !slices.Equal(got, vals) {
 		t.Fatalf("round trip %s = %v, %v", b, got, err)
+	}
+}
+
+func TestInputLayout(t *testing.T) {
+	for _, tt := range []struct {
+		nested []int
+		shape  []int64
+		ok     bool
+	}{
+		{[]int{784}, []int64{1, 28, 28}, true},
+		{[]int{1, 28, 28}, []int64{1, 28, 28}, true},
+		{[]int{28, 28}, []int64{1, 28, 28}, true},
+		{[]int{28, 28, 1}, []int64{1, 28, 28}, true},
+		{[]int{1, 1, 28, 1, 28}, []int64{1, 28, 28}, true},
+		{[]int{28, 28}, []int64{28, 1, 28}, true},
+		{[]int{14, 56}, []int64{1, 28, 28}, false},
+		{[]int{32, 32, 3}, []int64{3, 32, 32}, false},
+		{[]int{3, 32, 32}, []int64{3, 32, 32}, true},
+		{[]int{3, 1024}, []int64{3, 32, 32}, false},
+		{[]int{1, 1}, []int64{1}, true},
+		{[]int{2, 1}, []int64{2, 2}, false},
+	} {
+		if got := InputLayout(tt.nested, tt.shape); got != tt.ok {
+			t.Errorf("InputLayout(%v, %v) = %v, want %v", tt.nested, tt.shape, got, tt.ok)
+		}
 	}
 }
 
@@ -86,7 +121,7 @@ func TestScanInput(t *testing.T) {
 		{`ab   `, 2, 2, nil, 0, "has 0 values"},
 	}
 	for _, tt := range tests {
-		got, end, err := ScanInput([]float32{9}, []byte(tt.b), tt.i, tt.n)
+		got, end, err := ScanInput([]float32{9}, []byte(tt.b), tt.i, []int64{int64(tt.n)})
 		if tt.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.err) {
 				t.Errorf("ScanInput(%s, %d) = %v, %d, %v; want an error with %q", tt.b, tt.i, got, end, err, tt.err)
@@ -97,11 +132,11 @@ func TestScanInput(t *testing.T) {
 			t.Errorf("ScanInput(%s, %d) = %v, %d, %v; want [9 %v], %d", tt.b, tt.i, got, end, err, tt.want, tt.end)
 		}
 	}
-	got, err := AppendInput([]float32{9}, []byte(`[1, 2] `), 2)
+	got, err := AppendInput([]float32{9}, []byte(`[1, 2] `), []int64{2})
 	if err != nil || !slices.Equal(got, []float32{9, 1, 2}) {
 		t.Errorf("AppendInput = %v, %v; want [9 1 2]", got, err)
 	}
-	if _, err := AppendInput([]float32{9}, []byte(`[1]`), 2); err == nil || !strings.Contains(err.Error(), "has 1 values, want 2") {
+	if _, err := AppendInput([]float32{9}, []byte(`[1]`), []int64{2}); err == nil || !strings.Contains(err.Error(), "has 1 values, want 2") {
 		t.Errorf("AppendInput of 1 value for 2 = %v; want a count error", err)
 	}
 }
@@ -123,7 +158,7 @@ func BenchmarkParseInput(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			b.SetBytes(int64(len(raw)))
 			for b.Loop() {
-				if _, err := ParseInput(raw, len(v)); err != nil {
+				if _, err := ParseInput(raw, []int64{1, 28, 28}); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -187,7 +222,7 @@ func TestShortDecimalMatchesParseFloat(t *testing.T) {
 			if _, _, ok := shortDecimal([]byte(s), 0); ok {
 				fast++
 			}
-			got, err := ParseInput(json.RawMessage("["+s+"]"), 1)
+			got, err := ParseInput(json.RawMessage("["+s+"]"), []int64{1})
 			if err != nil || math.Float32bits(got[0]) != math.Float32bits(float32(want)) {
 				t.Fatalf("%s: ParseInput([%s]) = %v, %v; strconv.ParseFloat gives %v", kind, s, got, err, float32(want))
 			}

@@ -488,7 +488,7 @@ func parseCost(input json.RawMessage, size int) (float64, error) {
 	d := make([]time.Duration, 200)
 	for i := range d {
 		t0 := time.Now()
-		if _, _, err := training.ScanInput(make([]float32, 0, size), body, len(head), size); err != nil {
+		if _, _, err := training.ScanInput(make([]float32, 0, size), body, len(head), []int64{int64(size)}); err != nil {
 			return 0, err
 		}
 		d[i] = time.Since(t0)
