@@ -665,6 +665,12 @@ func (r *Runner) fetchPublished(ctx context.Context, args jobArgs, tgt *store.Tr
 	return nil
 }
 
+// etaAfter is how long a job runs before it estimates its time left: its first steps also pay
+// for computing the trunk activations of its data and for compiling the training graphs, and an
+// estimate from them alone ran 5 to 10 times over (make demo showed "ETA 2m1s" for a second,
+// then 16 s). Until then the job's ETA is 0, "not known yet".
+const etaAfter = time.Second
+
 // progress records one training step.
 func (r *Runner) progress(a *activeJob, p adapters.StageProgress) {
 	a.mu.Lock()
@@ -672,7 +678,7 @@ func (r *Runner) progress(a *activeJob, p adapters.StageProgress) {
 	a.row.Stage, a.row.Loss, a.row.Rate = p.Stage, p.Loss, p.ExamplesPerSecond
 	a.row.Step++
 	a.workDone += p.Stage
-	if el := time.Since(a.started); a.workDone > 0 && a.workDone < a.work {
+	if el := time.Since(a.started); el >= etaAfter && a.workDone > 0 && a.workDone < a.work {
 		a.row.ETA = (el / time.Duration(a.workDone) * time.Duration(a.work-a.workDone)).Round(time.Second)
 	} else {
 		a.row.ETA = 0
