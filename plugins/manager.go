@@ -376,7 +376,7 @@ func (m *Manager) Plan(ctx context.Context, name string, req *sdk.PlanRequest) (
 	if err != nil {
 		return nil, err
 	}
-	key, err := PlanKey(c.Checksum(), &req.Manifest, req.Config)
+	key, err := PlanKey(name, c.Checksum(), &req.Manifest, req.Config)
 	if err != nil {
 		return nil, fmt.Errorf("plugin %s: plan: %w", name, err)
 	}

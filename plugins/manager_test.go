@@ -14,7 +14,9 @@ import (
 	"github.com/s3t-dev/s3t/assets"
 	"github.com/s3t-dev/s3t/backbone"
 	"github.com/s3t-dev/s3t/plugins"
+	"github.com/s3t-dev/s3t/plugins/adapter"
 	"github.com/s3t-dev/s3t/plugins/lora"
+	"github.com/s3t-dev/s3t/plugins/prefix"
 	"github.com/s3t-dev/s3t/sdk"
 )
 
@@ -286,17 +288,36 @@ func TestManagerPlanCache(t *testing.T) {
 	if !errors.Is(err, sdk.ErrInvalidConfig) || !strings.Contains(err.Error(), "plugin peft.lora") {
 		t.Errorf("rank 0: %v, want sdk.ErrInvalidConfig naming the plugin", err)
 	}
+	// The built-ins are one binary: each plans for itself, also with the same manifest and
+	// config, and also from the cache on disk in a new host.
+	for _, host := range []*plugins.Manager{m2, openManager(t, dir, plugins.Config{})} {
+		plans := map[string]string{}
+		for _, name := range []string{lora.Name, adapter.Name, prefix.Name} {
+			p, err := host.Plan(ctx, name, &sdk.PlanRequest{Manifest: *man})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := json.Marshal(p)
+			for other, ob := range plans {
+				if ob == string(b) {
+					t.Errorf("%s planned as %s did", name, other)
+				}
+			}
+			plans[name] = string(b)
+		}
+	}
 }
 
 func TestPlanKey(t *testing.T) {
 	man := &sdk.Manifest{Version: 1, Blocks: []sdk.Block{{Name: "b"}}}
-	key := func(sum string, m *sdk.Manifest, config string) string {
-		k, err := plugins.PlanKey([]byte(sum), m, json.RawMessage(config))
+	keyOf := func(name, sum string, m *sdk.Manifest, config string) string {
+		k, err := plugins.PlanKey(name, []byte(sum), m, json.RawMessage(config))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return k
 	}
+	key := func(sum string, m *sdk.Manifest, config string) string { return keyOf("peft.x", sum, m, config) }
 	base := key("a", man, `{"x": 1, "y": [1, 2]}`)
 	tests := []struct {
 		name string
@@ -307,6 +328,7 @@ func TestPlanKey(t *testing.T) {
 		{"other binary", key("b", man, `{"x": 1, "y": [1, 2]}`), false},
 		{"other manifest", key("a", &sdk.Manifest{Version: 1, Blocks: []sdk.Block{{Name: "c"}}}, `{"x": 1, "y": [1, 2]}`), false},
 		{"other config", key("a", man, `{"x": 2, "y": [1, 2]}`), false},
+		{"other plugin of the same binary", keyOf("peft.y", "a", man, `{"x": 1, "y": [1, 2]}`), false},
 	}
 	for _, tt := range tests {
 		if (tt.got == base) != tt.same {

@@ -16,10 +16,13 @@ import (
 	"github.com/s3t-dev/s3t/sdk"
 )
 
-// PlanKey returns the cache key of a plan: the SHA-256 (hex) of the plugin binary's checksum,
-// the manifest's JSON and the config in canonical form (keys sorted, no spaces; an empty config
-// is {}), so that the same plugin build, backbone and config give the same key.
-func PlanKey(checksum []byte, man *sdk.Manifest, config json.RawMessage) (string, error) {
+// PlanKey returns the cache key of a plan: the SHA-256 (hex) of the plugin's name, its binary's
+// checksum, the manifest's JSON and the config in canonical form (keys sorted, no spaces; an
+// empty config is {}), so that the same plugin build, backbone and config give the same key. The
+// name matters: the built-ins are one binary, and keyed by its checksum alone, the first
+// built-in to plan a backbone with the default config answered for the others (every
+// built-in's model got LoRA's plan). Keys of the form before the name (v1) are never read.
+func PlanKey(name string, checksum []byte, man *sdk.Manifest, config json.RawMessage) (string, error) {
 	manJSON, err := json.Marshal(man)
 	if err != nil {
 		return "", fmt.Errorf("manifest: %w", err)
@@ -36,7 +39,7 @@ func PlanKey(checksum []byte, man *sdk.Manifest, config json.RawMessage) (string
 	}
 	manSum := sha256.Sum256(manJSON)
 	h := sha256.New()
-	fmt.Fprintf(h, "s3t plan v1\n%x\n%x\n", checksum, manSum)
+	fmt.Fprintf(h, "s3t plan v2\n%q\n%x\n%x\n", name, checksum, manSum)
 	h.Write(canon)
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
