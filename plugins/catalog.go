@@ -63,6 +63,11 @@ func readCatalog(dir string) ([]Record, error) {
 	if c.Version != catalogVersion {
 		return nil, fmt.Errorf("plugin catalog %s: version %d (want %d)", filepath.Join(dir, CatalogFile), c.Version, catalogVersion)
 	}
+	for _, r := range c.Plugins {
+		if err := sdk.ValidName(r.Name, r.Kind); err != nil || r.File == "" || r.File != filepath.Base(r.File) || r.File == ".." {
+			return nil, fmt.Errorf("plugin catalog %s: entry %q (file %q) is not a plugin of this directory", filepath.Join(dir, CatalogFile), r.Name, r.File)
+		}
+	}
 	return c.Plugins, nil
 }
 

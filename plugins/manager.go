@@ -330,6 +330,11 @@ func (m *Manager) Install(ctx context.Context, path string, opts ...InstallOptio
 	if err != nil {
 		return nil, fmt.Errorf("plugin install %s: %w", path, err)
 	}
+	// The name becomes a file name in the plugin directory: a plugin built with another SDK
+	// could report "../x".
+	if err := sdk.ValidName(info.Name, info.Kind); err != nil {
+		return nil, fmt.Errorf("plugin install %s: the plugin reports %w", path, err)
+	}
 	if _, ok := m.cfg.Builtins.Lookup(info.Name); ok {
 		return nil, fmt.Errorf("plugin install %s: %w: %s is a built-in", path, ErrDuplicate, info.Name)
 	}

@@ -358,3 +358,37 @@ func TestRegistryDuplicate(t *testing.T) {
 	}()
 	r.MustRegister(lora.Plugin())
 }
+
+// TestCatalogRefusesEscapingEntries: a catalog entry whose name or file would reach outside
+// the plugin directory (a hand-edited catalog, or one an old host wrote from a plugin that
+// reported such a name) fails Open instead of being started.
+func TestCatalogRefusesEscapingEntries(t *testing.T) {
+	for name, entry := range map[string]string{
+		"file":     `{"name": "peft.x", "kind": "peft", "version": "1", "file": "../x", "sha256": "00"}`,
+		"name":     `{"name": "../../x", "kind": "peft", "version": "1", "file": "x", "sha256": "00"}`,
+		"kind":     `{"name": "peft.x", "kind": "selector", "version": "1", "file": "peft.x", "sha256": "00"}`,
+		"dot-dot":  `{"name": "peft.x", "kind": "peft", "version": "1", "file": "..", "sha256": "00"}`,
+		"no file":  `{"name": "peft.x", "kind": "peft", "version": "1", "file": "", "sha256": "00"}`,
+		"absolute": `{"name": "peft.x", "kind": "peft", "version": "1", "file": "/bin/sh", "sha256": "00"}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			data := t.TempDir()
+			dir := plugins.PluginDir(data)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			catalog := `{"version": 1, "plugins": [` + entry + `]}`
+			if err := os.WriteFile(filepath.Join(dir, plugins.CatalogFile), []byte(catalog), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			m, err := plugins.Open(plugins.Config{DataDir: data, Logger: quietLogger()})
+			if err == nil {
+				m.Close()
+				t.Fatal("Open took the catalog")
+			}
+			if !strings.Contains(err.Error(), "is not a plugin of this directory") {
+				t.Errorf("Open: %v", err)
+			}
+		})
+	}
+}

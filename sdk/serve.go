@@ -113,14 +113,27 @@ func (p *Plugin) Validate() error {
 	if (p.PEFT == nil) == (p.Selector == nil) {
 		return fmt.Errorf("%w: %q: set exactly one of PEFT and Selector", ErrInvalidPlugin, p.Name)
 	}
-	if !namePattern.MatchString(p.Name) {
-		return fmt.Errorf("%w: name %q must look like %q", ErrInvalidPlugin, p.Name, string(p.Kind())+".name")
-	}
-	if !strings.HasPrefix(p.Name, string(p.Kind())+".") {
-		return fmt.Errorf("%w: a %s plugin's name must start with %q, got %q", ErrInvalidPlugin, p.Kind(), string(p.Kind())+".", p.Name)
+	if err := ValidName(p.Name, p.Kind()); err != nil {
+		return err
 	}
 	if p.Version == "" {
 		return fmt.Errorf("%w: %q has no version", ErrInvalidPlugin, p.Name)
+	}
+	return nil
+}
+
+// ValidName checks that name is a plugin name of the kind: "peft.<name>" or "selector.<name>",
+// lower-case letters, digits, '_' and '-', further dots allowed (errors wrap ErrInvalidPlugin).
+// A host checks the name a plugin reports before it names a file after it.
+func ValidName(name string, kind Kind) error {
+	if kind != KindPEFT && kind != KindSelector {
+		return fmt.Errorf("%w: %q: kind %q, want %q or %q", ErrInvalidPlugin, name, kind, KindPEFT, KindSelector)
+	}
+	if !namePattern.MatchString(name) {
+		return fmt.Errorf("%w: name %q must look like %q", ErrInvalidPlugin, name, string(kind)+".name")
+	}
+	if !strings.HasPrefix(name, string(kind)+".") {
+		return fmt.Errorf("%w: a %s plugin's name must start with %q, got %q", ErrInvalidPlugin, kind, string(kind)+".", name)
 	}
 	return nil
 }

@@ -37,6 +37,30 @@ func TestPluginValidate(t *testing.T) {
 	}
 }
 
+// TestValidName: the names a host accepts from a plugin before it names a file after one.
+func TestValidName(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		kind Kind
+		ok   bool
+	}{
+		{"peft.lora", KindPEFT, true},
+		{"selector.acme.fancy-2", KindSelector, true},
+		{"peft.x", KindSelector, false},
+		{"../../escaped", KindPEFT, false},
+		{"peft.../x", KindPEFT, false},
+		{"peft.a/b", KindPEFT, false},
+		{"peft.", KindPEFT, false},
+		{"peft.x", "", false},
+		{"peft.x", "other", false},
+	} {
+		err := ValidName(tt.name, tt.kind)
+		if tt.ok != (err == nil) || err != nil && !errors.Is(err, ErrInvalidPlugin) {
+			t.Errorf("ValidName(%q, %q) = %v, want ok=%v (ErrInvalidPlugin)", tt.name, tt.kind, err, tt.ok)
+		}
+	}
+}
+
 // TestLogHandler: a plugin's slog records come out in the JSON form go-plugin parses on the
 // host: @level, @message, and @timestamp in its layout, then the attributes.
 func TestLogHandler(t *testing.T) {
