@@ -91,8 +91,51 @@ type Manager struct {
 
 	mu      sync.Mutex
 	records []Record
+	catalog catalogStamp // of the catalog file records were read from
 	clients map[string]*Client
 	closed  bool
+}
+
+// catalogStamp identifies a version of the catalog file: its modification time and size.
+type catalogStamp struct {
+	mod  time.Time
+	size int64
+}
+
+func stampCatalog(dir string) catalogStamp {
+	fi, err := os.Stat(filepath.Join(dir, CatalogFile))
+	if err != nil {
+		return catalogStamp{}
+	}
+	return catalogStamp{fi.ModTime(), fi.Size()}
+}
+
+// refreshLocked reads the catalog again when its file changed since it was read (mu held): a
+// plugin installed or upgraded by another process (`s3t plugin install` beside a running
+// s3t serve) is used from the next call on, without a restart. A running plugin whose record
+// changed or went is stopped; its next call starts the binary the catalog names now.
+func (m *Manager) refreshLocked() {
+	st := stampCatalog(m.cfg.Dir)
+	if st == m.catalog {
+		return
+	}
+	recs, err := readCatalog(m.cfg.Dir)
+	if err != nil {
+		m.cfg.Logger.Warn("plugin catalog changed but is unreadable; keeping the one read before", "err", err)
+		return
+	}
+	for name, c := range m.clients {
+		if _, builtin := m.cfg.Builtins.Lookup(name); builtin {
+			continue
+		}
+		old, _ := m.record(name)
+		i := slices.IndexFunc(recs, func(r Record) bool { return r.Name == name })
+		if i < 0 || recs[i].SHA256 != old.SHA256 || recs[i].File != old.File {
+			c.Close()
+			delete(m.clients, name)
+		}
+	}
+	m.records, m.catalog = recs, st
 }
 
 // Open returns a Manager over cfg's plugin directory, creating it when missing, and reads its
@@ -136,11 +179,12 @@ func Open(cfg Config) (*Manager, error) {
 		}
 		return sum, nil
 	})
+	st := stampCatalog(cfg.Dir)
 	recs, err := readCatalog(cfg.Dir)
 	if err != nil {
 		return nil, err
 	}
-	return &Manager{cfg: cfg, selfSum: selfSum, records: recs, clients: map[string]*Client{},
+	return &Manager{cfg: cfg, selfSum: selfSum, records: recs, catalog: st, clients: map[string]*Client{},
 		plans: newPlanCache(filepath.Join(cfg.DataDir, "plans"), cfg.Logger)}, nil
 }
 
@@ -182,6 +226,7 @@ func (m *Manager) Client(name string) (*Client, error) {
 	if m.closed {
 		return nil, fmt.Errorf("plugin %s: %w", name, ErrClosed)
 	}
+	m.refreshLocked()
 	if c, ok := m.clients[name]; ok {
 		return c, nil
 	}
@@ -237,6 +282,7 @@ func (m *Manager) Selector(name string) (sdk.Selector, error) {
 // to report tampering.
 func (m *Manager) List(context.Context) ([]Entry, error) {
 	m.mu.Lock()
+	m.refreshLocked()
 	recs := slices.Clone(m.records)
 	clients := make(map[string]*Client, len(m.clients))
 	for k, v := range m.clients {
@@ -343,6 +389,7 @@ func (m *Manager) Install(ctx context.Context, path string, opts ...InstallOptio
 	if m.closed {
 		return nil, fmt.Errorf("plugin install %s: %w", path, ErrClosed)
 	}
+	m.refreshLocked()
 	if old, ok := m.record(info.Name); ok && !ic.replace {
 		return nil, fmt.Errorf("plugin install %s: %w: %s %s is already installed (SHA-256 %s); pass --replace to upgrade",
 			path, ErrDuplicate, old.Name, old.Version, old.SHA256)
@@ -362,7 +409,7 @@ func (m *Manager) Install(ctx context.Context, path string, opts ...InstallOptio
 	if err := writeCatalog(m.cfg.Dir, recs); err != nil {
 		return nil, fmt.Errorf("plugin install %s: %w", path, err)
 	}
-	m.records = recs
+	m.records, m.catalog = recs, stampCatalog(m.cfg.Dir)
 	if c, ok := m.clients[rec.Name]; ok {
 		c.Close()
 		delete(m.clients, rec.Name)

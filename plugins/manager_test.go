@@ -1,6 +1,7 @@
 package plugins_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -390,5 +391,51 @@ func TestCatalogRefusesEscapingEntries(t *testing.T) {
 				t.Errorf("Open: %v", err)
 			}
 		})
+	}
+}
+
+// TestManagerSeesInstallsOfOtherProcesses: a host (a running s3t serve) uses a plugin that
+// another host (`s3t plugin install`) installed after it opened the directory, and after an
+// upgrade (--replace) it runs the new binary instead of refusing it as tampered.
+func TestManagerSeesInstallsOfOtherProcesses(t *testing.T) {
+	dir := t.TempDir()
+	server := openManager(t, dir, plugins.Config{})
+	if _, err := server.Client("selector.test"); !errors.Is(err, plugins.ErrNotFound) {
+		t.Fatalf("before the install: %v, want ErrNotFound", err)
+	}
+	_, path := installCopy(t, dir) // another host installs it
+	c, err := server.Client("selector.test")
+	if err != nil {
+		t.Fatalf("after another host installed it: %v", err)
+	}
+	if err := selectSeed(c, 1); err != nil {
+		t.Fatal(err)
+	}
+	// An upgrade: the same plugin, another binary (the test binary with bytes appended).
+	exe, _ := os.Executable()
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := filepath.Join(t.TempDir(), "selector-test-2")
+	if err := os.WriteFile(up, append(data, "v2"...), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // a new modification time for the catalog on coarse clocks
+	other := openManager(t, dir, plugins.Config{})
+	e, err := other.Install(context.Background(), up, plugins.Replace())
+	if err != nil || e.Path != path {
+		t.Fatalf("upgrade: %+v, %v", e, err)
+	}
+	c2, err := server.Client("selector.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := selectSeed(c2, 1); err != nil {
+		t.Fatalf("after the upgrade: %v", err)
+	}
+	sum, _ := plugins.FileSHA256(up)
+	if !bytes.Equal(c2.Checksum(), sum) {
+		t.Errorf("the running host still checks the old binary's SHA-256")
 	}
 }
