@@ -27,6 +27,11 @@ func invalidf(format string, args ...any) error {
 	return &statusError{http.StatusBadRequest, &api.Error{Code: api.CodeInvalid, Message: fmt.Sprintf(format, args...)}}
 }
 
+// unavailablef is a 503 unavailable error.
+func unavailablef(format string, args ...any) error {
+	return &statusError{http.StatusServiceUnavailable, &api.Error{Code: api.CodeUnavailable, Message: fmt.Sprintf(format, args...)}}
+}
+
 // notFoundf is a 404 not_found error.
 func notFoundf(format string, args ...any) error {
 	return &statusError{http.StatusNotFound, &api.Error{Code: api.CodeNotFound, Message: fmt.Sprintf(format, args...)}}

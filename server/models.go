@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -138,18 +139,38 @@ func (s *Server) modelRecord(ctx context.Context, spec *api.ModelSpec) (*trainin
 		planner = s.cfg.Plugins.Plan
 	}
 	rec, err := training.NewRecord(ctx, *spec, data, planner)
-	if errors.Is(err, training.ErrInvalidSpec) {
-		return nil, invalidf("%v", err)
-	}
-	return rec, err
+	return rec, specError(err)
 }
 
-// sequences chooses the B slice orders of every shard with the spec's selector; shard k uses
-// seed Seed+k, so a spec always yields the same layout.
-func sequences(ctx context.Context, spec *api.ModelSpec) ([][][]int, error) {
-	sel, err := unlearning.NewSelector(spec.S3T.Selector)
+// specError maps an error about a model spec to its answer: a plugin that could not answer is
+// 503 (retry later), a spec that does not fit 400.
+func specError(err error) error {
+	switch {
+	case errors.Is(err, training.ErrPluginUnavailable):
+		return unavailablef("%v", err)
+	case errors.Is(err, training.ErrInvalidSpec):
+		return invalidf("%v", err)
+	}
+	return err
+}
+
+// sequences chooses the B slice orders of every shard with the spec's selector: through the
+// plugin host when the server has one (the built-ins and installed selector plugins), else the
+// built-ins in process. Shard k uses seed Seed+k, so a spec always yields the same layout.
+func (s *Server) sequences(ctx context.Context, spec *api.ModelSpec) ([][][]int, error) {
+	name := spec.S3T.Selector
+	var sel sdk.Selector
+	var err error
+	if s.cfg.Selectors != nil {
+		if !strings.Contains(name, ".") {
+			name = "selector." + name
+		}
+		sel, err = s.cfg.Selectors.Selector(name)
+	} else {
+		sel, err = unlearning.NewSelector(name)
+	}
 	if err != nil {
-		return nil, invalidf("s3t.selector: %v", err)
+		return nil, specError(training.PluginError("s3t.selector", spec.S3T.Selector, err))
 	}
 	out := make([][][]int, spec.S3T.Shards)
 	for k := range out {
@@ -158,7 +179,10 @@ func sequences(ctx context.Context, spec *api.ModelSpec) ([][][]int, error) {
 			return nil, invalidf("s3t: %v", err)
 		}
 		if out[k], err = unlearning.Select(ctx, sel, req); err != nil {
-			return nil, fmt.Errorf("select sequences of shard %d: %w", k, err)
+			if errors.Is(err, unlearning.ErrBadSequences) {
+				return nil, fmt.Errorf("select sequences of shard %d with %s: %w", k, name, err) // the selector's fault: 500
+			}
+			return nil, specError(training.PluginError("s3t.selector", spec.S3T.Selector, fmt.Errorf("shard %d: %w", k, err)))
 		}
 	}
 	return out, nil
@@ -180,7 +204,7 @@ func (s *Server) createModel(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	seqs, err := sequences(ctx, &req.ModelSpec)
+	seqs, err := s.sequences(ctx, &req.ModelSpec)
 	if err != nil {
 		return err
 	}

@@ -50,6 +50,11 @@ type Planner interface {
 	Plan(ctx context.Context, name string, req *sdk.PlanRequest) (*sdk.PlanResponse, error)
 }
 
+// SelectorSource gives the sequence selector called name ("selector.cyclic", ...).
+type SelectorSource interface {
+	Selector(name string) (sdk.Selector, error)
+}
+
 // Config configures a Server. Store and Blobs are required; everything else has a default.
 type Config struct {
 	// Store is the ledger. The server does not close it.
@@ -65,6 +70,9 @@ type Config struct {
 	Serving *serving.Service
 	// Plugins plans PEFT types out of process; nil: built-ins only, in process.
 	Plugins Planner
+	// Selectors runs sequence selectors out of process (plugins.Manager.Selector: the
+	// built-ins and installed selector plugins); nil: the built-ins only, in process.
+	Selectors SelectorSource
 	// AllowPaths lets clients register a backbone from a path on the server's file system.
 	AllowPaths bool
 	// DisableRuntime skips creating ONNX Runtime sessions for backbones (their Runtime then says

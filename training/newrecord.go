@@ -18,6 +18,24 @@ import (
 // ErrInvalidSpec marks a model spec that does not fit its backbone or PEFT type.
 var ErrInvalidSpec = errors.New("invalid model spec")
 
+// ErrPluginUnavailable marks a plugin that could not answer: it did not start, crashed or
+// timed out, its binary no longer matches its checksum, or the plugin host is closed. That is
+// the server's trouble, not the spec's (an unknown plugin name, or a config the plugin
+// refuses, is ErrInvalidSpec).
+var ErrPluginUnavailable = errors.New("plugin unavailable")
+
+// PluginError wraps an error of the plugin called name ("peft.type" or "s3t.selector" for
+// what) in ErrPluginUnavailable when the plugin host failed to get an answer, else in
+// ErrInvalidSpec, keeping err's chain either way.
+func PluginError(what, name string, err error) error {
+	for _, host := range []error{plugins.ErrStart, plugins.ErrCrashed, plugins.ErrTimeout, plugins.ErrTampered, plugins.ErrNotInstalled, plugins.ErrClosed} {
+		if errors.Is(err, host) {
+			return fmt.Errorf("%w: %s %q: %w", ErrPluginUnavailable, what, name, err)
+		}
+	}
+	return fmt.Errorf("%w: %s %q: %w", ErrInvalidSpec, what, name, err)
+}
+
 // Planner makes a PEFT plugin's plan (plugins.Manager.Plan); nil: the built-ins, in process.
 type Planner func(ctx context.Context, name string, req *sdk.PlanRequest) (*sdk.PlanResponse, error)
 
@@ -70,7 +88,7 @@ func NewRecord(ctx context.Context, spec api.ModelSpec, onnx []byte, plan Planne
 		return nil, fmt.Errorf("%w: peft.type %q is not a built-in PEFT type (lora, prefix, adapter) and no plugin host is configured", ErrInvalidSpec, spec.PEFT.Type)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: peft %q: %v", ErrInvalidSpec, spec.PEFT.Type, err)
+		return nil, PluginError("peft.type", spec.PEFT.Type, err)
 	}
 	if err := sdk.ValidatePlan(man, rec.Plan); err != nil {
 		return nil, fmt.Errorf("%w: peft %q: %v", ErrInvalidSpec, spec.PEFT.Type, err)

@@ -2,6 +2,7 @@ package unlearning
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 
@@ -25,6 +26,10 @@ func NewSelector(name string) (sdk.Selector, error) {
 	return nil, fmt.Errorf("%w: unknown selector %q (want one of %v)", sdk.ErrInvalidRequest, name, SelectorNames)
 }
 
+// ErrBadSequences means a selector answered with something other than the distinct
+// permutations it was asked for: the selector's fault, not the request's.
+var ErrBadSequences = errors.New("selector returned bad sequences")
+
 // Select runs sel and checks that its answer is what the contract promises: req.Budget
 // distinct permutations of 0..req.Slices-1. Callers that take sequences from a plugin should
 // go through Select so that a faulty selector cannot corrupt a model.
@@ -37,7 +42,7 @@ func Select(ctx context.Context, sel sdk.Selector, req *sdk.SelectRequest) ([][]
 		return nil, err
 	}
 	if err := CheckSequences(resp.Sequences, req.Slices, req.Budget); err != nil {
-		return nil, fmt.Errorf("unlearning: selector returned bad sequences: %w", err)
+		return nil, fmt.Errorf("unlearning: %w: %w", ErrBadSequences, err)
 	}
 	return resp.Sequences, nil
 }

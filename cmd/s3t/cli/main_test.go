@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"testing"
 
@@ -33,7 +34,7 @@ func TestMain(m *testing.M) {
 			sdk.Serve(&sdk.Plugin{Name: "peft.clitest", Version: "0.1.0", PEFT: clitestPEFT{lora.New()}})
 			os.Exit(0)
 		}
-		sdk.Serve(&sdk.Plugin{Name: "selector.clitest", Version: "0.1.0", Selector: unlearning.Cyclic{}})
+		sdk.Serve(&sdk.Plugin{Name: "selector.clitest", Version: "0.1.0", Selector: clitestSelector{}})
 		os.Exit(0)
 	}
 	if os.Getenv("S3T_TEST_AS_CLI") == "1" {
@@ -47,6 +48,20 @@ func TestMain(m *testing.M) {
 
 // envPEFTPlugin makes an installed copy of the test binary serve peft.clitest (see TestMain).
 const envPEFTPlugin = "S3T_TEST_PEFT_PLUGIN"
+
+// clitestSelector is selector.clitest, a third-party selector: the cyclic rotations, each
+// reversed, so that no built-in gives its sequences.
+type clitestSelector struct{}
+
+func (clitestSelector) Select(ctx context.Context, req *sdk.SelectRequest) (*sdk.SelectResponse, error) {
+	resp, err := unlearning.Cyclic{}.Select(ctx, req)
+	if err == nil {
+		for _, s := range resp.Sequences {
+			slices.Reverse(s)
+		}
+	}
+	return resp, err
+}
 
 // clitestPEFT is LoRA described as peft.clitest, a third-party PEFT plugin.
 type clitestPEFT struct{ *lora.LoRA }

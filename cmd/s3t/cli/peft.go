@@ -13,6 +13,7 @@ import (
 	"github.com/s3t-dev/s3t/backbone"
 	"github.com/s3t-dev/s3t/plugins"
 	"github.com/s3t-dev/s3t/sdk"
+	"github.com/s3t-dev/s3t/unlearning"
 )
 
 // peftPluginName maps --peft to a plugin name: a short name gets the "peft." namespace
@@ -22,6 +23,35 @@ func peftPluginName(s string) string {
 		return s
 	}
 	return "peft." + s
+}
+
+// openSelector returns the sequence selector called name ("cyclic" or "selector.cyclic"): with
+// pluginData empty a built-in, run in this process; otherwise the built-in or installed selector
+// plugin through the plugin host over that data directory (out of process). done releases the
+// host.
+func openSelector(name, pluginData string, logger *slog.Logger) (sel sdk.Selector, done func(), err error) {
+	if pluginData == "" {
+		if sel, err = unlearning.NewSelector(name); err != nil {
+			return nil, nil, fmt.Errorf("%w: --selector: %w; give --plugin-data to use an installed selector plugin", errUsage, err)
+		}
+		return sel, func() {}, nil
+	}
+	mgr, err := plugins.Open(plugins.Config{DataDir: pluginData, Logger: logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	full := name
+	if !strings.Contains(full, ".") {
+		full = "selector." + full
+	}
+	if sel, err = mgr.Selector(full); err != nil {
+		mgr.Close()
+		if errors.Is(err, plugins.ErrNotFound) {
+			err = fmt.Errorf("%w: --selector: %w", errUsage, err)
+		}
+		return nil, nil, err
+	}
+	return sel, func() { mgr.Close() }, nil
 }
 
 // planPEFT asks the PEFT plugin called name for its plan for the backbone, with config (a JSON

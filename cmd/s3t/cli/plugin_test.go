@@ -3,6 +3,9 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -121,6 +124,70 @@ func TestServeUsesInstalledPEFTPlugin(t *testing.T) {
 	if _, err := p.cl.CreateModel(ctx, &api.CreateModelRequest{Name: "nope", ModelSpec: api.ModelSpec{Backbone: "vit", Labels: []string{"a", "b"},
 		PEFT: api.PEFT{Type: "peft.nope"}, S3T: api.S3TConfig{Shards: 1, Slices: 2, Sequences: 1}}}); err == nil {
 		t.Error("a model of a PEFT type nobody installed was created")
+	}
+	p.stop(t)
+}
+
+// TestServeUsesInstalledSelectorPlugin: a model created through s3t serve takes its slice
+// orders from an installed selector plugin (selector.clitest: reversed cyclic rotations), named
+// with or without its namespace; an unknown selector is the request's fault (400), a plugin
+// whose binary changed since it was installed the server's (503).
+func TestServeUsesInstalledSelectorPlugin(t *testing.T) {
+	ctx := context.Background()
+	data := filepath.Join(t.TempDir(), "data")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, stderr, code := run(t, "plugin", "install", exe, "--data", data); code != 0 || !strings.Contains(out, "installed selector.clitest") {
+		t.Fatalf("install: exit %d: %s%s", code, out, stderr)
+	}
+	p := startServeProc(t, data, "--train-workers", "0")
+	if _, err := p.cl.RegisterBackbone(ctx, &api.RegisterBackboneRequest{Name: "vit", ONNX: assets.ViTFashionMNIST()}); err != nil {
+		t.Fatal(err)
+	}
+	create := func(name, selector string) (*api.Model, error) {
+		return p.cl.CreateModel(ctx, &api.CreateModelRequest{Name: name, ModelSpec: api.ModelSpec{Backbone: "vit", Labels: []string{"a", "b"},
+			PEFT: api.PEFT{Type: "lora"}, S3T: api.S3TConfig{Shards: 2, Slices: 3, Sequences: 2, Selector: selector}}})
+	}
+	want := "[[[2 1 0] [1 0 2]] [[2 1 0] [1 0 2]]]" // cyclic(3, 2) = [0 1 2] [2 0 1], each reversed
+	for i, selector := range []string{"clitest", "selector.clitest"} {
+		m, err := create(fmt.Sprint("m", i), selector)
+		if err != nil {
+			t.Fatalf("create with selector %s: %v\n%s", selector, err, p.log)
+		}
+		if got := fmt.Sprint(m.Sequences); got != want {
+			t.Errorf("selector %s: sequences %s, want %s", selector, got, want)
+		}
+	}
+	m, err := create("builtin", "cyclic")
+	if err != nil || fmt.Sprint(m.Sequences) != "[[[0 1 2] [2 0 1]] [[0 1 2] [2 0 1]]]" {
+		t.Errorf("the built-in cyclic: %v, %v", m, err)
+	}
+	_, err = create("nope", "nope")
+	if e := (*api.Error)(nil); !errors.As(err, &e) || e.Status != http.StatusBadRequest || !strings.Contains(e.Message, "plugin not found") {
+		t.Errorf("an unknown selector: %v, want 400 naming it", err)
+	}
+	p.stop(t)
+	// The CLI's selection goes through the same host with --plugin-data.
+	out, stderr, code := run(t, "sequences", "--slices", "3", "--budget", "2", "--selector", "clitest", "--plugin-data", data, "--json")
+	if code != 0 || !strings.Contains(out, `"sequences":[[2,1,0],[1,0,2]]`) {
+		t.Errorf("s3t sequences --selector clitest: exit %d: %s%s", code, out, stderr)
+	}
+	if _, stderr, code := run(t, "sequences", "--selector", "clitest"); code != 2 || !strings.Contains(stderr, "give --plugin-data") {
+		t.Errorf("s3t sequences --selector clitest without --plugin-data: exit %d: %s", code, stderr)
+	}
+	// The binary changes after install: the next server cannot start it, and says so as a 503.
+	f, err := os.OpenFile(filepath.Join(data, "plugins", "selector.clitest"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("tampered"))
+	f.Close()
+	p = startServeProc(t, data, "--train-workers", "0")
+	_, err = create("tampered", "clitest")
+	if e := (*api.Error)(nil); !errors.As(err, &e) || e.Status != http.StatusServiceUnavailable || e.Code != api.CodeUnavailable {
+		t.Errorf("a tampered selector: %v, want 503 unavailable", err)
 	}
 	p.stop(t)
 }

@@ -3,6 +3,8 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"strconv"
 	"strings"
 
@@ -19,6 +21,8 @@ type selectFlags struct {
 	prior     string
 	deletions float64
 	seed      int64
+	// pluginData, when set, runs the selector through the plugin host over that data directory.
+	pluginData string
 }
 
 func (f *selectFlags) register(c *cobra.Command) {
@@ -28,22 +32,24 @@ func (f *selectFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.prior, "prior", "", "per-slice deletion probabilities p1,...,pL for bms (default uniform)")
 	c.Flags().Float64Var(&f.deletions, "deletions", 0, fmt.Sprintf("t: expected deletions per shard, for bms scoring (0 means %d)", unlearning.DefaultExpectedDeletions))
 	c.Flags().Int64Var(&f.seed, "seed", 1, "seed for randomised selectors")
+	c.Flags().StringVar(&f.pluginData, "plugin-data", "", "run the selector through the plugin host over this data directory (out of process; an installed selector plugin, or a built-in); default: a built-in in process")
 }
 
-func (f *selectFlags) request() (*sdk.SelectRequest, sdk.Selector, error) {
-	sel, err := unlearning.NewSelector(f.selector)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: --selector: %w", errUsage, err)
-	}
+// request returns the selection request and the selector; done releases the plugin host.
+func (f *selectFlags) request(stderr io.Writer) (req *sdk.SelectRequest, sel sdk.Selector, done func(), err error) {
 	prior, err := parseFloats(f.prior)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: --prior: %w", errUsage, err)
+		return nil, nil, nil, fmt.Errorf("%w: --prior: %w", errUsage, err)
 	}
-	req := &sdk.SelectRequest{Slices: f.slices, Budget: f.budget, Prior: prior, ExpectedDeletions: f.deletions, Seed: f.seed}
+	req = &sdk.SelectRequest{Slices: f.slices, Budget: f.budget, Prior: prior, ExpectedDeletions: f.deletions, Seed: f.seed}
 	if err := req.Validate(); err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", errUsage, err)
+		return nil, nil, nil, fmt.Errorf("%w: %w", errUsage, err)
 	}
-	return req, sel, nil
+	sel, done, err = openSelector(f.selector, f.pluginData, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return req, sel, done, nil
 }
 
 func parseFloats(s string) ([]float64, error) {
@@ -73,10 +79,11 @@ for one shard, and their diversity: the mean pairwise positional Hamming distanc
   s3t sequences --slices 4 --budget 2 --selector bms --prior 0.4,0.3,0.2,0.1 --json`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			req, sel, err := f.request()
+			req, sel, done, err := f.request(c.ErrOrStderr())
 			if err != nil {
 				return err
 			}
+			defer done()
 			seqs, err := unlearning.Select(c.Context(), sel, req)
 			if err != nil {
 				return err

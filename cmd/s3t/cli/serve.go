@@ -47,7 +47,8 @@ S3T_BLOB_URL move the ledger to PostgreSQL and the blobs to S3. Training jobs ru
 process (--train-workers of them at once; 0: none, for a serving replica).
 Without an API keys file the server allows every request and listens on loopback only.
 SIGINT or SIGTERM shut it down gracefully: in-flight requests finish, training jobs stop after
-their finished stages are published and resume at the next start.` + serverEnvHelp("S3T_ADDR", "S3T_DATA", "S3T_KEYS", "S3T_DATABASE_URL", "S3T_BLOB_URL", "S3T_TRAIN_WORKERS"),
+their finished stages are published and resume at the next start.` + serverEnvHelp("S3T_ADDR", "S3T_DATA", "S3T_KEYS", "S3T_DATABASE_URL", "S3T_BLOB_URL", "S3T_TRAIN_WORKERS") +
+			fmt.Sprintf("  %-12s %s\n", plugins.EnvPluginDir, "the plugin directory the server's plugin host reads (default $S3T_DATA/plugins)"),
 		Example: `  s3t serve --addr 127.0.0.1:8080 --data ./s3t-data`,
 		Args:    cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -147,7 +148,7 @@ func serve(ctx context.Context, o serveOptions) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	defer mgr.Close()
-	srv, err := server.New(server.Config{Store: st, Blobs: blobs, Keys: keys, AllowPaths: o.allowPaths, Trainer: runner, Serving: svc, QueueDepth: jobs.Depth, Plugins: mgr})
+	srv, err := server.New(server.Config{Store: st, Blobs: blobs, Keys: keys, AllowPaths: o.allowPaths, Trainer: runner, Serving: svc, QueueDepth: jobs.Depth, Plugins: mgr, Selectors: mgr})
 	if err != nil {
 		return err
 	}

@@ -32,10 +32,11 @@ closed form m*L*H(m*B'), SISA's m*L*H(m), and the ratio of the estimate to SISA.
   s3t simulate --shards 10 --slices 8 --budget 8 --runs 10000 --seed 7 --json`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			req, sel, err := f.request()
+			req, sel, done, err := f.request(c.ErrOrStderr())
 			if err != nil {
 				return err
 			}
+			defer done()
 			if shards < 1 || runs < 1 {
 				return fmt.Errorf("%w: --shards and --runs must be >= 1", errUsage)
 			}

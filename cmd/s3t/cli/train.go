@@ -242,7 +242,7 @@ A plain LoRA fine-tune is --shards 1 --slices 1 --budget 1.`,
 	f.StringVar(&cfg.Selector, "selector", "cyclic", "sequence selector: "+strings.Join(unlearning.SelectorNames, ", "))
 	f.StringVar(&cfg.PEFT.Type, "peft", "lora", "PEFT type: lora, prefix, adapter, or a plugin's name (peft.NAME)")
 	f.StringVar(&peftConfig, "peft-config", "", "the PEFT plugin's config as a JSON object (default: the plugin's defaults)")
-	f.StringVar(&pluginData, "plugin-data", "", "plan through the plugin host over this data directory (out of process, cached); default: the built-in's plan in process")
+	f.StringVar(&pluginData, "plugin-data", "", "plan the PEFT type and run the selector through the plugin host over this data directory (out of process, plans cached; installed plugins too); default: the built-ins in process")
 	f.IntVar(&rank, "rank", 8, "LoRA shorthand: rank (sets the config's rank)")
 	f.Float64Var(&alpha, "alpha", 0, "LoRA shorthand: alpha (default 2 x rank when --rank is given)")
 	f.StringVar(&targets, "targets", "query,value", "LoRA shorthand: comma-separated weight roles adapted in each block")
@@ -283,7 +283,7 @@ func runTrain(ctx context.Context, stderr, stdout io.Writer, cfg modelConfig, ou
 	if err != nil {
 		return err
 	}
-	mf, err := planModel(ctx, cfg, data)
+	mf, err := planModel(ctx, cfg, data, pluginData, logger)
 	if err != nil {
 		return err
 	}
@@ -357,7 +357,7 @@ func runTrain(ctx context.Context, stderr, stdout io.Writer, cfg modelConfig, ou
 }
 
 // planModel places the samples on (shard, slice) units and selects each shard's sequences.
-func planModel(ctx context.Context, cfg modelConfig, data *trainData) (*modelFile, error) {
+func planModel(ctx context.Context, cfg modelConfig, data *trainData, pluginData string, logger *slog.Logger) (*modelFile, error) {
 	asg, err := unlearning.NewAssigner(assignmentKey(cfg.Seed), cfg.Shards, cfg.Slices, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errUsage, err)
@@ -370,10 +370,11 @@ func planModel(ctx context.Context, cfg modelConfig, data *trainData) (*modelFil
 		p := asg.Place(e.ID)
 		mf.Units[p.Shard][p.Slice] = append(mf.Units[p.Shard][p.Slice], e.ID)
 	}
-	sel, err := unlearning.NewSelector(cfg.Selector)
+	sel, done, err := openSelector(cfg.Selector, pluginData, logger)
 	if err != nil {
-		return nil, fmt.Errorf("%w: --selector: %w", errUsage, err)
+		return nil, err
 	}
+	defer done()
 	for k := range cfg.Shards {
 		seqs, err := unlearning.Select(ctx, sel, &sdk.SelectRequest{Slices: cfg.Slices, Budget: cfg.Budget, Seed: int64(cfg.Seed) + int64(k)})
 		if err != nil {
