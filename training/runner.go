@@ -327,8 +327,11 @@ func (r *Runner) work(ctx context.Context, job store.Job) error {
 		}
 		log.Info("training job interrupted", "cause", context.Cause(ctx))
 		return store.Snooze(time.Second)
-	case errors.Is(err, adapters.ErrInvalidArgument), errors.Is(err, adapters.ErrDiverged), errors.Is(err, ErrInvalidSpec), errors.Is(err, store.ErrInvalid):
-		// Retrying cannot fix the data or the configuration.
+	case errors.Is(err, adapters.ErrInvalidArgument), errors.Is(err, adapters.ErrUnsupported), errors.Is(err, adapters.ErrDiverged),
+		errors.Is(err, ErrInvalidSpec), errors.Is(err, store.ErrInvalid):
+		// Retrying cannot fix the data or the configuration, nor an operator of a PEFT plugin's
+		// subgraphs that the trainer cannot import (such a job used to fail its five attempts
+		// before it said so).
 		final.State, final.Message = store.TrainingFailed, err.Error()
 		if uerr := r.cfg.Store.UpdateTraining(wctx, &final, r.cfg.Holder, 0); uerr != nil {
 			log.Warn("record training failure", "err", uerr)
