@@ -93,6 +93,10 @@ func NewRecord(ctx context.Context, spec api.ModelSpec, onnx []byte, plan Planne
 	if err := sdk.ValidatePlan(man, rec.Plan); err != nil {
 		return nil, fmt.Errorf("%w: peft %q: %v", ErrInvalidSpec, spec.PEFT.Type, err)
 	}
-	rec.PEFT.Config = rec.Plan.Config
+	// The plugin's full name, which scopes its parameters ("peft.lora/3/query/A", as sdk
+	// documents): a record kept the type as the spec spelled it, so a "lora" model's parameters
+	// were "lora/3/query/A", and ExportPEFT took its checkpoints for the legacy local LoRA type.
+	// Models recorded before keep their type, and with it their checkpoints' names.
+	rec.PEFT.Type, rec.PEFT.Config = name, rec.Plan.Config
 	return rec, nil
 }

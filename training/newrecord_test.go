@@ -50,6 +50,9 @@ func TestNewRecordHeadInput(t *testing.T) {
 			if rec.HeadInput != tt.want || back.HeadInput != tt.want {
 				t.Errorf("head input %q, stored and read back %q; want %q", rec.HeadInput, back.HeadInput, tt.want)
 			}
+			if rec.PEFT.Type != "peft.lora" || back.PEFT.Type != "peft.lora" {
+				t.Errorf("PEFT type %q, read back %q; want the plugin's full name, peft.lora", rec.PEFT.Type, back.PEFT.Type)
+			}
 		})
 	}
 }
