@@ -9,10 +9,12 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/s3t-dev/s3t/adapters"
 	"github.com/s3t-dev/s3t/api"
 	"github.com/s3t-dev/s3t/backbone"
 	"github.com/s3t-dev/s3t/plugins"
 	"github.com/s3t-dev/s3t/sdk"
+	"github.com/s3t-dev/s3t/sdk/sdktest"
 )
 
 // ErrInvalidSpec marks a model spec that does not fit its backbone or PEFT type.
@@ -38,6 +40,29 @@ func PluginError(what, name string, err error) error {
 
 // Planner makes a PEFT plugin's plan (plugins.Manager.Plan); nil: the built-ins, in process.
 type Planner func(ctx context.Context, name string, req *sdk.PlanRequest) (*sdk.PlanResponse, error)
+
+// CheckPluginPlan checks a plan of a PEFT plugin that does not ship with s3t on the backbone b
+// (manifest man) before a model is made of it, as the plugin authors' conformance suite does
+// (sdktest.CheckPlan, with the trainer's own check): with every parameter off the outputs are
+// the backbone's (METHOD.md: "off" is exactly the identity), every planned block changes them
+// away from off, the init values give finite outputs, and the trainer can import the spliced
+// model and gets a gradient for every parameter. Without it, a plan the trainer cannot import
+// failed only when the model trained, and one whose "off" is not the identity trained as if it
+// were. Backbones whose manifest reads packed weights (sliced edges) are not checked here.
+func CheckPluginPlan(ctx context.Context, name string, b *backbone.Model, man *sdk.Manifest, plan *sdk.PlanResponse) error {
+	for _, blk := range man.Blocks {
+		for _, e := range blk.Edges {
+			if e.Slice != nil {
+				return nil
+			}
+		}
+	}
+	if _, err := sdktest.CheckPlan(ctx, sdktest.Backbone{Name: "model backbone", Model: b, Manifest: man}, name, plan,
+		sdktest.WithTrainCheck(adapters.CheckTrainable)); err != nil {
+		return fmt.Errorf("the plan fails its checks: %w", err)
+	}
+	return nil
+}
 
 // NewRecord derives a model's Record from its spec and its backbone's ONNX bytes: the pinned
 // SHA-256, the data input, the head input (spec.HeadInput, or "features" when the backbone
@@ -79,10 +104,11 @@ func NewRecord(ctx context.Context, spec api.ModelSpec, onnx []byte, plan Planne
 		name = "peft." + name
 	}
 	req := &sdk.PlanRequest{Manifest: *man, Config: spec.PEFT.Config}
-	switch p, ok := plugins.Builtins().Lookup(name); {
+	p, builtin := plugins.Builtins().Lookup(name)
+	switch {
 	case plan != nil:
 		rec.Plan, err = plan(ctx, name, req)
-	case ok && p.PEFT != nil:
+	case builtin && p.PEFT != nil:
 		rec.Plan, err = p.PEFT.Plan(ctx, req)
 	default:
 		return nil, fmt.Errorf("%w: peft.type %q is not a built-in PEFT type (lora, prefix, adapter) and no plugin host is configured", ErrInvalidSpec, spec.PEFT.Type)
@@ -92,6 +118,11 @@ func NewRecord(ctx context.Context, spec api.ModelSpec, onnx []byte, plan Planne
 	}
 	if err := sdk.ValidatePlan(man, rec.Plan); err != nil {
 		return nil, fmt.Errorf("%w: peft %q: %v", ErrInvalidSpec, spec.PEFT.Type, err)
+	}
+	if !builtin {
+		if err := CheckPluginPlan(ctx, name, b, man, rec.Plan); err != nil {
+			return nil, fmt.Errorf("%w: peft %q: %v", ErrInvalidSpec, spec.PEFT.Type, err)
+		}
 	}
 	// The plugin's full name, which scopes its parameters ("peft.lora/3/query/A", as sdk
 	// documents): a record kept the type as the spec spelled it, so a "lora" model's parameters

@@ -30,8 +30,12 @@ func TestMain(m *testing.M) {
 		if len(os.Args) > 1 {
 			os.Exit(Execute(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 		}
-		if os.Getenv(envPEFTPlugin) == "1" {
+		switch os.Getenv(envPEFTPlugin) {
+		case "1":
 			sdk.Serve(&sdk.Plugin{Name: "peft.clitest", Version: "0.1.0", PEFT: clitestPEFT{lora.New()}})
+			os.Exit(0)
+		case "broken":
+			sdk.Serve(&sdk.Plugin{Name: "peft.clitest", Version: "0.1.0", PEFT: brokenPEFT{clitestPEFT{lora.New()}}})
 			os.Exit(0)
 		}
 		sdk.Serve(&sdk.Plugin{Name: "selector.clitest", Version: "0.1.0", Selector: clitestSelector{}})
@@ -61,6 +65,29 @@ func (clitestSelector) Select(ctx context.Context, req *sdk.SelectRequest) (*sdk
 		}
 	}
 	return resp, err
+}
+
+// brokenPEFT is peft.clitest whose "off" values are not the identity: LoRA with A and B off
+// at 0.5 instead of 0 (S3T_TEST_PEFT_PLUGIN=broken).
+type brokenPEFT struct{ clitestPEFT }
+
+func (p brokenPEFT) Plan(ctx context.Context, req *sdk.PlanRequest) (*sdk.PlanResponse, error) {
+	plan, err := p.clitestPEFT.Plan(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	for _, bp := range plan.Blocks {
+		for _, rw := range bp.Rewrites {
+			for i := range rw.Graph.Params {
+				if n := rw.Graph.Params[i].Name; n == "A" || n == "B" {
+					for j := range rw.Graph.Params[i].Float32 {
+						rw.Graph.Params[i].Float32[j] = 0.5
+					}
+				}
+			}
+		}
+	}
+	return plan, nil
 }
 
 // clitestPEFT is LoRA described as peft.clitest, a third-party PEFT plugin.

@@ -13,6 +13,7 @@ import (
 	"github.com/s3t-dev/s3t/backbone"
 	"github.com/s3t-dev/s3t/plugins"
 	"github.com/s3t-dev/s3t/sdk"
+	"github.com/s3t-dev/s3t/training"
 	"github.com/s3t-dev/s3t/unlearning"
 )
 
@@ -60,7 +61,7 @@ func openSelector(name, pluginData string, logger *slog.Logger) (sel sdk.Selecto
 // result is the same as out of process). Otherwise the plan comes from the plugin host over that
 // data directory: the plugin runs out of process (built-in or installed) and its plan is cached
 // under pluginData/plans. Either way the plan is checked against the manifest.
-func planPEFT(ctx context.Context, name string, config json.RawMessage, man *backbone.Manifest, pluginData string, logger *slog.Logger) (*sdk.PlanResponse, error) {
+func planPEFT(ctx context.Context, name string, config json.RawMessage, bm *backbone.Model, man *backbone.Manifest, pluginData string, logger *slog.Logger) (*sdk.PlanResponse, error) {
 	req := &sdk.PlanRequest{Manifest: *man, Config: config}
 	var plan *sdk.PlanResponse
 	if pluginData == "" {
@@ -85,6 +86,11 @@ func planPEFT(ctx context.Context, name string, config json.RawMessage, man *bac
 	}
 	if err := sdk.ValidatePlan(man, plan); err != nil {
 		return nil, fmt.Errorf("plan %s: %w", name, err)
+	}
+	if _, builtin := plugins.Builtins().Lookup(name); !builtin {
+		if err := training.CheckPluginPlan(ctx, name, bm, man, plan); err != nil {
+			return nil, fmt.Errorf("plan %s: %w", name, err)
+		}
 	}
 	return plan, nil
 }

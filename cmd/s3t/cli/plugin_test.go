@@ -126,6 +126,19 @@ func TestServeUsesInstalledPEFTPlugin(t *testing.T) {
 		t.Error("a model of a PEFT type nobody installed was created")
 	}
 	p.stop(t)
+
+	// A plugin whose "off" values are not the identity is refused when a model is made of it.
+	t.Setenv(envPEFTPlugin, "broken")
+	if out, stderr, code := run(t, "plugin", "install", exe, "--replace", "--data", data); code != 0 {
+		t.Fatalf("install the broken one: exit %d: %s%s", code, out, stderr)
+	}
+	p = startServeProc(t, data, "--train-workers", "0")
+	_, err = p.cl.CreateModel(ctx, &api.CreateModelRequest{Name: "broken", ModelSpec: api.ModelSpec{Backbone: "vit", Labels: []string{"a", "b"},
+		PEFT: api.PEFT{Type: "clitest", Config: json.RawMessage(`{"rank": 3}`)}, S3T: api.S3TConfig{Shards: 1, Slices: 2, Sequences: 1}}})
+	if e := (*api.Error)(nil); !errors.As(err, &e) || e.Status != http.StatusBadRequest || !strings.Contains(e.Message, "with every parameter off") {
+		t.Errorf("a plan whose off values are not the identity: %v, want 400 saying so", err)
+	}
+	p.stop(t)
 }
 
 // TestServeUsesInstalledSelectorPlugin: a model created through s3t serve takes its slice

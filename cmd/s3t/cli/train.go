@@ -274,7 +274,7 @@ func runTrain(ctx context.Context, stderr, stdout io.Writer, cfg modelConfig, ou
 	}
 	cfg.BackboneSHA256 = sha
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	plan, err := planPEFT(ctx, cfg.PEFT.Type, cfg.PEFT.Config, man, pluginData, logger)
+	plan, err := planPEFT(ctx, cfg.PEFT.Type, cfg.PEFT.Config, m, man, pluginData, logger)
 	if err != nil {
 		return err
 	}
