@@ -69,7 +69,7 @@ before it) and reports the accuracy after each round, until no shard is live.`,
 				if err := exportServed(dir, export, rounds[0].Served); err != nil {
 					return err
 				}
-				fmt.Fprintf(c.ErrOrStderr(), "served checkpoints exported in the Hugging Face PEFT layout under %s\n", export)
+				fmt.Fprintf(c.ErrOrStderr(), "served checkpoints exported under %s (LoRA in the Hugging Face PEFT layout, other types as parameters and manifest)\n", export)
 			}
 			if asJSON {
 				return json.NewEncoder(c.OutOrStdout()).Encode(struct {
@@ -87,7 +87,7 @@ before it) and reports the accuracy after each round, until no shard is live.`,
 	f.BoolVar(&deleteFirst, "delete-first-slices", false, "also report accuracy after deleting each served sequence's first slice, round by round")
 	f.IntVar(&testLimit, "test-limit", 0, "evaluate on at most this many test images (0: the whole test set)")
 	f.IntVar(&threads, "threads", 0, "ONNX Runtime intra-op threads (0: its default)")
-	f.StringVar(&export, "export", "", "also export each shard's served checkpoint (before any deletion) in the Hugging Face PEFT layout under this folder, one shard-<k> folder each")
+	f.StringVar(&export, "export", "", "also export each shard's served checkpoint (before any deletion) under this folder, one shard-<k> folder each: LoRA in the Hugging Face PEFT layout, other types as adapter_model.safetensors and checkpoint.json")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	return c
 }
