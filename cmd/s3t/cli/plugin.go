@@ -132,7 +132,7 @@ func checkEntries(ctx context.Context, m *plugins.Manager, ents []plugins.Entry)
 func printPlugins(w io.Writer, dir string, ents []plugins.Entry) {
 	fmt.Fprintf(w, "plugin directory %s\n", dir)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tKIND\tVERSION\tPROTOCOL\tSHA256\tSTATUS\tSOURCE")
+	fmt.Fprintln(tw, "NAME\tKIND\tVERSION\tPROTOCOL\tSHA256\tSTATUS\tBINARY")
 	for _, e := range ents {
 		name, sum, proto, src := e.Name, e.SHA256, "", e.Path
 		if name == "" {
