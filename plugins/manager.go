@@ -372,6 +372,14 @@ func (m *Manager) Install(ctx context.Context, path string, opts ...InstallOptio
 		WithLogger(m.cfg.Logger), WithCallTimeout(m.cfg.CallTimeout), WithStartTimeout(m.cfg.StartTimeout))
 	info, err := probe.Info(ctx)
 	protocol := probe.Protocol()
+	if err == nil && info.Kind == sdk.KindPEFT {
+		// A PEFT plugin describes itself too: both names must agree, or its Describe (its
+		// config schema and defaults) would be another plugin's.
+		var d *sdk.DescribeResponse
+		if d, err = probe.PEFT().Describe(ctx, &sdk.DescribeRequest{}); err == nil && d.Name != info.Name {
+			err = fmt.Errorf("%w: it is served as %q but describes itself as %q", sdk.ErrInvalidPlugin, info.Name, d.Name)
+		}
+	}
 	probe.Close()
 	if err != nil {
 		return nil, fmt.Errorf("plugin install %s: %w", path, err)

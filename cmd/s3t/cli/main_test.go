@@ -37,6 +37,9 @@ func TestMain(m *testing.M) {
 		case "broken":
 			sdk.Serve(&sdk.Plugin{Name: "peft.clitest", Version: "0.1.0", PEFT: brokenPEFT{clitestPEFT{lora.New()}}})
 			os.Exit(0)
+		case "misnamed": // LoRA served as peft.clitest, describing itself as peft.lora
+			sdk.Serve(&sdk.Plugin{Name: "peft.clitest", Version: "0.1.0", PEFT: lora.New()})
+			os.Exit(0)
 		}
 		sdk.Serve(&sdk.Plugin{Name: "selector.clitest", Version: "0.1.0", Selector: clitestSelector{}})
 		os.Exit(0)

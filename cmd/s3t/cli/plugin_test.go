@@ -127,6 +127,12 @@ func TestServeUsesInstalledPEFTPlugin(t *testing.T) {
 	}
 	p.stop(t)
 
+	// A PEFT plugin whose Describe names another plugin is not installed.
+	t.Setenv(envPEFTPlugin, "misnamed")
+	if out, stderr, code := run(t, "plugin", "install", exe, "--replace", "--data", data); code == 0 || !strings.Contains(stderr, `describes itself as "peft.lora"`) {
+		t.Errorf("install a misnamed plugin: exit %d: %s%s", code, out, stderr)
+	}
+
 	// A plugin whose "off" values are not the identity is refused when a model is made of it.
 	t.Setenv(envPEFTPlugin, "broken")
 	if out, stderr, code := run(t, "plugin", "install", exe, "--replace", "--data", data); code != 0 {
