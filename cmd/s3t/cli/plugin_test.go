@@ -209,6 +209,13 @@ func TestServeUsesInstalledSelectorPlugin(t *testing.T) {
 		t.Errorf("a tampered selector: %v, want 503 unavailable", err)
 	}
 	p.stop(t)
+	// Plugins that cannot start in time (--plugin-start-timeout) are the server's trouble too.
+	p = startServeProc(t, data, "--train-workers", "0", "--plugin-start-timeout", "1ms")
+	_, err = create("slow", "cyclic")
+	if e := (*api.Error)(nil); !errors.As(err, &e) || e.Status != http.StatusServiceUnavailable || !strings.Contains(e.Message, "start") {
+		t.Errorf("plugins given 1 ms to start: %v, want 503 unavailable", err)
+	}
+	p.stop(t)
 }
 
 // TestPluginListCheckFailsOnTampered: once an installed plugin's binary changed, `plugin list

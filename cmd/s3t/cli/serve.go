@@ -32,6 +32,8 @@ type serveOptions struct {
 	addrFile               string
 	worker                 bool
 	predictSpin            time.Duration
+	pluginStart            time.Duration
+	pluginCall             time.Duration
 }
 
 func newServeCmd() *cobra.Command {
@@ -72,6 +74,8 @@ their finished stages are published and resume at the next start.` + serverEnvHe
 	f.StringVar(&o.addrFile, "addr-file", "", "write the address the server listens on to this file once it listens (with --addr HOST:0, a free port)")
 	f.StringVar(&o.debugAddr, "debug-addr", "", "serve Go's profiler (net/http/pprof) on this loopback address, e.g. 127.0.0.1:6060 (off by default)")
 	f.DurationVar(&o.predictSpin, "predict-spin", serving.DefaultSpin, "after a lone prediction, how long the helpers (one per core up to 2 cores, then one per 2 cores) keep polling for the next before they sleep, so that a lone prediction's shards start on several cores at once (waking a sleeping core costs more than a small model's shard on a virtual machine); helpers yield to any other work and stop under load. 0: sleep at once. Costs up to this much CPU per helper after the last prediction")
+	f.DurationVar(&o.pluginStart, "plugin-start-timeout", plugins.DefaultStartTimeout, "how long a plugin process may take to start and complete its handshake")
+	f.DurationVar(&o.pluginCall, "plugin-call-timeout", plugins.DefaultCallTimeout, "how long one plugin call (a plan, a selection) may take; the process is then stopped and the next call starts a new one")
 	f.DurationVar(&o.jobsStop, "jobs-stop-timeout", 10*time.Second, "at shutdown, how long running training jobs may take to finish before they are interrupted")
 	f.DurationVar(&o.sweepEvery, "sweep-every", 2*time.Second, "on PostgreSQL with training workers, how often local stage checkpoints are checked against the ledger (deletions made through other processes)")
 	return c
@@ -143,7 +147,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	defer svc.Close()
 	// PEFT plugins (the built-ins and those installed in DATA/plugins) plan new models out of
 	// process, started on first use; training and serving read the stored plan.
-	mgr, err := plugins.Open(plugins.Config{DataDir: dir, Logger: slog.Default()})
+	mgr, err := plugins.Open(plugins.Config{DataDir: dir, Logger: slog.Default(), StartTimeout: o.pluginStart, CallTimeout: o.pluginCall})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
