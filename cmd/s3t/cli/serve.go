@@ -145,8 +145,9 @@ func serve(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	defer svc.Close()
-	// PEFT plugins (the built-ins and those installed in DATA/plugins) plan new models out of
-	// process, started on first use; training and serving read the stored plan.
+	// PEFT and selector plugins (the built-ins and those installed in DATA/plugins) plan new
+	// models and choose their slice orders out of process, started on first use; training and
+	// serving read the stored plan and orders.
 	mgr, err := plugins.Open(plugins.Config{DataDir: dir, Logger: slog.Default(), StartTimeout: o.pluginStart, CallTimeout: o.pluginCall})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
