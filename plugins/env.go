@@ -3,6 +3,9 @@ package plugins
 import (
 	"os"
 	"path/filepath"
+	"strings"
+
+	"github.com/s3t-dev/s3t/sdk"
 )
 
 // Environment variables the host reads. They are read here and nowhere else in this package.
@@ -29,6 +32,16 @@ type EnvVar struct {
 var Env = []EnvVar{
 	{EnvData, "s3t's data directory (default ./" + DefaultDataDir + ")"},
 	{EnvPluginDir, "the plugin directory: installed plugin binaries and their catalog (default $S3T_DATA/plugins)"},
+}
+
+// QualifiedName returns the plugin name a user's short name means for a kind: a name without a
+// dot gets the kind's namespace ("lora" is "peft.lora", "cyclic" "selector.cyclic"); a name with
+// one is used as it is ("peft.acme.ia3").
+func QualifiedName(kind sdk.Kind, name string) string {
+	if strings.Contains(name, ".") {
+		return name
+	}
+	return string(kind) + "." + name
 }
 
 // DataDir returns $S3T_DATA, or DefaultDataDir when it is unset.

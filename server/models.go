@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/s3t-dev/s3t/api"
+	"github.com/s3t-dev/s3t/plugins"
 	"github.com/s3t-dev/s3t/sdk"
 	"github.com/s3t-dev/s3t/store"
 	"github.com/s3t-dev/s3t/training"
@@ -162,9 +162,7 @@ func (s *Server) sequences(ctx context.Context, spec *api.ModelSpec) ([][][]int,
 	var sel sdk.Selector
 	var err error
 	if s.cfg.Selectors != nil {
-		if !strings.Contains(name, ".") {
-			name = "selector." + name
-		}
+		name = plugins.QualifiedName(sdk.KindSelector, name)
 		sel, err = s.cfg.Selectors.Selector(name)
 	} else {
 		sel, err = unlearning.NewSelector(name)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/s3t-dev/s3t/adapters"
 	"github.com/s3t-dev/s3t/api"
@@ -99,10 +98,7 @@ func NewRecord(ctx context.Context, spec api.ModelSpec, onnx []byte, plan Planne
 	} else if !slices.ContainsFunc(outs, func(o backbone.ValueInfo) bool { return o.Name == rec.HeadInput }) {
 		return nil, fmt.Errorf("%w: head_input %q is not an output of backbone %q", ErrInvalidSpec, rec.HeadInput, spec.Backbone)
 	}
-	name := spec.PEFT.Type
-	if !strings.Contains(name, ".") {
-		name = "peft." + name
-	}
+	name := plugins.QualifiedName(sdk.KindPEFT, spec.PEFT.Type)
 	req := &sdk.PlanRequest{Manifest: *man, Config: spec.PEFT.Config}
 	p, builtin := plugins.Builtins().Lookup(name)
 	switch {

@@ -54,13 +54,7 @@ func DecodeRecord(m *store.Model) (*Record, error) {
 }
 
 // InputSize is the number of float32 values of one example.
-func (r *Record) InputSize() int {
-	n := 1
-	for _, d := range r.InputShape {
-		n *= int(d)
-	}
-	return n
-}
+func (r *Record) InputSize() int { return shapeSize(r.InputShape) }
 
 // Label returns the index of a label (-1 when it is not one of the model's).
 func (r *Record) Label(l string) int { return slices.Index(r.Labels, l) }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 
 	"github.com/s3t-dev/s3t/adapters"
 	"github.com/s3t-dev/s3t/backbone"
@@ -16,15 +15,6 @@ import (
 	"github.com/s3t-dev/s3t/training"
 	"github.com/s3t-dev/s3t/unlearning"
 )
-
-// peftPluginName maps --peft to a plugin name: a short name gets the "peft." namespace
-// ("lora" -> "peft.lora"); a name with a dot is used as it is ("peft.acme.ia3").
-func peftPluginName(s string) string {
-	if strings.Contains(s, ".") {
-		return s
-	}
-	return "peft." + s
-}
 
 // openSelector returns the sequence selector called name ("cyclic" or "selector.cyclic"): with
 // pluginData empty a built-in, run in this process; otherwise the built-in or installed selector
@@ -41,11 +31,7 @@ func openSelector(name, pluginData string, logger *slog.Logger) (sel sdk.Selecto
 	if err != nil {
 		return nil, nil, err
 	}
-	full := name
-	if !strings.Contains(full, ".") {
-		full = "selector." + full
-	}
-	if sel, err = mgr.Selector(full); err != nil {
+	if sel, err = mgr.Selector(plugins.QualifiedName(sdk.KindSelector, name)); err != nil {
 		mgr.Close()
 		if errors.Is(err, plugins.ErrNotFound) {
 			err = fmt.Errorf("%w: --selector: %w", errUsage, err)

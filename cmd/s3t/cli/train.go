@@ -24,6 +24,7 @@ import (
 	"github.com/s3t-dev/s3t/assets"
 	"github.com/s3t-dev/s3t/backbone"
 	"github.com/s3t-dev/s3t/dataset"
+	"github.com/s3t-dev/s3t/plugins"
 	"github.com/s3t-dev/s3t/sdk"
 	"github.com/s3t-dev/s3t/unlearning"
 )
@@ -206,7 +207,7 @@ A plain LoRA fine-tune is --shards 1 --slices 1 --budget 1.`,
 				return fmt.Errorf("%w: --schedule: %w", errUsage, err)
 			}
 			cfg.Schema = modelSchema
-			cfg.PEFT.Type = peftPluginName(cfg.PEFT.Type)
+			cfg.PEFT.Type = plugins.QualifiedName(sdk.KindPEFT, cfg.PEFT.Type)
 			// The LoRA shorthands count only when given.
 			fl := c.Flags()
 			if !fl.Changed("rank") {
