@@ -298,11 +298,13 @@ func v2Inputs(req *api.InferRequestV2, info *serving.Info, bin []byte) ([]float3
 		return nil, 0, v2Invalid("input %q: shape %v, want %v (a batch of examples)", in.Name, in.Shape, wantShape)
 	}
 	row := int64(1)
+	example := make([]int, 0, len(in.Shape)-1) // one example's shape, for InputLayout below
 	for _, d := range in.Shape[1:] {
 		if d < 1 {
 			return nil, 0, v2Invalid("input %q: shape %v, want %v (a batch of examples)", in.Name, in.Shape, wantShape)
 		}
 		row *= d
+		example = append(example, int(d))
 	}
 	if row != int64(info.InputSize) {
 		return nil, 0, v2Invalid("input %q: shape %v holds %d values per example, want %d (shape %v)", in.Name, in.Shape, row, info.InputSize, wantShape)
@@ -310,10 +312,6 @@ func v2Inputs(req *api.InferRequestV2, info *serving.Info, bin []byte) ([]float3
 	// The model's shape (dimensions of size 1 aside), or each example flattened: the same count
 	// in another layout (say channels last, [n, 32, 32, 3] for [n, 3, 32, 32]) would be read in
 	// the wrong order.
-	example := make([]int, len(in.Shape)-1)
-	for j, d := range in.Shape[1:] {
-		example[j] = int(d)
-	}
 	if !training.InputLayout(example, info.InputShape) {
 		return nil, 0, v2Invalid("input %q: shape %v, want %v or each example flattened, [-1 %d] (dimensions of size 1 aside)", in.Name, in.Shape, wantShape, info.InputSize)
 	}
