@@ -16,41 +16,47 @@ import (
 	"github.com/s3t-dev/s3t/unlearning"
 )
 
-// openSelector returns the sequence selector called name ("cyclic" or "selector.cyclic"): with
-// pluginData empty a built-in, run in this process; otherwise the built-in or installed selector
-// plugin through the plugin host over that data directory (out of process). done releases the
-// host.
-func openSelector(name, pluginData string, logger *slog.Logger) (sel sdk.Selector, done func(), err error) {
+// openHost opens the plugin host over the data directory pluginData, for the commands that
+// take --plugin-data; with pluginData empty it returns nil, and the callers use the built-ins in
+// process. done closes the host.
+func openHost(pluginData string, logger *slog.Logger) (mgr *plugins.Manager, done func(), err error) {
 	if pluginData == "" {
-		if sel, err = unlearning.NewSelector(name); err != nil {
-			return nil, nil, fmt.Errorf("%w: --selector: %w; give --plugin-data to use an installed selector plugin", errUsage, err)
-		}
-		return sel, func() {}, nil
+		return nil, func() {}, nil
 	}
-	mgr, err := plugins.Open(plugins.Config{DataDir: pluginData, Logger: logger})
-	if err != nil {
+	if mgr, err = plugins.Open(plugins.Config{DataDir: pluginData, Logger: logger}); err != nil {
 		return nil, nil, err
 	}
-	if sel, err = mgr.Selector(plugins.QualifiedName(sdk.KindSelector, name)); err != nil {
-		mgr.Close()
-		if errors.Is(err, plugins.ErrNotFound) {
-			err = fmt.Errorf("%w: --selector: %w", errUsage, err)
+	return mgr, func() { mgr.Close() }, nil
+}
+
+// openSelector returns the sequence selector called name ("cyclic" or "selector.cyclic"): with
+// no plugin host (mgr nil) a built-in, run in this process; otherwise the built-in or installed
+// selector plugin through the host (out of process).
+func openSelector(name string, mgr *plugins.Manager) (sdk.Selector, error) {
+	if mgr == nil {
+		sel, err := unlearning.NewSelector(name)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --selector: %w; give --plugin-data to use an installed selector plugin", errUsage, err)
 		}
-		return nil, nil, err
+		return sel, nil
 	}
-	return sel, func() { mgr.Close() }, nil
+	sel, err := mgr.Selector(plugins.QualifiedName(sdk.KindSelector, name))
+	if errors.Is(err, plugins.ErrNotFound) {
+		err = fmt.Errorf("%w: --selector: %w", errUsage, err)
+	}
+	return sel, err
 }
 
 // planPEFT asks the PEFT plugin called name for its plan for the backbone, with config (a JSON
-// object; empty for the plugin's defaults). With pluginData empty, the plugin must be a built-in
-// and its Plan runs in this process (plans are pure functions of manifest and config, so the
-// result is the same as out of process). Otherwise the plan comes from the plugin host over that
-// data directory: the plugin runs out of process (built-in or installed) and its plan is cached
-// under pluginData/plans. Either way the plan is checked against the manifest.
-func planPEFT(ctx context.Context, name string, config json.RawMessage, bm *backbone.Model, man *backbone.Manifest, pluginData string, logger *slog.Logger) (*sdk.PlanResponse, error) {
+// object; empty for the plugin's defaults). With no plugin host (mgr nil), the plugin must be a
+// built-in and its Plan runs in this process (plans are pure functions of manifest and config, so
+// the result is the same as out of process). Otherwise the plan comes from the host: the plugin
+// runs out of process (built-in or installed) and its plan is cached under the host's data
+// directory. Either way the plan is checked against the manifest.
+func planPEFT(ctx context.Context, name string, config json.RawMessage, bm *backbone.Model, man *backbone.Manifest, mgr *plugins.Manager) (*sdk.PlanResponse, error) {
 	req := &sdk.PlanRequest{Manifest: *man, Config: config}
 	var plan *sdk.PlanResponse
-	if pluginData == "" {
+	if mgr == nil {
 		p, ok := plugins.Builtins().Lookup(name)
 		if !ok || p.PEFT == nil {
 			return nil, fmt.Errorf("%w: --peft %q is not a built-in PEFT type (built-ins: lora, prefix, adapter); give --plugin-data to use an installed plugin",
@@ -61,11 +67,7 @@ func planPEFT(ctx context.Context, name string, config json.RawMessage, bm *back
 			return nil, planError(name, err)
 		}
 	} else {
-		mgr, err := plugins.Open(plugins.Config{DataDir: pluginData, Logger: logger})
-		if err != nil {
-			return nil, err
-		}
-		defer mgr.Close()
+		var err error
 		if plan, err = mgr.Plan(ctx, name, req); err != nil {
 			return nil, planError(name, err)
 		}

@@ -45,8 +45,12 @@ func (f *selectFlags) request(stderr io.Writer) (req *sdk.SelectRequest, sel sdk
 	if err := req.Validate(); err != nil {
 		return nil, nil, nil, fmt.Errorf("%w: %w", errUsage, err)
 	}
-	sel, done, err = openSelector(f.selector, f.pluginData, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	host, done, err := openHost(f.pluginData, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
+		return nil, nil, nil, err
+	}
+	if sel, err = openSelector(f.selector, host); err != nil {
+		done()
 		return nil, nil, nil, err
 	}
 	return req, sel, done, nil

@@ -275,7 +275,12 @@ func runTrain(ctx context.Context, stderr, stdout io.Writer, cfg modelConfig, ou
 	}
 	cfg.BackboneSHA256 = sha
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	plan, err := planPEFT(ctx, cfg.PEFT.Type, cfg.PEFT.Config, m, man, pluginData, logger)
+	host, closeHost, err := openHost(pluginData, logger) // one host for the plan and the selection
+	if err != nil {
+		return err
+	}
+	defer closeHost() // (closing twice is harmless)
+	plan, err := planPEFT(ctx, cfg.PEFT.Type, cfg.PEFT.Config, m, man, host)
 	if err != nil {
 		return err
 	}
@@ -284,10 +289,11 @@ func runTrain(ctx context.Context, stderr, stdout io.Writer, cfg modelConfig, ou
 	if err != nil {
 		return err
 	}
-	mf, err := planModel(ctx, cfg, data, pluginData, logger)
+	mf, err := planModel(ctx, cfg, data, host)
 	if err != nil {
 		return err
 	}
+	closeHost() // its plugin processes have nothing more to do while the model trains
 	mf.Plan = plan
 	if err := writeModelFile(out, mf); err != nil {
 		return err
@@ -358,7 +364,7 @@ func runTrain(ctx context.Context, stderr, stdout io.Writer, cfg modelConfig, ou
 }
 
 // planModel places the samples on (shard, slice) units and selects each shard's sequences.
-func planModel(ctx context.Context, cfg modelConfig, data *trainData, pluginData string, logger *slog.Logger) (*modelFile, error) {
+func planModel(ctx context.Context, cfg modelConfig, data *trainData, host *plugins.Manager) (*modelFile, error) {
 	asg, err := unlearning.NewAssigner(assignmentKey(cfg.Seed), cfg.Shards, cfg.Slices, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errUsage, err)
@@ -371,11 +377,10 @@ func planModel(ctx context.Context, cfg modelConfig, data *trainData, pluginData
 		p := asg.Place(e.ID)
 		mf.Units[p.Shard][p.Slice] = append(mf.Units[p.Shard][p.Slice], e.ID)
 	}
-	sel, done, err := openSelector(cfg.Selector, pluginData, logger)
+	sel, err := openSelector(cfg.Selector, host)
 	if err != nil {
 		return nil, err
 	}
-	defer done()
 	for k := range cfg.Shards {
 		seqs, err := unlearning.Select(ctx, sel, &sdk.SelectRequest{Slices: cfg.Slices, Budget: cfg.Budget, Seed: int64(cfg.Seed) + int64(k)})
 		if err != nil {
