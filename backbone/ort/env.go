@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -134,6 +135,13 @@ func initLocked(cfg initConfig) error {
 		}
 		return nil
 	}
+	// onnxruntime_go calls dlopen and then dlerror in separate cgo calls, and dlerror reads a
+	// per-thread state: a goroutine moved to another thread between them read an empty message
+	// ("Error loading ONNX shared library ...: " and nothing), so the reason a library did not
+	// load could go missing from the error (TestInitDefaultSearch failed so once in a CI run, and
+	// not in 150 runs under load here). Held to one thread, both calls see the same state.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	var tried []string
 	for _, c := range libraryCandidates(cfg.library) {
 		if strings.ContainsRune(c.path, filepath.Separator) {
