@@ -41,6 +41,7 @@ type serveBenchOptions struct {
 	deletions                 int
 	restart                   bool
 	serverCPUs                string
+	trace                     string
 	asJSON                    bool
 }
 
@@ -83,6 +84,14 @@ type servePredictRow struct {
 	MinimalRatioP99 float64      `json:"http_minimal_client_ratio_p99"`
 }
 
+// servedTraced is what s3t bench serve --trace measured while tracing: its traces' directory,
+// and the latencies of one client's single inputs over HTTP and direct beside the tracer.
+type servedTraced struct {
+	Dir    string       `json:"dir"`
+	HTTP   latencyStats `json:"http"`
+	Direct latencyStats `json:"direct"`
+}
+
 // serveRSS is the server process's memory (/proc/PID/status) at points of the run.
 type serveRSS struct {
 	// AfterTraining is VmRSS of the process that trained (0 when not restarted: see Idle).
@@ -116,10 +125,12 @@ type serveBenchResult struct {
 	// client); ParseMs is the server's decoding of one single-input predict body (one pass over
 	// the body, training.ScanInput, as the predict route parses the common shape), timed in this
 	// process.
-	HTTPFloor     latencyStats `json:"http_floor"`
-	ParseMs       float64      `json:"parse_one_input_ms"`
-	RSS           serveRSS     `json:"server_rss"`
-	AgreeMaxDelta float64      `json:"direct_vs_http_max_prob_delta"`
+	HTTPFloor latencyStats `json:"http_floor"`
+	ParseMs   float64      `json:"parse_one_input_ms"`
+	// Traced is what --trace measured while it traced (one client, single inputs), when given.
+	Traced        *servedTraced `json:"traced,omitempty"`
+	RSS           serveRSS      `json:"server_rss"`
+	AgreeMaxDelta float64       `json:"direct_vs_http_max_prob_delta"`
 }
 
 func newBenchServeCmd() *cobra.Command {
@@ -188,6 +199,7 @@ without training workers, so that its memory is that of a serving process.`,
 	f.IntVar(&o.reps, "reps", 5, "repetitions; the figures are their medians")
 	f.IntVar(&o.deletions, "deletions", 40, "timed deletions per repetition")
 	f.BoolVar(&o.restart, "restart", true, "restart the server without training workers after training, before measuring")
+	f.StringVar(&o.trace, "trace", "", "after the measurements, write Go execution traces of one client sending single inputs for 2 s each to this directory: server.trace (the server's, through its profiler) and direct.trace (this process's direct runs); read them with go tool trace, e.g. go tool trace -pprof=sched DIR/server.trace")
 	f.StringVar(&o.serverCPUs, "server-cpus", "", "hold the server to these CPUs (taskset -c list, as 0-7); the benchmark's own clients and direct runs stay where this process runs (hold it with taskset)")
 	f.BoolVar(&o.asJSON, "json", false, "print the results as one line of JSON")
 	return c
@@ -240,7 +252,16 @@ func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, cli
 		return nil, err
 	}
 	defer logf.Close()
-	srv, err := startServeChildOn(ctx, o.serverCPUs, o.data, logf, "--train-workers", "2")
+	// With --trace, the server serves Go's profiler, which gives the server's trace.
+	var debugAddr string
+	var debugArgs []string
+	if o.trace != "" {
+		if debugAddr, err = freeLoopbackAddr(); err != nil {
+			return nil, err
+		}
+		debugArgs = []string{"--debug-addr", debugAddr}
+	}
+	srv, err := startServeChildOn(ctx, o.serverCPUs, o.data, logf, append(debugArgs, "--train-workers", "2")...)
 	if err != nil {
 		return nil, err
 	}
@@ -269,7 +290,7 @@ func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, cli
 		if err != nil {
 			return nil, fmt.Errorf("bench serve: stop after training: %w", err)
 		}
-		if srv, err = startServeChildOn(ctx, o.serverCPUs, o.data, logf, "--train-workers", "0"); err != nil {
+		if srv, err = startServeChildOn(ctx, o.serverCPUs, o.data, logf, append(debugArgs, "--train-workers", "0")...); err != nil {
 			return nil, err
 		}
 		cl, addr = srv.cl, srv.addr
@@ -435,6 +456,15 @@ func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, cli
 	}
 	res.RSS.AfterPredict = procStatus(pid, "VmRSS")
 	res.RSS.Peak = procStatus(pid, "VmHWM")
+	if o.trace != "" {
+		h, d, err := serveTraces(ctx, o.trace, debugAddr, httpCall(1), directCall(1))
+		if err != nil {
+			return nil, fmt.Errorf("bench serve: --trace: %w", err)
+		}
+		res.Traced = &servedTraced{Dir: o.trace, HTTP: h, Direct: d}
+		logln("bench serve: traced one client's single inputs to %s: http p50 %.2f ms (%d requests), direct p50 %.2f ms (%d runs); the tracer slows both",
+			o.trace, h.P50Ms, h.Requests, d.P50Ms, d.Requests)
+	}
 
 	if o.deletions > 0 {
 		ids, err := spreadSamples(ctx, cl, name, data.train)
@@ -822,6 +852,10 @@ func printServeBench(w io.Writer, r *serveBenchResult) {
 	tw.Flush()
 	fmt.Fprintf(w, "HTTP floor (GET /healthz, 1 client): p50 %.2f ms, p99 %.2f ms; decoding one input's predict body (one pass, training.ScanInput): %.3f ms\n",
 		r.HTTPFloor.P50Ms, r.HTTPFloor.P99Ms, r.ParseMs)
+	if t := r.Traced; t != nil {
+		fmt.Fprintf(w, "traced (--trace %s: server.trace, direct.trace), 1 client, single inputs, slowed by the tracer: HTTP p50 %.2f ms (%d requests), direct p50 %.2f ms (%d runs)\n",
+			t.Dir, t.HTTP.P50Ms, t.HTTP.Requests, t.Direct.P50Ms, t.Direct.Requests)
+	}
 	if r.Deletion.Requests > 0 {
 		fmt.Fprintf(w, "\ndeletion, request to receipt over HTTP: p50 %.2f ms, p99 %.2f ms, %.0f deletions/s (%d deletions, %d cut a prefix; target: p99 < 10 ms)\n",
 			r.Deletion.P50Ms, r.Deletion.P99Ms, r.Deletion.PerSecond, r.Deletion.Requests, r.DeletionCuts)

@@ -1,7 +1,10 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -58,8 +61,9 @@ func TestBenchServeTiny(t *testing.T) {
 		t.Skipf("MNIST is not installed (make deps): %v", err)
 	}
 	t.Setenv("S3T_TEST_AS_CLI", "1")
+	traces := t.TempDir()
 	out, stderr, code := run(t, "bench", "serve", "--train", "40", "--test", "16", "--slices", "2", "--sequences", "1",
-		"--reps", "1", "--requests", "8", "--warmup", "2", "--clients", "1,2", "--batch-sizes", "1", "--deletions", "4", "--json")
+		"--reps", "1", "--requests", "8", "--warmup", "2", "--clients", "1,2", "--batch-sizes", "1", "--deletions", "4", "--trace", traces, "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -79,5 +83,15 @@ func TestBenchServeTiny(t *testing.T) {
 	}
 	if res.RSS.Idle <= 0 || res.RSS.FirstPredict <= res.RSS.Idle {
 		t.Errorf("server RSS %+v: want the first prediction to load checkpoints", res.RSS)
+	}
+	// --trace: both sides traced, while calls ran.
+	if tr := res.Traced; tr == nil || tr.Dir != traces || tr.HTTP.Requests == 0 || tr.Direct.Requests == 0 {
+		t.Errorf("traced %+v", res.Traced)
+	}
+	for _, f := range []string{"server.trace", "direct.trace"} {
+		b, err := os.ReadFile(filepath.Join(traces, f))
+		if err != nil || len(b) < 1024 || !bytes.HasPrefix(b, []byte("go 1.")) {
+			t.Errorf("%s: %d bytes, %v: want a Go execution trace", f, len(b), err)
+		}
 	}
 }
