@@ -47,6 +47,8 @@ test: deps vet
 	fi; \
 	echo "test: PostgreSQL at $${S3T_TEST_DATABASE_URL:-(none: SQLite only)}"; \
 	$(GO) test $(TESTFLAGS) ./...; \
+	echo "test: scripts/tracestat (a module of its own: the trace reader of s3t bench serve --trace)"; \
+	(cd scripts/tracestat && $(GO) vet ./... && $(GO) test $(TESTFLAGS) ./...); \
 	echo "test: adapters with the plain-Go kernels only (-tags purego, as on CPUs without AVX2/FMA)"; \
 	$(GO) test $(TESTFLAGS) -tags purego ./adapters/; \
 	if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && grep -qw bmi2 /proc/cpuinfo && \

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -97,9 +98,12 @@ func (s *Server) inferV2(c echo.Context) error {
 	if s.cfg.Serving == nil {
 		return errNoServing
 	}
-	ctx := c.Request().Context()
+	ctx, end := tracedRequest(c.Request().Context(), "infer v2")
+	defer end()
 	name := param(c, "name")
+	r := trace.StartRegion(ctx, "read body")
 	req, bin, release, err := readInferV2(c.Request())
+	r.End()
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
@@ -114,11 +118,13 @@ func (s *Server) inferV2(c echo.Context) error {
 	}
 	// The inputs are decoded while the service reads the ledger (serving.PredictWith).
 	res, err := s.cfg.Serving.PredictWith(ctx, name, func(info *serving.Info) ([]float32, int, error) {
+		defer trace.StartRegion(ctx, "decode").End()
 		return v2Inputs(req, info, bin)
 	})
 	if err != nil {
 		return servingError(err)
 	}
+	defer trace.StartRegion(ctx, "encode").End()
 	n, classes := len(res.Predictions), len(res.Labels)
 	out := &api.InferResponseV2{ModelName: name, ID: req.ID, Parameters: map[string]any{"ledger_version": res.Version}}
 	var binOut []byte // the binary outputs' bytes, in the order of the outputs

@@ -1,8 +1,10 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"net/http"
+	"runtime/trace"
 
 	"github.com/labstack/echo/v4"
 
@@ -33,15 +35,19 @@ func (s *Server) predict(c echo.Context) error {
 	if svc == nil {
 		return errNoServing
 	}
-	ctx := c.Request().Context()
+	ctx, end := tracedRequest(c.Request().Context(), "predict")
+	defer end()
 	name := param(c, "name")
+	r := trace.StartRegion(ctx, "read body")
 	body, release, err := readBody(c.Request())
+	r.End()
 	if err != nil {
 		return bodyError(err)
 	}
 	defer release()
 	// The inputs are parsed while the service reads the ledger (serving.PredictWith).
 	res, err := svc.PredictWith(ctx, name, func(info *serving.Info) ([]float32, int, error) {
+		defer trace.StartRegion(ctx, "decode").End()
 		return predictInputs(body, name, info)
 	})
 	if err != nil {
@@ -59,5 +65,18 @@ func (s *Server) predict(c echo.Context) error {
 	for k, sv := range res.Served {
 		out.Served[k] = api.ShardServed{Shard: sv.Shard, Sequence: sv.Sequence, Length: sv.Length, Gen: sv.Gen}
 	}
+	defer trace.StartRegion(ctx, "encode").End()
 	return c.JSON(http.StatusOK, out)
+}
+
+// tracedRequest starts a runtime/trace task of the given kind for a request while a Go
+// execution trace is being taken (s3t serve --debug-addr: /debug/pprof/trace), so that the
+// trace groups each request's regions (reading, decoding, the ledger read, the shard runs,
+// encoding) across the goroutines that run them; end ends it. Otherwise it returns ctx as is.
+func tracedRequest(ctx context.Context, kind string) (context.Context, func()) {
+	if !trace.IsEnabled() {
+		return ctx, func() {}
+	}
+	ctx, task := trace.NewTask(ctx, kind)
+	return ctx, task.End
 }

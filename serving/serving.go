@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"runtime"
 	"runtime/debug"
+	"runtime/trace"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -342,6 +343,7 @@ func (s *Service) PredictWith(ctx context.Context, name string, decode func(*Inf
 		if s.testHookRead != nil {
 			s.testHookRead()
 		}
+		defer trace.StartRegion(ctx, "ledger read").End()
 		l = s.stamp(ctx, name)
 	}, done: make(chan struct{})}
 	if s.helpers != nil && s.helpers.polling() {
@@ -584,7 +586,12 @@ func (m *model) runNow(ctx context.Context, st *state, xs []float32, n, classes 
 	for _, sh := range shares {
 		if sh.claim() {
 			mine(sh.run) // nobody has started it: run it here rather than wait
-		} else if v := sh.wait(); v != nil && panicked == nil {
+			continue
+		}
+		r := trace.StartRegion(ctx, "wait for a share")
+		v := sh.wait()
+		r.End()
+		if v != nil && panicked == nil {
 			panicked = v
 		}
 	}
@@ -599,6 +606,7 @@ func (m *model) runNow(ctx context.Context, st *state, xs []float32, n, classes 
 
 // shardLogits runs shard k's checkpoint ck on p for x, n inputs: n*classes logits.
 func (m *model) shardLogits(ctx context.Context, p *adapters.Predictor, k int, ck *adapters.Checkpoint, x ort.Tensor, n, classes int) ([]float32, error) {
+	defer trace.StartRegion(ctx, "shard").End()
 	t, err := p.Logits(ctx, ck, x, 0)
 	var v []float32
 	if err == nil {
@@ -674,6 +682,7 @@ func (m *model) runQueued(ctx context.Context, st *state, x []float32, n, classe
 	if beside != nil {
 		beside() // while a worker runs the prediction
 	}
+	defer trace.StartRegion(ctx, "queued").End()
 	select {
 	case r := <-c.done:
 		return r.outputs, r.err

@@ -2,6 +2,7 @@ package training
 
 import (
 	"context"
+	"runtime/trace"
 
 	"github.com/s3t-dev/s3t/adapters"
 	"github.com/s3t-dev/s3t/backbone/ort"
@@ -25,11 +26,13 @@ func Ensemble(ctx context.Context, p *adapters.Predictor, cks []*adapters.Checkp
 		if c == nil {
 			continue
 		}
+		r := trace.StartRegion(ctx, "shard") // for a Go execution trace; a load otherwise
 		l, err := p.Logits(ctx, c, t, 0)
-		if err != nil {
-			return nil, nil, err
+		if err == nil {
+			outs[k], err = ort.Values[float32](l)
 		}
-		if outs[k], err = ort.Values[float32](l); err != nil {
+		r.End()
+		if err != nil {
 			return nil, nil, err
 		}
 	}

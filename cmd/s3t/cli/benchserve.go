@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/trace"
 	"slices"
 	"strings"
 	"sync"
@@ -816,6 +817,11 @@ func (d *directEnsemble) predict(ctx context.Context, inputs [][]float32) ([]flo
 		d.mu.Unlock()
 		<-d.sem
 	}()
+	if trace.IsEnabled() { // --trace: each prediction a task, as the server's requests are
+		var task *trace.Task
+		ctx, task = trace.NewTask(ctx, "direct")
+		defer task.End()
+	}
 	return training.Ensemble(ctx, p, d.cks, d.rec, inputs)
 }
 
