@@ -196,13 +196,8 @@ func (s *Server) uploadBackbone(c echo.Context) error {
 func (s *Server) registerBackbone(ctx context.Context, name string, data []byte) (*api.Backbone, error) {
 	sum := sha256.Sum256(data)
 	b := &api.Backbone{Name: name, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:]), CreatedAt: time.Now().UTC()}
-	if old, err := s.loadBackbone(ctx, name); err == nil {
-		if old.SHA256 != b.SHA256 {
-			return nil, fmt.Errorf("backbone %q is registered with other contents: %w", name, store.ErrConflict)
-		}
-		return old, nil
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return nil, err
+	if old, done, err := s.registered(ctx, b); done {
+		return old, err
 	}
 	m, err := backbone.LoadBytes(data)
 	if err != nil {
@@ -220,6 +215,13 @@ func (s *Server) registerBackbone(ctx context.Context, name string, data []byte)
 	if err != nil {
 		return nil, fmt.Errorf("backbone %q: %w", name, err)
 	}
+	// Parsed without the lock; checked again and written under it, the file first, so that a
+	// crash half-way leaves no listed backbone without its file.
+	s.backboneMu.Lock()
+	defer s.backboneMu.Unlock()
+	if old, done, err := s.registered(ctx, b); done {
+		return old, err
+	}
 	if err := s.cfg.Blobs.Put(ctx, backboneModelKey(name), data); err != nil {
 		return nil, fmt.Errorf("backbone %q: store model: %w", name, err)
 	}
@@ -228,6 +230,21 @@ func (s *Server) registerBackbone(ctx context.Context, name string, data []byte)
 	}
 	s.log.Info("backbone registered", "backbone", name, "bytes", len(data), "sha256", b.SHA256, "manifest", b.ManifestError == "")
 	return b, nil
+}
+
+// registered reports whether backbone b's name is taken (done): by the same bytes, the
+// earlier registration is returned (an idempotent success); by other bytes, a conflict.
+func (s *Server) registered(ctx context.Context, b *api.Backbone) (old *api.Backbone, done bool, err error) {
+	old, err = s.loadBackbone(ctx, b.Name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, false, nil
+	case err != nil:
+		return nil, true, err
+	case old.SHA256 != b.SHA256:
+		return nil, true, fmt.Errorf("backbone %q is registered with other contents: %w", b.Name, store.ErrConflict)
+	}
+	return old, true, nil
 }
 
 // loadBackbone reads a backbone's stored metadata (store.ErrNotFound when unknown).
@@ -281,12 +298,51 @@ func (s *Server) getBackbone(c echo.Context) error {
 
 // deleteBackbone removes a backbone that no model uses (409 otherwise): its metadata first, so
 // that a crash half-way leaves no listed backbone without its file.
+//
+// A replica beside this server may create a model on it meanwhile: the models are checked
+// again once the metadata is gone (which that creation checks for after its insert), and the
+// metadata is put back if one uses it.
 func (s *Server) deleteBackbone(c echo.Context) error {
 	ctx := c.Request().Context()
 	name := param(c, "name")
-	if _, err := s.loadBackbone(ctx, name); err != nil {
+	s.backboneMu.Lock()
+	defer s.backboneMu.Unlock()
+	meta, err := s.cfg.Blobs.Get(ctx, backboneMetaKey(name))
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("backbone %q: %w", name, store.ErrNotFound)
+		}
+		return fmt.Errorf("delete backbone %q: %w", name, err)
+	}
+	if err := s.unused(ctx, name); err != nil {
 		return err
 	}
+	if err := s.cfg.Blobs.Delete(ctx, backboneMetaKey(name)); err != nil {
+		return fmt.Errorf("delete backbone %q: %w", name, err)
+	}
+	if err := s.unused(ctx, name); err != nil {
+		if perr := s.cfg.Blobs.Put(ctx, backboneMetaKey(name), meta); perr != nil {
+			return fmt.Errorf("delete backbone %q: put its metadata back: %w (after: %w)", name, perr, err)
+		}
+		return err
+	}
+	if err := s.cfg.Blobs.Delete(ctx, backboneModelKey(name)); err != nil {
+		return fmt.Errorf("delete backbone %q: %w", name, err)
+	}
+	s.mu.Lock()
+	if e := s.sessions[name]; e != nil && e.sess != nil {
+		if err := e.sess.Close(); err != nil {
+			s.log.Warn("close backbone session", "backbone", name, "err", err)
+		}
+	}
+	delete(s.sessions, name)
+	s.mu.Unlock()
+	s.log.Info("backbone deleted", "backbone", name)
+	return c.JSON(http.StatusOK, api.DeleteBackboneResponse{Name: name, Deleted: true})
+}
+
+// unused returns a conflict when a model uses backbone name.
+func (s *Server) unused(ctx context.Context, name string) error {
 	models, err := s.cfg.Store.ListModels(ctx)
 	if err != nil {
 		return fmt.Errorf("delete backbone %q: %w", name, err)
@@ -300,21 +356,7 @@ func (s *Server) deleteBackbone(c echo.Context) error {
 			return fmt.Errorf("backbone %q is used by model %q: %w", name, m.Name, store.ErrConflict)
 		}
 	}
-	for _, key := range []string{backboneMetaKey(name), backboneModelKey(name)} {
-		if err := s.cfg.Blobs.Delete(ctx, key); err != nil {
-			return fmt.Errorf("delete backbone %q: %w", name, err)
-		}
-	}
-	s.mu.Lock()
-	if e := s.sessions[name]; e != nil && e.sess != nil {
-		if err := e.sess.Close(); err != nil {
-			s.log.Warn("close backbone session", "backbone", name, "err", err)
-		}
-	}
-	delete(s.sessions, name)
-	s.mu.Unlock()
-	s.log.Info("backbone deleted", "backbone", name)
-	return c.JSON(http.StatusOK, api.DeleteBackboneResponse{Name: name, Deleted: true})
+	return nil
 }
 
 // runtime returns the ONNX Runtime status of a backbone, opening (once) and caching a session.

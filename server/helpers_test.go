@@ -26,12 +26,14 @@ type testServer struct {
 }
 
 // startServer starts a server with keys (secret -> scopes) and stops it when the test ends.
+// Its ledger and blobs are cfg's when set (a replica beside another), else new ones.
 func startServer(t testing.TB, cfg server.Config, keys map[string][]api.Scope) *testServer {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, blobs := testmodel.OpenStore(t) // closed after the server stops (cleanups run last first)
-	cfg.Store, cfg.Blobs = st, blobs
+	if cfg.Store == nil {
+		cfg.Store, cfg.Blobs = testmodel.OpenStore(t) // closed after the server stops (cleanups run last first)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
 	if cfg.Logger == nil {
 		cfg.Logger = quiet
 	}

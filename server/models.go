@@ -124,13 +124,14 @@ func normalize(spec *api.ModelSpec) error {
 
 // modelRecord derives what a model needs beyond its spec from its backbone (training.NewRecord).
 func (s *Server) modelRecord(ctx context.Context, spec *api.ModelSpec) (*training.Record, error) {
-	if _, err := s.loadBackbone(ctx, spec.Backbone); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, invalidf("backbone %q is not registered", spec.Backbone)
-		}
-		return nil, err
+	_, err := s.loadBackbone(ctx, spec.Backbone)
+	var data []byte
+	if err == nil {
+		data, err = s.cfg.Blobs.Get(ctx, training.BackboneKey(spec.Backbone))
 	}
-	data, err := s.cfg.Blobs.Get(ctx, training.BackboneKey(spec.Backbone))
+	if errors.Is(err, store.ErrNotFound) { // not registered, or deleted since
+		return nil, invalidf("backbone %q is not registered", spec.Backbone)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("backbone %q: %w", spec.Backbone, err)
 	}
@@ -210,9 +211,9 @@ func (s *Server) createModel(c echo.Context) error {
 	if err != nil {
 		return fmt.Errorf("encode model spec: %w", err)
 	}
-	m, err := s.cfg.Store.CreateModel(ctx, store.ModelSpec{Name: req.Name, Config: cfg, Slices: req.S3T.Slices, Sequences: seqs})
+	m, err := s.insertModel(ctx, store.ModelSpec{Name: req.Name, Config: cfg, Slices: req.S3T.Slices, Sequences: seqs}, rec)
 	if err != nil {
-		return fmt.Errorf("create model %q: %w", req.Name, err)
+		return err
 	}
 	s.log.Info("model created", "model", m.Name, "backbone", req.Backbone, "peft", req.PEFT.Type,
 		"shards", m.Shards, "slices", m.Slices, "sequences", req.S3T.Sequences)
@@ -221,6 +222,45 @@ func (s *Server) createModel(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusCreated, out)
+}
+
+// insertModel stores a model planned on backbone bytes rec.BackboneSHA256, if the backbone
+// still holds them: it may have been deleted, or registered again, while the model was planned.
+// A replica beside this server may delete the backbone meanwhile too: the backbone is checked
+// again after the insert (that deletion checks the models after removing it, so one of the two
+// sees the other), and the model removed if it is gone.
+func (s *Server) insertModel(ctx context.Context, spec store.ModelSpec, rec *training.Record) (*store.Model, error) {
+	s.backboneMu.Lock()
+	defer s.backboneMu.Unlock()
+	if err := s.backboneHolds(ctx, spec.Name, rec); err != nil {
+		return nil, err
+	}
+	m, err := s.cfg.Store.CreateModel(ctx, spec)
+	if err != nil {
+		return nil, fmt.Errorf("create model %q: %w", spec.Name, err)
+	}
+	if err := s.backboneHolds(ctx, spec.Name, rec); err != nil {
+		if derr := s.cfg.Store.DeleteModel(ctx, spec.Name); derr != nil {
+			return nil, fmt.Errorf("create model %q: remove it again: %w (after: %w)", spec.Name, derr, err)
+		}
+		return nil, err
+	}
+	return m, nil
+}
+
+// backboneHolds returns a conflict unless rec's backbone is registered with the bytes that
+// model was planned on.
+func (s *Server) backboneHolds(ctx context.Context, model string, rec *training.Record) error {
+	b, err := s.loadBackbone(ctx, rec.Backbone)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("create model %q: backbone %q was deleted while the model was created: %w", model, rec.Backbone, store.ErrConflict)
+	case err != nil:
+		return fmt.Errorf("create model %q: %w", model, err)
+	case b.SHA256 != rec.BackboneSHA256:
+		return fmt.Errorf("create model %q: backbone %q was registered again with other bytes while the model was created: %w", model, rec.Backbone, store.ErrConflict)
+	}
+	return nil
 }
 
 func (s *Server) listModels(c echo.Context) error {

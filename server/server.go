@@ -110,6 +110,13 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[string]*runtimeEntry // backbone name -> ONNX Runtime session or its error
 
+	// backboneMu serializes this server's backbone registrations and deletions, and the last
+	// check and insert of each model creation: so no two registrations of one name both
+	// succeed, and no model is created on a backbone whose deletion succeeds. Across replicas a
+	// model creation and a backbone deletion each check the other's side again after their own
+	// write, so that one of them sees the other (createModel, deleteBackbone).
+	backboneMu sync.Mutex
+
 	retrain *retrainer // the retraining policy's checks (with a Trainer)
 
 	// stopping is closed when Serve begins to shut down (stopOnce), before it waits for the
