@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"gocloud.dev/blob"
@@ -35,6 +37,8 @@ func DefaultBlobURL(dataDir string) (string, error) {
 // gocloud.dev/blob. It is safe for concurrent use.
 type Blobs struct {
 	b *blob.Bucket
+	// dir is a file:// bucket's folder ("" for other buckets): see PruneEmpty.
+	dir string
 }
 
 // BlobURL returns the bucket s3t uses: blobURL when set (S3T_BLOB_URL), else the file://
@@ -59,11 +63,13 @@ func BlobURL(dataDir, blobURL string) (string, error) {
 //     buckets as ENDPOINT/BUCKET instead of BUCKET.ENDPOINT, which most such servers need.
 //     An upload appears whole or not at all on S3 too.
 func OpenBlobs(ctx context.Context, rawURL string) (*Blobs, error) {
+	var dir string
 	if u, err := url.Parse(rawURL); err == nil && u.Scheme == "file" {
 		if !path.IsAbs(u.Path) { // file://dir reads dir as a host, and the path as empty
 			return nil, fmt.Errorf("store: open blobs %q: %w: a file:// bucket needs an absolute path, as file:///abs/dir", rawURL, ErrInvalid)
 		}
-		if err := os.MkdirAll(filepath.FromSlash(u.Path), 0o755); err != nil {
+		dir = filepath.FromSlash(u.Path)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("store: open blobs %q: %w", rawURL, err)
 		}
 	}
@@ -71,7 +77,7 @@ func OpenBlobs(ctx context.Context, rawURL string) (*Blobs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open blobs %q: %w", rawURL, err)
 	}
-	return &Blobs{b: b}, nil
+	return &Blobs{b: b, dir: dir}, nil
 }
 
 // Close closes the bucket.
@@ -205,6 +211,42 @@ func (bs *Blobs) DeletePrefix(ctx context.Context, prefix string) (int, error) {
 		}
 	}
 	return len(keys), nil
+}
+
+// PruneEmpty removes the empty folders at and under prefix (a folder's key, as
+// "models/NAME/") in a file:// bucket, whose deleted blobs leave their folders behind: a
+// deleted model's would still name it, its shards, sequences and stages. A folder that holds
+// a blob stays. Other buckets have no folders, and nothing is done there.
+func (bs *Blobs) PruneEmpty(prefix string) error {
+	if bs.dir == "" {
+		return nil
+	}
+	if err := checkKey(prefix); err != nil {
+		return fmt.Errorf("store: blob prune: %w", err)
+	}
+	root := filepath.Join(bs.dir, filepath.FromSlash(strings.TrimSuffix(prefix, "/")))
+	var dirs []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: blob prune %q: %w", prefix, err)
+	}
+	for i := len(dirs) - 1; i >= 0; i-- { // a folder's subfolders come after it
+		if err := os.Remove(dirs[i]); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTEMPTY) && !errors.Is(err, syscall.EEXIST) {
+			return fmt.Errorf("store: blob prune %q: %w", prefix, err)
+		}
+	}
+	return nil
 }
 
 // Purger returns a [Purger] that deletes a purged sample's blob (its BlobKey). Register it

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -186,5 +189,71 @@ func TestOpenBlobsRelativeFileURL(t *testing.T) {
 		if _, err := OpenBlobs(context.Background(), u); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "file:///abs/dir") {
 			t.Errorf("OpenBlobs(%q) = %v, want ErrInvalid naming the absolute form", u, err)
 		}
+	}
+}
+
+// TestBlobPruneEmpty: on a file:// bucket, deleting a model's blobs left its folders behind,
+// naming the model and its layout; PruneEmpty removes the empty ones and keeps any that holds
+// a blob. On the other buckets it does nothing and fails nothing.
+func TestBlobPruneEmpty(t *testing.T) {
+	ctx := context.Background()
+	for _, bb := range blobBackends() {
+		t.Run(bb.name, func(t *testing.T) {
+			bs, err := OpenBlobs(ctx, bb.url(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer bs.Close()
+			gone := []string{"models/m/checkpoints/shard-0/seq-0/gen-1/stage-1/ck", "models/m/checkpoints/shard-1/seq-0/gen-1/stage-2/ck"}
+			kept := "models/m/checkpoints/shard-1/seq-1/gen-2/stage-1/ck" // written after the purge began
+			for _, k := range append(gone, kept, "models/other/x") {
+				if err := bs.Put(ctx, k, []byte("v")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, k := range gone {
+				if err := bs.Delete(ctx, k); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := bs.PruneEmpty("models/m/"); err != nil {
+				t.Fatal(err)
+			}
+			if keys, err := bs.List(ctx, "models/"); err != nil || !reflect.DeepEqual(keys, []string{kept, "models/other/x"}) {
+				t.Fatalf("after pruning: %v, %v", keys, err)
+			}
+			if bs.dir != "" {
+				var dirs []string
+				filepath.WalkDir(filepath.Join(bs.dir, "models"), func(p string, d fs.DirEntry, err error) error {
+					if err == nil && d.IsDir() {
+						rel, _ := filepath.Rel(bs.dir, p)
+						dirs = append(dirs, filepath.ToSlash(rel))
+					}
+					return nil
+				})
+				want := []string{"models", "models/m", "models/m/checkpoints", "models/m/checkpoints/shard-1", "models/m/checkpoints/shard-1/seq-1",
+					"models/m/checkpoints/shard-1/seq-1/gen-2", "models/m/checkpoints/shard-1/seq-1/gen-2/stage-1", "models/other"}
+				if !reflect.DeepEqual(dirs, want) {
+					t.Fatalf("folders after pruning:\n%v\nwant\n%v", dirs, want)
+				}
+			}
+			// The last blob gone, the model's folder goes too; a prefix never seen is no error.
+			if err := bs.Delete(ctx, kept); err != nil {
+				t.Fatal(err)
+			}
+			for _, prefix := range []string{"models/m/", "models/never/"} {
+				if err := bs.PruneEmpty(prefix); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if bs.dir != "" {
+				if _, err := os.Stat(filepath.Join(bs.dir, "models", "m")); !errors.Is(err, fs.ErrNotExist) {
+					t.Fatalf("the emptied model's folder: %v", err)
+				}
+			}
+			if err := bs.PruneEmpty("../x"); !errors.Is(err, ErrInvalid) && bs.dir != "" {
+				t.Fatalf("PruneEmpty(../x) = %v, want ErrInvalid", err)
+			}
+		})
 	}
 }

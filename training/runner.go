@@ -774,7 +774,7 @@ func (r *Runner) purge(ctx context.Context, p store.Purge) error {
 				return err
 			}
 		}
-		return nil
+		return r.cfg.Blobs.PruneEmpty(ModelPrefix(p.Model))
 	}
 	r.mu.Lock()
 	for _, a := range r.active {

@@ -44,6 +44,7 @@ type env struct {
 	jobs   *store.Jobs
 	runner *training.Runner
 	work   string
+	bucket string // the file:// bucket's folder
 	rec    *training.Record
 	byID   map[string]adapters.Example
 }
@@ -105,7 +106,7 @@ func newEnv(t *testing.T, shards, slices, seqs, samples int) *env {
 	if err != nil {
 		t.Skipf("MNIST is not installed (make deps): %v", err)
 	}
-	e := &env{st: st, blobs: blobs, rec: rec, byID: map[string]adapters.Example{}, work: filepath.Join(dir, "work")}
+	e := &env{st: st, blobs: blobs, rec: rec, byID: map[string]adapters.Example{}, work: filepath.Join(dir, "work"), bucket: filepath.Join(dir, "blobs")}
 	var smps []store.Sample
 	for i := range samples {
 		id := fmt.Sprintf("m%04d", i)
@@ -357,6 +358,9 @@ func TestTrainDeleteRetrain(t *testing.T) {
 	}
 	if keys, _ := e.blobs.List(ctx, training.ModelPrefix(testModel)); len(keys) != 0 {
 		t.Errorf("blobs of a deleted model survive: %v", keys)
+	}
+	if _, err := os.Stat(filepath.Join(e.bucket, "models", testModel)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the bucket's folder of a deleted model survives (%v)", err)
 	}
 	if _, err := os.Stat(filepath.Join(e.work, "models", testModel)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the local stage checkpoints of a deleted model survive (%v)", err)
