@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
 	"sync"
@@ -469,4 +470,56 @@ func TestErasuresOnlyGrow(t *testing.T) {
 			t.Fatalf("a batch that deleted nothing counted: erasures %d", e)
 		}
 	})
+}
+
+// TestOpenFoldsALeftoverLog: a process killed right after a deletion leaves the erasure in the
+// write-ahead log and the erased input's old page in the database file. The store folds the
+// log in shortly after it opens, not at its first write, which a restarted server may not make
+// for a while (the bytes stayed in ledger.db after a restart in a chaos audit).
+func TestOpenFoldsALeftoverLog(t *testing.T) {
+	dir := t.TempDir()
+	s := openSQLite(t, dir)
+	ctx := context.Background()
+	mustModel(t, s, spec("m", 1, 2, 1), 50)
+	marker := []byte("SECRET-MARKER-4e2d81")
+	if _, err := s.PutSamples(ctx, "m", []Sample{{ID: "secret", Label: "x", Input: marker}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Delete(ctx, "m", "secret"); err != nil {
+		t.Fatal(err)
+	}
+	// The crash image: the files as they are right after the deletion's commit, before the
+	// background checkpoint (which waits for a tick without writes).
+	crashed := t.TempDir()
+	for _, f := range []string{LedgerFile, LedgerFile + "-wal"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(crashed, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db := filepath.Join(crashed, LedgerFile)
+	if !fileContains(t, db, marker) {
+		t.Skip("the background checkpoint ran before the files were copied: no crash image to test")
+	}
+	r, err := Open(ctx, SQLiteDSN(crashed), WithLogger(quiet)) // no Migrate: nothing written
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for deadline := time.Now().Add(3 * time.Second); fileContains(t, db, marker) || fileContains(t, db+"-wal", marker); {
+		if time.Now().After(deadline) {
+			t.Fatal("the deleted input is still in the database files 3 s after the store opened")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The deletion itself survived the crash.
+	if _, err := r.GetSample(ctx, "m", "secret"); !errors.Is(err, ErrGone) {
+		t.Fatalf("deleted sample after the crash: %v, want ErrGone", err)
+	}
 }

@@ -234,6 +234,9 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 const (
 	backgroundInterval = 200 * time.Millisecond
 	backgroundMaxDelay = 2 * time.Second
+	// checkpointWarnAfter is how long checkpoints may be deferred (readers holding the log)
+	// before the store warns that erased data waits in the log.
+	checkpointWarnAfter = 10 * time.Second
 )
 
 // background does, shortly after writes and off the request path: removing completed
@@ -250,8 +253,13 @@ func (s *Store) background() {
 	defer t.Stop()
 	retry := time.NewTicker(cmp.Or(s.purgeRetry, DefaultPurgeRetry))
 	defer retry.Stop()
-	dirty, wroteThisTick := false, false
-	var since time.Time // the first write not yet covered
+	// Dirty from the start: a process killed after a deletion left the erasure in the log and
+	// the erased page's old image in the database file, and a restarted server may not write
+	// for a while; so the first tick folds the log in.
+	dirty, wroteThisTick := true, false
+	since := time.Now()         // the first write not yet covered
+	var deferredSince time.Time // the first checkpoint deferred since the last one that ran
+	warned := false
 	for {
 		select {
 		case <-s.stop:
@@ -277,7 +285,20 @@ func (s *Store) background() {
 			}
 			if err := s.Checkpoint(ctx); err != nil {
 				dirty = true // retry on the next tick
-				s.log.Debug("checkpoint deferred", "err", err)
+				if deferredSince.IsZero() {
+					deferredSince = time.Now()
+				}
+				if d := time.Since(deferredSince); d > checkpointWarnAfter && !warned {
+					warned = true
+					s.log.Warn("checkpoint deferred: data erased since stays in the write-ahead log until it runs", "for", d.Round(time.Second), "err", err)
+				} else {
+					s.log.Debug("checkpoint deferred", "err", err)
+				}
+			} else {
+				if warned {
+					s.log.Info("checkpoint ran after a deferral", "deferred", time.Since(deferredSince).Round(time.Second))
+				}
+				deferredSince, warned = time.Time{}, false
 			}
 			if dirty {
 				since = time.Now()
