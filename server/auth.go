@@ -6,10 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/labstack/echo/v4"
 
@@ -92,6 +95,9 @@ func ParseKeyLine(line string) (Key, error) {
 
 type authenticator struct {
 	keys map[[sha256.Size]byte]Key
+	// loopbackOnly is set by Server.Listen on a server with no keys: it then answers loopback
+	// Host names only (see guardBrowsers).
+	loopbackOnly atomic.Bool
 }
 
 func newAuthenticator(keys []Key) (*authenticator, error) {
@@ -115,18 +121,82 @@ func (a *authenticator) require(scope api.Scope) echo.MiddlewareFunc {
 			}
 			secret, ok := bearerKey(c.Request().Header.Get("Authorization"))
 			if !ok {
-				return &statusError{http.StatusUnauthorized, &api.Error{Code: api.CodeUnauthorized, Message: "missing API key (Authorization: Bearer KEY)"}}
+				return unauthorized(c, "missing API key (Authorization: Bearer KEY)")
 			}
 			k, ok := a.keys[sha256.Sum256([]byte(secret))]
 			if !ok {
-				return &statusError{http.StatusUnauthorized, &api.Error{Code: api.CodeUnauthorized, Message: "unknown API key"}}
+				return unauthorized(c, "unknown API key")
 			}
-			if !slices.Contains(k.Scopes, scope) && !slices.Contains(k.Scopes, api.ScopeAdmin) {
+			if !k.has(scope) {
 				return &statusError{http.StatusForbidden, &api.Error{Code: api.CodeForbidden, Message: fmt.Sprintf("key %q lacks scope %q", k.Name, scope)}}
 			}
+			c.Set(keyContextKey, k)
 			return next(c)
 		}
 	}
+}
+
+// keyContextKey holds the request's authenticated Key in its echo.Context.
+const keyContextKey = "s3t.key"
+
+// has reports whether the key grants scope (admin grants every scope).
+func (k Key) has(scope api.Scope) bool {
+	return slices.Contains(k.Scopes, scope) || slices.Contains(k.Scopes, api.ScopeAdmin)
+}
+
+// allows reports whether the request's caller holds scope beyond its route's: always on a
+// server with no keys, else when its key grants it.
+func (a *authenticator) allows(c echo.Context, scope api.Scope) bool {
+	if len(a.keys) == 0 {
+		return true
+	}
+	k, ok := c.Get(keyContextKey).(Key)
+	return ok && k.has(scope)
+}
+
+// unauthorized is a 401 with the challenge RFC 9110 asks of it.
+func unauthorized(c echo.Context, msg string) error {
+	c.Response().Header().Set("WWW-Authenticate", `Bearer realm="s3t"`)
+	return &statusError{http.StatusUnauthorized, &api.Error{Code: api.CodeUnauthorized, Message: msg}}
+}
+
+// guardBrowsers refuses what a web page could make a browser send (cross-site request
+// forgery): a request whose Origin is not the server's own (browsers send Origin on
+// cross-origin requests, and s3t answers no CORS preflight, so no web page is meant to call
+// it); and, on a server with no keys listening on loopback (Server.Listen), which answers
+// every request, a Host that is not a loopback name or address (a page whose name was rebound
+// to 127.0.0.1: DNS rebinding). Clients that are not browsers send no Origin, and reach
+// loopback by a loopback name.
+func (a *authenticator) guardBrowsers(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if origin := r.Header.Get("Origin"); origin != "" {
+			if u, err := url.Parse(origin); err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host) {
+				return &statusError{http.StatusForbidden, &api.Error{Code: api.CodeForbidden,
+					Message: fmt.Sprintf("cross-origin request from %q refused: s3t is called by programs, not by web pages", origin)}}
+			}
+		}
+		if a.loopbackOnly.Load() && !loopbackHost(r.Host) {
+			return &statusError{http.StatusForbidden, &api.Error{Code: api.CodeForbidden,
+				Message: fmt.Sprintf("host %q refused: a server with no API keys answers loopback names and addresses only (localhost, 127.0.0.1, [::1])", r.Host)}}
+		}
+		return next(c)
+	}
+}
+
+// loopbackHost reports whether a Host header names this machine's loopback: localhost (or a
+// name under .localhost, which resolvers keep on loopback), or a loopback address, with any port.
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSuffix(host, "."), "["), "]")
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // bearerKey returns the key of an "Authorization: Bearer KEY" header value. The scheme is

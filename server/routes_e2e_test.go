@@ -124,9 +124,15 @@ func TestEndToEnd(t *testing.T) {
 	}
 	_, err = admin.DeleteSample(ctx, &api.DeleteSampleRequest{Model: "fmnist", ID: "nope"})
 	wantError(t, err, http.StatusNotFound, api.CodeNotFound)
-	_, err = trainer.GetSample(ctx, &api.GetSampleRequest{Model: "fmnist", ID: "s05"})
+	// A deleted sample's GET carries its receipt for a key that may read receipts (the delete
+	// scope), and only says it is gone to others.
+	_, err = admin.GetSample(ctx, &api.GetSampleRequest{Model: "fmnist", ID: "s05"})
 	if e := wantError(t, err, http.StatusGone, api.CodeGone); e.Receipt == nil || e.Receipt.ID != rc.ID {
 		t.Fatalf("410 of a deleted sample's GET: receipt %+v, want %s", e.Receipt, rc.ID)
+	}
+	_, err = trainer.GetSample(ctx, &api.GetSampleRequest{Model: "fmnist", ID: "s05"})
+	if e := wantError(t, err, http.StatusGone, api.CodeGone); e.Receipt != nil || !strings.Contains(e.Message, "delete scope") {
+		t.Fatalf("410 of a deleted sample's GET without the delete scope: %+v, want no receipt", e)
 	}
 
 	back, err := admin.GetReceipt(ctx, &api.GetReceiptRequest{ID: rc.ID})

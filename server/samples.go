@@ -149,6 +149,12 @@ func parseSampleLine(line []byte, rec *training.Record) (*api.Sample, []float32,
 
 func (s *Server) getSample(c echo.Context) error {
 	smp, err := s.cfg.Store.GetSample(c.Request().Context(), param(c, "name"), param(c, "id"))
+	var gone *store.GoneError
+	if errors.As(err, &gone) && !s.auth.allows(c, api.ScopeDelete) {
+		// Receipts are the delete scope's to read (GET /v1/deletions/...): say only that the
+		// sample is gone.
+		return fmt.Errorf("get sample: sample %q was deleted (its receipt is for keys with the delete scope): %w", param(c, "id"), store.ErrGone)
+	}
 	if err != nil {
 		return fmt.Errorf("get sample: %w", err)
 	}

@@ -174,7 +174,7 @@ func New(cfg Config) (*Server, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	e.Use(s.metrics.middleware, s.recoverPanics)
+	e.Use(s.metrics.middleware, s.recoverPanics, s.auth.guardBrowsers)
 	s.routes = s.Routes()
 	for _, r := range s.routes {
 		// Authentication before the size limit: a caller without a key learns nothing of the
@@ -205,6 +205,7 @@ func (s *Server) Listen(addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("server: listen address %q: %w", addr, err)
 	}
 	if len(s.cfg.Keys) == 0 {
+		s.auth.loopbackOnly.Store(true)
 		ip := net.ParseIP(host)
 		if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 			s.log.Warn("no API keys configured: listening on loopback only", "asked", addr)
