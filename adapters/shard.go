@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -613,7 +614,46 @@ func (s *ShardTrainer) run(ctx context.Context, examples []Example) (map[string]
 			s.edgeRows[name] = slices.Clone(out[name].Shape[1:])
 		}
 	}
+	if err := s.finite(out, examples); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// finite returns an ErrInvalidArgument naming the examples whose activations at an edge are
+// not all finite: finite inputs near float32's limit overflow the frozen layers, and training
+// on them diverged after its first step, which read as too high a learning rate. Only
+// deleting such samples makes the shard trainable again.
+func (s *ShardTrainer) finite(out map[string]ort.Tensor, examples []Example) error {
+	notFinite := func(f float32) bool { return math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) }
+	seen := make([]bool, len(examples))
+	for _, name := range s.edges {
+		v, err := ort.Values[float32](out[name])
+		if err != nil {
+			return fmt.Errorf("trunk activations at %q: %w", name, err)
+		}
+		row := len(v) / len(examples)
+		for j := range examples {
+			if !seen[j] && slices.ContainsFunc(v[j*row:(j+1)*row], notFinite) {
+				seen[j] = true
+			}
+		}
+	}
+	var bad []string
+	for j, e := range examples {
+		if seen[j] {
+			bad = append(bad, strconv.Quote(e.ID))
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	more := ""
+	if len(bad) > 10 {
+		bad, more = bad[:10], fmt.Sprintf(" and %d more", len(bad)-10)
+	}
+	return fmt.Errorf("%w: the frozen backbone gives values that are not finite for sample(s) %s%s (input values too large for it): delete them and train again",
+		ErrInvalidArgument, strings.Join(bad, ", "), more)
 }
 
 // Purge removes a deleted sample's activations from the cache and reports how many it removed.

@@ -15,6 +15,7 @@ import (
 	"reflect"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/s3t-dev/s3t/backbone/ort"
@@ -648,6 +649,30 @@ func TestTrainingIndependentOfCores(t *testing.T) {
 		}
 		for i, c := range cks[0] {
 			sameBits(t, fmt.Sprintf("GOMAXPROCS %d against 1, stage %d", procs, i+1), c.Params, first[i].Params)
+		}
+	}
+}
+
+// TestShardRefusesOverflowingSamples: samples whose finite input values overflow the frozen
+// backbone (near float32's limit) made training diverge at its first step, reported as too
+// high a learning rate, on every retry. The trunk's activations are checked instead, and the
+// error names those samples, cached activations or not.
+func TestShardRefusesOverflowingSamples(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the trunk on MNIST")
+	}
+	for _, noCache := range []bool{false, true} {
+		const L = 2
+		data := shardData(t, 32, L)
+		huge := make([]float32, len(data[0][0].Input))
+		for i := range huge {
+			huge[i] = 3e38
+		}
+		data[0] = append(data[0], Example{ID: "overflows", Input: huge, Label: 1})
+		s := newShardTrainer(t, ShardConfig{Slices: L, Seed: 4, NoCache: noCache})
+		_, err := s.TrainSequence(context.Background(), 0, 0, []int{0, 1}, data, L)
+		if !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), `sample(s) "overflows" (input values too large`) {
+			t.Fatalf("no cache %v: err = %v, want ErrInvalidArgument naming the sample", noCache, err)
 		}
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"log/slog"
 	"runtime"
 	"runtime/debug"
@@ -460,6 +461,15 @@ func (s *Service) check(m *model, x []float32, n int) error {
 // result aggregates the shards' logits of n inputs computed on st.
 func (m *model) result(st *state, outputs [][]float32, n int) (*Result, error) {
 	classes := len(m.rec.Labels)
+	// Finite inputs can still overflow the backbone (values near float32's limit): its NaN
+	// would otherwise become a 500, or an arbitrary label with NaN probabilities.
+	for k, out := range outputs {
+		for j, v := range out {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return nil, fmt.Errorf("%w: input %d: shard %d's output is not finite: its values are too large for the backbone", ErrInvalidInput, j/classes, k)
+			}
+		}
+	}
 	scores, labels, err := unlearning.Aggregate(unlearning.MeanProbs, outputs, n, classes)
 	if err != nil {
 		return nil, fmt.Errorf("serving: %q: %w", m.name, err)

@@ -441,3 +441,33 @@ func TestPredictRefusesForeignCheckpoint(t *testing.T) {
 		t.Fatalf("served %v, %v; want the foreign checkpoint refused", res, err)
 	}
 }
+
+// TestPredictOverflowingInput: finite input values near float32's limit overflow the backbone
+// into NaN, which answered 500, or over KServe v2 an arbitrary label with NaN probabilities. It
+// is the input's fault, and the error names the input; the other inputs of the model still
+// predict.
+func TestPredictOverflowingInput(t *testing.T) {
+	ctx := context.Background()
+	fx := newFixture(t, testmodel.Options{Slices: 2, Seqs: 1})
+	svc := newService(t, fx, 1)
+	huge := make([]float32, len(fx.Test[0]))
+	for i := range huge {
+		huge[i] = 3e38
+	}
+	for _, in := range [][][]float32{{huge}, {fx.Test[0], huge}} {
+		_, err := svc.Predict(ctx, fx.Name, in)
+		want := fmt.Sprintf("input %d: shard 0's output is not finite", len(in)-1)
+		if !errors.Is(err, serving.ErrInvalidInput) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("%d inputs, the last overflowing: err = %v, want ErrInvalidInput with %q", len(in), err, want)
+		}
+	}
+	res, err := svc.Predict(ctx, fx.Name, fx.Test[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range res.Predictions[0].Probabilities {
+		if math.IsNaN(p) {
+			t.Fatalf("probabilities %v", res.Predictions[0].Probabilities)
+		}
+	}
+}
