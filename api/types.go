@@ -179,7 +179,8 @@ type S3TConfig struct {
 	Prior     []float64 `json:"prior,omitempty"`
 }
 
-// TrainingConfig is how each stage is trained.
+// TrainingConfig is how each stage is trained. A field that is 0 (or absent) takes the
+// server's default: 1 epoch, learning rate 0.001, batch size 32.
 type TrainingConfig struct {
 	Epochs       int     `json:"epochs"`
 	LearningRate float64 `json:"learning_rate"`

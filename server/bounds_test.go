@@ -52,6 +52,8 @@ func TestCreateModelBounds(t *testing.T) {
 		{"10001 labels", func(s *api.ModelSpec) { s.Labels = labels(10001) }, "labels: want 2 to 10000 labels, got 10001"},
 		{"empty label", func(s *api.ModelSpec) { s.Labels = []string{"a", ""} }, `labels: "" is empty or repeated`},
 		{"repeated label", func(s *api.ModelSpec) { s.Labels = []string{"a", "b", "a"} }, `labels: "a" is empty or repeated`},
+		{"control label", func(s *api.ModelSpec) { s.Labels = []string{"a", "b\x07"} }, `labels: "b\a" holds a control character`},
+		{"invalid UTF-8 label", func(s *api.ModelSpec) { s.Labels = []string{"a", "b\xff"} }, "holds a control character, invalid UTF-8 or U+FFFD"},
 		{"epochs 10001", func(s *api.ModelSpec) { s.Training.Epochs = 10001 }, "training.epochs must be in [1, 10000], got 10001"},
 		{"epochs -1", func(s *api.ModelSpec) { s.Training.Epochs = -1 }, "training.epochs must be in [1, 10000], got -1"},
 		{"batch size 65537", func(s *api.ModelSpec) { s.Training.BatchSize = 65537 }, "training.batch_size must be in [1, 65536], got 65537"},

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -59,6 +62,9 @@ func normalize(spec *api.ModelSpec) error {
 	}
 	seen := make(map[string]bool, len(spec.Labels))
 	for _, l := range spec.Labels {
+		if strings.ContainsFunc(l, unicode.IsControl) || strings.ContainsRune(l, utf8.RuneError) {
+			return invalidf("labels: %q holds a control character, invalid UTF-8 or U+FFFD", l)
+		}
 		if l == "" || seen[l] {
 			return invalidf("labels: %q is empty or repeated", l)
 		}

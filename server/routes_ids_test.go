@@ -39,8 +39,9 @@ func TestSampleIDsNeedingEscapes(t *testing.T) {
 	}
 }
 
-// TestSampleIDLimits checks that an upload refuses an id too long for paths and receipts, or one
-// holding a control character, naming the line, and stores nothing.
+// TestSampleIDLimits checks that an upload refuses an id too long for paths and receipts, one
+// holding a control character, one that would be stored as another id, or one no URL path can
+// address, naming the line, and stores nothing.
 func TestSampleIDLimits(t *testing.T) {
 	ctx := context.Background()
 	_, c := untrainedModel(t)
@@ -53,6 +54,13 @@ func TestSampleIDLimits(t *testing.T) {
 		{"nul\x00id", "control character", false},
 		{"tab\tid", "control character", false},
 		{"new\nline", "control character", false},
+		// JSON decoding turns invalid UTF-8 (and lone surrogates) into U+FFFD: the id stored
+		// would not be the one sent, and deleting by the id sent answered 404.
+		{"bad\xffutf8", "not valid UTF-8", false},
+		{"fffd\ufffd", "U+FFFD", false},
+		{".", "cannot be addressed in a URL path", false},
+		{"..", "cannot be addressed in a URL path", false},
+		{"a.b/..c", "", true},
 	} {
 		t.Run(fmt.Sprintf("%.12q", tt.id), func(t *testing.T) {
 			good := api.Sample{ID: "good-" + fmt.Sprint(len(tt.id)), Input: json.RawMessage(pixels(0)), Label: "a"}

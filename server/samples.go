@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -114,7 +115,9 @@ func rejectedUpload(status int, code string, lines []api.LineError) error {
 
 // maxSampleID is the longest sample id, in bytes. An id goes into URL paths, receipts and logs;
 // ids may hold any printable text (spaces, slashes and percent signs are escaped in paths), but
-// no control characters.
+// no control characters, and no U+FFFD: JSON decoding puts it in place of invalid UTF-8 and of
+// lone surrogates (\ud800), so such an id would be stored as another than the one sent, which
+// its deletion then does not find. "." and ".." cannot be a path segment.
 const maxSampleID = 512
 
 // parseSampleLine decodes and checks one NDJSON line against the model: the input must hold
@@ -135,6 +138,10 @@ func parseSampleLine(line []byte, rec *training.Record) (*api.Sample, []float32,
 		return nil, nil, &api.LineError{Code: api.CodeInvalid, Message: fmt.Sprintf("id has %d bytes, over %d", len(smp.ID), maxSampleID)}
 	case strings.ContainsFunc(smp.ID, unicode.IsControl):
 		return nil, nil, &api.LineError{ID: smp.ID, Code: api.CodeInvalid, Message: "id holds a control character"}
+	case strings.ContainsRune(smp.ID, utf8.RuneError):
+		return nil, nil, &api.LineError{ID: smp.ID, Code: api.CodeInvalid, Message: "id is not valid UTF-8, or holds a lone surrogate or U+FFFD: it would be stored as another id than the one sent"}
+	case smp.ID == "." || smp.ID == "..":
+		return nil, nil, &api.LineError{ID: smp.ID, Code: api.CodeInvalid, Message: fmt.Sprintf("id %q cannot be addressed in a URL path", smp.ID)}
 	case len(smp.Input) == 0 || string(smp.Input) == "null":
 		return nil, nil, &api.LineError{ID: smp.ID, Code: api.CodeInvalid, Message: "input is required"}
 	case !hasLabel(&rec.ModelSpec, smp.Label):
