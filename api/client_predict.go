@@ -57,9 +57,9 @@ func (r *PredictRequest) body() ([]byte, error) {
 	return append(b, "]}"...), nil
 }
 
-// InferV2 calls the KServe v2 inference route of model req.Name.
+// InferV2 calls the KServe v2 inference route of model req.Name (at req.Version when set).
 func (c *Client) InferV2(ctx context.Context, req *InferRequestV2) (*InferResponseV2, error) {
-	path := "/v2/models/" + seg(req.Name) + "/infer"
+	path := v2ModelPath(req.Name, req.Version) + "/infer"
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("api: POST %s: encode: %w", path, err)
@@ -71,10 +71,25 @@ func (c *Client) InferV2(ctx context.Context, req *InferRequestV2) (*InferRespon
 	return out, nil
 }
 
-// ModelMetadataV2 returns the KServe v2 metadata of model req.Name.
+// ModelMetadataV2 returns the KServe v2 metadata of model req.Name (at req.Version when set).
 func (c *Client) ModelMetadataV2(ctx context.Context, req *ModelMetadataRequestV2) (*ModelMetadataV2, error) {
-	out, err := call[ModelMetadataV2](ctx, c, http.MethodGet, "/v2/models/"+seg(req.Name), nil, "")
+	out, err := call[ModelMetadataV2](ctx, c, http.MethodGet, v2ModelPath(req.Name, req.Version), nil, "")
 	return out, v2Error(err)
+}
+
+// ServerMetadataV2 returns the KServe v2 server metadata: name, version and extensions.
+func (c *Client) ServerMetadataV2(ctx context.Context, _ *ServerMetadataRequestV2) (*ServerMetadataV2, error) {
+	out, err := call[ServerMetadataV2](ctx, c, http.MethodGet, "/v2", nil, "")
+	return out, v2Error(err)
+}
+
+// v2ModelPath is /v2/models/{name}, with /versions/{version} when version is set.
+func v2ModelPath(name, version string) string {
+	p := "/v2/models/" + seg(name)
+	if version != "" {
+		p += "/versions/" + seg(version)
+	}
+	return p
 }
 
 // v2Error turns a v2 error body {"error": "message"}, which the client does not decode as an

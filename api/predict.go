@@ -46,13 +46,35 @@ type PredictResponse struct {
 // KServe Open Inference Protocol v2 (REST). Errors of the /v2 routes are {"error": "message"}
 // as the protocol says (the client returns them as *Error with the HTTP status).
 
+// ModelVersionV2 is the version of every model on the v2 routes. An s3t model has one
+// servable version at a time: its metadata lists this one, the routes
+// /v2/models/{name}/versions/{version}[/ready|/infer] answer with it as the unversioned ones do,
+// and any other version is 404. The model's ledger version, which every upload, checkpoint and
+// deletion moves, is an inference answer's parameters.ledger_version.
+const ModelVersionV2 = "1"
+
+// ExtensionBinaryTensorDataV2 is the binary tensor data extension's name in the server metadata.
+const ExtensionBinaryTensorDataV2 = "binary_tensor_data"
+
+// ServerMetadataRequestV2 asks for the server metadata (GET /v2).
+type ServerMetadataRequestV2 struct{}
+
+// ServerMetadataV2 is the body of GET /v2: the server's name and version, and the protocol
+// extensions it supports.
+type ServerMetadataV2 struct {
+	Name       string   `json:"name"`
+	Version    string   `json:"version"`
+	Extensions []string `json:"extensions"`
+}
+
 // HealthV2 is the body of /v2/health/live and /v2/health/ready.
 type HealthV2 struct {
 	Live  *bool `json:"live,omitempty"`
 	Ready *bool `json:"ready,omitempty"`
 }
 
-// ModelReadyV2 is the body of /v2/models/{name}/ready (status 200 when ready, 400 when not).
+// ModelReadyV2 is the body of /v2/models/{name}[/versions/{version}]/ready (status 200 when
+// ready, 400 when not).
 type ModelReadyV2 struct {
 	Name  string `json:"name"`
 	Ready bool   `json:"ready"`
@@ -65,12 +87,14 @@ type MetadataTensorV2 struct {
 	Shape    []int64 `json:"shape"`
 }
 
-// ModelMetadataRequestV2 names a model.
+// ModelMetadataRequestV2 names a model, and a version (empty: the unversioned route).
 type ModelMetadataRequestV2 struct {
-	Name string `json:"-"`
+	Name    string `json:"-"`
+	Version string `json:"-"`
 }
 
-// ModelMetadataV2 is the body of GET /v2/models/{name}.
+// ModelMetadataV2 is the body of GET /v2/models/{name}[/versions/{version}]; Versions lists
+// ModelVersionV2.
 type ModelMetadataV2 struct {
 	Name     string             `json:"name"`
 	Versions []string           `json:"versions,omitempty"`
@@ -125,10 +149,12 @@ type RequestedOutputV2 struct {
 	Parameters map[string]any `json:"parameters,omitempty"`
 }
 
-// InferRequestV2 is the body of POST /v2/models/{name}/infer. The model has one input (see its
-// metadata), datatype FP32, shape [batch, ...input shape].
+// InferRequestV2 is the body of POST /v2/models/{name}[/versions/{version}]/infer. The model
+// has one input (see its metadata), datatype FP32, shape [batch, ...input shape]. Version
+// (empty: the unversioned route) is part of the path, not the body.
 type InferRequestV2 struct {
 	Name       string              `json:"-"`
+	Version    string              `json:"-"`
 	ID         string              `json:"id,omitempty"`
 	Parameters map[string]any      `json:"parameters,omitempty"`
 	Inputs     []InferTensorV2     `json:"inputs"`
@@ -136,7 +162,8 @@ type InferRequestV2 struct {
 }
 
 // InferResponseV2 answers an InferRequestV2: outputs "probabilities" (FP32 [batch, classes])
-// and "label" (BYTES [batch]); Parameters carry "ledger_version".
+// and "label" (BYTES [batch]); ModelVersion is ModelVersionV2, and Parameters carry
+// "ledger_version".
 type InferResponseV2 struct {
 	ModelName    string          `json:"model_name"`
 	ModelVersion string          `json:"model_version,omitempty"`

@@ -1,21 +1,25 @@
 package server
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"net/http"
+	"runtime/debug"
 	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/s3t-dev/s3t/api"
 	"github.com/s3t-dev/s3t/serving"
+	"github.com/s3t-dev/s3t/store"
 	"github.com/s3t-dev/s3t/training"
 )
 
@@ -31,21 +35,66 @@ const (
 
 func v2Invalid(format string, args ...any) error { return invalidf(format, args...) }
 
+// Model versions. The protocol names a model v2/models/${MODEL_NAME}[/versions/${MODEL_VERSION}]
+// and leaves what a version is to the server. An s3t model has one servable version at a time,
+// api.ModelVersionV2 ("1"): its metadata lists it, the versioned routes with it answer exactly
+// as the unversioned ones, and any other version is 404. The model's ledger version is not its
+// version: it moves with every upload, published checkpoint and deletion, and no past one can
+// be served (exact unlearning serves nothing that saw a deleted sample), so a URL naming it
+// would stop working at the next write. Inference answers give it as parameters.ledger_version.
+
+// v2Version checks the version the route names, if any (404 for any but api.ModelVersionV2).
+func v2Version(c echo.Context) error {
+	if !slices.Contains(c.ParamNames(), "version") {
+		return nil // the unversioned form
+	}
+	if v := param(c, "version"); v != api.ModelVersionV2 {
+		return &statusError{http.StatusNotFound, &api.Error{Code: api.CodeNotFound,
+			Message: fmt.Sprintf("model %q has no version %q: a model has one version, %q", param(c, "name"), v, api.ModelVersionV2)}}
+	}
+	return nil
+}
+
+// serverVersionV2 is the version of the server metadata: the main module's version as the Go
+// build stamped it (a tag, or a pseudo-version from the commit), else the commit, else "devel".
+var serverVersionV2 = sync.OnceValue(func() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	for _, st := range bi.Settings {
+		if st.Key == "vcs.revision" && st.Value != "" {
+			return st.Value
+		}
+	}
+	return "devel"
+})
+
+// serverMetadataV2 is GET /v2: the server's name and version and the protocol extensions it
+// supports (the binary tensor data extension).
+func (s *Server) serverMetadataV2(c echo.Context) error {
+	return c.JSON(http.StatusOK, api.ServerMetadataV2{Name: "s3t", Version: serverVersionV2(),
+		Extensions: []string{api.ExtensionBinaryTensorDataV2}})
+}
+
 func (s *Server) liveV2(c echo.Context) error {
 	t := true
 	return c.JSON(http.StatusOK, api.HealthV2{Live: &t})
 }
 
-// readyV2 is 200 when the ledger answers and the server serves predictions, 400 otherwise
-// (the protocol: a 4xx status means false).
+// readyV2 is the protocol's server readiness, "if all the models are ready for inferencing":
+// 200 when every model of the ledger is ready as modelReadyV2 says (some shard serves a
+// checkpoint now; a server with no model is ready), 400 otherwise (a 4xx status means false),
+// and 400 when the server does not serve predictions or the ledger does not answer. It asks
+// the serving service about each model as modelReadyV2 does, so a model's first check loads
+// it (its backbone and predictors), as its first prediction would, and a model that cannot be
+// loaded is not ready. A model created and not trained yet makes the server not ready: that
+// is why Kubernetes probes /readyz (the process and its ledger), not this route.
 func (s *Server) readyV2(c echo.Context) error {
-	ready := s.cfg.Serving != nil
-	if ready {
-		if _, err := s.cfg.Store.SchemaVersion(c.Request().Context()); err != nil {
-			s.log.Warn("not ready", "err", err)
-			ready = false
-		}
-	}
+	ready := s.modelsReady(c.Request().Context())
 	status := http.StatusOK
 	if !ready {
 		status = http.StatusBadRequest
@@ -53,9 +102,40 @@ func (s *Server) readyV2(c echo.Context) error {
 	return c.JSON(status, api.HealthV2{Ready: &ready})
 }
 
+// modelsReady reports whether every model of the ledger is ready (see readyV2). It stops at
+// the first that is not.
+func (s *Server) modelsReady(ctx context.Context) bool {
+	if s.cfg.Serving == nil {
+		return false
+	}
+	ms, err := s.cfg.Store.ListModels(ctx)
+	if err != nil {
+		s.log.Warn("v2 server not ready", "err", err)
+		return false
+	}
+	for _, m := range ms {
+		ready, err := s.cfg.Serving.Ready(ctx, m.Name)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			// Deleted since the list: the server does not serve it any more.
+		case err != nil:
+			s.log.Warn("v2 server not ready", "model", m.Name, "err", err)
+			return false
+		case !ready:
+			s.log.Debug("v2 server not ready: a model serves nothing", "model", m.Name)
+			return false
+		}
+	}
+	return true
+}
+
+// modelMetadataV2 answers GET /v2/models/{name}[/versions/{version}].
 func (s *Server) modelMetadataV2(c echo.Context) error {
 	if s.cfg.Serving == nil {
 		return errNoServing
+	}
+	if err := v2Version(c); err != nil {
+		return err
 	}
 	name := param(c, "name")
 	info, err := s.cfg.Serving.Info(c.Request().Context(), name)
@@ -68,6 +148,7 @@ func (s *Server) modelMetadataV2(c echo.Context) error {
 func metadataV2(info *serving.Info) *api.ModelMetadataV2 {
 	return &api.ModelMetadataV2{
 		Name:     info.Name,
+		Versions: []string{api.ModelVersionV2},
 		Platform: "s3t",
 		Inputs:   []api.MetadataTensorV2{{Name: info.InputName, Datatype: "FP32", Shape: append([]int64{-1}, info.InputShape...)}},
 		Outputs: []api.MetadataTensorV2{
@@ -77,10 +158,14 @@ func metadataV2(info *serving.Info) *api.ModelMetadataV2 {
 	}
 }
 
-// modelReadyV2 is 200 when some shard of the model serves a checkpoint now, 400 when none does.
+// modelReadyV2 is 200 when some shard of the model serves a checkpoint now, 400 when none does
+// (GET /v2/models/{name}[/versions/{version}]/ready).
 func (s *Server) modelReadyV2(c echo.Context) error {
 	if s.cfg.Serving == nil {
 		return errNoServing
+	}
+	if err := v2Version(c); err != nil {
+		return err
 	}
 	name := param(c, "name")
 	ready, err := s.cfg.Serving.Ready(c.Request().Context(), name)
@@ -94,9 +179,13 @@ func (s *Server) modelReadyV2(c echo.Context) error {
 	return c.JSON(status, api.ModelReadyV2{Name: name, Ready: ready})
 }
 
+// inferV2 answers POST /v2/models/{name}[/versions/{version}]/infer.
 func (s *Server) inferV2(c echo.Context) error {
 	if s.cfg.Serving == nil {
 		return errNoServing
+	}
+	if err := v2Version(c); err != nil {
+		return err
 	}
 	ctx, end := tracedRequest(c.Request().Context(), "infer v2")
 	defer end()
@@ -126,7 +215,7 @@ func (s *Server) inferV2(c echo.Context) error {
 	}
 	defer trace.StartRegion(ctx, "encode").End()
 	n, classes := len(res.Predictions), len(res.Labels)
-	out := &api.InferResponseV2{ModelName: name, ID: req.ID, Parameters: map[string]any{"ledger_version": res.Version}}
+	out := &api.InferResponseV2{ModelName: name, ModelVersion: api.ModelVersionV2, ID: req.ID, Parameters: map[string]any{"ledger_version": res.Version}}
 	var binOut []byte // the binary outputs' bytes, in the order of the outputs
 	for _, o := range want {
 		var t api.InferTensorV2

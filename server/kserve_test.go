@@ -1,15 +1,21 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/s3t-dev/s3t/api"
 	"github.com/s3t-dev/s3t/internal/testmodel"
+	"github.com/s3t-dev/s3t/server"
+	"github.com/s3t-dev/s3t/serving"
 )
 
 // TestKServeV2 drives the Open Inference Protocol routes and checks that inference agrees
@@ -27,7 +33,7 @@ func TestKServeV2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &api.ModelMetadataV2{Name: fx.Name, Platform: "s3t",
+	want := &api.ModelMetadataV2{Name: fx.Name, Versions: []string{"1"}, Platform: "s3t",
 		Inputs: []api.MetadataTensorV2{{Name: fx.Rec.InputName, Datatype: "FP32", Shape: []int64{-1, 1, 28, 28}}},
 		Outputs: []api.MetadataTensorV2{{Name: "probabilities", Datatype: "FP32", Shape: []int64{-1, 10}},
 			{Name: "label", Datatype: "BYTES", Shape: []int64{-1}}}}
@@ -57,8 +63,8 @@ func TestKServeV2(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.ID != "req-"+name || res.ModelName != fx.Name || res.Parameters["ledger_version"] != float64(native.LedgerVersion) {
-			t.Errorf("%s: id %q, model %q, parameters %v", name, res.ID, res.ModelName, res.Parameters)
+		if res.ID != "req-"+name || res.ModelName != fx.Name || res.ModelVersion != "1" || res.Parameters["ledger_version"] != float64(native.LedgerVersion) {
+			t.Errorf("%s: id %q, model %q version %q, parameters %v", name, res.ID, res.ModelName, res.ModelVersion, res.Parameters)
 		}
 		po, lo := res.Output("probabilities"), res.Output("label")
 		if po == nil || lo == nil || po.Datatype != "FP32" || !reflect.DeepEqual(po.Shape, []int64{4, 10}) ||
@@ -139,4 +145,228 @@ func TestKServeV2Errors(t *testing.T) {
 	if resp := get(t, ps.URL+"/v2/models/nope"); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("unknown model metadata: %d", resp.StatusCode)
 	}
+}
+
+// v2Do sends method url (with body as JSON when not empty, and key as the bearer token when
+// not empty) and returns the status and body.
+func v2Do(t *testing.T, method, url, key, body string) (int, []byte) {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, b
+}
+
+// TestKServeV2ServerMetadata checks GET /v2, and the scopes of the v2 routes: server metadata
+// and health without a key, as the health routes; the versioned model routes with the infer
+// scope, as the unversioned ones.
+func TestKServeV2ServerMetadata(t *testing.T) {
+	ts := startServer(t, server.Config{DisableRuntime: true}, map[string][]api.Scope{"i-secret": {api.ScopeInfer}, "d-secret": {api.ScopeDelete}})
+	status, body := v2Do(t, http.MethodGet, ts.URL+"/v2", "", "")
+	var raw map[string]any
+	if err := json.Unmarshal(body, &raw); err != nil || status != http.StatusOK {
+		t.Fatalf("GET /v2 = %d %s (%v)", status, body, err)
+	}
+	if v, _ := raw["version"].(string); raw["name"] != "s3t" || v == "" || !reflect.DeepEqual(raw["extensions"], []any{"binary_tensor_data"}) || len(raw) != 3 {
+		t.Errorf("GET /v2 = %s, want name s3t, a version and extensions [binary_tensor_data]", body)
+	}
+	md, err := ts.client(t, "").ServerMetadataV2(context.Background(), &api.ServerMetadataRequestV2{})
+	if err != nil || md.Name != "s3t" || md.Version != raw["version"] || !slices.Equal(md.Extensions, []string{api.ExtensionBinaryTensorDataV2}) {
+		t.Errorf("client ServerMetadataV2 = %+v, %v", md, err)
+	}
+	if status, body := v2Do(t, http.MethodHead, ts.URL+"/v2", "", ""); status != http.StatusOK || len(body) != 0 {
+		t.Errorf("HEAD /v2 = %d %q", status, body)
+	}
+	for _, r := range []struct{ method, path, body string }{
+		{http.MethodGet, "/v2/models/m/versions/1", ""},
+		{http.MethodGet, "/v2/models/m/versions/1/ready", ""},
+		{http.MethodPost, "/v2/models/m/versions/1/infer", `{"inputs": []}`},
+	} {
+		for key, want := range map[string]int{"": http.StatusUnauthorized, "d-secret": http.StatusForbidden, "i-secret": http.StatusNotImplemented} {
+			status, body := v2Do(t, r.method, ts.URL+r.path, key, r.body)
+			var e api.ErrorV2
+			if err := json.Unmarshal(body, &e); err != nil || status != want || e.Error == "" {
+				t.Errorf("%s %s with key %q = %d %s, want %d with the protocol's error body", r.method, r.path, key, status, body, want)
+			}
+		}
+	}
+}
+
+// TestKServeV2Versions checks the versioned forms: the version a model's metadata lists, "1",
+// answers exactly as the unversioned form; any other is 404 with the protocol's error body
+// naming it.
+func TestKServeV2Versions(t *testing.T) {
+	ctx := context.Background()
+	ps := newPredictServer(t, testmodel.Options{})
+	fx := ps.fx
+	base := ps.URL + "/v2/models/" + fx.Name
+	md, err := ps.c.ModelMetadataV2(ctx, &api.ModelMetadataRequestV2{Name: fx.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(md.Versions, []string{"1"}) {
+		t.Fatalf("metadata versions %q, want [1]", md.Versions)
+	}
+	vmd, err := ps.c.ModelMetadataV2(ctx, &api.ModelMetadataRequestV2{Name: fx.Name, Version: "1"})
+	if err != nil || !reflect.DeepEqual(vmd, md) {
+		t.Errorf("metadata at version 1: %+v, %v; unversioned %+v", vmd, err, md)
+	}
+	imgs := fx.Test[:3]
+	var flat []float32
+	for _, img := range imgs {
+		flat = append(flat, img...)
+	}
+	data, _ := json.Marshal(flat)
+	infer := `{"id": "x", "inputs": [{"name": "` + md.Inputs[0].Name + `", "datatype": "FP32", "shape": [3, 784], "data": ` + string(data) + `}]}`
+	// The same bytes, status and body, for every route in both forms.
+	for _, r := range []struct{ method, suffix, body string }{
+		{http.MethodGet, "", ""},
+		{http.MethodGet, "/ready", ""},
+		{http.MethodPost, "/infer", infer},
+	} {
+		ustatus, ubody := v2Do(t, r.method, base+r.suffix, "", r.body)
+		vstatus, vbody := v2Do(t, r.method, base+"/versions/1"+r.suffix, "", r.body)
+		if ustatus != http.StatusOK || vstatus != ustatus || !bytes.Equal(vbody, ubody) {
+			t.Errorf("%s %s: version 1 %d %s; unversioned %d %s", r.method, r.suffix, vstatus, vbody, ustatus, ubody)
+		}
+	}
+	res, err := ps.c.InferV2(ctx, &api.InferRequestV2{Name: fx.Name, Version: "1",
+		Inputs: []api.InferTensorV2{{Name: md.Inputs[0].Name, Datatype: "FP32", Shape: []int64{3, 784}, Data: data}}})
+	if err != nil || res.ModelVersion != "1" || res.ModelName != fx.Name || len(res.Outputs) != 2 {
+		t.Fatalf("infer at version 1: %+v, %v", res, err)
+	}
+	// The binary tensor data extension on the versioned route.
+	header := `{"parameters": {"binary_data_output": true}, "inputs": [{"name": "` + md.Inputs[0].Name + `", "datatype": "FP32", "shape": [3, 784], "parameters": {"binary_data_size": ` + strconv.Itoa(4*784*3) + `}}]}`
+	status, hl, body := postBinary(t, base+"/versions/1/infer", header, fp32Bytes(imgs), "")
+	if status != http.StatusOK || hl == "" {
+		t.Fatalf("binary infer at version 1: %d (header length %q) %.200s", status, hl, body)
+	}
+	bres, err := api.DecodeInferResponseV2(body, hl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bprobs, err1 := bres.Output("probabilities").Float32s()
+	probs, err2 := res.Output("probabilities").Float32s()
+	if err1 != nil || err2 != nil || !slices.Equal(bprobs, probs) || bres.ModelVersion != "1" {
+		t.Errorf("binary infer at version 1: probabilities %v (%v), JSON %v (%v), version %q", bprobs, err1, probs, err2, bres.ModelVersion)
+	}
+
+	// Any other version is 404, named, on every route and before the body is read.
+	for _, v := range []string{"2", "0", "01", "v1", "latest"} {
+		for _, r := range []struct{ method, suffix, body string }{
+			{http.MethodGet, "", ""},
+			{http.MethodGet, "/ready", ""},
+			{http.MethodPost, "/infer", infer},
+			{http.MethodPost, "/infer", `{"inputs": [`},
+		} {
+			status, body := v2Do(t, r.method, base+"/versions/"+v+r.suffix, "", r.body)
+			var e api.ErrorV2
+			if err := json.Unmarshal(body, &e); err != nil || status != http.StatusNotFound || !strings.Contains(e.Error, strconv.Quote(v)) || !strings.Contains(e.Error, fx.Name) {
+				t.Errorf("%s version %q%s: %d %s; want 404 with an error naming the version and the model", r.method, v, r.suffix, status, body)
+			}
+		}
+	}
+	if status, body := v2Do(t, http.MethodHead, base+"/versions/2/ready", "", ""); status != http.StatusNotFound || len(body) != 0 {
+		t.Errorf("HEAD at version 2: %d %q", status, body)
+	}
+	_, err = ps.c.ModelMetadataV2(ctx, &api.ModelMetadataRequestV2{Name: fx.Name, Version: "2"})
+	if e := wantError(t, err, http.StatusNotFound, api.CodeNotFound); !strings.Contains(e.Message, `"2"`) {
+		t.Errorf("client metadata at version 2: %q", e.Message)
+	}
+	_, err = ps.c.InferV2(ctx, &api.InferRequestV2{Name: fx.Name, Version: "2"})
+	if e := wantError(t, err, http.StatusNotFound, api.CodeNotFound); !strings.Contains(e.Message, `"2"`) {
+		t.Errorf("client infer at version 2: %q", e.Message)
+	}
+	// An unknown model at version 1 is the unknown model's 404.
+	for _, suffix := range []string{"", "/ready"} {
+		status, body := v2Do(t, http.MethodGet, ps.URL+"/v2/models/nope/versions/1"+suffix, "", "")
+		if status != http.StatusNotFound || !strings.Contains(v2Message(t, body), `"nope"`) {
+			t.Errorf("unknown model at version 1%s: %d %s", suffix, status, body)
+		}
+	}
+}
+
+// TestKServeV2ServerReady checks that the server is ready (the protocol's "all the models are
+// ready for inferencing") exactly when every model's own ready route says 200, while /readyz,
+// the Kubernetes probe, stays 200.
+func TestKServeV2ServerReady(t *testing.T) {
+	ctx := context.Background()
+	serverReady := func(t *testing.T, url string, want bool) {
+		t.Helper()
+		status, body := v2Do(t, http.MethodGet, url+"/v2/health/ready", "", "")
+		var h api.HealthV2
+		if err := json.Unmarshal(body, &h); err != nil || h.Ready == nil || *h.Ready != want || (status == http.StatusOK) != want ||
+			(!want && status != http.StatusBadRequest) {
+			t.Errorf("GET /v2/health/ready = %d %s, want ready %v", status, body, want)
+		}
+		wantStatus := http.StatusOK
+		if !want {
+			wantStatus = http.StatusBadRequest
+		}
+		if status, _ := v2Do(t, http.MethodHead, url+"/v2/health/ready", "", ""); status != wantStatus {
+			t.Errorf("HEAD /v2/health/ready = %d, want %d", status, wantStatus)
+		}
+		if status, body := v2Do(t, http.MethodGet, url+"/readyz", "", ""); status != http.StatusOK {
+			t.Errorf("GET /readyz = %d %s", status, body)
+		}
+	}
+	modelReady := func(t *testing.T, url, name string, want int) {
+		t.Helper()
+		status, body := v2Do(t, http.MethodGet, url+"/v2/models/"+name+"/ready", "", "")
+		var rd api.ModelReadyV2
+		if err := json.Unmarshal(body, &rd); err != nil || status != want || rd.Name != name || rd.Ready != (want == http.StatusOK) {
+			t.Errorf("GET /v2/models/%s/ready = %d %s, want %d", name, status, body, want)
+		}
+	}
+
+	t.Run("no models", func(t *testing.T) {
+		st, blobs := testmodel.OpenStore(t)
+		svc, err := serving.New(serving.Config{Store: st, Blobs: blobs, Pool: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { svc.Close() })
+		ts := startServer(t, server.Config{Store: st, Blobs: blobs, Serving: svc, DisableRuntime: true}, nil)
+		serverReady(t, ts.URL, true)
+	})
+
+	ps := newPredictServer(t, testmodel.Options{})
+	serverReady(t, ps.URL, true)
+	modelReady(t, ps.URL, ps.fx.Name, http.StatusOK)
+
+	// A second model, created and not trained: it serves nothing, so the server is not ready.
+	testmodel.New(t, ps.fx.Store, ps.fx.Blobs, testmodel.Options{Name: "pending", Untrained: true})
+	modelReady(t, ps.URL, ps.fx.Name, http.StatusOK)
+	modelReady(t, ps.URL, "pending", http.StatusBadRequest)
+	serverReady(t, ps.URL, false)
+	// Predictions of the ready model go on.
+	if _, err := ps.c.Predict(ctx, &api.PredictRequest{Name: ps.fx.Name, Inputs: rawInputs(t, ps.fx.Test[:1])}); err != nil {
+		t.Errorf("predict while the server is not ready: %v", err)
+	}
+
+	// Once it is gone, every model is ready again.
+	if _, err := ps.c.DeleteModel(ctx, &api.DeleteModelRequest{Name: "pending"}); err != nil {
+		t.Fatal(err)
+	}
+	serverReady(t, ps.URL, true)
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"reflect"
 	"strings"
@@ -103,11 +104,19 @@ func OpenAPI(routes []Route) map[string]any {
 		if isV2(r.Path) {
 			fail = errV2Ref // the protocol's own error body (see handleError)
 		}
-		op["responses"] = map[string]any{
+		responses := map[string]any{
 			"2XX":     ok,
 			"default": map[string]any{"description": "error", "content": map[string]any{"application/json": map[string]any{"schema": fail}}},
 		}
+		if notReadyV2(r) {
+			responses["400"] = map[string]any{"description": "not ready (the protocol's false is a 4xx status)",
+				"content": map[string]any{"application/json": map[string]any{"schema": sg.schema(reflect.TypeOf(r.Response))}}}
+		}
+		op["responses"] = responses
 		item[strings.ToLower(r.Method)] = op
+		if answersHead(r) {
+			item["head"] = headOp(op, r.Name)
+		}
 	}
 	return map[string]any{
 		"openapi": "3.1.0",
@@ -118,6 +127,33 @@ func OpenAPI(routes []Route) map[string]any {
 			"securitySchemes": map[string]any{"apiKey": map[string]any{"type": "http", "scheme": "bearer"}},
 		},
 	}
+}
+
+// notReadyV2 reports whether r is a KServe v2 readiness route (/v2/health/ready, a model's
+// ready), which answers "not ready" as 400 with its usual body rather than an error body.
+func notReadyV2(r Route) bool {
+	return isV2(r.Path) && strings.HasSuffix(r.Path, "/ready") && r.Response != nil
+}
+
+// answersHead reports whether r also answers HEAD, as New registers it: every GET but the
+// event stream.
+func answersHead(r Route) bool {
+	return r.Method == http.MethodGet && r.ResponseType != eventStreamMediaType
+}
+
+// headOp is the HEAD twin of a GET operation: the same parameters, security and statuses,
+// with the response headers and no response body.
+func headOp(get map[string]any, name string) map[string]any {
+	op := maps.Clone(get)
+	op["operationId"] = name + "Head"
+	responses := map[string]any{}
+	for status, v := range get["responses"].(map[string]any) {
+		res := maps.Clone(v.(map[string]any))
+		delete(res, "content")
+		responses[status] = res
+	}
+	op["responses"] = responses
+	return op
 }
 
 // Media types of the document beyond JSON.

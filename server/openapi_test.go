@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -58,38 +60,74 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil {
 		t.Fatal(err)
 	}
+	type response struct {
+		Content map[string]struct {
+			Schema struct {
+				Ref string `json:"$ref"`
+			} `json:"schema"`
+		} `json:"content"`
+	}
+	type operation struct {
+		OperationID string              `json:"operationId"`
+		Parameters  []json.RawMessage   `json:"parameters"`
+		Security    json.RawMessage     `json:"security"`
+		Responses   map[string]response `json:"responses"`
+	}
 	var documented, served []string
+	ids := map[string]string{} // operationId -> method and path
 	for p, ops := range doc.Paths {
 		for m, raw := range ops {
 			documented = append(documented, strings.ToUpper(m)+" "+p)
-			// Each route documents the error body it answers with: the KServe v2 routes the
-			// protocol's, the others the server's.
-			var op struct {
-				Responses struct {
-					Default struct {
-						Content map[string]struct {
-							Schema struct {
-								Ref string `json:"$ref"`
-							} `json:"schema"`
-						} `json:"content"`
-					} `json:"default"`
-				} `json:"responses"`
-			}
+			var op operation
 			if err := json.Unmarshal(raw, &op); err != nil {
 				t.Fatal(err)
 			}
-			ref, want := op.Responses.Default.Content["application/json"].Schema.Ref, "/ErrorBody"
+			if other, dup := ids[op.OperationID]; dup || op.OperationID == "" {
+				t.Errorf("%s %s: operationId %q, also %s", m, p, op.OperationID, other)
+			}
+			ids[op.OperationID] = m + " " + p
+			if m == "head" {
+				// The GET's twin: its parameters, security and statuses, no body.
+				var get operation
+				if err := json.Unmarshal(ops["get"], &get); err != nil {
+					t.Fatalf("head %s without a get: %v", p, err)
+				}
+				if op.OperationID != get.OperationID+"Head" || fmt.Sprint(op.Parameters) != fmt.Sprint(get.Parameters) ||
+					string(op.Security) != string(get.Security) || !slices.Equal(slices.Sorted(maps.Keys(op.Responses)), slices.Sorted(maps.Keys(get.Responses))) {
+					t.Errorf("head %s = %+v, not the twin of get %+v", p, op, get)
+				}
+				for status, res := range op.Responses {
+					if res.Content != nil {
+						t.Errorf("head %s: response %s has content %v", p, status, res.Content)
+					}
+				}
+				continue
+			}
+			// Each route documents the error body it answers with: the KServe v2 routes the
+			// protocol's, the others the server's.
+			ref, want := op.Responses["default"].Content["application/json"].Schema.Ref, "/ErrorBody"
 			if isV2(p) {
 				want = "/ErrorV2"
 			}
 			if !strings.HasSuffix(ref, want) {
 				t.Errorf("%s %s: error schema %q, want %s", m, p, ref, want)
 			}
+			// The v2 readiness routes answer "not ready" as 400 with their success body.
+			notReady, ok := op.Responses["400"]
+			if isV2(p) && strings.HasSuffix(p, "/ready") {
+				success := op.Responses["2XX"].Content["application/json"].Schema.Ref
+				if got := notReady.Content["application/json"].Schema.Ref; !ok || success == "" || got != success {
+					t.Errorf("%s %s: 400 schema %q, want the success's %q", m, p, got, success)
+				}
+			} else if ok {
+				t.Errorf("%s %s documents a 400 response", m, p)
+			}
 		}
 	}
+	heads := 0
 	for _, r := range s.echo.Routes() {
 		if r.Method == http.MethodHead {
-			continue // a GET route's twin (the document lists the GET)
+			heads++
 		}
 		p, _ := openAPIPath(r.Path)
 		served = append(served, r.Method+" "+p)
@@ -99,8 +137,20 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	if fmt.Sprint(documented) != fmt.Sprint(served) {
 		t.Fatalf("documented routes:\n%s\nserved routes:\n%s", strings.Join(documented, "\n"), strings.Join(served, "\n"))
 	}
-	if len(served) != len(s.Routes()) {
-		t.Fatalf("Echo serves %d routes, the table has %d", len(served), len(s.Routes()))
+	if len(served)-heads != len(s.Routes()) || heads == 0 {
+		t.Fatalf("Echo serves %d routes and %d HEAD twins, the table has %d", len(served)-heads, heads, len(s.Routes()))
+	}
+	// The KServe v2 routes the protocol names, versioned forms and server metadata included.
+	for _, want := range []string{"GET /v2", "HEAD /v2", "GET /v2/health/live", "GET /v2/health/ready",
+		"GET /v2/models/{name}", "GET /v2/models/{name}/versions/{version}",
+		"GET /v2/models/{name}/ready", "GET /v2/models/{name}/versions/{version}/ready",
+		"POST /v2/models/{name}/infer", "POST /v2/models/{name}/versions/{version}/infer"} {
+		if !slices.Contains(documented, want) {
+			t.Errorf("%s is not documented", want)
+		}
+	}
+	if slices.Contains(documented, "HEAD /v1/models/{name}/training/events") {
+		t.Error("the event stream documents a HEAD")
 	}
 }
 

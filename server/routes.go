@@ -93,6 +93,10 @@ func (s *Server) Routes() []Route {
 		{Method: http.MethodGet, Path: "/v2/models/:name", Name: "modelMetadataV2", Summary: "KServe v2 model metadata: its input and outputs.", Scope: api.ScopeInfer, Response: api.ModelMetadataV2{}, handler: s.modelMetadataV2},
 		{Method: http.MethodGet, Path: "/v2/models/:name/ready", Name: "modelReadyV2", Summary: "KServe v2 model readiness: 200 when some shard serves a checkpoint, 400 when none does.", Scope: api.ScopeInfer, Response: api.ModelReadyV2{}, handler: s.modelReadyV2},
 		{Method: http.MethodPost, Path: "/v2/models/:name/infer", Name: "inferV2", Summary: "KServe v2 inference: outputs probabilities (FP32) and label (BYTES).", Scope: api.ScopeInfer, Request: api.InferRequestV2{}, Response: api.InferResponseV2{}, Binary: true, body: bodyInfer, handler: s.inferV2},
+		{Method: http.MethodGet, Path: "/v2", Name: "serverMetadataV2", Summary: "KServe v2 server metadata: name, version and the protocol extensions supported (binary_tensor_data).", Response: api.ServerMetadataV2{}, handler: s.serverMetadataV2},
+		{Method: http.MethodGet, Path: "/v2/models/:name/versions/:version", Name: "modelVersionMetadataV2", Summary: "KServe v2 model metadata at a version: the one a model has, \"1\", answers as GET /v2/models/{name}; any other is 404.", Scope: api.ScopeInfer, Response: api.ModelMetadataV2{}, handler: s.modelMetadataV2},
+		{Method: http.MethodGet, Path: "/v2/models/:name/versions/:version/ready", Name: "modelVersionReadyV2", Summary: "KServe v2 model readiness at a version: \"1\" answers as GET /v2/models/{name}/ready; any other is 404.", Scope: api.ScopeInfer, Response: api.ModelReadyV2{}, handler: s.modelReadyV2},
+		{Method: http.MethodPost, Path: "/v2/models/:name/versions/:version/infer", Name: "inferVersionV2", Summary: "KServe v2 inference at a version: \"1\" answers as POST /v2/models/{name}/infer; any other is 404.", Scope: api.ScopeInfer, Request: api.InferRequestV2{}, Response: api.InferResponseV2{}, Binary: true, body: bodyInfer, handler: s.inferV2},
 	}
 }
 
