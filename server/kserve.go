@@ -19,8 +19,8 @@ import (
 
 	"github.com/s3t-dev/s3t/api"
 	"github.com/s3t-dev/s3t/serving"
-	"github.com/s3t-dev/s3t/store"
 	"github.com/s3t-dev/s3t/training"
+	"github.com/s3t-dev/s3t/unlearning"
 )
 
 // The KServe Open Inference Protocol v2 (REST): health, model metadata, model readiness and
@@ -86,13 +86,14 @@ func (s *Server) liveV2(c echo.Context) error {
 }
 
 // readyV2 is the protocol's server readiness, "if all the models are ready for inferencing":
-// 200 when every model of the ledger is ready as modelReadyV2 says (some shard serves a
-// checkpoint now; a server with no model is ready), 400 otherwise (a 4xx status means false),
-// and 400 when the server does not serve predictions or the ledger does not answer. It asks
-// the serving service about each model as modelReadyV2 does, so a model's first check loads
-// it (its backbone and predictors), as its first prediction would, and a model that cannot be
-// loaded is not ready. A model created and not trained yet makes the server not ready: that
-// is why Kubernetes probes /readyz (the process and its ledger), not this route.
+// 200 when every model of the ledger serves a checkpoint on some shard now (a published,
+// live stage; a server with no model is ready), 400 otherwise (a 4xx status means false), and
+// 400 when the server does not serve predictions or the ledger does not answer. It reads the
+// ledger only: the route takes no key, and loading every model to answer it (backbone,
+// predictors) would let anyone fill the server's memory with models nobody asks for. The
+// per-model route (modelReadyV2) loads the model, so it also says not ready for a model whose
+// checkpoints cannot be loaded. A model created and not trained yet makes the server not
+// ready: that is why Kubernetes probes /readyz (the process and its ledger), not this route.
 func (s *Server) readyV2(c echo.Context) error {
 	ready := s.modelsReady(c.Request().Context())
 	status := http.StatusOK
@@ -102,8 +103,8 @@ func (s *Server) readyV2(c echo.Context) error {
 	return c.JSON(status, api.HealthV2{Ready: &ready})
 }
 
-// modelsReady reports whether every model of the ledger is ready (see readyV2). It stops at
-// the first that is not.
+// modelsReady reports whether every model of the ledger serves a checkpoint on some shard
+// (see readyV2). It stops at the first that does not.
 func (s *Server) modelsReady(ctx context.Context) bool {
 	if s.cfg.Serving == nil {
 		return false
@@ -114,14 +115,7 @@ func (s *Server) modelsReady(ctx context.Context) bool {
 		return false
 	}
 	for _, m := range ms {
-		ready, err := s.cfg.Serving.Ready(ctx, m.Name)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			// Deleted since the list: the server does not serve it any more.
-		case err != nil:
-			s.log.Warn("v2 server not ready", "model", m.Name, "err", err)
-			return false
-		case !ready:
+		if !slices.ContainsFunc(m.Published(), func(sv unlearning.Served) bool { return sv.Length > 0 }) {
 			s.log.Debug("v2 server not ready: a model serves nothing", "model", m.Name)
 			return false
 		}
