@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -61,6 +62,11 @@ type Runner struct {
 	mu        sync.Mutex
 	active    map[int64]*activeJob
 	backbones map[string]*loadedBackbone // by SHA-256
+
+	// workMu orders the removal of a model's work folder (dropWork) with a job's claim of it
+	// (claimWork): a folder is removed only while no job of the model that exists now writes
+	// in it, and a job writes only in a folder that its marker gives to that model.
+	workMu sync.Mutex
 }
 
 type loadedBackbone struct {
@@ -87,6 +93,12 @@ var errDeleted = errors.New("a sample of this shard was deleted")
 
 // errLeaseLost cancels a job whose lease was taken by another worker or which was cancelled.
 var errLeaseLost = errors.New("lease lost or training cancelled")
+
+// errModelDeleted cancels a running job when its model is deleted: nothing it trains may stay.
+var errModelDeleted = errors.New("the model was deleted")
+
+// errJobGone is what acquire returns for a job whose training row is gone with its model.
+var errJobGone = errors.New("training job of a deleted model")
 
 // New returns a Runner and registers its job handler and its purger (which stops running jobs
 // of a shard a deletion hit and erases the local and published checkpoints that saw the
@@ -231,6 +243,12 @@ type activeJob struct {
 	model  string
 	shard  int
 	cancel context.CancelCauseFunc
+	// stopped is closed once the job writes nothing more into the work folder (nil in tests
+	// that fake a job).
+	stopped chan struct{}
+	// created is the CreatedAt of the model the job read (guarded by Runner.mu; zero until it
+	// read it): a model created again under the name is another model.
+	created time.Time
 
 	mu       sync.Mutex
 	row      store.Training
@@ -260,8 +278,10 @@ func (r *Runner) work(ctx context.Context, job store.Job) error {
 	log := r.log.With("job", job.ID, "model", args.Model, "shard", args.Shard, "sequence", args.Sequence)
 	jctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	a := &activeJob{model: args.Model, shard: args.Shard, cancel: cancel, started: time.Now()}
+	a := &activeJob{model: args.Model, shard: args.Shard, cancel: cancel, started: time.Now(), stopped: make(chan struct{})}
 	a.row = store.Training{JobID: job.ID, Model: args.Model, Shard: args.Shard, Sequence: args.Sequence, State: store.TrainingRunning}
+	stop := sync.OnceFunc(func() { close(a.stopped) })
+	defer stop()
 	// One run of a job per process: a job whose lease expired while it still ran (a long pause)
 	// is handed out again (store.RescueExpiredTrainings), possibly to this process, and the lease
 	// (held by this process) would not tell the two runs apart, so the second one's sweep could
@@ -278,6 +298,15 @@ func (r *Runner) work(ctx context.Context, job store.Job) error {
 		r.mu.Lock()
 		delete(r.active, job.ID)
 		r.mu.Unlock()
+		stop()
+		if errors.Is(ret, errJobGone) {
+			// An earlier run of the job may have left stages in the work folder (it failed
+			// to publish them once the model was gone): they go too.
+			if _, err := r.dropWork(context.WithoutCancel(ctx), args.Model, nil, r.log.With("job", job.ID)); err != nil {
+				log.Warn("erase the local stages of a deleted model (left to the next sweep)", "err", err)
+			}
+			return nil
+		}
 		return ret
 	}
 	defer func() { // after train returned: the job writes no more local stages
@@ -292,10 +321,27 @@ func (r *Runner) work(ctx context.Context, job store.Job) error {
 	err := r.train(jctx, args, a, log)
 	cancel(nil)
 	<-hbDone
+	stop()
 
 	final := a.snapshot()
 	wctx := context.WithoutCancel(ctx)
-	switch cause := context.Cause(jctx); {
+	cause := context.Cause(jctx)
+	if r.jobGone(wctx, job.ID) {
+		// The model was deleted while the job ran, or right after it finished (wherever that
+		// was seen: a purge of this process cancelled the job, its ledger reads or its
+		// publishing found the model gone, its heartbeat its lease gone, or nothing did, the
+		// deletion committed elsewhere). Nothing it trained may stay, and there is nothing to
+		// retry: a failed attempt here used to leave its last stage in the work folder.
+		r.mu.Lock()
+		created := a.created
+		r.mu.Unlock()
+		if _, derr := r.dropWork(wctx, args.Model, &jobWork{created: created, shard: args.Shard, sequence: args.Sequence}, r.log.With("job", job.ID)); derr != nil {
+			log.Warn("erase the local stages of a deleted model (left to the next sweep)", "err", derr)
+		}
+		log.Info("training job stopped: its model was deleted", "err", err)
+		return nil
+	}
+	switch {
 	case err == nil:
 		final.State, final.Message, final.ETA = store.TrainingDone, "", 0
 		// Done: at the last stage, every step taken, also when this run found every stage
@@ -312,6 +358,15 @@ func (r *Runner) work(ctx context.Context, job store.Job) error {
 			log.Warn("record training restart", "err", uerr)
 		}
 		log.Info("training job restarts after a deletion in its shard")
+		return store.Snooze(time.Second)
+	case errors.Is(cause, errModelDeleted):
+		// A purge of an earlier model of the name stopped this job of the one created since
+		// (it had not read its model yet): it resumes.
+		final.State, final.Message = store.TrainingQueued, "stopped by the deletion of an earlier model of the name: resumes"
+		if uerr := r.cfg.Store.UpdateTraining(wctx, &final, r.cfg.Holder, 0); uerr != nil {
+			log.Warn("record training restart", "err", uerr)
+		}
+		log.Info("training job restarts after the deletion of an earlier model of its name")
 		return store.Snooze(time.Second)
 	case errors.Is(cause, errLeaseLost), errors.Is(err, errLeaseLost):
 		return r.afterLeaseLost(wctx, job.ID, log)
@@ -352,13 +407,14 @@ func (r *Runner) work(ctx context.Context, job store.Job) error {
 }
 
 // acquire takes the lease of a job for this process. When it cannot, it returns false and what
-// the run returns instead: nil when there is nothing to do (the model was deleted, or the job
-// was cancelled or is finished), a snooze while another run holds the job, or the error.
+// the run returns instead: errJobGone when the job's model was deleted (the run erases what the
+// work folder holds of it, then returns nil), nil when there is nothing to do (the job was
+// cancelled or is finished), a snooze while another run holds the job, or the error.
 func (r *Runner) acquire(ctx context.Context, jobID int64, log *slog.Logger) (bool, error) {
 	ok, err := r.cfg.Store.AcquireTraining(ctx, jobID, r.cfg.Holder, r.cfg.Lease)
 	if errors.Is(err, store.ErrNotFound) {
 		log.Info("training job of a deleted model: nothing to do")
-		return false, nil
+		return false, errJobGone
 	}
 	if err != nil {
 		return false, err
@@ -447,6 +503,9 @@ func (r *Runner) train(ctx context.Context, args jobArgs, a *activeJob, log *slo
 	if err != nil {
 		return err
 	}
+	r.mu.Lock()
+	a.created = m.CreatedAt
+	r.mu.Unlock()
 	if n, err := r.sweep(ctx, args, a.row.JobID); err != nil {
 		log.Warn("remove the unrecorded checkpoints of earlier runs", "err", err)
 	} else if n > 0 {
@@ -474,6 +533,10 @@ func (r *Runner) train(ctx context.Context, args jobArgs, a *activeJob, log *slo
 	if tgt.From > m.Slices {
 		log.Info("every stage is published already")
 		return nil
+	}
+	// Before the job writes into the work folder: it must be this model's.
+	if err := r.claimWork(m, log); err != nil {
+		return err
 	}
 	data, err := r.loadShard(ctx, args.Model, args.Shard, m.Slices, rec)
 	if err != nil {
@@ -758,11 +821,13 @@ func (r *Runner) backbone(ctx context.Context, rec *Record) (*loadedBackbone, er
 // purge runs after a deletion commits: it stops this process's running jobs of the shard the
 // deletion hit (they restart on the remaining data) and erases the local and published
 // checkpoints that saw the deleted sample, in every generation: for each sequence of the shard,
-// the stages at and above the deleted slice's position. A whole-model purge removes the
-// model's local folder and blobs.
+// the stages at and above the deleted slice's position. A whole-model purge stops this
+// process's running jobs of the model and waits for them (stopModelJobs), then removes the
+// model's local folder (dropWork) and blobs.
 func (r *Runner) purge(ctx context.Context, p store.Purge) error {
 	if p.SampleID == "" {
-		if err := os.RemoveAll(r.workDir(p.Model)); err != nil {
+		r.stopModelJobs(ctx, p)
+		if _, err := r.dropWork(ctx, p.Model, nil, r.log); err != nil {
 			return err
 		}
 		keys, err := r.cfg.Blobs.List(ctx, ModelPrefix(p.Model))
@@ -852,6 +917,178 @@ func (r *Runner) erasePurged(ctx context.Context, model string, shard int, purge
 			log.Warn("erase the stages a cancelling purge covers", "slice", s, "err", err)
 		}
 	}
+}
+
+// purgeStopWait bounds how long a whole-model purge waits for this process's jobs of the model
+// to stop writing. A job checks its context between training steps and batches, but a single
+// call into ONNX Runtime or the trainer (the trunk activations of a large shard) runs to its end
+// first; a job still running when the wait ends erases the model's folder itself once it stops
+// (work, dropWork), as a job cancelled by a sample's purge erases its stages again
+// (erasePurged). A variable for tests.
+var purgeStopWait = 10 * time.Second
+
+// stopModelJobs cancels this process's running jobs of a deleted model and waits, up to
+// purgeStopWait (or ctx), for them to stop writing into its work folder. Jobs of a model
+// created again under the name after the deletion are left alone.
+func (r *Runner) stopModelJobs(ctx context.Context, p store.Purge) {
+	var stopping []chan struct{}
+	r.mu.Lock()
+	for _, a := range r.active {
+		if a.model != p.Model || !a.created.IsZero() && a.created.After(p.Created) {
+			continue
+		}
+		a.cancel(errModelDeleted)
+		if a.stopped != nil {
+			stopping = append(stopping, a.stopped)
+		}
+	}
+	r.mu.Unlock()
+	if len(stopping) == 0 {
+		return
+	}
+	t := time.NewTimer(purgeStopWait)
+	defer t.Stop()
+	for _, c := range stopping {
+		select {
+		case <-c:
+		case <-t.C:
+			r.log.Warn("training jobs of a deleted model are still running; each erases the model's local stages once it stops", "model", p.Model)
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// jobGone says whether a job's training row is gone: only the deletion of its model removes
+// it (a model created again under the name has other jobs).
+func (r *Runner) jobGone(ctx context.Context, jobID int64) bool {
+	_, err := r.cfg.Store.GetTraining(ctx, jobID)
+	return errors.Is(err, store.ErrNotFound)
+}
+
+// workMarkerFile, in a model's work folder, names the model whose stages the folder holds: its
+// creation time, which tells it from a model created again under the same name.
+const workMarkerFile = "model.json"
+
+type workMarker struct {
+	Model string `json:"model"`
+	// Created is the model's CreatedAt in Unix nanoseconds (what the ledger stores).
+	Created int64 `json:"created_unix_nano"`
+}
+
+// ownsWork says whether a model's work folder is that model's: its marker names it.
+func (r *Runner) ownsWork(m *store.Model) bool {
+	b, err := os.ReadFile(filepath.Join(r.workDir(m.Name), workMarkerFile))
+	if err != nil {
+		return false
+	}
+	var mk workMarker
+	return json.Unmarshal(b, &mk) == nil && mk.Model == m.Name && mk.Created == m.CreatedAt.UnixNano()
+}
+
+// claimWork makes a model's work folder the model's before a job of it writes there: a folder
+// another model of the name left (deleted, then created again), or one without a marker (left
+// by a job that went on writing after its model's folder was removed), is erased first.
+func (r *Runner) claimWork(m *store.Model, log *slog.Logger) error {
+	r.workMu.Lock()
+	defer r.workMu.Unlock()
+	if r.ownsWork(m) {
+		return nil
+	}
+	dir := r.workDir(m.Name)
+	if _, err := os.Lstat(dir); err == nil {
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("training: erase an earlier model's local stages: %w", err)
+		}
+		log.Info("erased local stages that are not this model's (an earlier model of the name)", "model", m.Name)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("training: work folder: %w", err)
+	}
+	b, _ := json.Marshal(workMarker{Model: m.Name, Created: m.CreatedAt.UnixNano()})
+	tmp := filepath.Join(dir, workMarkerFile+".tmp")
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("training: work folder: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, workMarkerFile)); err != nil {
+		return fmt.Errorf("training: work folder: %w", err)
+	}
+	return nil
+}
+
+// jobWork is what a job of a deleted model may have written: the sequence folder of the model
+// it read (created: its CreatedAt; zero when it read none, and wrote nothing).
+type jobWork struct {
+	created         time.Time
+	shard, sequence int
+}
+
+// dropWork erases what this process's work folder holds of a deleted model: the model's whole
+// folder when no model of the name exists now, or when the one that does has not claimed the
+// folder (claimWork). When a model created again under the name has, its folder stays, but the
+// sequence folder of job, when job trained the deleted one (it went on writing after the new
+// model's job claimed the folder), goes. It reports whether it removed anything.
+func (r *Runner) dropWork(ctx context.Context, model string, job *jobWork, log *slog.Logger) (bool, error) {
+	r.workMu.Lock()
+	defer r.workMu.Unlock()
+	dir := r.workDir(model)
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	m, err := r.cfg.Store.GetModel(ctx, model)
+	switch {
+	case errors.Is(err, store.ErrNotFound) || err == nil && !r.ownsWork(m):
+		if err := os.RemoveAll(dir); err != nil {
+			return false, err
+		}
+		log.Info("erased the local checkpoints of a deleted model", "model", model)
+		return true, nil
+	case err != nil:
+		return false, err
+	case job != nil && !job.created.IsZero() && !job.created.Equal(m.CreatedAt):
+		seq := filepath.Dir(adapters.CheckpointDir(dir, job.shard, job.sequence, 1))
+		if _, err := os.Lstat(seq); errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		if err := os.RemoveAll(seq); err != nil {
+			return false, err
+		}
+		log.Info("erased the local checkpoints of a deleted model's job", "model", model, "shard", job.shard, "sequence", job.sequence)
+		return true, nil
+	}
+	return false, nil
+}
+
+// SweepWork erases the work folders of models that no longer exist, or that a model created
+// again under the same name has not claimed, and returns how many it erased. A deletion's
+// purge erases the folder in the process that committed it, and the jobs of this process stop
+// and erase what they wrote; this catches the rest: a process killed between the deletion and
+// its purge, a deletion committed through another process (a PostgreSQL deployment), a job
+// stopped the hard way. Run it at start, before jobs are taken, and from time to time where
+// other processes delete.
+func (r *Runner) SweepWork(ctx context.Context) (int, error) {
+	ents, err := os.ReadDir(filepath.Join(r.cfg.WorkDir, "models"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		removed, err := r.dropWork(ctx, e.Name(), nil, r.log)
+		if err != nil {
+			return n, err
+		}
+		if removed {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // purgeClockMargin is how much later than a deletion a blob must have been written for a purge

@@ -53,6 +53,13 @@ const testModel = "digits"
 
 func newEnv(t *testing.T, shards, slices, seqs, samples int) *env {
 	t.Helper()
+	return newEnvHeartbeat(t, 100*time.Millisecond, shards, slices, seqs, samples)
+}
+
+// newEnvHeartbeat is newEnv with the runner's heartbeat (how often a job writes its progress
+// and checks its lease).
+func newEnvHeartbeat(t *testing.T, heartbeat time.Duration, shards, slices, seqs, samples int) *env {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -122,7 +129,7 @@ func newEnv(t *testing.T, shards, slices, seqs, samples int) *env {
 		t.Fatal(err)
 	}
 	e.runner, err = training.New(training.Config{Store: st, Blobs: blobs, Jobs: e.jobs, WorkDir: e.work, Logger: log,
-		Heartbeat: 100 * time.Millisecond})
+		Heartbeat: heartbeat})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -178,11 +178,15 @@ func serve(ctx context.Context, o serveOptions) error {
 		// Deletions committed through other processes purge the shared stores; this process's
 		// local stage checkpoints only the sweep erases (as s3t worker's), before it takes jobs
 		// and then every --sweep-every.
-		sw := &localSweeper{st: st, root: filepath.Join(dir, "work", "models"), holder: be.cfg.Holder, kept: map[string]keptMark{}}
+		sw := &localSweeper{st: st, runner: runner, root: filepath.Join(dir, "work", "models"), holder: be.cfg.Holder, kept: map[string]keptMark{}}
 		if _, err := sw.sweep(ctx); err != nil {
 			return fmt.Errorf("serve: check local checkpoints: %w", err)
 		}
 		go sw.loop(ctx, o.sweepEvery)
+	} else if _, err := runner.SweepWork(ctx); err != nil {
+		// One process: its deletions stop its jobs and erase their folders, but a kill between
+		// a model's deletion and its purge, or a job that outlived the purge, can leave one.
+		return fmt.Errorf("serve: check local checkpoints: %w", err)
 	}
 	if err := be.startJobs(ctx); err != nil {
 		return err

@@ -111,7 +111,7 @@ func runWorker(ctx context.Context, o workerOptions) error {
 		return err
 	}
 	defer be.Close()
-	sw := &localSweeper{st: be.st, root: filepath.Join(dir, "models"), holder: be.cfg.Holder, kept: map[string]keptMark{}}
+	sw := &localSweeper{st: be.st, runner: be.runner, root: filepath.Join(dir, "models"), holder: be.cfg.Holder, kept: map[string]keptMark{}}
 	// Before taking jobs: deletions committed while this worker was down.
 	if _, err := sw.sweep(ctx); err != nil {
 		return fmt.Errorf("worker: check local checkpoints: %w", err)
@@ -159,8 +159,13 @@ func lockWorkDir(dir string) (*os.File, error) {
 // fail the job): a running job of a shard a deletion hit cannot publish what saw the sample
 // (the ledger refuses it), restarts on the remaining data and overwrites its stages, and the
 // first sweep after it ends erases what is left.
+//
+// The folders of models that no longer exist, or that a model created again under the name has
+// not claimed, are the runner's to erase (training.Runner.SweepWork, which orders the removal
+// with the claims of this process's jobs); each sweep runs it first.
 type localSweeper struct {
 	st     *store.Store
+	runner *training.Runner
 	root   string // <work-dir>/models
 	holder string // this process's name in training leases
 	kept   map[string]keptMark
@@ -192,14 +197,17 @@ type keptMark struct {
 
 // sweep checks every local checkpoint and returns how many folders it erased.
 func (w *localSweeper) sweep(ctx context.Context) (int, error) {
+	erased, err := w.runner.SweepWork(ctx)
+	if err != nil {
+		return erased, err
+	}
 	models, err := os.ReadDir(w.root)
 	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
+		return erased, nil
 	}
 	if err != nil {
-		return 0, err
+		return erased, err
 	}
-	erased := 0
 	for _, md := range models {
 		if !md.IsDir() {
 			continue
@@ -207,12 +215,7 @@ func (w *localSweeper) sweep(ctx context.Context) (int, error) {
 		mdir := filepath.Join(w.root, md.Name())
 		m, err := w.st.GetModel(ctx, md.Name())
 		if errors.Is(err, store.ErrNotFound) {
-			if err := os.RemoveAll(mdir); err != nil {
-				return erased, err
-			}
-			slog.Info("erased the local checkpoints of a deleted model", "model", md.Name())
-			erased++
-			continue
+			continue // deleted since SweepWork looked: the next sweep erases it
 		}
 		if err != nil {
 			return erased, err
