@@ -86,6 +86,9 @@ type CheckpointManifest struct {
 	HeldOut int `json:"held_out,omitempty"`
 	// SamplesDigest is the SHA-256 of the slices' sample ids and labels, hex.
 	SamplesDigest string `json:"samples_digest"`
+	// Owner is what the stage was trained for (ShardConfig.Owner; a server's model: its name
+	// and creation time), when given.
+	Owner string `json:"owner,omitempty"`
 	// Seed is the stage's seed, derived from the model seed, shard, sequence and stage.
 	Seed uint64 `json:"seed"`
 	// Training is the training configuration.

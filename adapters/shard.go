@@ -92,6 +92,10 @@ type ShardConfig struct {
 	// Dir, when set, is the checkpoint root: finished stages are saved there and, when present
 	// and valid for this configuration, loaded instead of trained again.
 	Dir string
+	// Owner names what the stages are trained for (a server's model: its name and creation
+	// time). Each checkpoint's manifest records it, so that a stage another owner left in Dir (a
+	// deleted model's, under the name of one created again) is never taken for this one's.
+	Owner string
 	// Progress, when set, is called after every training step.
 	Progress func(StageProgress)
 	// StageDone, when set, is called after each stage with its checkpoint; trained is false
@@ -338,6 +342,7 @@ func (s *ShardTrainer) manifest(shard, sequence int, prefix []int, n, heldOut in
 		Samples:       n,
 		HeldOut:       heldOut,
 		SamplesDigest: digest,
+		Owner:         s.cfg.Owner,
 		Seed:          StageSeed(s.cfg.Seed, shard, sequence, stage),
 		Training: TrainingRecord{
 			Epochs: s.cfg.Epochs, BatchSize: s.cfg.BatchSize, MicroBatches: s.cfg.MicroBatches,
@@ -495,6 +500,11 @@ func (s *ShardTrainer) stage(ctx context.Context, shard, sequence int, prefix []
 	s.log.Info("stage trained", "shard", shard, "sequence", sequence, "stage", stage, "slices", prefix,
 		"samples", len(examples), "steps", tr.Steps(), "loss", losses[len(losses)-1], "elapsed", time.Since(start).Round(time.Millisecond))
 	if dir != "" {
+		// A stage stopped while it trained is not saved: the stop may be its data's deletion
+		// (a sample, or the whole model), and the deletion's purge may have erased Dir already.
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
 		if err := SaveCheckpoint(dir, c); err != nil {
 			return nil, err
 		}

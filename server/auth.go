@@ -169,19 +169,44 @@ func unauthorized(c echo.Context, msg string) error {
 // loopback by a loopback name.
 func (a *authenticator) guardBrowsers(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		r := c.Request()
-		if origin := r.Header.Get("Origin"); origin != "" {
-			if u, err := url.Parse(origin); err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host) {
-				return &statusError{http.StatusForbidden, &api.Error{Code: api.CodeForbidden,
-					Message: fmt.Sprintf("cross-origin request from %q refused: s3t is called by programs, not by web pages", origin)}}
-			}
-		}
-		if a.loopbackOnly.Load() && !loopbackHost(r.Host) {
-			return &statusError{http.StatusForbidden, &api.Error{Code: api.CodeForbidden,
-				Message: fmt.Sprintf("host %q refused: a server with no API keys answers loopback names and addresses only (localhost, 127.0.0.1, [::1])", r.Host)}}
+		if msg := browserRefusal(c.Request(), a.loopbackOnly.Load()); msg != "" {
+			return &statusError{http.StatusForbidden, &api.Error{Code: api.CodeForbidden, Message: msg}}
 		}
 		return next(c)
 	}
+}
+
+// browserRefusal says why a request is one a web page made a browser send (see guardBrowsers),
+// or "". Browsers send Origin on cross-origin requests but not on every cross-site GET; they
+// mark every request with Sec-Fetch-Site, where it names another site than the server's own.
+// With loopbackOnly, the Host must be a loopback name or address.
+func browserRefusal(r *http.Request, loopbackOnly bool) string {
+	if origin := r.Header.Get("Origin"); origin != "" {
+		if u, err := url.Parse(origin); err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host) {
+			return fmt.Sprintf("cross-origin request from %q refused: s3t is called by programs, not by web pages", origin)
+		}
+	}
+	if site := r.Header.Get("Sec-Fetch-Site"); site == "cross-site" || site == "same-site" {
+		return fmt.Sprintf("request from another site refused (Sec-Fetch-Site: %s): s3t is called by programs, not by web pages", site)
+	}
+	if loopbackOnly && !loopbackHost(r.Host) {
+		return fmt.Sprintf("host %q refused: a server with no API keys answers loopback names and addresses only (localhost, 127.0.0.1, [::1])", r.Host)
+	}
+	return ""
+}
+
+// LoopbackOnly wraps a handler served on a loopback address (a profiler) with the refusals of a
+// keyless server's routes: a request a web page made a browser send, or one whose Host is not
+// a loopback name (a page rebound to 127.0.0.1 could read a profile, or the command line with
+// its database URL).
+func LoopbackOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if msg := browserRefusal(r, true); msg != "" {
+			http.Error(w, msg, http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // loopbackHost reports whether a Host header names this machine's loopback: localhost (or a

@@ -36,10 +36,11 @@ func backboneMetaKey(name string) string  { return backbonePrefix + name + "/bac
 
 var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 
-// checkName validates a backbone or model name (it appears in URLs and blob keys).
+// checkName validates a backbone or model name (it appears in URLs and blob keys, which may not
+// hold "..": a model so named could never publish a checkpoint).
 func checkName(what, name string) error {
-	if !namePattern.MatchString(name) {
-		return invalidf("%s name %q: want 1-63 of a-z 0-9 . _ -, starting with a letter or digit", what, name)
+	if !namePattern.MatchString(name) || strings.Contains(name, "..") {
+		return invalidf("%s name %q: want 1-63 of a-z 0-9 . _ -, starting with a letter or digit, without \"..\"", what, name)
 	}
 	return nil
 }
@@ -321,7 +322,8 @@ func (s *Server) deleteBackbone(c echo.Context) error {
 		return fmt.Errorf("delete backbone %q: %w", name, err)
 	}
 	if err := s.unused(ctx, name); err != nil {
-		if perr := s.cfg.Blobs.Put(ctx, backboneMetaKey(name), meta); perr != nil {
+		// Not on the request's context: a client gone now must not leave the backbone unlisted.
+		if perr := s.cfg.Blobs.Put(context.WithoutCancel(ctx), backboneMetaKey(name), meta); perr != nil {
 			return fmt.Errorf("delete backbone %q: put its metadata back: %w (after: %w)", name, perr, err)
 		}
 		return err

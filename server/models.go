@@ -246,7 +246,8 @@ func (s *Server) insertModel(ctx context.Context, spec store.ModelSpec, rec *tra
 		return nil, fmt.Errorf("create model %q: %w", spec.Name, err)
 	}
 	if err := s.backboneHolds(ctx, spec.Name, rec); err != nil {
-		if derr := s.cfg.Store.DeleteModel(ctx, spec.Name); derr != nil {
+		// Not on the request's context: a client gone now must not leave the model behind.
+		if derr := s.cfg.Store.DeleteModel(context.WithoutCancel(ctx), spec.Name); derr != nil {
 			return nil, fmt.Errorf("create model %q: remove it again: %w (after: %w)", spec.Name, derr, err)
 		}
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -221,8 +222,9 @@ func (bs *Blobs) PruneEmpty(prefix string) error {
 	if bs.dir == "" {
 		return nil
 	}
-	if err := checkKey(prefix); err != nil {
-		return fmt.Errorf("store: blob prune: %w", err)
+	// Segments, not checkKey: a model named "a..b" (names allowed it) is a prefix to prune.
+	if prefix == "" || strings.HasPrefix(prefix, "/") || slices.ContainsFunc(strings.Split(prefix, "/"), func(s string) bool { return s == ".." || s == "." }) {
+		return fmt.Errorf("store: blob prune: %w: prefix %q", ErrInvalid, prefix)
 	}
 	root := filepath.Join(bs.dir, filepath.FromSlash(strings.TrimSuffix(prefix, "/")))
 	var dirs []string

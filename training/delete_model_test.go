@@ -2,7 +2,9 @@ package training_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/s3t-dev/s3t/adapters"
+	"github.com/s3t-dev/s3t/dataset"
 	"github.com/s3t-dev/s3t/store"
 	"github.com/s3t-dev/s3t/training"
 )
@@ -90,5 +93,104 @@ func TestDeleteModelDuringTraining(t *testing.T) {
 	}
 	if keys, err := e.blobs.List(ctx, training.ModelPrefix(testModel)); err != nil || len(keys) != 0 {
 		t.Errorf("blobs of the deleted model: %v, %v", keys, err)
+	}
+}
+
+// TestStrayStageOfDeletedModel: a model is deleted and created again under its name with the
+// same ids and labels but other inputs; the new model's job claimed the work folder, and a job
+// of the deleted model that outlived the deletion's purge (stuck in one long call, or running
+// in another process until its heartbeat) saved a stage there and was not there to erase it (a
+// kill). That stage was kept by the sweep and taken by the new model's training as already
+// trained (its manifest matched: ids, labels, configuration), which then published and served
+// it: parameters trained on the deleted inputs (a review of the deletion-during-training fix).
+// Now a stage records its owner (the model's name and creation time): the sweep at start erases
+// another owner's, and training never takes one. "same key" also keeps the assignment key, so
+// that the deleted model's stages match on every layout, not only one slice.
+func TestStrayStageOfDeletedModel(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		slices  int
+		sameKey bool
+	}{{"one slice", 1, false}, {"two slices, same key", 2, true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			e := newEnv(t, 1, tt.slices, 1, 64)
+			ids, err := e.runner.Start(ctx, testModel, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.wait(t, ids)
+			_, old := e.served(t, 0)
+			m1, err := e.st.GetModel(ctx, testModel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// What the straggler saves: the deleted model's stages.
+			stray := t.TempDir()
+			if err := os.CopyFS(stray, os.DirFS(filepath.Join(e.work, "models", testModel, "shard-0"))); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.st.DeleteModel(ctx, testModel); err != nil {
+				t.Fatal(err)
+			}
+			spec := store.ModelSpec{Name: testModel, Config: m1.Config, Slices: m1.Slices, Sequences: m1.Sequences}
+			if tt.sameKey {
+				spec.Key = m1.Key
+			}
+			if _, err := e.st.CreateModel(ctx, spec); err != nil {
+				t.Fatal(err)
+			}
+			set, err := dataset.LoadMNIST("")
+			if err != nil {
+				t.Skip(err)
+			}
+			var smps []store.Sample
+			for i := range 64 {
+				smps = append(smps, store.Sample{ID: fmt.Sprintf("m%04d", i), Label: fmt.Sprint(set.Labels[i]), Input: training.EncodeInput(set.Image(i + 5000))})
+			}
+			if _, err := e.st.PutSamples(ctx, testModel, smps); err != nil {
+				t.Fatal(err)
+			}
+			m2, err := e.st.GetModel(ctx, testModel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The new model's claim of the folder (what a job of it writes first) ...
+			dir := filepath.Join(e.work, "models", testModel)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			mk, _ := json.Marshal(map[string]any{"model": testModel, "created_unix_nano": m2.CreatedAt.UnixNano()})
+			if err := os.WriteFile(filepath.Join(dir, "model.json"), mk, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// ... then the straggler's stages, and a kill.
+			if err := os.CopyFS(filepath.Join(dir, "shard-0"), os.DirFS(stray)); err != nil {
+				t.Fatal(err)
+			}
+			// The restart's sweep erases them.
+			if _, err := e.runner.SweepWork(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "shard-0", "seq-0", "stage-1")); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("the deleted model's stage survives the sweep (%v)", err)
+			}
+			// Left there anyway (the sweep has not run), training would not take it.
+			if err := os.CopyFS(filepath.Join(dir, "shard-0"), os.DirFS(stray)); err != nil {
+				t.Fatal(err)
+			}
+			ids, err = e.runner.Start(ctx, testModel, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.wait(t, ids)
+			_, now := e.served(t, 0)
+			if now.Manifest.ParamsSHA256 == old.Manifest.ParamsSHA256 {
+				t.Fatalf("the model created again serves the deleted model's checkpoint (params %s)", now.Manifest.ParamsSHA256)
+			}
+			if now.Manifest.Owner != training.ModelOwner(m2) {
+				t.Fatalf("served stage's owner %q, want %q", now.Manifest.Owner, training.ModelOwner(m2))
+			}
+		})
 	}
 }

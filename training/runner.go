@@ -301,7 +301,8 @@ func (r *Runner) work(ctx context.Context, job store.Job) error {
 		stop()
 		if errors.Is(ret, errJobGone) {
 			// An earlier run of the job may have left stages in the work folder (it failed
-			// to publish them once the model was gone): they go too.
+			// to publish them once the model was gone): they go too, also from the folder of
+			// a model created again under the name since (their owner is the deleted one).
 			if _, err := r.dropWork(context.WithoutCancel(ctx), args.Model, nil, r.log.With("job", job.ID)); err != nil {
 				log.Warn("erase the local stages of a deleted model (left to the next sweep)", "err", err)
 			}
@@ -568,6 +569,7 @@ func (r *Runner) train(ctx context.Context, args jobArgs, a *activeJob, log *slo
 		MicroBatches: microBatches,
 		Seed:         uint64(rec.Seed),
 		Dir:          r.workDir(args.Model),
+		Owner:        ModelOwner(m),
 		Logger:       log,
 		Progress:     func(p adapters.StageProgress) { r.progress(a, p) },
 		StageDone: func(c *adapters.Checkpoint, trained bool) {
@@ -1046,7 +1048,12 @@ func (r *Runner) dropWork(ctx context.Context, model string, job *jobWork, log *
 		return true, nil
 	case err != nil:
 		return false, err
-	case job != nil && !job.created.IsZero() && !job.created.Equal(m.CreatedAt):
+	case job == nil:
+		// The folder is the model's; stages of another owner in it (a job of a deleted model of
+		// the name that saved one after the new model's job claimed the folder, then was not
+		// there to erase it: a kill, a ledger error) go.
+		return r.dropForeignStages(dir, ModelOwner(m), log)
+	case !job.created.IsZero() && !job.created.Equal(m.CreatedAt):
 		seq := filepath.Dir(adapters.CheckpointDir(dir, job.shard, job.sequence, 1))
 		if _, err := os.Lstat(seq); errors.Is(err, fs.ErrNotExist) {
 			return false, nil
@@ -1060,8 +1067,52 @@ func (r *Runner) dropWork(ctx context.Context, model string, job *jobWork, log *
 	return false, nil
 }
 
+// ModelOwner is the owner of a model's stage checkpoints (adapters.ShardConfig.Owner): its name
+// and creation time, which tell it from a model created again under the name.
+func ModelOwner(m *store.Model) string { return fmt.Sprintf("%s@%d", m.Name, m.CreatedAt.UnixNano()) }
+
+// dropForeignStages erases the stage checkpoints under a model's work folder dir whose manifest
+// names another owner than owner, and reports whether it erased any. A stage whose manifest is
+// not written yet (being saved, or left half-saved) is its job's to overwrite or sweep.
+func (r *Runner) dropForeignStages(dir, owner string, log *slog.Logger) (bool, error) {
+	var foreign []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() || d.Name() != adapters.CheckpointManifestFile {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil // gone meanwhile, or unreadable: not a stage anything loads
+		}
+		var man struct {
+			Owner string `json:"owner"`
+		}
+		if json.Unmarshal(b, &man) == nil && man.Owner != owner {
+			foreign = append(foreign, filepath.Dir(p))
+		}
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
+	for _, stage := range foreign {
+		if err := os.RemoveAll(stage); err != nil {
+			return false, err
+		}
+		log.Info("erased a stage checkpoint another model of the name left", "dir", stage)
+	}
+	return len(foreign) > 0, nil
+}
+
 // SweepWork erases the work folders of models that no longer exist, or that a model created
-// again under the same name has not claimed, and returns how many it erased. A deletion's
+// again under the same name has not claimed, and in the folders of the models that exist the
+// stages another owner left (dropForeignStages); it returns how many folders it erased from. A deletion's
 // purge erases the folder in the process that committed it, and the jobs of this process stop
 // and erase what they wrote; this catches the rest: a process killed between the deletion and
 // its purge, a deletion committed through another process (a PostgreSQL deployment), a job

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"time"
+
+	"github.com/s3t-dev/s3t/server"
 )
 
 // serveDebug serves Go's profiler on addr, which must be a loopback address (profiles show
@@ -30,7 +32,7 @@ func serveDebug(ctx context.Context, addr string) error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: server.LoopbackOnly(mux), ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(ln)
 	context.AfterFunc(ctx, func() { hs.Close() })
 	slog.Info("profiler serving", "addr", ln.Addr().String())
