@@ -19,5 +19,8 @@ func (s *Server) ready(c echo.Context) error {
 		s.log.Warn("not ready", "err", err)
 		return &statusError{http.StatusServiceUnavailable, &api.Error{Code: api.CodeUnavailable, Message: fmt.Sprintf("ledger: %v", err)}}
 	}
+	if err := s.cfg.RuntimeError; err != nil && s.cfg.Serving != nil {
+		return &statusError{http.StatusServiceUnavailable, &api.Error{Code: api.CodeUnavailable, Message: fmt.Sprintf("ONNX Runtime: %v", err)}}
+	}
 	return c.JSON(http.StatusOK, api.Health{Status: "ready"})
 }

@@ -106,7 +106,7 @@ func (s *Server) readyV2(c echo.Context) error {
 // modelsReady reports whether every model of the ledger serves a checkpoint on some shard
 // (see readyV2). It stops at the first that does not.
 func (s *Server) modelsReady(ctx context.Context) bool {
-	if s.cfg.Serving == nil {
+	if s.cfg.Serving == nil || s.cfg.RuntimeError != nil {
 		return false
 	}
 	ms, err := s.cfg.Store.ListModels(ctx)
@@ -166,6 +166,7 @@ func (s *Server) modelReadyV2(c echo.Context) error {
 	if err != nil {
 		return servingError(err)
 	}
+	ready = ready && s.cfg.RuntimeError == nil // it would predict nothing
 	status := http.StatusOK
 	if !ready {
 		status = http.StatusBadRequest

@@ -9,6 +9,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/s3t-dev/s3t/api"
+	"github.com/s3t-dev/s3t/backbone/ort"
 	"github.com/s3t-dev/s3t/serving"
 )
 
@@ -23,7 +24,8 @@ func servingError(err error) error {
 		return &statusError{http.StatusBadRequest, &api.Error{Code: api.CodeInvalid, Message: err.Error()}}
 	case errors.Is(err, serving.ErrNotLive):
 		return &statusError{http.StatusConflict, &api.Error{Code: api.CodeConflict, Message: err.Error()}}
-	case errors.Is(err, serving.ErrUnavailable):
+	case errors.Is(err, serving.ErrUnavailable), errors.Is(err, ort.ErrLibrary):
+		// ort.ErrLibrary: this process cannot run ONNX Runtime (see Config.RuntimeError).
 		return &statusError{http.StatusServiceUnavailable, &api.Error{Code: api.CodeUnavailable, Message: err.Error()}}
 	}
 	return err

@@ -1,11 +1,14 @@
 package server
 
 import (
+	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/s3t-dev/s3t/backbone/ort"
 	"github.com/s3t-dev/s3t/serving"
 )
 
@@ -97,4 +100,23 @@ func FuzzParseInputs(f *testing.F) {
 			t.Fatalf("predictInputs(%q) = %v, %d, %v; encoding/json gives %v, %d, %v", body, gx, gn, gerr, wx, wn, err)
 		}
 	})
+}
+
+// TestServingErrorStatuses: what the serving package's errors answer; a process that cannot
+// load ONNX Runtime answered 500 "internal error" to every prediction.
+func TestServingErrorStatuses(t *testing.T) {
+	for _, tt := range []struct {
+		err    error
+		status int
+	}{
+		{fmt.Errorf("x: %w", serving.ErrInvalidInput), 400},
+		{fmt.Errorf("x: %w", serving.ErrNotLive), 409},
+		{fmt.Errorf("x: %w", serving.ErrUnavailable), 503},
+		{fmt.Errorf("serving: %q shard 0: predict: %w", "m", ort.ErrLibrary), 503},
+		{errors.New("a fault"), 500},
+	} {
+		if status, _ := toAPIError(servingError(tt.err)); status != tt.status {
+			t.Errorf("%v: %d, want %d", tt.err, status, tt.status)
+		}
+	}
 }

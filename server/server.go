@@ -78,6 +78,11 @@ type Config struct {
 	// DisableRuntime skips creating ONNX Runtime sessions for backbones (their Runtime then says
 	// so); for machines without the library.
 	DisableRuntime bool
+	// RuntimeError is why ONNX Runtime cannot be loaded in this process (s3t serve tries at
+	// start), or nil. Predictions and training need it: while it is set, /readyz and the
+	// KServe v2 readiness routes answer not ready with it, so that no traffic is sent to a
+	// server that can predict nothing.
+	RuntimeError error
 	// MaxBodyBytes limits JSON request bodies (default DefaultMaxBodyBytes).
 	MaxBodyBytes int64
 	// MaxInferBytes limits predict and KServe v2 infer request bodies, which carry a batch of

@@ -18,6 +18,7 @@ import (
 
 	"github.com/s3t-dev/s3t/adapters"
 	"github.com/s3t-dev/s3t/backbone"
+	"github.com/s3t-dev/s3t/backbone/ort"
 	"github.com/s3t-dev/s3t/store"
 	"github.com/s3t-dev/s3t/unlearning"
 )
@@ -383,6 +384,16 @@ func (r *Runner) work(ctx context.Context, job store.Job) error {
 		}
 		log.Info("training job interrupted", "cause", context.Cause(ctx))
 		return store.Snooze(time.Second)
+	case errors.Is(err, ort.ErrLibrary):
+		// This process cannot run ONNX Runtime (s3t serve said so at start, and is not ready):
+		// no attempt can succeed until it starts with a library that loads, so none is used up;
+		// the job waits, queued.
+		final.State, final.Message = store.TrainingQueued, "waiting: ONNX Runtime cannot be loaded in this process; it trains once the process starts with a library that loads: "+err.Error()
+		if uerr := r.cfg.Store.UpdateTraining(wctx, &final, r.cfg.Holder, 0); uerr != nil {
+			log.Warn("record training wait", "err", uerr)
+		}
+		log.Error("training job waits: ONNX Runtime cannot be loaded", "err", err)
+		return store.Snooze(libraryRetry)
 	case errors.Is(err, adapters.ErrInvalidArgument), errors.Is(err, adapters.ErrUnsupported), errors.Is(err, adapters.ErrDiverged),
 		errors.Is(err, ErrInvalidSpec), errors.Is(err, store.ErrInvalid):
 		// Retrying cannot fix the data or the configuration, nor an operator of a PEFT plugin's
@@ -920,6 +931,10 @@ func (r *Runner) erasePurged(ctx context.Context, model string, shard int, purge
 		}
 	}
 }
+
+// libraryRetry is how long a training job that found ONNX Runtime unloadable waits before it
+// tries again (a variable for tests).
+var libraryRetry = time.Minute
 
 // purgeStopWait bounds how long a whole-model purge waits for this process's jobs of the model
 // to stop writing. A job checks its context between training steps and batches, but a single

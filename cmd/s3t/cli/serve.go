@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/s3t-dev/s3t/backbone/ort"
 	"github.com/s3t-dev/s3t/plugins"
 	"github.com/s3t-dev/s3t/server"
 	"github.com/s3t-dev/s3t/serving"
@@ -153,7 +154,13 @@ func serve(ctx context.Context, o serveOptions) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	defer mgr.Close()
-	srv, err := server.New(server.Config{Store: st, Blobs: blobs, Keys: keys, AllowPaths: o.allowPaths, Trainer: runner, Serving: svc, QueueDepth: jobs.Depth, Plugins: mgr, Selectors: mgr})
+	// Predictions and training run ONNX Runtime: a library that cannot load is said now, and
+	// keeps the server not ready, rather than found at the first prediction (a 500 then).
+	rtErr := ort.Init()
+	if rtErr != nil {
+		slog.Error("ONNX Runtime cannot be loaded: the server is not ready, predictions answer 503 and training waits, until it starts with a library that loads (S3T_ORT_LIBRARY; make deps installs one)", "err", rtErr)
+	}
+	srv, err := server.New(server.Config{Store: st, Blobs: blobs, Keys: keys, AllowPaths: o.allowPaths, Trainer: runner, Serving: svc, QueueDepth: jobs.Depth, Plugins: mgr, Selectors: mgr, RuntimeError: rtErr})
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,10 @@ package cli
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -42,5 +45,38 @@ func TestServeChildHeldToCPUs(t *testing.T) {
 	}
 	if _, err := startServeChildOn(context.Background(), "0-", t.TempDir(), log); err == nil || !strings.Contains(err.Error(), "CPU list") {
 		t.Errorf("a bad CPU list: err = %v", err)
+	}
+}
+
+// TestServeWithoutONNXRuntime: a server whose ONNX Runtime library does not load said it was
+// ready on every probe and logged nothing, while every prediction answered 500 and training
+// jobs used up their attempts (an operator audit). It now says why at start, and is not
+// ready (/readyz 503 naming ONNX Runtime, the KServe server readiness 400) until it starts
+// with a library that loads.
+func TestServeWithoutONNXRuntime(t *testing.T) {
+	t.Setenv("S3T_TEST_AS_CLI", "1")
+	t.Setenv("S3T_ORT_LIBRARY", filepath.Join(t.TempDir(), "libonnxruntime.so.1")) // not there
+	log := &syncBuf{}
+	p, err := startServeChildOn(context.Background(), "", t.TempDir(), log)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log)
+	}
+	defer p.kill()
+	for path, want := range map[string]int{"/readyz": 503, "/v2/health/ready": 400, "/healthz": 200} {
+		resp, err := http.Get("http://" + p.addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || (path == "/readyz" && !strings.Contains(string(b), "ONNX Runtime")) {
+			t.Errorf("%s: %d %s, want %d", path, resp.StatusCode, b, want)
+		}
+	}
+	if err := p.stop(); err != nil {
+		t.Fatalf("stop: %v\n%s", err, log)
+	}
+	if !strings.Contains(log.String(), "ONNX Runtime cannot be loaded") {
+		t.Errorf("the log does not say why the server is not ready:\n%s", log)
 	}
 }
