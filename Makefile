@@ -23,9 +23,10 @@ all: build
 deps:
 	@scripts/deps.sh
 
-## build: build bin/s3t
+## build: build bin/s3t, its version (s3t --version) from git describe
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo devel)
 build: deps
-	$(GO) build -o $(BIN) ./cmd/s3t
+	$(GO) build -ldflags "-X github.com/s3t-dev/s3t/internal/buildinfo.version=$(VERSION)" -o $(BIN) ./cmd/s3t
 
 ## vet: go vet and gofmt check
 vet:

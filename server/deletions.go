@@ -23,8 +23,7 @@ func (s *Server) deleteSample(c echo.Context) error {
 	if err != nil {
 		return fmt.Errorf("delete sample %q of model %q: %w", id, name, err)
 	}
-	s.log.Info("sample deleted", "model", name, "receipt", rc.ID, "shard", rc.Shard, "slice", rc.Slice, "ledger_version", rc.LedgerVersion)
-	s.afterDeletion(name)
+	s.afterDeletion(name) // the store logged the deletion (store.Delete), with its sample id
 	return c.JSON(http.StatusOK, toReceipt(rc))
 }
 
@@ -60,8 +59,7 @@ func (s *Server) deleteSamples(c echo.Context) error {
 		}
 		out.Results[i] = dr
 	}
-	s.log.Info("samples deleted", "model", name, "requested", len(req.IDs), "deleted", deleted)
-	if deleted > 0 {
+	if deleted > 0 { // the store logged the batch (store.DeleteBatch)
 		s.afterDeletion(name)
 	}
 	return c.JSON(http.StatusOK, out)

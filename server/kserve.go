@@ -8,16 +8,15 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"runtime/debug"
 	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/s3t-dev/s3t/api"
+	"github.com/s3t-dev/s3t/internal/buildinfo"
 	"github.com/s3t-dev/s3t/serving"
 	"github.com/s3t-dev/s3t/training"
 	"github.com/s3t-dev/s3t/unlearning"
@@ -55,28 +54,10 @@ func v2Version(c echo.Context) error {
 	return nil
 }
 
-// serverVersionV2 is the version of the server metadata: the main module's version as the Go
-// build stamped it (a tag, or a pseudo-version from the commit), else the commit, else "devel".
-var serverVersionV2 = sync.OnceValue(func() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "devel"
-	}
-	if v := bi.Main.Version; v != "" && v != "(devel)" {
-		return v
-	}
-	for _, st := range bi.Settings {
-		if st.Key == "vcs.revision" && st.Value != "" {
-			return st.Value
-		}
-	}
-	return "devel"
-})
-
 // serverMetadataV2 is GET /v2: the server's name and version and the protocol extensions it
 // supports (the binary tensor data extension).
 func (s *Server) serverMetadataV2(c echo.Context) error {
-	return c.JSON(http.StatusOK, api.ServerMetadataV2{Name: "s3t", Version: serverVersionV2(),
+	return c.JSON(http.StatusOK, api.ServerMetadataV2{Name: "s3t", Version: buildinfo.Version(),
 		Extensions: []string{api.ExtensionBinaryTensorDataV2}})
 }
 

@@ -248,7 +248,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("server: %w", err)
 	case <-ctx.Done():
 	}
-	s.log.Info("shutting down", "timeout", DefaultShutdownTimeout)
+	s.log.Info("shutting down HTTP: requests in flight finish", "timeout", DefaultShutdownTimeout)
 	s.beginShutdown()
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultShutdownTimeout)
 	defer cancel()
@@ -259,7 +259,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if err != nil {
 		return fmt.Errorf("server: shutdown: %w", err)
 	}
-	s.log.Info("stopped")
+	s.log.Info("HTTP stopped")
 	return nil
 }
 

@@ -158,8 +158,16 @@ func (d *dispatcher) Work(ctx context.Context, job *river.Job[envelope]) error {
 		return river.JobCancel(fmt.Errorf("store: no handler for job kind %q", job.Args.JobKind))
 	}
 	err := h(ctx, Job{ID: job.ID, Kind: job.Args.JobKind, Args: job.Args.Args, Attempt: job.Attempt, MaxAttempts: job.MaxAttempts})
-	if err != nil {
-		d.j.log.Warn("job attempt failed", "job", job.ID, "kind", job.Args.JobKind, "attempt", job.Attempt, "err", err)
+	// The handler logs its own outcome (a training job: interrupted, waiting, failed and why);
+	// this says what the queue does with it. A snooze (a graceful stop, a restart on the data as
+	// it is now) is a designed outcome, not a warning.
+	var snooze *river.JobSnoozeError
+	switch {
+	case err == nil:
+	case errors.As(err, &snooze):
+		d.j.log.Debug("job snoozed", "job", job.ID, "kind", job.Args.JobKind, "attempt", job.Attempt, "for", snooze.Duration)
+	default:
+		d.j.log.Debug("job attempt ended with an error", "job", job.ID, "kind", job.Args.JobKind, "attempt", job.Attempt, "max_attempts", job.MaxAttempts, "err", err)
 	}
 	return err
 }

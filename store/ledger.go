@@ -133,7 +133,7 @@ func (s *Store) CreateModel(ctx context.Context, spec ModelSpec) (*Model, error)
 	if err != nil {
 		return nil, fmt.Errorf("store: create model %q: %w", spec.Name, err)
 	}
-	s.log.Info("model created", "model", spec.Name, "shards", len(spec.Sequences), "slices", spec.Slices)
+	s.log.Debug("model created", "model", spec.Name, "shards", len(spec.Sequences), "slices", spec.Slices) // the server logs it at Info, with its spec
 	return s.GetModel(ctx, spec.Name)
 }
 

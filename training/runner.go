@@ -1059,7 +1059,14 @@ func (r *Runner) dropWork(ctx context.Context, model string, job *jobWork, log *
 		if err := os.RemoveAll(dir); err != nil {
 			return false, err
 		}
-		log.Info("erased the local checkpoints of a deleted model", "model", model)
+		if err == nil {
+			// Left by an earlier model of the name, or written before folders were claimed (a
+			// server upgraded across that change erases them once): a cache, since what is
+			// published is fetched again.
+			log.Info("erased local stage checkpoints the model has not claimed; published stages are fetched again", "model", model)
+		} else {
+			log.Info("erased the local checkpoints of a deleted model", "model", model)
+		}
 		return true, nil
 	case err != nil:
 		return false, err

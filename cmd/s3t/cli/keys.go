@@ -19,11 +19,13 @@ func newKeysCmd() *cobra.Command {
 	}
 	c.AddCommand(&cobra.Command{
 		Use:   "new NAME SCOPES",
-		Short: "Generate an API key: prints the secret once and the keys-file line holding its SHA-256",
+		Short: "Generate an API key: prints the secret once (stderr) and the keys-file line holding its SHA-256 (stdout)",
 		Long: `Generate a random API key with the given comma-separated scopes (admin, train, infer, delete;
-admin implies the others). The secret is printed once, on the first line; the second line is what
-to append to the keys file given to s3t serve --keys. The server stores only the hash.`,
-		Example: `  s3t keys new compliance delete`,
+admin implies the others). The secret is printed once, on standard error ("secret: s3t_..."):
+give it to the key's user. Standard output is the line to append to the keys file given to
+s3t serve --keys, so that appending the output to the file stores only the hash, as the server
+does.`,
+		Example: `  s3t keys new compliance delete >> keys`,
 		Args:    cobra.ExactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
 			if _, err := server.ParseScopes(args[1]); err != nil {
@@ -38,7 +40,8 @@ to append to the keys file given to s3t serve --keys. The server stores only the
 				return fmt.Errorf("keys: %w", err)
 			}
 			secret := "s3t_" + hex.EncodeToString(raw[:])
-			fmt.Fprintf(c.OutOrStdout(), "secret: %s\n%s %s %s\n", secret, args[0], server.HashKey(secret), args[1])
+			fmt.Fprintf(c.ErrOrStderr(), "secret: %s\n", secret)
+			fmt.Fprintf(c.OutOrStdout(), "%s %s %s\n", args[0], server.HashKey(secret), args[1])
 			return nil
 		},
 	})

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/s3t-dev/s3t/internal/buildinfo"
 )
 
 // errUsage marks an error caused by how the command was called; Execute exits 2 for it.
@@ -23,6 +25,7 @@ func New() *cobra.Command {
 		Long: `s3t fine-tunes frozen ONNX backbones with parameter-efficient modules trained shard by shard
 and slice by slice, so that deleting a training sample switches off exactly the modules that saw it,
 with no retraining on the request path.`,
+		Version:       buildinfo.Version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/s3t-dev/s3t/backbone/ort"
+	"github.com/s3t-dev/s3t/internal/buildinfo"
 	"github.com/s3t-dev/s3t/plugins"
 	"github.com/s3t-dev/s3t/server"
 	"github.com/s3t-dev/s3t/serving"
@@ -49,8 +50,9 @@ receipts. State lives in the data directory: the SQLite ledger (ledger.db), the 
 S3T_BLOB_URL move the ledger to PostgreSQL and the blobs to S3. Training jobs run in this
 process (--train-workers of them at once; 0: none, for a serving replica).
 Without an API keys file the server allows every request and listens on loopback only.
-SIGINT or SIGTERM shut it down gracefully: in-flight requests finish, training jobs stop after
-their finished stages are published and resume at the next start.` + serverEnvHelp("S3T_ADDR", "S3T_DATA", "S3T_KEYS", "S3T_DATABASE_URL", "S3T_BLOB_URL", "S3T_TRAIN_WORKERS") +
+SIGINT or SIGTERM shut it down gracefully: in-flight requests finish, and running training
+jobs go on for up to --jobs-stop-timeout, then stop; their finished stages stay published and
+they resume after them at the next start.` + serverEnvHelp("S3T_ADDR", "S3T_DATA", "S3T_KEYS", "S3T_DATABASE_URL", "S3T_BLOB_URL", "S3T_TRAIN_WORKERS") +
 			fmt.Sprintf("  %-12s %s\n", plugins.EnvPluginDir, "the plugin directory the server's plugin host reads (default $S3T_DATA/plugins)"),
 		Example: `  s3t serve --addr 127.0.0.1:8080 --data ./s3t-data`,
 		Args:    cobra.NoArgs,
@@ -206,19 +208,25 @@ func serve(ctx context.Context, o serveOptions) error {
 			return err
 		}
 	}
-	slog.Info("s3t serve", "data", dir, "keys", len(keys), "train_workers", workers, "database", databaseKind(dsn))
+	slog.Info("s3t serve", "version", buildinfo.Version(), "data", dir, "keys", len(keys), "train_workers", workers, "database", databaseKind(dsn))
 	if embedded && workers == 0 {
 		// s3t worker needs PostgreSQL: nothing else can work this data directory's queue.
 		slog.Warn("no training workers: training requests are queued, and run only once this data directory is served with --train-workers above 0")
 	}
 	err = srv.Serve(ctx, ln)
+	if workers > 0 {
+		slog.Info("stopping training jobs", "timeout", o.jobsStop)
+	}
 	be.stopJobs(ctx, o.jobsStop)
+	slog.Info("stopped")
 	return err
 }
 
 // compactLoop rewrites the SQLite ledger (store.Compact) every interval when deletions
 // committed since the last rewrite: secure_delete zeroes a deleted row in place, but only a
-// rewrite is sure to drop the copies B-tree rebalancing leaves in free space.
+// rewrite is sure to drop the copies B-tree rebalancing leaves in free space. The first tick
+// after a start rewrites it whatever this process deleted: deletions committed before a kill
+// may not have been rewritten, and nothing recorded says so.
 func compactLoop(ctx context.Context, st *store.Store, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -240,8 +248,12 @@ func compactLoop(ctx context.Context, st *store.Store, every time.Duration) {
 			slog.Warn("compact ledger", "err", err)
 			continue
 		}
+		if last < 0 {
+			slog.Info("ledger compacted, once after the start (deletions before it may not have been)", "took", time.Since(start).Round(time.Millisecond))
+		} else {
+			slog.Info("ledger compacted after deletions", "erasures", n, "took", time.Since(start).Round(time.Millisecond))
+		}
 		last = n
-		slog.Info("ledger compacted after deletions", "erasures", n, "took", time.Since(start).Round(time.Millisecond))
 	}
 }
 

@@ -88,20 +88,20 @@ func TestServeAndClientCommands(t *testing.T) {
 	}
 }
 
-// TestKeysNew checks that `s3t keys new` prints a secret and a keys-file line LoadKeys accepts
-// with that secret's hash.
+// TestKeysNew checks that `s3t keys new` prints a secret (on stderr) and a keys-file line (on
+// stdout) that LoadKeys accepts with that secret's hash: `s3t keys new ... >> keys` stored the
+// secret in the keys file, and the server refused the file.
 func TestKeysNew(t *testing.T) {
 	out, stderr, code := run(t, "keys", "new", "ops", "infer,delete")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	secret, ok := strings.CutPrefix(lines[0], "secret: ")
-	if len(lines) != 2 || !ok {
-		t.Fatalf("output %q", out)
+	secret, ok := strings.CutPrefix(strings.TrimSpace(stderr), "secret: ")
+	if !ok || strings.Contains(out, secret) || strings.Count(out, "\n") != 1 {
+		t.Fatalf("stdout %q, stderr %q", out, stderr)
 	}
 	path := filepath.Join(t.TempDir(), "keys")
-	if err := os.WriteFile(path, []byte(lines[1]+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	keys, err := server.LoadKeys(path)
@@ -135,5 +135,14 @@ func TestTrainWorkersEnvChecked(t *testing.T) {
 		if code == 0 || !strings.Contains(errb.String(), `S3T_TRAIN_WORKERS="two"`) {
 			t.Errorf("%s with S3T_TRAIN_WORKERS=two: exit %d, stderr %q; want a usage error naming it", args[0], code, errb.String())
 		}
+	}
+}
+
+// TestVersionFlag: an operator could not tell which build ran (an operator audit): s3t
+// --version names it, as the server's first log line and the KServe v2 server metadata do.
+func TestVersionFlag(t *testing.T) {
+	out, stderr, code := run(t, "--version")
+	if code != 0 || !strings.HasPrefix(out, "s3t version ") || strings.TrimSpace(strings.TrimPrefix(out, "s3t version ")) == "" {
+		t.Fatalf("s3t --version: exit %d, stdout %q, stderr %q", code, out, stderr)
 	}
 }

@@ -51,7 +51,13 @@ retried by the queue.
 Deletions are committed (and purged from the bucket) by the serve replica that takes them. A
 worker checks its local stage checkpoints against the ledger every --sweep-every and erases each
 one that a deletion switched off or that the ledger no longer vouches for (its samples digest is
-not the published one), so no local file keeps a deleted sample.` + serverEnvHelp("S3T_DATABASE_URL", "S3T_BLOB_URL", "S3T_TRAIN_WORKERS"),
+not the published one), so no local file keeps a deleted sample.
+
+Environment:
+  S3T_DATABASE_URL the cluster's ledger, postgres://... (--database-url; required)
+  S3T_BLOB_URL     the cluster's bucket, s3://BUCKET?... or file://DIR on one machine (--blob-url; required)
+  S3T_TRAIN_WORKERS training jobs run at once (--train-workers; default 1)
+`,
 		Example: `  S3T_DATABASE_URL=postgres://s3t@db:5432/s3t S3T_BLOB_URL='s3://s3t-blobs?region=eu-west-1' \
     s3t worker --train-workers 1`,
 		Args: cobra.NoArgs,
