@@ -218,8 +218,7 @@ func (s *Server) registerBackbone(ctx context.Context, name string, data []byte)
 	}
 	// Parsed without the lock; checked again and written under it, the file first, so that a
 	// crash half-way leaves no listed backbone without its file.
-	s.backboneMu.Lock()
-	defer s.backboneMu.Unlock()
+	defer s.lockBackbone(name)()
 	if old, done, err := s.registered(ctx, b); done {
 		return old, err
 	}
@@ -306,8 +305,7 @@ func (s *Server) getBackbone(c echo.Context) error {
 func (s *Server) deleteBackbone(c echo.Context) error {
 	ctx := c.Request().Context()
 	name := param(c, "name")
-	s.backboneMu.Lock()
-	defer s.backboneMu.Unlock()
+	defer s.lockBackbone(name)()
 	meta, err := s.cfg.Blobs.Get(ctx, backboneMetaKey(name))
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {

@@ -236,8 +236,7 @@ func (s *Server) createModel(c echo.Context) error {
 // again after the insert (that deletion checks the models after removing it, so one of the two
 // sees the other), and the model removed if it is gone.
 func (s *Server) insertModel(ctx context.Context, spec store.ModelSpec, rec *training.Record) (*store.Model, error) {
-	s.backboneMu.Lock()
-	defer s.backboneMu.Unlock()
+	defer s.lockBackbone(rec.Backbone)()
 	if err := s.backboneHolds(ctx, spec.Name, rec); err != nil {
 		return nil, err
 	}

@@ -115,12 +115,13 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[string]*runtimeEntry // backbone name -> ONNX Runtime session or its error
 
-	// backboneMu serializes this server's backbone registrations and deletions, and the last
-	// check and insert of each model creation: so no two registrations of one name both
-	// succeed, and no model is created on a backbone whose deletion succeeds. Across replicas a
-	// model creation and a backbone deletion each check the other's side again after their own
-	// write, so that one of them sees the other (createModel, deleteBackbone).
-	backboneMu sync.Mutex
+	// backboneLocks serializes, per backbone name, this server's registrations and deletions of
+	// the backbone and the last check and insert of each model creation on it (lockBackbone):
+	// so no two registrations of one name both succeed, and no model is created on a backbone
+	// whose deletion succeeds. Across replicas a model creation and a backbone deletion each
+	// check the other's side again after their own write, so that one of them sees the other
+	// (createModel, deleteBackbone).
+	backboneLocks sync.Map // name -> *sync.Mutex
 
 	retrain *retrainer // the retraining policy's checks (with a Trainer)
 
@@ -197,6 +198,16 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.echo = e
 	return s, nil
+}
+
+// lockBackbone locks backbone name's registrations, deletion and model creations (see
+// Server.backboneLocks) and returns the unlock. One name's upload to a slow bucket holds up
+// only that name's work.
+func (s *Server) lockBackbone(name string) func() {
+	v, _ := s.backboneLocks.LoadOrStore(name, new(sync.Mutex))
+	mu := v.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
 }
 
 // Handler returns the server's HTTP handler.
