@@ -355,21 +355,13 @@ func (r *Runner) work(ctx context.Context, job store.Job) error {
 		log.Info("training job done")
 		return nil
 	case errors.Is(cause, errDeleted):
-		final.State, final.Message = store.TrainingQueued, "a sample of this shard was deleted: starting over on the remaining data"
-		if uerr := r.cfg.Store.UpdateTraining(wctx, &final, r.cfg.Holder, 0); uerr != nil {
-			log.Warn("record training restart", "err", uerr)
-		}
 		log.Info("training job restarts after a deletion in its shard")
-		return store.Snooze(time.Second)
+		return r.requeue(wctx, &final, "a sample of this shard was deleted: starting over on the remaining data", time.Second, log)
 	case errors.Is(cause, errModelDeleted):
 		// A purge of an earlier model of the name stopped this job of the one created since
 		// (it had not read its model yet): it resumes.
-		final.State, final.Message = store.TrainingQueued, "stopped by the deletion of an earlier model of the name: resumes"
-		if uerr := r.cfg.Store.UpdateTraining(wctx, &final, r.cfg.Holder, 0); uerr != nil {
-			log.Warn("record training restart", "err", uerr)
-		}
 		log.Info("training job restarts after the deletion of an earlier model of its name")
-		return store.Snooze(time.Second)
+		return r.requeue(wctx, &final, "stopped by the deletion of an earlier model of the name: resumes", time.Second, log)
 	case errors.Is(cause, errLeaseLost), errors.Is(err, errLeaseLost):
 		return r.afterLeaseLost(wctx, job.ID, log)
 	case ctx.Err() != nil:
@@ -378,22 +370,14 @@ func (r *Runner) work(ctx context.Context, job store.Job) error {
 		// start (or another worker) resumes the job after the finished stages. A job cancelled
 		// through the queue stays cancelled whatever this returns (River records the
 		// cancellation instead).
-		final.State, final.Message = store.TrainingQueued, "interrupted: "+context.Cause(ctx).Error()+"; resumes after its finished stages"
-		if uerr := r.cfg.Store.UpdateTraining(wctx, &final, r.cfg.Holder, 0); uerr != nil {
-			log.Warn("record training interruption", "err", uerr)
-		}
 		log.Info("training job interrupted", "cause", context.Cause(ctx))
-		return store.Snooze(time.Second)
+		return r.requeue(wctx, &final, "interrupted: "+context.Cause(ctx).Error()+"; resumes after its finished stages", time.Second, log)
 	case errors.Is(err, ort.ErrLibrary):
 		// This process cannot run ONNX Runtime (s3t serve said so at start, and is not ready):
 		// no attempt can succeed until it starts with a library that loads, so none is used up;
 		// the job waits, queued.
-		final.State, final.Message = store.TrainingQueued, "waiting: ONNX Runtime cannot be loaded in this process; it trains once the process starts with a library that loads: "+err.Error()
-		if uerr := r.cfg.Store.UpdateTraining(wctx, &final, r.cfg.Holder, 0); uerr != nil {
-			log.Warn("record training wait", "err", uerr)
-		}
 		log.Error("training job waits: ONNX Runtime cannot be loaded", "err", err)
-		return store.Snooze(libraryRetry)
+		return r.requeue(wctx, &final, "waiting: ONNX Runtime cannot be loaded in this process; it trains once the process starts with a library that loads: "+err.Error(), libraryRetry, log)
 	case errors.Is(err, adapters.ErrInvalidArgument), errors.Is(err, adapters.ErrUnsupported), errors.Is(err, adapters.ErrDiverged),
 		errors.Is(err, ErrInvalidSpec), errors.Is(err, store.ErrInvalid):
 		// Retrying cannot fix the data or the configuration, nor an operator of a PEFT plugin's
@@ -930,6 +914,16 @@ func (r *Runner) erasePurged(ctx context.Context, model string, shard int, purge
 			log.Warn("erase the stages a cancelling purge covers", "slice", s, "err", err)
 		}
 	}
+}
+
+// requeue records a job as queued again with msg and snoozes it for d: the queue runs it
+// again after d without counting the run as one of its attempts.
+func (r *Runner) requeue(ctx context.Context, final *store.Training, msg string, d time.Duration, log *slog.Logger) error {
+	final.State, final.Message = store.TrainingQueued, msg
+	if err := r.cfg.Store.UpdateTraining(ctx, final, r.cfg.Holder, 0); err != nil {
+		log.Warn("record the training job queued again", "err", err)
+	}
+	return store.Snooze(d)
 }
 
 // libraryRetry is how long a training job that found ONNX Runtime unloadable waits before it
