@@ -836,6 +836,11 @@ func (r *Runner) purge(ctx context.Context, p store.Purge) error {
 				return err
 			}
 		}
+		// The emptied folders name the model: they go too, unless a model was created again
+		// under the name meanwhile, whose writes may need them (and whose folders they are).
+		if _, err := r.cfg.Store.GetModel(ctx, p.Model); !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
 		return r.cfg.Blobs.PruneEmpty(ModelPrefix(p.Model))
 	}
 	r.mu.Lock()
