@@ -77,13 +77,13 @@ func (s *Server) handleError(err error, c echo.Context) {
 		return
 	}
 	status, body := toAPIError(err)
-	if status >= 500 {
-		s.log.Error("request failed", "method", c.Request().Method, "route", c.Path(), "status", status, "err", err)
-	}
 	if status == http.StatusInternalServerError && !s.ledgerAnswers(c.Request().Context()) {
 		// Most likely the failure was the ledger's: say so, with the status clients retry
 		// (a deletion request above all), rather than "internal error".
 		status, body = http.StatusServiceUnavailable, &api.Error{Code: api.CodeUnavailable, Message: "the ledger is unavailable; retry later"}
+	}
+	if status >= 500 {
+		s.log.Error("request failed", "method", c.Request().Method, "route", c.Path(), "status", status, "err", err)
 	}
 	var werr error
 	if c.Request().Method == http.MethodHead {

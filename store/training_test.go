@@ -584,3 +584,53 @@ func TestTrainingNonFiniteLoss(t *testing.T) {
 		}
 	})
 }
+
+// TestRescueAbandonedRows: a job whose last attempt failed while the ledger was down was given
+// up by the queue (discarded) while its training row, which could not be written, said
+// running: the model's training read as unfinished for ever (a PostgreSQL chaos audit). The
+// row is marked failed once untouched for longer than grace; a row whose job the queue still
+// holds is left alone.
+func TestRescueAbandonedRows(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		mustModel(t, s, spec("ab", 3, 2, 1), 12)
+		jobs, err := s.NewJobs(JobsConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		real := s.now
+		s.now = func() time.Time { return real().Add(-time.Hour) } // rows written an hour ago
+		ids, err := s.EnqueueTraining(ctx, jobs, "ab", "train", []TrainUnit{{Shard: 0}, {Shard: 1}, {Shard: 2}}, func(u TrainUnit) any { return u })
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range ids[:2] {
+			if ok, _ := s.AcquireTraining(ctx, id, "dead", time.Millisecond); !ok {
+				t.Fatal("acquire")
+			}
+		}
+		s.now = real
+		for id, state := range map[int64]string{ids[0]: "discarded", ids[1]: "running"} {
+			finalized := map[Dialect]string{Postgres: "now()", SQLite: "datetime('now', 'subsec')"}[s.Dialect()]
+			if state == "running" {
+				finalized = "NULL"
+			}
+			if _, err := s.db.ExecContext(ctx, `UPDATE river_job SET state = $1, finalized_at = `+finalized+` WHERE id = $2`, state, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.RescueExpiredTrainings(ctx, jobs.Queue(), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		want := map[int64]string{ids[0]: TrainingFailed, ids[1]: TrainingQueued, ids[2]: TrainingQueued}
+		for id, st := range want {
+			tr, err := s.GetTraining(ctx, id)
+			if err != nil || tr.State != st {
+				t.Errorf("job %d: row %+v, %v; want %s", id, tr, err, st)
+			}
+		}
+		if tr, _ := s.GetTraining(ctx, ids[0]); !strings.Contains(tr.Message, "train the model again") {
+			t.Errorf("abandoned row's message %q", tr.Message)
+		}
+	})
+}

@@ -286,11 +286,26 @@ func (s *Store) Trainings(ctx context.Context, model string) ([]*Training, error
 // ever (its row stays as it is, and its next run does nothing: see AcquireTraining). The two
 // waits spare a run that River has just handed out and that has not taken the row yet, and an
 // outcome River is about to record. It returns the requeued job ids.
+//
+// A training row left queued or running, untouched for more than grace, whose job the queue no
+// longer runs (discarded, cancelled or completed, or gone), is marked failed: its last run could
+// not write the row (the ledger was down when the job used up its attempts), and the model's
+// training would read as unfinished for ever. Training the model again takes up its stages.
 func (s *Store) RescueExpiredTrainings(ctx context.Context, queue string, grace time.Duration) ([]int64, error) {
 	var ids []int64
+	var abandoned int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		ids = ids[:0]
 		now := s.now()
+		res, err := tx.ExecContext(ctx, `UPDATE trainings SET state = $1, holder = '', lease_until = 0, message = $2, updated_at = $3
+			WHERE state IN ($4, $5) AND lease_until < $6 AND updated_at < $6
+			AND NOT EXISTS (SELECT 1 FROM river_job j WHERE j.id = trainings.job_id AND j.state NOT IN ('discarded', 'cancelled', 'completed'))`,
+			TrainingFailed, "the queue gave the job up while its row could not be written (the ledger did not answer): train the model again", now.UnixNano(),
+			TrainingQueued, TrainingRunning, now.Add(-grace).UnixNano())
+		if err != nil {
+			return err
+		}
+		abandoned, _ = res.RowsAffected()
 		expired, err := expiredLeases(ctx, tx, now.Add(-grace))
 		if err != nil {
 			return err
@@ -323,6 +338,9 @@ func (s *Store) RescueExpiredTrainings(ctx context.Context, queue string, grace 
 	}
 	if len(ids) > 0 {
 		s.log.Warn("requeued training jobs of a lost worker", "jobs", ids)
+	}
+	if abandoned > 0 {
+		s.log.Warn("marked failed the training rows of jobs the queue gave up", "jobs", abandoned)
 	}
 	return ids, nil
 }

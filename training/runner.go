@@ -309,6 +309,10 @@ func (r *Runner) work(ctx context.Context, job store.Job) error {
 			}
 			return nil
 		}
+		if ret != nil && !r.ledgerAnswers(ctx) {
+			log.Warn("training job waits: the ledger does not answer", "err", ret)
+			return store.Snooze(ledgerRetry) // an outage is not the job's attempt
+		}
 		return ret
 	}
 	defer func() { // after train returned: the job writes no more local stages
@@ -389,6 +393,11 @@ func (r *Runner) work(ctx context.Context, job store.Job) error {
 		}
 		log.Error("training job failed for good", "err", err)
 		return store.Permanent(err)
+	case !r.ledgerAnswers(wctx):
+		// Most likely the failure was the ledger's (a database restart): not the job's, so
+		// it uses up none of its attempts (each outage cost every running job one).
+		log.Warn("training job waits: the ledger does not answer", "err", err)
+		return r.requeue(wctx, &final, "waiting: the ledger did not answer: "+err.Error(), ledgerRetry, log)
 	default:
 		final.State, final.Message = store.TrainingQueued, fmt.Sprintf("attempt %d of %d failed, retrying: %v", job.Attempt, job.MaxAttempts, err)
 		if job.Attempt >= job.MaxAttempts {
@@ -929,6 +938,18 @@ func (r *Runner) requeue(ctx context.Context, final *store.Training, msg string,
 		log.Warn("record the training job queued again", "err", err)
 	}
 	return store.Snooze(d)
+}
+
+// ledgerRetry is how long a training job whose run failed while the ledger did not answer
+// waits before it runs again (a variable for tests).
+var ledgerRetry = 5 * time.Second
+
+// ledgerAnswers reports whether the ledger answers a read within 2 s.
+func (r *Runner) ledgerAnswers(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err := r.cfg.Store.SchemaVersion(ctx)
+	return err == nil
 }
 
 // libraryRetry is how long a training job that found ONNX Runtime unloadable waits before it
