@@ -265,3 +265,25 @@ func TestOneRunPerJob(t *testing.T) {
 		t.Fatal("the second run replaced the first in the active jobs")
 	}
 }
+
+// TestLedgerOutageIsNoAttempt: a run that cannot take its job's lease because the ledger does
+// not answer (a database restart) snoozes the job instead of failing the attempt: each outage
+// cost every job that started during it one of its attempts (a PostgreSQL chaos audit).
+func TestLedgerOutageIsNoAttempt(t *testing.T) {
+	ctx := context.Background()
+	r, _ := newPurgeRunner(t)
+	st := r.cfg.Store
+	if _, err := st.CreateModel(ctx, store.ModelSpec{Name: "m", Config: []byte(`{}`), Slices: 2, Sequences: [][][]int{{{0, 1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := st.EnqueueTraining(ctx, r.cfg.Jobs, "m", JobKind, []store.TrainUnit{{Shard: 0, Sequence: 0}},
+		func(u store.TrainUnit) any { return jobArgs{Model: "m", Shard: u.Shard, Sequence: u.Sequence} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close() // as a database that went away
+	args, _ := json.Marshal(jobArgs{Model: "m", Shard: 0, Sequence: 0})
+	if err := r.work(ctx, store.Job{ID: ids[0], Args: args, Attempt: 1, MaxAttempts: 5}); err == nil || !strings.Contains(strings.ToLower(err.Error()), "snooze") {
+		t.Fatalf("a run during a ledger outage: %v, want a snooze (no attempt used)", err)
+	}
+}
