@@ -239,14 +239,7 @@ func TestOneRunPerJob(t *testing.T) {
 	ctx := context.Background()
 	r, _ := newPurgeRunner(t)
 	st := r.cfg.Store
-	if _, err := st.CreateModel(ctx, store.ModelSpec{Name: "m", Config: []byte(`{}`), Slices: 2, Sequences: [][][]int{{{0, 1}}}}); err != nil {
-		t.Fatal(err)
-	}
-	ids, err := st.EnqueueTraining(ctx, r.cfg.Jobs, "m", JobKind, []store.TrainUnit{{Shard: 0, Sequence: 0}},
-		func(u store.TrainUnit) any { return jobArgs{Model: "m", Shard: u.Shard, Sequence: u.Sequence} })
-	if err != nil {
-		t.Fatal(err)
-	}
+	ids := oneJob(t, r)
 	first := &activeJob{model: "m", cancel: func(error) {}}
 	r.mu.Lock()
 	r.active[ids[0]] = first // the first run, still training
@@ -273,6 +266,20 @@ func TestLedgerOutageIsNoAttempt(t *testing.T) {
 	ctx := context.Background()
 	r, _ := newPurgeRunner(t)
 	st := r.cfg.Store
+	ids := oneJob(t, r)
+	st.Close() // as a database that went away
+	args, _ := json.Marshal(jobArgs{Model: "m", Shard: 0, Sequence: 0})
+	if err := r.work(ctx, store.Job{ID: ids[0], Args: args, Attempt: 1, MaxAttempts: 5}); err == nil || !strings.Contains(strings.ToLower(err.Error()), "snooze") {
+		t.Fatalf("a run during a ledger outage: %v, want a snooze (no attempt used)", err)
+	}
+}
+
+// oneJob creates model "m" (one shard of 2 slices, one sequence) in r's ledger and queues the
+// training job of its one (shard, sequence); it returns the job's id as a one-element slice.
+func oneJob(t *testing.T, r *Runner) []int64 {
+	t.Helper()
+	ctx := context.Background()
+	st := r.cfg.Store
 	if _, err := st.CreateModel(ctx, store.ModelSpec{Name: "m", Config: []byte(`{}`), Slices: 2, Sequences: [][][]int{{{0, 1}}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -281,9 +288,5 @@ func TestLedgerOutageIsNoAttempt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.Close() // as a database that went away
-	args, _ := json.Marshal(jobArgs{Model: "m", Shard: 0, Sequence: 0})
-	if err := r.work(ctx, store.Job{ID: ids[0], Args: args, Attempt: 1, MaxAttempts: 5}); err == nil || !strings.Contains(strings.ToLower(err.Error()), "snooze") {
-		t.Fatalf("a run during a ledger outage: %v, want a snooze (no attempt used)", err)
-	}
+	return ids
 }
