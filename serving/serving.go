@@ -35,6 +35,7 @@ import (
 	"github.com/s3t-dev/s3t/adapters"
 	"github.com/s3t-dev/s3t/backbone"
 	"github.com/s3t-dev/s3t/backbone/ort"
+	"github.com/s3t-dev/s3t/internal/warmpool"
 	"github.com/s3t-dev/s3t/store"
 	"github.com/s3t-dev/s3t/training"
 	"github.com/s3t-dev/s3t/unlearning"
@@ -242,11 +243,13 @@ type model struct {
 	rec     *training.Record
 	inf     *Info    // handed to PredictWith's decode
 	svc     *Service // its helpers, counters, logger and test hooks
-	// sem holds a token per Predictor in use; free is a stack of the idle ones, so that the
-	// most recently used (its memory hot in the caches) serves the next prediction.
+	// sem holds a token per Predictor in use; idle holds the others, and hands out the one whose
+	// sessions last ran on the caller's CPU (their memory hot in that core's caches), else one
+	// that never ran, else the one idle longest (see warmpool). A Predictor taken on one thread
+	// for a share that runs on another is traded there (warmpool.Pool.Trade).
 	sem    chan struct{}
 	fmu    sync.Mutex
-	free   []*adapters.Predictor
+	idle   warmpool.Pool[*adapters.Predictor]
 	closed bool          // set by drain, under fmu
 	gone   chan struct{} // closed by drain
 	all    []*adapters.Predictor
@@ -554,8 +557,12 @@ func (m *model) runNow(ctx context.Context, st *state, xs []float32, n, classes 
 	}()
 	outputs := make([][]float32, len(st.cks))
 	errs := make([]error, len(preds))
-	work := func(w int) { // predictor w runs shards w, w+len(preds), ...
-		p := preds[w]
+	// work runs share w (shards w, w+len(preds), ...) on preds[slot], first traded for an idle
+	// Predictor that last ran on this CPU when there is one: the extra Predictors were taken on
+	// the caller's thread, and a share runs wherever its helper or goroutine is.
+	work := func(w, slot int) {
+		p := m.idle.Trade(preds[slot])
+		preds[slot] = p
 		for i := w; i < len(shards); i += len(preds) {
 			k := shards[i]
 			v, err := m.shardLogits(ctx, p, k, st.cks[k], x, n, classes)
@@ -571,7 +578,7 @@ func (m *model) runNow(ctx context.Context, st *state, xs []float32, n, classes 
 		m.svc.testHookSpread()
 	}
 	for j := range shares {
-		shares[j] = &share{run: func() { work(j + 1) }, done: make(chan struct{})}
+		shares[j] = &share{run: func() { work(j+1, j+1) }, done: make(chan struct{})}
 		if offer {
 			h.offer(shares[j])
 		} else {
@@ -592,10 +599,12 @@ func (m *model) runNow(ctx context.Context, st *state, xs []float32, n, classes 
 	if beside != nil {
 		mine(beside)
 	}
-	mine(func() { work(0) })
-	for _, sh := range shares {
+	mine(func() { work(0, 0) })
+	for j, sh := range shares {
 		if sh.claim() {
-			mine(sh.run) // nobody has started it: run it here rather than wait
+			// Nobody has started it: run it here rather than wait, on this thread's
+			// Predictor, whose session ran here last.
+			mine(func() { work(j+1, 0) })
 			continue
 		}
 		r := trace.StartRegion(ctx, "wait for a share")
@@ -618,6 +627,7 @@ func (m *model) runNow(ctx context.Context, st *state, xs []float32, n, classes 
 func (m *model) shardLogits(ctx context.Context, p *adapters.Predictor, k int, ck *adapters.Checkpoint, x ort.Tensor, n, classes int) ([]float32, error) {
 	defer trace.StartRegion(ctx, "shard").End()
 	t, err := p.Logits(ctx, ck, x, 0)
+	m.idle.Ran(p)
 	var v []float32
 	if err == nil {
 		v, err = ort.Values[float32](t)
@@ -735,7 +745,7 @@ func (m *model) work(classes int) {
 	case <-m.gone:
 	}
 	if p != nil {
-		defer m.release(p)
+		defer func() { m.release(p) }()
 	}
 	for {
 		m.qmu.Lock()
@@ -753,6 +763,7 @@ func (m *model) work(classes int) {
 		if start {
 			go m.work(classes)
 		}
+		p = m.idle.Trade(p) // this goroutine may have moved to another CPU since the last batch
 		if !m.runBatchSafely(p, batch, classes) {
 			// This worker ends; the predictions still waiting get another.
 			m.qmu.Lock()
@@ -893,14 +904,17 @@ func (m *model) tryAcquire(k int) []*adapters.Predictor {
 			return out
 		}
 		m.fmu.Lock()
-		if m.closed || len(m.free) == 0 {
-			m.fmu.Unlock()
+		var p *adapters.Predictor
+		ok := !m.closed
+		if ok {
+			p, ok = m.idle.Get()
+		}
+		m.fmu.Unlock()
+		if !ok {
 			<-m.sem
 			return out
 		}
-		out = append(out, m.free[len(m.free)-1])
-		m.free = m.free[:len(m.free)-1]
-		m.fmu.Unlock()
+		out = append(out, p)
 	}
 	return out
 }
@@ -1157,7 +1171,7 @@ func (s *Service) loadModel(ctx context.Context, name string) (*model, error) {
 			return nil, fmt.Errorf("serving: model %q: %w", name, err)
 		}
 		m.all = append(m.all, p)
-		m.free = append(m.free, p)
+		m.idle.Put(p)
 	}
 	if s.helpers != nil {
 		s.helpers.ensure(rec.S3T.Shards)
@@ -1232,15 +1246,12 @@ func (m *model) pop() (*adapters.Predictor, error) {
 		<-m.sem
 		return nil, m.unloaded()
 	}
-	p := m.free[len(m.free)-1]
-	m.free = m.free[:len(m.free)-1]
+	p, _ := m.idle.Get() // a token of sem leaves one idle
 	return p, nil
 }
 
 func (m *model) release(p *adapters.Predictor) {
-	m.fmu.Lock()
-	m.free = append(m.free, p)
-	m.fmu.Unlock()
+	m.idle.Put(p)
 	<-m.sem
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/s3t-dev/s3t/api"
 	"github.com/s3t-dev/s3t/assets"
 	"github.com/s3t-dev/s3t/backbone"
+	"github.com/s3t-dev/s3t/internal/warmpool"
 	"github.com/s3t-dev/s3t/store"
 	"github.com/s3t-dev/s3t/training"
 )
@@ -728,13 +729,12 @@ func medianStats(reps []latencyStats) latencyStats {
 type directEnsemble struct {
 	rec *training.Record
 	cks []*adapters.Checkpoint
-	// The Predictors are pooled as the server pools its own: a stack, so that the one released
-	// last, whose session is warmest, is taken first. A FIFO queue handed one client each of the
-	// GOMAXPROCS Predictors in turn, a colder session every time on a many-core host: a weaker
-	// baseline than the server's pool.
+	// The Predictors are pooled as the server pools its own (warmpool): the one whose sessions
+	// last ran on the caller's CPU, warm in its caches, is taken first. A FIFO queue handed one
+	// client each of the GOMAXPROCS Predictors in turn, a colder session every time on a
+	// many-core host: a weaker baseline than the server's pool.
 	sem  chan struct{} // a token per Predictor in use
-	mu   sync.Mutex
-	free []*adapters.Predictor
+	idle warmpool.Pool[*adapters.Predictor]
 	all  []*adapters.Predictor
 }
 
@@ -800,21 +800,16 @@ func newDirectEnsemble(ctx context.Context, data, model string, spec api.ModelSp
 			return nil, err
 		}
 		d.all = append(d.all, p)
-		d.free = append(d.free, p)
+		d.idle.Put(p)
 	}
 	return d, nil
 }
 
 func (d *directEnsemble) predict(ctx context.Context, inputs [][]float32) ([]float64, []int, error) {
 	d.sem <- struct{}{}
-	d.mu.Lock()
-	p := d.free[len(d.free)-1]
-	d.free = d.free[:len(d.free)-1]
-	d.mu.Unlock()
+	p, _ := d.idle.Get() // a token of sem leaves one idle
 	defer func() {
-		d.mu.Lock()
-		d.free = append(d.free, p)
-		d.mu.Unlock()
+		d.idle.Put(p)
 		<-d.sem
 	}()
 	if trace.IsEnabled() { // --trace: each prediction a task, as the server's requests are
@@ -822,7 +817,9 @@ func (d *directEnsemble) predict(ctx context.Context, inputs [][]float32) ([]flo
 		ctx, task = trace.NewTask(ctx, "direct")
 		defer task.End()
 	}
-	return training.Ensemble(ctx, p, d.cks, d.rec, inputs)
+	probs, labels, err := training.Ensemble(ctx, p, d.cks, d.rec, inputs)
+	d.idle.Ran(p)
+	return probs, labels, err
 }
 
 func (d *directEnsemble) close() {

@@ -1,0 +1,85 @@
+package serving_test
+
+import (
+	"context"
+	"runtime"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/s3t-dev/s3t/adapters"
+	"github.com/s3t-dev/s3t/backbone/ort"
+)
+
+// BenchmarkMigrate times one shard of a trained model (one input) on two threads, one held to
+// the first CPU this process may use and one to the last (CPUs 0 and 1 on 2 cores; on a larger
+// host, likely two cores that share no cache but the last level), three ways: "kept", one
+// session run back to back on the first; "moved", one session run on each CPU in turn, so that
+// every run finds its weights and buffers in the other core's caches; "own", two sessions run on
+// each CPU in turn, each keeping its core. "moved" against "own" is what running a session on the
+// core that ran it last saves (warmpool), with the same hand-over between threads and the same
+// idle gaps on each core.
+//
+//	go test ./serving -run '^$' -bench Migrate -benchtime 2000x -count 3
+func BenchmarkMigrate(b *testing.B) {
+	var all unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &all); err != nil || all.Count() < 2 {
+		b.Skip("needs two CPUs")
+	}
+	var ends []int // the first and last CPU of the set
+	for c := range len(all) * 64 {
+		if all.IsSet(c) {
+			ends = append(ends[:min(len(ends), 1)], c)
+		}
+	}
+	b.Logf("CPUs %d and %d", ends[0], ends[1])
+	ctx := context.Background()
+	fx := benchFixture(b)
+	ck := fx.Served(b)[0]
+	p0, p1 := fx.Predictor(b, 1), fx.Predictor(b, 1)
+	x := ort.NewTensor(fx.Test[0], append([]int64{1}, fx.Rec.InputShape...)...)
+	var cpus [2]chan func()
+	done := make(chan struct{})
+	for c := range cpus {
+		cpus[c] = make(chan func())
+		defer close(cpus[c])
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+			var set unix.CPUSet
+			set.Set(ends[c])
+			if err := unix.SchedSetaffinity(0, &set); err != nil {
+				panic(err)
+			}
+			for f := range cpus[c] {
+				f()
+				done <- struct{}{}
+			}
+		}()
+	}
+	for _, mode := range []string{"kept", "moved", "own"} {
+		b.Run(mode, func(b *testing.B) {
+			d := make([]time.Duration, 0, b.N)
+			var err error
+			for i := 0; b.Loop(); i++ {
+				c, p := 0, p0
+				switch {
+				case mode == "moved":
+					c = i % 2
+				case mode == "own":
+					c, p = i%2, [2]*adapters.Predictor{p0, p1}[i%2]
+				}
+				cpus[c] <- func() {
+					t0 := time.Now()
+					_, err = p.Logits(ctx, ck, x, 0)
+					d = append(d, time.Since(t0))
+				}
+				<-done
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportP50(b, d)
+		})
+	}
+}
