@@ -39,6 +39,9 @@ func (s *Server) deleteSamples(c echo.Context) error {
 	}
 	res, err := s.cfg.Store.DeleteBatch(c.Request().Context(), name, req.IDs)
 	if err != nil {
+		// Each id counts as the one-sample route would count it: not_found for an unknown
+		// model, error when the ledger failed.
+		s.metrics.deletions.WithLabelValues(deletionResult(err)).Add(float64(len(req.IDs)))
 		return fmt.Errorf("delete samples of model %q: %w", name, err)
 	}
 	out := api.DeleteSamplesResponse{Results: make([]api.DeletionResult, len(res))}
@@ -94,17 +97,21 @@ func (s *Server) listReceipts(c echo.Context) error {
 
 // countDeletion records one deletion attempt's outcome in the deletions counter.
 func (s *Server) countDeletion(err error) {
-	result := api.DeletionDeleted
+	s.metrics.deletions.WithLabelValues(deletionResult(err)).Inc()
+}
+
+// deletionResult is the s3t_deletions_total result of a deletion that ended with err.
+func deletionResult(err error) string {
 	switch {
 	case err == nil:
+		return api.DeletionDeleted
 	case errors.Is(err, store.ErrGone):
-		result = api.DeletionGone
+		return api.DeletionGone
 	case errors.Is(err, store.ErrNotFound):
-		result = api.DeletionNotFound
+		return api.DeletionNotFound
 	default:
-		result = "error"
+		return "error"
 	}
-	s.metrics.deletions.WithLabelValues(result).Inc()
 }
 
 // toReceipt converts a store receipt to its API form (nil stays nil).

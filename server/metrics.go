@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -34,7 +35,7 @@ func newMetrics(reg *prometheus.Registry, extra ...prometheus.Collector) (*metri
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10},
 		}, []string{"route", "method"}),
 		deletions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "s3t_deletions_total", Help: "Sample deletions by result (deleted, gone, not_found).",
+			Name: "s3t_deletions_total", Help: "Sample deletions asked for, by result: deleted, gone (deleted before), not_found (unknown sample or model), error (the ledger failed).",
 		}, []string{"result"}),
 	}
 	cs := []prometheus.Collector{m.requests, m.latency, m.deletions,
@@ -76,11 +77,23 @@ func (m *metrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			status, _ = toAPIError(err)
 		}
-		method := c.Request().Method
+		method := methodLabel(c.Request().Method)
 		m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
 		m.latency.WithLabelValues(route, method).Observe(time.Since(start).Seconds())
 		return err
 	}
+}
+
+// methodLabel is a request's method as a label value: one of the standard methods, else
+// "other". Go's server takes any token as a method, before any key is checked, so the method as
+// sent would let every client add series without bound.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "other"
 }
 
 func (s *Server) metricsHandler(c echo.Context) error {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
@@ -193,5 +194,53 @@ func TestMetricsWithoutQueue(t *testing.T) {
 		if s.name == "s3t_queue_jobs" {
 			t.Errorf("queue series without Config.QueueDepth: %+v", s)
 		}
+	}
+}
+
+// TestMetricsLabelsAreBounded: a request's method becomes a label value only when it is a
+// standard one ("other" otherwise): Go's server takes any token as a method, before any key is
+// checked, so a client could add series without bound (an audit added 850 lines to /metrics
+// with 50 methods). A batch deletion on an unknown model counts its ids as not_found, as the
+// one-sample route does.
+func TestMetricsLabelsAreBounded(t *testing.T) {
+	ts := startServer(t, server.Config{}, map[string][]api.Scope{"k": {api.ScopeAdmin}})
+	for _, method := range []string{"EVIL1", "EVIL2", strings.Repeat("M", 200), "GET"} {
+		req, err := http.NewRequest(method, ts.URL+"/v1/models", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	req, err := http.NewRequest(http.MethodPost, ts.URL+"/v1/models/nomodel/deletions", strings.NewReader(`{"ids":["a","b","c"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer k")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("batch deletion on an unknown model: %d, want 404", resp.StatusCode)
+	}
+	m := scrape(t, ts.URL)
+	standard := map[string]bool{"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true,
+		"DELETE": true, "OPTIONS": true, "CONNECT": true, "TRACE": true, "other": true}
+	for _, s := range m {
+		if method, ok := s.labels["method"]; ok && !standard[method] {
+			t.Errorf("series %s has method label %q", s.name, method)
+		}
+	}
+	if got := value(t, m, "s3t_http_requests_total", "route=/v1/models", "method=other"); got != 3 {
+		t.Errorf("requests with odd methods counted %v times as other, want 3", got)
+	}
+	if got := value(t, m, "s3t_deletions_total", "result=not_found"); got != 3 {
+		t.Errorf("s3t_deletions_total{result=not_found} = %v after a batch of 3 ids on an unknown model, want 3", got)
 	}
 }

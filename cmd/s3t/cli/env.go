@@ -69,6 +69,9 @@ func trainWorkersFlag(c *cobra.Command, dst *int, help string) func() error {
 		if err != nil && !c.Flags().Changed("train-workers") {
 			return fmt.Errorf("%w: S3T_TRAIN_WORKERS=%q is not a number of training jobs", errUsage, s)
 		}
+		if *dst < 0 { // it used to mean 0, a serving-only replica, with no word of it in the log
+			return fmt.Errorf("%w: --train-workers (or S3T_TRAIN_WORKERS) is %d; want 0 or more", errUsage, *dst)
+		}
 		return nil
 	}
 }

@@ -119,21 +119,34 @@ func TestKeysNew(t *testing.T) {
 	}
 }
 
-// TestTrainWorkersEnvChecked: a S3T_TRAIN_WORKERS that is not a number stops s3t serve and
-// s3t worker with a usage error (it used to make serve a serving-only replica, silently),
-// unless --train-workers overrides it.
+// TestTrainWorkersEnvChecked: a S3T_TRAIN_WORKERS that is not a number, or a negative
+// --train-workers or S3T_TRAIN_WORKERS, stops s3t serve and s3t worker with a usage error (each
+// used to make serve a serving-only replica, silently); a valid --train-workers overrides a bad
+// S3T_TRAIN_WORKERS.
 func TestTrainWorkersEnvChecked(t *testing.T) {
-	t.Setenv("S3T_TRAIN_WORKERS", "two")
-	for _, args := range [][]string{
-		{"serve", "--data", t.TempDir(), "--addr", "127.0.0.1:0"},
-		{"worker", "--database-url", "postgres://127.0.0.1:1/none", "--blob-url", "file://" + t.TempDir(), "--work-dir", t.TempDir()},
+	for _, tt := range []struct {
+		env, flag, want string
+	}{
+		{env: "two", want: `S3T_TRAIN_WORKERS="two"`},
+		{env: "-1", want: "is -1; want 0 or more"},
+		{flag: "-2", want: "is -2; want 0 or more"},
 	} {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		var out, errb bytes.Buffer
-		code := Execute(ctx, args, &out, &errb)
-		cancel()
-		if code == 0 || !strings.Contains(errb.String(), `S3T_TRAIN_WORKERS="two"`) {
-			t.Errorf("%s with S3T_TRAIN_WORKERS=two: exit %d, stderr %q; want a usage error naming it", args[0], code, errb.String())
+		t.Setenv("S3T_TRAIN_WORKERS", tt.env)
+		for _, args := range [][]string{
+			{"serve", "--data", t.TempDir(), "--addr", "127.0.0.1:0"},
+			{"worker", "--database-url", "postgres://127.0.0.1:1/none", "--blob-url", "file://" + t.TempDir(), "--work-dir", t.TempDir()},
+		} {
+			if tt.flag != "" {
+				args = append(args, "--train-workers", tt.flag)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			var out, errb bytes.Buffer
+			code := Execute(ctx, args, &out, &errb)
+			cancel()
+			if code != 2 || !strings.Contains(errb.String(), tt.want) {
+				t.Errorf("%s with S3T_TRAIN_WORKERS=%q --train-workers %q: exit %d, stderr %q; want exit 2 and %q",
+					args[0], tt.env, tt.flag, code, errb.String(), tt.want)
+			}
 		}
 	}
 }
