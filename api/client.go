@@ -59,6 +59,9 @@ func NewClient(base string, opts ...ClientOption) (*Client, error) {
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return nil, fmt.Errorf("api: server url %q: scheme must be http or https", base)
 	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("api: server url %q: no host", base)
+	}
 	own := &http.Client{Transport: DefaultTransport}
 	c := &Client{base: u, http: own}
 	for _, o := range opts {
@@ -161,16 +164,27 @@ func decodeResponse(method, path string, status int, data []byte, out any) error
 	return nil
 }
 
-// errorOf is the *Error of an error response: its s3t error body, or the status and the body's
-// text.
+// errorOf is the *Error of an error response: its s3t error body, or, from something else on
+// the way (a proxy's 502 or an HTML 404), the status's code (CodeFor, so that IsNotFound and
+// the like hold) with the body's text, cut to maxErrorText bytes, as the message.
 func errorOf(status int, data []byte) *Error {
 	var eb ErrorBody
 	if json.Unmarshal(data, &eb) != nil || eb.Error == nil {
-		eb.Error = &Error{Code: http.StatusText(status), Message: strings.TrimSpace(string(data))}
+		msg := strings.TrimSpace(string(data))
+		if len(msg) > maxErrorText {
+			msg = strings.ToValidUTF8(msg[:maxErrorText], "") + "..."
+		}
+		if msg == "" {
+			msg = http.StatusText(status)
+		}
+		eb.Error = &Error{Code: CodeFor(status), Message: msg}
 	}
 	eb.Error.Status = status
 	return eb.Error
 }
+
+// maxErrorText caps the message errorOf takes from an error body that is not s3t's.
+const maxErrorText = 512
 
 func call[T any](ctx context.Context, c *Client, method, path string, body any, ctype string) (*T, error) {
 	out := new(T)

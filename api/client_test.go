@@ -24,7 +24,7 @@ func TestClientDecodesErrors(t *testing.T) {
 	}{
 		{"json error", 404, `{"error":{"code":"not_found","message":"no such model"}}`, api.CodeNotFound, false},
 		{"gone with receipt", 410, `{"error":{"code":"gone","message":"deleted","receipt":{"id":"r1","sample_id":"x"}}}`, api.CodeGone, true},
-		{"not json", 502, `bad gateway`, "Bad Gateway", false},
+		{"not json", 502, `bad gateway`, api.CodeInternal, false}, // the code of the status (CodeFor)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 )
@@ -49,12 +50,8 @@ func (c *Client) WatchTraining(ctx context.Context, req *GetTrainingRequest, f f
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		var eb ErrorBody
-		if json.NewDecoder(resp.Body).Decode(&eb) != nil || eb.Error == nil {
-			eb.Error = &Error{Code: http.StatusText(resp.StatusCode)}
-		}
-		eb.Error.Status = resp.StatusCode
-		return nil, eb.Error
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return nil, errorOf(resp.StatusCode, data)
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)

@@ -111,9 +111,9 @@ func newAuthenticator(keys []Key) (*authenticator, error) {
 	return a, nil
 }
 
-// require checks the bearer key against scope. Public routes (empty scope) and servers with no
-// keys (loopback only, see Server.Listen) let every request through.
-func (a *authenticator) require(scope api.Scope) echo.MiddlewareFunc {
+// require checks the bearer key against scope, or orScope when set. Public routes (empty scope)
+// and servers with no keys (loopback only, see Server.Listen) let every request through.
+func (a *authenticator) require(scope, orScope api.Scope) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			if scope == "" || len(a.keys) == 0 {
@@ -127,8 +127,12 @@ func (a *authenticator) require(scope api.Scope) echo.MiddlewareFunc {
 			if !ok {
 				return unauthorized(c, "unknown API key")
 			}
-			if !k.has(scope) {
-				return &statusError{http.StatusForbidden, &api.Error{Code: api.CodeForbidden, Message: fmt.Sprintf("key %q lacks scope %q", k.Name, scope)}}
+			if !k.has(scope) && (orScope == "" || !k.has(orScope)) {
+				lacks := fmt.Sprintf("scope %q", scope)
+				if orScope != "" {
+					lacks = fmt.Sprintf("scope %q or %q", scope, orScope)
+				}
+				return &statusError{http.StatusForbidden, &api.Error{Code: api.CodeForbidden, Message: fmt.Sprintf("key %q lacks %s", k.Name, lacks)}}
 			}
 			c.Set(keyContextKey, k)
 			return next(c)

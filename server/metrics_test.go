@@ -98,8 +98,8 @@ func TestMetricsLedgerState(t *testing.T) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	tr := &statusTrainer{jobs: []*store.Training{
 		{JobID: 1, Model: fx.Name, State: store.TrainingDone, Step: 10, Steps: 10},
-		{JobID: 2, Model: fx.Name, State: store.TrainingRunning, Step: 4, Steps: 10},
-		{JobID: 3, Model: fx.Name, State: store.TrainingCancelled, Step: 1, Steps: 10},
+		{JobID: 2, Model: fx.Name, Sequence: 1, State: store.TrainingRunning, Step: 4, Steps: 10},
+		{JobID: 3, Model: fx.Name, Shard: 1, State: store.TrainingCancelled, Step: 1, Steps: 10},
 	}}
 	srv, err := server.New(server.Config{Store: st, Blobs: blobs, Logger: quiet, DisableRuntime: true, Trainer: tr,
 		QueueDepth: func(context.Context) (int, int, error) { return 3, 1, nil }})

@@ -58,7 +58,11 @@ func OpenAPI(routes []Route) map[string]any {
 			op["description"] = r.Description
 		}
 		if r.Scope != "" {
-			op["security"] = []any{map[string]any{"apiKey": []any{string(r.Scope)}}}
+			sec := []any{map[string]any{"apiKey": []any{string(r.Scope)}}}
+			if r.OrScope != "" { // either one: OpenAPI's security requirements are alternatives
+				sec = append(sec, map[string]any{"apiKey": []any{string(r.OrScope)}})
+			}
+			op["security"] = sec
 		}
 		var body map[string]any
 		switch {

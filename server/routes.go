@@ -26,8 +26,9 @@ type Route struct {
 	// Name is the OpenAPI operationId.
 	Name    string
 	Summary string
-	// Scope is the API key scope required; empty means public.
-	Scope api.Scope
+	// Scope is the API key scope required; empty means public. OrScope, when set, grants the
+	// route too: a key with the train scope follows the training it starts.
+	Scope, OrScope api.Scope
 	// Request and Response are the body types (nil: none), for the OpenAPI document.
 	Request, Response any
 	// ContentType of the request body when it is not JSON.
@@ -69,8 +70,8 @@ func (s *Server) Routes() []Route {
 		{Method: http.MethodGet, Path: "/v1/models/:name", Name: "getModel", Summary: "A model with its live prefixes.", Scope: api.ScopeInfer, Response: api.Model{}, handler: s.getModel},
 		{Method: http.MethodDelete, Path: "/v1/models/:name", Name: "deleteModel", Summary: "Erase a model and everything recorded for it.", Scope: api.ScopeAdmin, Response: api.DeleteModelResponse{}, handler: s.deleteModel},
 		{Method: http.MethodPost, Path: "/v1/models/:name/train", Name: "startTraining", Summary: "Queue the training a model needs (a job per shard x sequence; force: retrain all).", Scope: api.ScopeTrain, Request: api.StartTrainingRequest{}, BodyOptional: true, Response: api.TrainingJobs{}, body: bodyJSON, handler: s.startTraining},
-		{Method: http.MethodGet, Path: "/v1/models/:name/training", Name: "getTraining", Summary: "Training jobs with progress (stage, loss, examples/s, ETA).", Scope: api.ScopeInfer, Response: api.TrainingStatus{}, handler: s.getTraining},
-		{Method: http.MethodGet, Path: "/v1/models/:name/training/events", Name: "trainingEvents", Summary: "Training progress as Server-Sent Events (progress every second, then done).", Scope: api.ScopeInfer, Response: api.TrainingStatus{}, ResponseType: "text/event-stream", handler: s.trainingEvents,
+		{Method: http.MethodGet, Path: "/v1/models/:name/training", Name: "getTraining", Summary: "Training jobs with progress (stage, loss, examples/s, ETA).", Scope: api.ScopeInfer, OrScope: api.ScopeTrain, Response: api.TrainingStatus{}, handler: s.getTraining},
+		{Method: http.MethodGet, Path: "/v1/models/:name/training/events", Name: "trainingEvents", Summary: "Training progress as Server-Sent Events (progress every second, then done).", Scope: api.ScopeInfer, OrScope: api.ScopeTrain, Response: api.TrainingStatus{}, ResponseType: "text/event-stream", handler: s.trainingEvents,
 			Description: "A text/event-stream: an `event: progress` every second while jobs are queued or running, then one `event: done`, each with a TrainingStatus as its data (as GET /v1/models/{name}/training answers). " +
 				"The stream ends instead with one `event: error` whose data is an ErrorBody when the status cannot be read, or with code `unavailable` when the server shuts down."},
 		{Method: http.MethodDelete, Path: "/v1/models/:name/training", Name: "cancelTraining", Summary: "Cancel a model's unfinished training jobs.", Scope: api.ScopeTrain, Response: api.CancelTrainingResponse{}, handler: s.cancelTraining},

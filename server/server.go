@@ -185,12 +185,12 @@ func New(cfg Config) (*Server, error) {
 	for _, r := range s.routes {
 		// Authentication before the size limit: a caller without a key learns nothing of the
 		// limits (and is refused before any of its body is read).
-		e.Add(r.Method, r.Path, r.handler, s.auth.require(r.Scope), s.limit(r))
+		e.Add(r.Method, r.Path, r.handler, s.auth.require(r.Scope, r.OrScope), s.limit(r))
 		if r.Method == http.MethodGet && r.ResponseType != eventStreamMediaType {
 			// HEAD as net/http's mux answers it: the GET's status and headers, no body (the
 			// http.Server drops it). Probes and uptime checks use it; the event stream, which
 			// would not end, has none.
-			e.Add(http.MethodHead, r.Path, r.handler, s.auth.require(r.Scope), s.limit(r))
+			e.Add(http.MethodHead, r.Path, r.handler, s.auth.require(r.Scope, r.OrScope), s.limit(r))
 		}
 	}
 	if s.openapi, err = json.Marshal(OpenAPI(s.routes)); err != nil {

@@ -101,6 +101,12 @@ type trainingSum struct {
 // sumTraining sums a model's training jobs up, as both the training status and /metrics report
 // them.
 //
+// Only each unit's (shard, sequence) latest job counts: a unit trained again (a forced retrain,
+// a retraining after deletions, a training started again after a cancel) has its earlier jobs
+// in the list too, and those are not the work now asked for (a forced retrain started at 60%
+// with its earlier jobs' steps counted as taken). A unit has at most one unfinished job, its
+// latest.
+//
 // Steps: a done job counts all its steps as taken, an unfinished one those it took, a failed or
 // cancelled one none (its remaining work will not be done). A job's number of steps is known
 // once it starts (the worker computes it from the job's data); until then (queued, or running
@@ -117,6 +123,7 @@ type trainingSum struct {
 // stay busy until the queue is drained. With no running job that has an ETA yet, it is 0
 // (unknown).
 func sumTraining(ts []*store.Training) trainingSum {
+	ts = latestPerUnit(ts)
 	var known, knownSteps int64
 	for _, t := range ts {
 		if t.Steps > 0 {
@@ -164,6 +171,29 @@ func sumTraining(ts []*store.Training) trainingSum {
 		sum.eta = max(sum.eta, time.Duration(remaining/rate*float64(time.Second)).Round(time.Second))
 	}
 	return sum
+}
+
+// latestPerUnit keeps each (shard, sequence)'s job of the highest id (the queue's ids grow), in
+// the order of ts.
+func latestPerUnit(ts []*store.Training) []*store.Training {
+	type unit struct{ shard, seq int }
+	latest := map[unit]int64{}
+	for _, t := range ts {
+		u := unit{t.Shard, t.Sequence}
+		if id, ok := latest[u]; !ok || t.JobID > id {
+			latest[u] = t.JobID
+		}
+	}
+	if len(latest) == len(ts) {
+		return ts
+	}
+	out := make([]*store.Training, 0, len(latest))
+	for _, t := range ts {
+		if latest[unit{t.Shard, t.Sequence}] == t.JobID {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // trainingSteps is sumTraining's steps taken, steps in all and progress (for /metrics).

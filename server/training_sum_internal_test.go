@@ -7,9 +7,20 @@ import (
 	"github.com/s3t-dev/s3t/store"
 )
 
-// job is a training row for sumTraining's tests.
+// units numbers the jobs of sumTraining's tests.
+var units int
+
+// job is a training row for sumTraining's tests, of a unit of its own (shard units, sequence 0).
 func job(state string, step, steps int64, eta time.Duration) *store.Training {
-	return &store.Training{State: state, Step: step, Steps: steps, ETA: eta}
+	units++
+	return &store.Training{JobID: int64(units), Shard: units, State: state, Step: step, Steps: steps, ETA: eta}
+}
+
+// again is a later job of t's unit.
+func again(t *store.Training, state string, step, steps int64, eta time.Duration) *store.Training {
+	j := job(state, step, steps, eta)
+	j.Shard, j.Sequence = t.Shard, t.Sequence
+	return j
 }
 
 const (
@@ -52,6 +63,17 @@ func TestSumTraining(t *testing.T) {
 		// Queued jobs but no worker running: the ETA is unknown.
 		{name: "queued after done, no worker", jobs: []*store.Training{job(done, 100, 100, 0), job(queued, 0, 0, 0)},
 			step: 100, steps: 200},
+		// A forced retrain of two trained units: their earlier done jobs are not this work, so
+		// the progress starts at 0, not at a half (and the estimate is the new jobs' own).
+		{name: "retrain after done", jobs: func() []*store.Training {
+			a, b := job(done, 100, 100, 0), job(done, 100, 100, 0)
+			return []*store.Training{a, b, again(a, running, 10, 40, 30*time.Second), again(b, queued, 0, 0, 0)}
+		}(), step: 10, steps: 80, eta: 70 * time.Second}, // 70 steps left at 1 step/s
+		// A unit trained again after its job was cancelled: only the new job counts.
+		{name: "done after cancelled", jobs: func() []*store.Training {
+			a := job(cancelled, 5, 100, 0)
+			return []*store.Training{a, again(a, done, 100, 100, 0)}
+		}(), step: 100, steps: 100, done: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -82,6 +82,7 @@ job is done, and the ratio. Then a second replica starts and --clients clients d
 	}
 	f := c.Flags()
 	f.StringVar(&o.databaseURL, "database-url", env("S3T_DATABASE_URL"), "PostgreSQL server URL (S3T_DATABASE_URL; required)")
+	hideDefaults(f, "database-url")
 	f.StringVar(&o.blobURL, "blob-url", "", "bucket URL shared by the processes (default: file:// in a temporary directory)")
 	f.IntVar(&o.shards, "shards", 4, "m")
 	f.IntVar(&o.slices, "slices", 2, "L")

@@ -66,6 +66,11 @@ func TestUsageErrors(t *testing.T) {
 		{"sequences", "--prior", "0.5,x"},
 		{"simulate", "--shards", "0"},
 		{"simulate", "--no-such-flag"},
+		{"help", "bogus"},                           // printed the root's help, exit 0
+		{"models", "get", ""},                       // an empty name reached the server as another route
+		{"delete", "m", ""},                         // the same for an empty sample id
+		{"models", "list", "--url", "http://"},      // no host: a network error, exit 1
+		{"models", "list", "--url", "http:///v1/x"}, // the same
 	}
 	for _, args := range tests {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
@@ -77,6 +82,15 @@ func TestUsageErrors(t *testing.T) {
 				t.Errorf("stderr %q", stderr)
 			}
 		})
+	}
+}
+
+func TestHelpTopics(t *testing.T) {
+	for _, args := range [][]string{{"help"}, {"help", "serve"}, {"help", "models", "train"}} {
+		out, stderr, code := run(t, args...)
+		if code != 0 || !strings.Contains(out, "Usage:") {
+			t.Errorf("%v: exit %d, %q %q", args, code, out, stderr)
+		}
 	}
 }
 

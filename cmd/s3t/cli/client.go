@@ -22,6 +22,7 @@ type clientFlags struct {
 func (f *clientFlags) register(c *cobra.Command) {
 	c.PersistentFlags().StringVar(&f.url, "url", env("S3T_URL"), "server URL (S3T_URL)")
 	c.PersistentFlags().StringVar(&f.key, "api-key", env("S3T_API_KEY"), "API key (S3T_API_KEY)")
+	hideDefaults(c.PersistentFlags(), "api-key")
 }
 
 func (f *clientFlags) client() (*api.Client, error) {
@@ -130,7 +131,7 @@ client's it waited for) ends failed or cancelled.`,
 						followed[j.ID] = true
 					}
 				}
-				drawTraining(c.ErrOrStderr(), st, time.Since(start))
+				drawTraining(c.ErrOrStderr(), st, time.Since(start), func(id int64) bool { return followed[id] })
 				return nil
 			})
 			fmt.Fprintln(c.ErrOrStderr())
@@ -182,8 +183,16 @@ with the earlier receipt), and exit 1 when any id was not deleted by this call.`
 			if err != nil {
 				return err
 			}
-			if len(args) == 2 {
-				rc, err := cl.DeleteSample(c.Context(), &api.DeleteSampleRequest{Model: args[0], ID: args[1]})
+			var ids []string // each id once: a repeated id was reported "deleted earlier", exit 1
+			seen := map[string]bool{}
+			for _, id := range args[1:] {
+				if !seen[id] {
+					seen[id] = true
+					ids = append(ids, id)
+				}
+			}
+			if len(ids) == 1 {
+				rc, err := cl.DeleteSample(c.Context(), &api.DeleteSampleRequest{Model: args[0], ID: ids[0]})
 				if e, ok := err.(*api.Error); ok && e.Receipt != nil {
 					if perr := printJSON(c.OutOrStdout(), e.Receipt); perr != nil {
 						return perr
@@ -194,7 +203,7 @@ with the earlier receipt), and exit 1 when any id was not deleted by this call.`
 				}
 				return printJSON(c.OutOrStdout(), rc)
 			}
-			res, err := cl.DeleteSamples(c.Context(), &api.DeleteSamplesRequest{Model: args[0], IDs: args[1:]})
+			res, err := cl.DeleteSamples(c.Context(), &api.DeleteSamplesRequest{Model: args[0], IDs: ids})
 			if err != nil {
 				return err
 			}

@@ -281,7 +281,7 @@ func trainDemoModel(ctx context.Context, cl *api.Client, errw io.Writer, name st
 		return err
 	}
 	last, err := cl.WatchTraining(ctx, &api.GetTrainingRequest{Model: name}, func(st *api.TrainingStatus) error {
-		drawTraining(errw, st, time.Since(start))
+		drawTraining(errw, st, time.Since(start), nil)
 		return nil
 	})
 	fmt.Fprintln(errw)
@@ -326,13 +326,18 @@ func servedString(s []api.ShardServed) string {
 	return strings.Join(parts, "; ")
 }
 
-// drawTraining draws one progress line.
-func drawTraining(w io.Writer, st *api.TrainingStatus, el time.Duration) {
+// drawTraining draws one progress line: the model's totals (the server's, which count each
+// unit's latest job), and the jobs running and done among those follow reports (all when nil),
+// so that a training's earlier jobs of the model are not counted done in it.
+func drawTraining(w io.Writer, st *api.TrainingStatus, el time.Duration, follow func(id int64) bool) {
 	const width = 24
 	n := int(st.Progress * width)
 	running, done := 0, 0
 	var loss, rate float64
 	for _, j := range st.Jobs {
+		if follow != nil && !follow(j.ID) {
+			continue
+		}
 		switch j.State {
 		case api.TrainingRunning:
 			running++

@@ -7,7 +7,17 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
+
+// hideDefaults keeps the named flags' defaults, which their environment variables set and which
+// may hold a secret (an API key, a database password), out of --help: the help showed
+// S3T_API_KEY's value as --api-key's default.
+func hideDefaults(fs *pflag.FlagSet, names ...string) {
+	for _, n := range names {
+		fs.Lookup(n).DefValue = ""
+	}
+}
 
 // envVar is one environment variable s3t reads; all of them are listed in envVars.
 type envVar struct {

@@ -39,6 +39,7 @@ Environment:
 	c.Flags().StringVar(&data, "data", env("S3T_DATA"), "data directory of the SQLite ledger (S3T_DATA)")
 	c.Flags().StringVar(&databaseURL, "database-url", os.Getenv("S3T_DATABASE_URL"),
 		"PostgreSQL URL of the ledger, postgres://... (S3T_DATABASE_URL); overrides --data")
+	hideDefaults(c.Flags(), "database-url")
 	return c
 }
 

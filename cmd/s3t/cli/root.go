@@ -62,6 +62,7 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// The commands cobra adds itself (help, completion) get the same treatment.
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd(args...)
+	helpTopics(root)
 	usageArgs(root)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(stderr, "s3t: %v\n", err)
@@ -94,10 +95,39 @@ func usageArgs(c *cobra.Command) {
 	validate := c.Args
 	c.Args = func(c *cobra.Command, args []string) error {
 		err := validate(c, args)
+		if err == nil {
+			// No command takes an empty argument: an empty model name or sample id reached the
+			// server as another route (a 405, or a bare 404).
+			for i, a := range args {
+				if a == "" {
+					err = fmt.Errorf("argument %d is empty", i+1)
+				}
+			}
+		}
 		if err == nil || errors.Is(err, errUsage) {
 			return err
 		}
 		return fmt.Errorf("%w: %w\nRun '%s --help' for usage.", errUsage, err, c.CommandPath())
+	}
+}
+
+// helpTopics makes cobra's help command refuse a topic that names no command, as a usage error:
+// cobra printed the root's help and exited 0.
+func helpTopics(root *cobra.Command) {
+	help, _, err := root.Find([]string{"help"})
+	if err != nil || help == root {
+		return
+	}
+	run := help.Run
+	help.Run = nil
+	help.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			if cmd, rest, err := root.Find(args); err != nil || cmd == root || len(rest) > 0 {
+				return fmt.Errorf("%w: unknown help topic %q\nRun '%s --help' for usage.", errUsage, strings.Join(args, " "), root.CommandPath())
+			}
+		}
+		run(c, args)
+		return nil
 	}
 }
 

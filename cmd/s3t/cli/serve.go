@@ -69,6 +69,7 @@ they resume after them at the next start.` + serverEnvHelp("S3T_ADDR", "S3T_DATA
 	f.StringVar(&o.keysFile, "keys", env("S3T_KEYS"), "API keys file (S3T_KEYS)")
 	f.StringVar(&o.databaseURL, "database-url", env("S3T_DATABASE_URL"), "ledger database URL (S3T_DATABASE_URL; default SQLite in --data)")
 	f.StringVar(&o.blobURL, "blob-url", env("S3T_BLOB_URL"), "blob bucket URL (S3T_BLOB_URL; default file:// under --data)")
+	hideDefaults(f, "database-url", "blob-url")
 	f.BoolVar(&o.allowPaths, "allow-paths", false, "let clients register backbones from paths on this machine")
 	checkWorkers = trainWorkersFlag(c, &o.trainWorkers, "training jobs run at once in this process (S3T_TRAIN_WORKERS; 0: serve only)")
 	f.DurationVar(&o.compactEvery, "compact-every", time.Minute, "after deletions, rewrite the SQLite ledger this often so no copy of a deleted row survives in free pages (0: never)")

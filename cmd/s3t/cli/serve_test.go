@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/s3t-dev/s3t/api"
 	"github.com/s3t-dev/s3t/assets"
 	"github.com/s3t-dev/s3t/server"
@@ -86,6 +88,11 @@ func TestServeAndClientCommands(t *testing.T) {
 	if code != 1 || !strings.Contains(out, rc.ID) || !strings.Contains(stderr, "gone") {
 		t.Fatalf("second delete: exit %d, %q %q; want exit 1 with the earlier receipt", code, out, stderr)
 	}
+	// An id given twice is deleted once, and not reported deleted earlier by this very call.
+	out, stderr, code = run(t, "delete", "demo", "x2", "x2", "--url", url)
+	if code != 0 || json.Unmarshal([]byte(out), &rc) != nil || rc.SampleID != "x2" {
+		t.Fatalf("delete x2 x2: exit %d, %q %q", code, out, stderr)
+	}
 }
 
 // TestKeysNew checks that `s3t keys new` prints a secret (on stderr) and a keys-file line (on
@@ -157,5 +164,35 @@ func TestVersionFlag(t *testing.T) {
 	out, stderr, code := run(t, "--version")
 	if code != 0 || !strings.HasPrefix(out, "s3t version ") || strings.TrimSpace(strings.TrimPrefix(out, "s3t version ")) == "" {
 		t.Fatalf("s3t --version: exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
+}
+
+// TestHelpHidesSecrets: --help does not print the API key or the database URL (with its
+// password) that the environment sets as flags' defaults (a CLI audit found both there), while
+// the flags still take them.
+func TestHelpHidesSecrets(t *testing.T) {
+	const key, dsn = "s3t_topsecretvalue", "postgres://s3t:hunter2pw@127.0.0.1:1/s3t"
+	t.Setenv("S3T_API_KEY", key)
+	t.Setenv("S3T_DATABASE_URL", dsn)
+	t.Setenv("S3T_BLOB_URL", "s3://bucket?secret=blobsecret")
+	for _, args := range [][]string{
+		{"models", "--help"}, {"models", "list", "--help"}, {"delete", "--help"}, {"serve", "--help"},
+		{"worker", "--help"}, {"migrate", "--help"}, {"bench", "cluster", "--help"},
+	} {
+		out, stderr, code := run(t, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, stderr)
+		}
+		for _, secret := range []string{"topsecret", "hunter2pw", "blobsecret"} {
+			if strings.Contains(out+stderr, secret) {
+				t.Errorf("%v shows %q:\n%s", args, secret, out)
+			}
+		}
+	}
+	var f clientFlags
+	c := &cobra.Command{Use: "x"}
+	f.register(c)
+	if f.key != key {
+		t.Errorf("--api-key's value %q, want S3T_API_KEY's", f.key)
 	}
 }

@@ -71,6 +71,7 @@ Environment:
 	f := c.Flags()
 	f.StringVar(&o.databaseURL, "database-url", env("S3T_DATABASE_URL"), "ledger database URL, postgres://... (S3T_DATABASE_URL; required)")
 	f.StringVar(&o.blobURL, "blob-url", env("S3T_BLOB_URL"), "blob bucket URL, s3://... or file://... shared by every process (S3T_BLOB_URL; required)")
+	hideDefaults(f, "database-url", "blob-url")
 	def := filepath.Join(os.TempDir(), "s3t-worker")
 	if d, err := os.UserCacheDir(); err == nil {
 		def = filepath.Join(d, "s3t", "worker")
