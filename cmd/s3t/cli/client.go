@@ -116,37 +116,52 @@ client's it waited for) ends failed or cancelled.`,
 			if !watch {
 				return nil
 			}
-			start := time.Now()
-			// The outcome is that of the jobs this command follows: the ones it queued, and the
-			// ones it saw queued or running (another client's, on units that were busy when it
-			// asked: the server queues no second job for those). Jobs that had finished before,
-			// such as an earlier cancelled training, are not this training's.
-			followed := map[int64]bool{}
-			for _, id := range jobs.Jobs {
-				followed[id] = true
-			}
-			last, err := cl.WatchTraining(c.Context(), &api.GetTrainingRequest{Model: args[0]}, func(st *api.TrainingStatus) error {
-				for _, j := range st.Jobs {
-					if j.State == api.TrainingQueued || j.State == api.TrainingRunning {
-						followed[j.ID] = true
-					}
-				}
-				drawTraining(c.ErrOrStderr(), st, time.Since(start), func(id int64) bool { return followed[id] })
-				return nil
-			})
-			fmt.Fprintln(c.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			if err := trainingOutcome(c.OutOrStdout(), last, followed); err != nil {
-				return err
-			}
-			fmt.Fprintf(c.OutOrStdout(), "training done in %s\n", time.Since(start).Round(time.Second))
-			return nil
+			return followTraining(c, cl, args[0], jobs.Jobs)
 		},
 	}
 	train.Flags().BoolVar(&force, "force", false, "retrain every sequence")
 	train.Flags().BoolVar(&watch, "watch", true, "follow the progress until the training is done")
+	var follow bool
+	training := &cobra.Command{
+		Use:   "training NAME",
+		Short: "Print a model's training jobs and progress (JSON), or follow them (--watch)",
+		Long: `Print a model's training status (JSON): its jobs with their state, stage, steps, loss, examples/s
+and ETA, and the model's totals. --watch follows the jobs queued or running now with a progress
+bar until none is left, as models train does, without queuing any: exit 1, naming them, when one
+ends failed or cancelled.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			if follow {
+				return followTraining(c, cl, args[0], nil)
+			}
+			st, err := cl.GetTraining(c.Context(), &api.GetTrainingRequest{Model: args[0]})
+			if err != nil {
+				return err
+			}
+			return printJSON(c.OutOrStdout(), st)
+		},
+	}
+	training.Flags().BoolVar(&follow, "watch", false, "follow the jobs queued or running until they end")
+	cancel := &cobra.Command{
+		Use:   "cancel NAME",
+		Short: "Cancel a model's queued and running training jobs (JSON: the jobs cancelled)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			res, err := cl.CancelTraining(c.Context(), &api.CancelTrainingRequest{Model: args[0]})
+			if err != nil {
+				return err
+			}
+			return printJSON(c.OutOrStdout(), res)
+		},
+	}
 	status := &cobra.Command{
 		Use:   "unlearning NAME",
 		Short: "Print a model's unlearning status: live prefixes, deletions, expected deletions before retraining (JSON)",
@@ -163,8 +178,44 @@ client's it waited for) ends failed or cancelled.`,
 			return printJSON(c.OutOrStdout(), us)
 		},
 	}
-	c.AddCommand(list, get, train, status)
+	c.AddCommand(list, get, train, training, cancel, status)
 	return c
+}
+
+// followTraining follows a model's training with a progress bar until no job is queued or
+// running, then checks the outcome of the jobs it followed: queued (the ones a training just
+// queued), and the ones it saw queued or running (another client's, on units that were busy when
+// it asked: the server queues no second job for those). Jobs that had finished before, such as
+// an earlier cancelled training, are not this training's.
+func followTraining(c *cobra.Command, cl *api.Client, model string, queued []int64) error {
+	start := time.Now()
+	followed := map[int64]bool{}
+	for _, id := range queued {
+		followed[id] = true
+	}
+	bar := newStatusLine(c.ErrOrStderr())
+	last, err := cl.WatchTraining(c.Context(), &api.GetTrainingRequest{Model: model}, func(st *api.TrainingStatus) error {
+		for _, j := range st.Jobs {
+			if j.State == api.TrainingQueued || j.State == api.TrainingRunning {
+				followed[j.ID] = true
+			}
+		}
+		bar.set(trainingLine(st, time.Since(start), func(id int64) bool { return followed[id] }))
+		return nil
+	})
+	bar.end()
+	if err != nil {
+		return err
+	}
+	if err := trainingOutcome(c.OutOrStdout(), last, followed); err != nil {
+		return err
+	}
+	if len(followed) == 0 {
+		fmt.Fprintf(c.OutOrStdout(), "no training of %q was queued or running\n", model)
+		return nil
+	}
+	fmt.Fprintf(c.OutOrStdout(), "training done in %s\n", time.Since(start).Round(time.Second))
+	return nil
 }
 
 func newDeleteCmd() *cobra.Command {

@@ -280,11 +280,12 @@ func trainDemoModel(ctx context.Context, cl *api.Client, errw io.Writer, name st
 	if _, err := cl.StartTraining(ctx, &api.StartTrainingRequest{Model: name}); err != nil {
 		return err
 	}
+	bar := newStatusLine(errw)
 	last, err := cl.WatchTraining(ctx, &api.GetTrainingRequest{Model: name}, func(st *api.TrainingStatus) error {
-		drawTraining(errw, st, time.Since(start), nil)
+		bar.set(trainingLine(st, time.Since(start), nil))
 		return nil
 	})
-	fmt.Fprintln(errw)
+	bar.end()
 	if err != nil {
 		return err
 	}
@@ -326,10 +327,10 @@ func servedString(s []api.ShardServed) string {
 	return strings.Join(parts, "; ")
 }
 
-// drawTraining draws one progress line: the model's totals (the server's, which count each
-// unit's latest job), and the jobs running and done among those follow reports (all when nil),
-// so that a training's earlier jobs of the model are not counted done in it.
-func drawTraining(w io.Writer, st *api.TrainingStatus, el time.Duration, follow func(id int64) bool) {
+// trainingLine is one progress line of a training: the model's totals (the server's, which count
+// each unit's latest job), and the jobs running and done among those follow reports (all when
+// nil), so that a training's earlier jobs of the model are not counted done in it.
+func trainingLine(st *api.TrainingStatus, el time.Duration, follow func(id int64) bool) string {
 	const width = 24
 	n := int(st.Progress * width)
 	running, done := 0, 0
@@ -350,7 +351,7 @@ func drawTraining(w io.Writer, st *api.TrainingStatus, el time.Duration, follow 
 	if st.ETASeconds > 0 || st.Done {
 		eta = (time.Duration(st.ETASeconds) * time.Second).String()
 	}
-	fmt.Fprintf(w, "\r\033[K[%s%s] %3.0f%%  %d/%d steps  jobs %d done, %d running  loss %.3f  %.0f ex/s  ETA %s  (%s)",
+	return fmt.Sprintf("[%s%s] %3.0f%%  %d/%d steps  jobs %d done, %d running  loss %.3f  %.0f ex/s  ETA %s  (%s)",
 		strings.Repeat("=", n), strings.Repeat(" ", width-n), 100*st.Progress, st.Step, st.Steps, done, running, loss, rate,
 		eta, el.Round(time.Second))
 }

@@ -75,6 +75,21 @@ func TestServeAndClientCommands(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "holds no samples") {
 		t.Fatalf("models train: exit %d, %q %q", code, out, stderr)
 	}
+	// No job queued or running: the status lists none, following it ends at once, and a cancel
+	// cancels nothing.
+	out, stderr, code = run(t, "models", "training", "demo", "--url", url)
+	var ts api.TrainingStatus
+	if code != 0 || json.Unmarshal([]byte(out), &ts) != nil || ts.Model != "demo" || len(ts.Jobs) != 0 || !ts.Done {
+		t.Fatalf("models training: exit %d, %q %q", code, out, stderr)
+	}
+	out, stderr, code = run(t, "models", "training", "demo", "--watch", "--url", url)
+	if code != 0 || !strings.Contains(out, "no training of") {
+		t.Fatalf("models training --watch: exit %d, %q %q", code, out, stderr)
+	}
+	out, stderr, code = run(t, "models", "cancel", "demo", "--url", url)
+	if code != 0 || !strings.Contains(out, `"model": "demo"`) {
+		t.Fatalf("models cancel: exit %d, %q %q", code, out, stderr)
+	}
 	out, stderr, code = run(t, "models", "unlearning", "demo", "--url", url)
 	if code != 0 || !strings.Contains(out, `"live_shards"`) {
 		t.Fatalf("models unlearning: exit %d, %q %q", code, out, stderr)

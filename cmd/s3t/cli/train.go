@@ -437,7 +437,7 @@ func readModelFile(dir string) (*modelFile, error) {
 // progressBar draws training progress on stderr: steps, loss, examples/s and ETA. A step of
 // stage i runs i block groups in GoMLX, so the ETA weighs each step by its stage.
 type progressBar struct {
-	w           io.Writer
+	line        *statusLine
 	on          bool
 	mu          sync.Mutex
 	total       int // steps
@@ -457,7 +457,9 @@ func (b *progressBar) addStage(stage, steps int) {
 	b.work += stage * steps
 }
 
-func newProgressBar(w io.Writer, on bool) *progressBar { return &progressBar{w: w, on: on} }
+func newProgressBar(w io.Writer, on bool) *progressBar {
+	return &progressBar{line: newStatusLine(w), on: on}
+}
 
 func (b *progressBar) step(p adapters.StageProgress) {
 	b.mu.Lock()
@@ -490,8 +492,8 @@ func (b *progressBar) stageDone(c *adapters.Checkpoint, trained bool) {
 		if len(m.EpochLosses) > 0 {
 			loss = m.EpochLosses[len(m.EpochLosses)-1]
 		}
-		fmt.Fprintf(b.w, "\r\033[K%s C[shard %d, seq %d, stage %d]  slices %v  %d samples  %d steps  loss %.4f\n",
-			verb, m.Shard, m.Sequence, m.Stage, m.Slices, m.Samples, m.Steps, loss)
+		b.line.print(fmt.Sprintf("%s C[shard %d, seq %d, stage %d]  slices %v  %d samples  %d steps  loss %.4f",
+			verb, m.Shard, m.Sequence, m.Stage, m.Slices, m.Samples, m.Steps, loss))
 		b.draw()
 	}
 }
@@ -510,8 +512,8 @@ func (b *progressBar) draw() {
 		eta = (perUnit * time.Duration(b.work-b.workDone)).Round(time.Second).String()
 	}
 	p := b.stage
-	fmt.Fprintf(b.w, "\r\033[K[%s%s] %d/%d steps  shard %d seq %d stage %d  loss %.4f  %.0f ex/s  ETA %s",
-		strings.Repeat("=", n), strings.Repeat(" ", width-n), b.done, b.total, p.Shard, p.Sequence, p.Stage, p.Loss, p.ExamplesPerSecond, eta)
+	b.line.set(fmt.Sprintf("[%s%s] %d/%d steps  shard %d seq %d stage %d  loss %.4f  %.0f ex/s  ETA %s",
+		strings.Repeat("=", n), strings.Repeat(" ", width-n), b.done, b.total, p.Shard, p.Sequence, p.Stage, p.Loss, p.ExamplesPerSecond, eta))
 }
 
 func (b *progressBar) finish() {
@@ -519,7 +521,7 @@ func (b *progressBar) finish() {
 	defer b.mu.Unlock()
 	if b.on {
 		b.draw()
-		fmt.Fprintln(b.w)
+		b.line.end()
 	}
 }
 
