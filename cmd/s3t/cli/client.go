@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -17,12 +19,30 @@ import (
 // clientFlags are the connection flags of the commands that call a server.
 type clientFlags struct {
 	url, key string
+	timeout  time.Duration
 }
 
 func (f *clientFlags) register(c *cobra.Command) {
 	c.PersistentFlags().StringVar(&f.url, "url", env("S3T_URL"), "server URL (S3T_URL)")
 	c.PersistentFlags().StringVar(&f.key, "api-key", env("S3T_API_KEY"), "API key (S3T_API_KEY)")
 	hideDefaults(c.PersistentFlags(), "api-key")
+	c.PersistentFlags().DurationVar(&f.timeout, "timeout", time.Minute, "how long one request may wait for its answer (0: no limit); following a training's progress is not limited")
+}
+
+// request makes one request of command c with call, limited to --timeout: a server that takes
+// the connection and never answers no longer hangs the command until it is interrupted.
+func request[T any](c *cobra.Command, f *clientFlags, call func(ctx context.Context) (T, error)) (T, error) {
+	ctx := c.Context()
+	if f.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.timeout)
+		defer cancel()
+	}
+	v, err := call(ctx)
+	if err != nil && errors.Is(err, context.DeadlineExceeded) && c.Context().Err() == nil {
+		err = fmt.Errorf("no answer from %s within --timeout %s: %w", f.url, f.timeout, err)
+	}
+	return v, err
 }
 
 func (f *clientFlags) client() (*api.Client, error) {
@@ -61,7 +81,9 @@ func newModelsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := cl.ListModels(c.Context(), &api.ListModelsRequest{})
+			res, err := request(c, &f, func(ctx context.Context) (*api.ListModelsResponse, error) {
+				return cl.ListModels(ctx, &api.ListModelsRequest{})
+			})
 			if err != nil {
 				return err
 			}
@@ -86,7 +108,9 @@ func newModelsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			m, err := cl.GetModel(c.Context(), &api.GetModelRequest{Name: args[0]})
+			m, err := request(c, &f, func(ctx context.Context) (*api.Model, error) {
+				return cl.GetModel(ctx, &api.GetModelRequest{Name: args[0]})
+			})
 			if err != nil {
 				return err
 			}
@@ -108,7 +132,9 @@ client's it waited for) ends failed or cancelled.`,
 			if err != nil {
 				return err
 			}
-			jobs, err := cl.StartTraining(c.Context(), &api.StartTrainingRequest{Model: args[0], Force: force})
+			jobs, err := request(c, &f, func(ctx context.Context) (*api.TrainingJobs, error) {
+				return cl.StartTraining(ctx, &api.StartTrainingRequest{Model: args[0], Force: force})
+			})
 			if err != nil {
 				return err
 			}
@@ -138,7 +164,9 @@ ends failed or cancelled.`,
 			if follow {
 				return followTraining(c, cl, args[0], nil)
 			}
-			st, err := cl.GetTraining(c.Context(), &api.GetTrainingRequest{Model: args[0]})
+			st, err := request(c, &f, func(ctx context.Context) (*api.TrainingStatus, error) {
+				return cl.GetTraining(ctx, &api.GetTrainingRequest{Model: args[0]})
+			})
 			if err != nil {
 				return err
 			}
@@ -155,7 +183,9 @@ ends failed or cancelled.`,
 			if err != nil {
 				return err
 			}
-			res, err := cl.CancelTraining(c.Context(), &api.CancelTrainingRequest{Model: args[0]})
+			res, err := request(c, &f, func(ctx context.Context) (*api.CancelTrainingResponse, error) {
+				return cl.CancelTraining(ctx, &api.CancelTrainingRequest{Model: args[0]})
+			})
 			if err != nil {
 				return err
 			}
@@ -171,7 +201,9 @@ ends failed or cancelled.`,
 			if err != nil {
 				return err
 			}
-			us, err := cl.GetUnlearning(c.Context(), &api.GetUnlearningRequest{Model: args[0]})
+			us, err := request(c, &f, func(ctx context.Context) (*api.UnlearningStatus, error) {
+				return cl.GetUnlearning(ctx, &api.GetUnlearningRequest{Model: args[0]})
+			})
 			if err != nil {
 				return err
 			}
@@ -243,7 +275,9 @@ with the earlier receipt), and exit 1 when any id was not deleted by this call.`
 				}
 			}
 			if len(ids) == 1 {
-				rc, err := cl.DeleteSample(c.Context(), &api.DeleteSampleRequest{Model: args[0], ID: ids[0]})
+				rc, err := request(c, &f, func(ctx context.Context) (*api.Receipt, error) {
+					return cl.DeleteSample(ctx, &api.DeleteSampleRequest{Model: args[0], ID: ids[0]})
+				})
 				if e, ok := err.(*api.Error); ok && e.Receipt != nil {
 					if perr := printJSON(c.OutOrStdout(), e.Receipt); perr != nil {
 						return perr
@@ -254,7 +288,9 @@ with the earlier receipt), and exit 1 when any id was not deleted by this call.`
 				}
 				return printJSON(c.OutOrStdout(), rc)
 			}
-			res, err := cl.DeleteSamples(c.Context(), &api.DeleteSamplesRequest{Model: args[0], IDs: ids})
+			res, err := request(c, &f, func(ctx context.Context) (*api.DeleteSamplesResponse, error) {
+				return cl.DeleteSamples(ctx, &api.DeleteSamplesRequest{Model: args[0], IDs: ids})
+			})
 			if err != nil {
 				return err
 			}

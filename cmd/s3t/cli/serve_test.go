@@ -211,3 +211,27 @@ func TestHelpHidesSecrets(t *testing.T) {
 		t.Errorf("--api-key's value %q, want S3T_API_KEY's", f.key)
 	}
 }
+
+// TestClientTimeout: a server that takes the connection and never answers fails a client
+// command after --timeout, saying so (it hung until interrupted: a CLI audit).
+func TestClientTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	start := time.Now()
+	_, stderr, code := run(t, "models", "list", "--url", "http://"+ln.Addr().String(), "--timeout", "300ms")
+	if code != 1 || !strings.Contains(stderr, "within --timeout 300ms") || time.Since(start) > 20*time.Second {
+		t.Fatalf("exit %d after %s, stderr %q; want exit 1 naming --timeout", code, time.Since(start), stderr)
+	}
+}
