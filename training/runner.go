@@ -1217,7 +1217,10 @@ func (r *Runner) purgeBlob(ctx context.Context, key string, p store.Purge) error
 }
 
 // Status returns a model's training jobs, with this process's live progress for the ones it
-// runs.
+// runs. A job the ledger says ended (done, failed, cancelled) is reported so even while this
+// process still holds it: a run registers itself as running before it looks at its row, and
+// finishes after it wrote its end, and a cancelled job showed as running meanwhile (a client
+// following the training then took it for one of its own, which failed it: a review).
 func (r *Runner) Status(ctx context.Context, model string) ([]*store.Training, error) {
 	ts, err := r.cfg.Store.Trainings(ctx, model)
 	if err != nil {
@@ -1226,6 +1229,9 @@ func (r *Runner) Status(ctx context.Context, model string) ([]*store.Training, e
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i, t := range ts {
+		if t.State != store.TrainingQueued && t.State != store.TrainingRunning {
+			continue
+		}
 		if a := r.active[t.JobID]; a != nil {
 			row := a.snapshot()
 			row.Holder, row.LeaseUntil, row.Created, row.Updated = t.Holder, t.LeaseUntil, t.Created, time.Now().UTC()

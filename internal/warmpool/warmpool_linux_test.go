@@ -79,7 +79,7 @@ func TestTrade(t *testing.T) {
 	}{
 		{"held ran here", map[string]int{"x": 0, "y": 0}, []string{"y"}, "x", 0, "x", []string{"y"}},
 		{"held never ran", map[string]int{"y": 0}, []string{"y"}, "x", 0, "x", []string{"y"}},
-		{"an idle one ran here", map[string]int{"x": 1, "y": 0}, []string{"z", "y", "w"}, "x", 0, "y", []string{"z", "x", "w"}},
+		{"an idle one ran here", map[string]int{"x": 1, "y": 0}, []string{"z", "y", "w"}, "x", 0, "y", []string{"z", "w", "x"}},
 		{"none ran here", map[string]int{"x": 1, "y": 1}, []string{"y"}, "x", 0, "x", []string{"y"}},
 		{"none idle", map[string]int{"x": 1}, nil, "x", 0, "x", nil},
 	}

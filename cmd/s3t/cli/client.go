@@ -256,7 +256,8 @@ func newDeleteCmd() *cobra.Command {
 		Use:   "delete MODEL ID...",
 		Short: "Unlearn samples of a model on a running s3t server and print the receipts (JSON)",
 		Long: `Delete samples: one id prints its receipt (or the earlier receipt and exit 1 when it was
-deleted before); several ids are deleted in one ledger transaction and each gets a result: the
+deleted before); several ids (a repeated one counts once) are deleted in one ledger transaction
+and each gets a result: the
 JSON results on stdout, a line per id on stderr (deleted with its receipt, not found, or gone
 with the earlier receipt), and exit 1 when any id was not deleted by this call.` + serverEnvHelp("S3T_URL", "S3T_API_KEY"),
 		Example: `  s3t delete fmnist sample-17`,
@@ -274,7 +275,7 @@ with the earlier receipt), and exit 1 when any id was not deleted by this call.`
 					ids = append(ids, id)
 				}
 			}
-			if len(ids) == 1 {
+			if len(args) == 2 { // one id: its receipt; several, even all the same: the results
 				rc, err := request(c, &f, func(ctx context.Context) (*api.Receipt, error) {
 					return cl.DeleteSample(ctx, &api.DeleteSampleRequest{Model: args[0], ID: ids[0]})
 				})
