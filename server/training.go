@@ -104,8 +104,9 @@ type trainingSum struct {
 // Only each unit's (shard, sequence) latest job counts: a unit trained again (a forced retrain,
 // a retraining after deletions, a training started again after a cancel) has its earlier jobs
 // in the list too, and those are not the work now asked for (a forced retrain started at 60%
-// with its earlier jobs' steps counted as taken). A unit has at most one unfinished job, its
-// latest.
+// with its earlier jobs' steps counted as taken). A unit normally has at most one unfinished
+// job, its latest; done still looks at every job, so that an earlier one still running (queued
+// twice by a replica of an older version) keeps the training from being done.
 //
 // Steps: a done job counts all its steps as taken, an unfinished one those it took, a failed or
 // cancelled one none (its remaining work will not be done). A job's number of steps is known
@@ -123,6 +124,9 @@ type trainingSum struct {
 // stay busy until the queue is drained. With no running job that has an ETA yet, it is 0
 // (unknown).
 func sumTraining(ts []*store.Training) trainingSum {
+	unfinished := slices.ContainsFunc(ts, func(t *store.Training) bool {
+		return t.State == store.TrainingQueued || t.State == store.TrainingRunning
+	})
 	ts = latestPerUnit(ts)
 	var known, knownSteps int64
 	for _, t := range ts {
@@ -164,6 +168,7 @@ func sumTraining(ts []*store.Training) trainingSum {
 			}
 		}
 	}
+	sum.done = sum.done && !unfinished
 	if sum.steps > 0 {
 		sum.progress = float64(sum.step) / float64(sum.steps)
 	}

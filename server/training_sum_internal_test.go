@@ -69,6 +69,12 @@ func TestSumTraining(t *testing.T) {
 			a, b := job(done, 100, 100, 0), job(done, 100, 100, 0)
 			return []*store.Training{a, b, again(a, running, 10, 40, 30*time.Second), again(b, queued, 0, 0, 0)}
 		}(), step: 10, steps: 80, eta: 70 * time.Second}, // 70 steps left at 1 step/s
+		// An earlier job of a unit still running beside its newer, finished one (queued twice by
+		// an older replica): not done.
+		{name: "earlier job still running", jobs: func() []*store.Training {
+			a := job(running, 5, 100, 0)
+			return []*store.Training{a, again(a, done, 100, 100, 0)}
+		}(), step: 100, steps: 100},
 		// A unit trained again after its job was cancelled: only the new job counts.
 		{name: "done after cancelled", jobs: func() []*store.Training {
 			a := job(cancelled, 5, 100, 0)
