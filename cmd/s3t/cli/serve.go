@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -59,6 +60,14 @@ they resume after them at the next start.` + serverEnvHelp("S3T_ADDR", "S3T_DATA
 		RunE: func(c *cobra.Command, _ []string) error {
 			if err := checkWorkers(); err != nil {
 				return err
+			}
+			// Checked before the data directory is made and migrated (a bad address used to
+			// fail only then, exit 1).
+			if _, _, err := net.SplitHostPort(o.addr); err != nil {
+				return fmt.Errorf("%w: --addr (or S3T_ADDR) %q: want HOST:PORT: %w", errUsage, o.addr, err)
+			}
+			if o.predictSpin < 0 {
+				return fmt.Errorf("%w: --predict-spin %s: want 0 (no polling) or more", errUsage, o.predictSpin)
 			}
 			return serve(c.Context(), o)
 		},

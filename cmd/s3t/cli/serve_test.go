@@ -237,3 +237,25 @@ func TestClientTimeout(t *testing.T) {
 		t.Fatalf("exit %d after %s, stderr %q; want exit 1 naming --timeout", code, time.Since(start), stderr)
 	}
 }
+
+// TestServeFlagsCheckedFirst: a bad --addr or a negative --predict-spin is a usage error (exit 2)
+// before anything is made: a bad address used to fail with exit 1 after the data directory was
+// made and migrated, and a negative spin was taken as 0.
+func TestServeFlagsCheckedFirst(t *testing.T) {
+	for _, tt := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--addr", "nonsense"}, "want HOST:PORT"},
+		{[]string{"--addr", "127.0.0.1:0", "--predict-spin", "-1s"}, "want 0 (no polling) or more"},
+	} {
+		data := filepath.Join(t.TempDir(), "data")
+		_, stderr, code := run(t, append([]string{"serve", "--data", data}, tt.flags...)...)
+		if code != 2 || !strings.Contains(stderr, tt.want) {
+			t.Errorf("serve %v: exit %d, stderr %q; want exit 2 and %q", tt.flags, code, stderr, tt.want)
+		}
+		if _, err := os.Stat(data); !os.IsNotExist(err) {
+			t.Errorf("serve %v made its data directory (%v)", tt.flags, err)
+		}
+	}
+}
