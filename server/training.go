@@ -139,7 +139,7 @@ func sumTraining(ts []*store.Training) trainingSum {
 	if known > 0 {
 		estimate = (knownSteps + known/2) / known
 	}
-	sum := trainingSum{done: true}
+	sum := trainingSum{done: !unfinished}
 	var remaining, rate float64
 	for _, t := range ts {
 		steps := t.Steps
@@ -152,7 +152,6 @@ func sumTraining(ts []*store.Training) trainingSum {
 			continue
 		}
 		// Queued or running.
-		sum.done = false
 		if steps <= 0 {
 			steps = estimate
 		}
@@ -168,7 +167,6 @@ func sumTraining(ts []*store.Training) trainingSum {
 			}
 		}
 	}
-	sum.done = sum.done && !unfinished
 	if sum.steps > 0 {
 		sum.progress = float64(sum.step) / float64(sum.steps)
 	}

@@ -37,13 +37,6 @@ func (p *Pool[T]) Put(v T) {
 	p.mu.Unlock()
 }
 
-// Len is the number of idle resources.
-func (p *Pool[T]) Len() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.idle)
-}
-
 // Get takes an idle resource: the one put last of those that last ran on the caller's CPU,
 // else one that never ran, else the one put first (see the package doc). ok is false when none
 // is idle.

@@ -18,8 +18,8 @@ func TestGetWithoutHomesIsAStack(t *testing.T) {
 			t.Fatalf("Get = %q, %v; want %q", got, ok, want)
 		}
 	}
-	if p.Len() != 0 {
-		t.Fatalf("Len = %d after taking every one", p.Len())
+	if len(p.idle) != 0 {
+		t.Fatalf("Len = %d after taking every one", len(p.idle))
 	}
 }
 
@@ -61,7 +61,7 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	wg.Wait()
 	seen := map[int]bool{}
-	for p.Len() > 0 {
+	for len(p.idle) > 0 {
 		v, _ := p.Get()
 		if seen[v] {
 			t.Fatalf("resource %d idle twice", v)
