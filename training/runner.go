@@ -1217,23 +1217,31 @@ func (r *Runner) purgeBlob(ctx context.Context, key string, p store.Purge) error
 }
 
 // Status returns a model's training jobs, with this process's live progress for the ones it
-// runs. A job the ledger says ended (done, failed, cancelled) is reported so even while this
-// process still holds it: a run registers itself as running before it looks at its row, and
-// finishes after it wrote its end, and a cancelled job showed as running meanwhile (a client
-// following the training then took it for one of its own, which failed it: a review).
+// runs. The live rows are taken before the ledger is read: a job that ends in between has
+// written its end, and its ledger row says so; read the other way round, a job that ended
+// in between showed its last heartbeat's progress, behind what the status had shown (the
+// progress fell: TestTrainingProgressOverHTTP flaked). A job the ledger says ended (done,
+// failed, cancelled) is reported so even while this process still holds it: a run registers
+// itself as running before it looks at its row, and a cancelled job showed as running
+// meanwhile (a client following the training then took it for one of its own, which failed it).
 func (r *Runner) Status(ctx context.Context, model string) ([]*store.Training, error) {
+	live := map[int64]store.Training{}
+	r.mu.Lock()
+	for id, a := range r.active {
+		if a.model == model {
+			live[id] = a.snapshot()
+		}
+	}
+	r.mu.Unlock()
 	ts, err := r.cfg.Store.Trainings(ctx, model)
 	if err != nil {
 		return nil, err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	for i, t := range ts {
 		if t.State != store.TrainingQueued && t.State != store.TrainingRunning {
 			continue
 		}
-		if a := r.active[t.JobID]; a != nil {
-			row := a.snapshot()
+		if row, ok := live[t.JobID]; ok {
 			row.Holder, row.LeaseUntil, row.Created, row.Updated = t.Holder, t.LeaseUntil, t.Created, time.Now().UTC()
 			ts[i] = &row
 		}
