@@ -141,33 +141,56 @@ func BenchmarkLedgerVersion(b *testing.B) {
 	}
 }
 
-// BenchmarkDirectWithGaps runs the direct ensemble of one input with an idle gap before each
-// run, as a server between requests sees it: the p50 against BenchmarkDirect's shows what idle
-// gaps alone (parked threads, cooled caches) cost, with no HTTP or JSON at all.
+// BenchmarkGaps runs one input through the direct ensemble (its shards in turn on one
+// Predictor) and through the service (serving.Predict, its shards split over the cores), with an
+// idle gap before each run, as a server between requests sees it: against the runs with no gap
+// it shows what idle gaps alone (parked threads, halted cores, cooled caches) cost each way, with
+// no HTTP or JSON at all. "spin" waits the gap out on the clock, so the caller's thread keeps its
+// core. Only the runs are timed (p50-ms); ns/op includes the gaps.
 //
-//	go test ./serving -run '^$' -bench 'Direct' -count 3
-func BenchmarkDirectWithGaps(b *testing.B) {
+//	go test ./serving -run '^$' -bench Gaps -count 3
+func BenchmarkGaps(b *testing.B) {
 	ctx := context.Background()
 	fx := benchFixture(b)
 	cks := fx.Served(b)
 	inputs := fx.Test[:1]
 	p := fx.Predictor(b, 1)
-	for _, gap := range []time.Duration{0, 200 * time.Microsecond, time.Millisecond} {
-		b.Run(gap.String(), func(b *testing.B) {
-			d := make([]time.Duration, 0, b.N)
-			for b.Loop() {
-				if gap > 0 {
-					b.StopTimer()
-					time.Sleep(gap)
-					b.StartTimer()
+	svc, err := serving.New(serving.Config{Store: fx.Store, Blobs: fx.Blobs, Threads: 1,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer svc.Close()
+	run := map[string]func() error{
+		"direct":  func() error { _, _, err := training.Ensemble(ctx, p, cks, fx.Rec, inputs); return err },
+		"service": func() error { _, err := svc.Predict(ctx, fx.Name, inputs); return err },
+	}
+	for _, way := range []string{"direct", "service"} {
+		if err := run[way](); err != nil { // load
+			b.Fatal(err)
+		}
+		for _, c := range []struct {
+			gap  time.Duration
+			spin bool
+		}{{0, false}, {100 * time.Microsecond, false}, {300 * time.Microsecond, false}, {300 * time.Microsecond, true}} {
+			name := way + "/" + map[bool]string{false: "sleep", true: "spin"}[c.spin] + c.gap.String()
+			b.Run(name, func(b *testing.B) {
+				d := make([]time.Duration, 0, b.N)
+				for b.Loop() {
+					if c.spin {
+						for t := time.Now(); time.Since(t) < c.gap; {
+						}
+					} else if c.gap > 0 {
+						time.Sleep(c.gap)
+					}
+					t0 := time.Now()
+					if err := run[way](); err != nil {
+						b.Fatal(err)
+					}
+					d = append(d, time.Since(t0))
 				}
-				t0 := time.Now()
-				if _, _, err := training.Ensemble(ctx, p, cks, fx.Rec, inputs); err != nil {
-					b.Fatal(err)
-				}
-				d = append(d, time.Since(t0))
-			}
-			reportP50(b, d)
-		})
+				reportP50(b, d)
+			})
+		}
 	}
 }

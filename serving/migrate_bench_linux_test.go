@@ -3,6 +3,8 @@ package serving_test
 import (
 	"context"
 	"runtime"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,7 +21,10 @@ import (
 // every run finds its weights and buffers in the other core's caches; "own", two sessions run on
 // each CPU in turn, each keeping its core. "moved" against "own" is what running a session on the
 // core that ran it last saves (warmpool), with the same hand-over between threads and the same
-// idle gaps on each core.
+// idle gaps on each core; "own" against "kept", what those idle gaps cost. The "-spin" variants
+// do the same with every thread, the benchmark's included, polling instead of sleeping while it
+// waits, so that no core idles (they need a spare core for the benchmark's own thread: on 2
+// cores they only show contention).
 //
 //	go test ./serving -run '^$' -bench Migrate -benchtime 2000x -count 3
 func BenchmarkMigrate(b *testing.B) {
@@ -40,9 +45,10 @@ func BenchmarkMigrate(b *testing.B) {
 	p0, p1 := fx.Predictor(b, 1), fx.Predictor(b, 1)
 	x := ort.NewTensor(fx.Test[0], append([]int64{1}, fx.Rec.InputShape...)...)
 	var cpus [2]chan func()
-	done := make(chan struct{})
+	done := make(chan struct{}, 1)
+	var spin atomic.Bool // the threads and the benchmark wait by polling: no core idles
 	for c := range cpus {
-		cpus[c] = make(chan func())
+		cpus[c] = make(chan func(), 1)
 		defer close(cpus[c])
 		go func() {
 			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
@@ -51,14 +57,29 @@ func BenchmarkMigrate(b *testing.B) {
 			if err := unix.SchedSetaffinity(0, &set); err != nil {
 				panic(err)
 			}
-			for f := range cpus[c] {
+			for {
+				var f func()
+				if spin.Load() {
+					select {
+					case f = <-cpus[c]:
+					default:
+						continue
+					}
+				} else {
+					f = <-cpus[c]
+				}
+				if f == nil {
+					return
+				}
 				f()
 				done <- struct{}{}
 			}
 		}()
 	}
-	for _, mode := range []string{"kept", "moved", "own"} {
+	for _, mode := range []string{"kept", "moved", "own", "kept-spin", "moved-spin", "own-spin"} {
 		b.Run(mode, func(b *testing.B) {
+			spin.Store(strings.HasSuffix(mode, "-spin"))
+			mode := strings.TrimSuffix(mode, "-spin")
 			d := make([]time.Duration, 0, b.N)
 			var err error
 			for i := 0; b.Loop(); i++ {
@@ -73,6 +94,10 @@ func BenchmarkMigrate(b *testing.B) {
 					t0 := time.Now()
 					_, err = p.Logits(ctx, ck, x, 0)
 					d = append(d, time.Since(t0))
+				}
+				if spin.Load() {
+					for len(done) == 0 {
+					}
 				}
 				<-done
 				if err != nil {

@@ -84,6 +84,17 @@ type servePredictRow struct {
 	MinimalServerMs float64      `json:"http_minimal_client_server_mean_ms"`
 	MinimalRatioP50 float64      `json:"http_minimal_client_ratio_p50"`
 	MinimalRatioP99 float64      `json:"http_minimal_client_ratio_p99"`
+	// DirectPaced (one client only) is the direct ensemble again, each run (alone timed)
+	// right after a round trip to the server's GET /healthz, as a process that gets its inputs
+	// from the network runs it: between runs its thread parks and its cores idle, as the
+	// server's do between one client's requests, where Direct's caller runs back to back on
+	// cores that never idle. PacedRatioP50 and PacedRatioP99 are HTTP / DirectPaced. With
+	// several clients the server does not idle between requests, and paced clients would
+	// lighten the direct runs' load (their round trips take turns with the runs), so those
+	// rows have none.
+	DirectPaced   *latencyStats `json:"direct_paced,omitempty"`
+	PacedRatioP50 float64       `json:"paced_ratio_p50,omitempty"`
+	PacedRatioP99 float64       `json:"paced_ratio_p99,omitempty"`
 }
 
 // servedTraced is what s3t bench serve --trace measured while tracing: its traces' directory,
@@ -151,6 +162,9 @@ through the API. Then, over --reps repetitions, report:
   - the same ensemble run directly in this process: the served checkpoints read from the
     server's blob bucket, one adapters.Predictor per core (1 ONNX Runtime thread each, as the
     server's pool) for every shard, then unlearning.Aggregate; HTTP / direct is the ratio;
+  - for one client, the direct runs again, paced: each run (alone timed) right after a
+    GET /healthz round trip, so that its cores idle between runs as the server's do between
+    one client's requests; HTTP / paced is reported beside the ratio;
   - deletion latency p50/p99, request to receipt (DELETE /v1/models/NAME/samples/ID), of
     samples spread round-robin over the (shard, slice) units;
   - the server's resident memory (VmRSS) before and after its first prediction.
@@ -395,9 +409,12 @@ func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, cli
 			return err
 		}
 	}
-	if res.HTTPFloor, err = measureConcurrent(ctx, 1, o.warmup, o.requests, 1, func(ctx context.Context, _ int) error {
+	health := func(ctx context.Context) error {
 		_, err := cl.Health(ctx, &api.HealthRequest{})
 		return err
+	}
+	if res.HTTPFloor, err = measureConcurrent(ctx, 1, o.warmup, o.requests, 1, nil, func(ctx context.Context, _ int) error {
+		return health(ctx)
 	}); err != nil {
 		return nil, err
 	}
@@ -406,23 +423,37 @@ func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, cli
 	}
 	type key struct{ clients, batch int }
 	// Per measured path (native JSON, v2 binary, direct, native JSON through the minimal
-	// client): the repetitions' figures, and the server's mean time of each route.
-	routes := []string{predictRoute, inferV2Route, "", predictRoute}
-	perRep := map[key][4][]latencyStats{}
-	serverMs := map[key][4][]float64{}
+	// client, direct paced by round trips): the repetitions' figures, and the server's mean
+	// time of each route. They are measured in the order of order: the paced runs first, so
+	// that each row still ends with HTTP load, as it did before there were paced runs (on 2
+	// cores what ran just before moved 8 clients' single inputs between two levels: 1.6 ms at
+	// p50 after one client's HTTP requests, 1.8-2.0 ms after paced direct runs).
+	routes := []string{predictRoute, inferV2Route, "", predictRoute, ""}
+	order := []int{4, 0, 1, 2, 3}
+	perRep := map[key][5][]latencyStats{}
+	serverMs := map[key][5][]float64{}
 	for r := range o.reps {
 		for _, b := range batches {
 			for _, n := range clients {
 				k := key{n, b}
 				got, sms := perRep[k], serverMs[k]
-				for side, call := range []func(context.Context, int) error{httpCall(b), v2BinaryCall(b), directCall(b), minimalCall(b)} {
+				sides := []func(context.Context, int) error{httpCall(b), v2BinaryCall(b), directCall(b), minimalCall(b), directCall(b)}
+				for _, side := range order {
+					if side == 4 && n > 1 {
+						continue // paced: one client only (servePredictRow.DirectPaced)
+					}
+					call := sides[side]
 					var sum0, n0 float64
 					if routes[side] != "" {
 						if sum0, n0, err = scrapeRouteTime(ctx, addr, routes[side]); err != nil {
 							return nil, err
 						}
 					}
-					st, err := measureConcurrent(ctx, n, o.warmup, o.requests, b, call)
+					var before func(context.Context) error
+					if side == 4 {
+						before = health
+					}
+					st, err := measureConcurrent(ctx, n, o.warmup, o.requests, b, before, call)
 					if err != nil {
 						return nil, err
 					}
@@ -436,9 +467,13 @@ func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, cli
 					}
 				}
 				perRep[k], serverMs[k] = got, sms
+				paced := ""
+				if len(got[4]) > r {
+					paced = fmt.Sprintf(", direct paced p50 %.2f ms", got[4][r].P50Ms)
+				}
 				logln("bench serve: rep %d, %d client(s), batch %d: http p50 %.2f ms (server mean %.2f ms), v2 binary p50 %.2f ms (server mean %.2f ms), "+
-					"minimal client p50 %.2f ms (server mean %.2f ms), direct p50 %.2f ms",
-					r+1, n, b, got[0][r].P50Ms, sms[0][r], got[1][r].P50Ms, sms[1][r], got[3][r].P50Ms, sms[3][r], got[2][r].P50Ms)
+					"minimal client p50 %.2f ms (server mean %.2f ms), direct p50 %.2f ms%s",
+					r+1, n, b, got[0][r].P50Ms, sms[0][r], got[1][r].P50Ms, sms[1][r], got[3][r].P50Ms, sms[3][r], got[2][r].P50Ms, paced)
 			}
 		}
 	}
@@ -453,6 +488,12 @@ func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, cli
 			row.V2BinaryRatioP99 = row.V2Binary.P99Ms / row.Direct.P99Ms
 			row.MinimalRatioP50 = row.Minimal.P50Ms / row.Direct.P50Ms
 			row.MinimalRatioP99 = row.Minimal.P99Ms / row.Direct.P99Ms
+			if len(got[4]) > 0 {
+				paced := medianStats(got[4])
+				row.DirectPaced = &paced
+				row.PacedRatioP50 = row.HTTP.P50Ms / paced.P50Ms
+				row.PacedRatioP99 = row.HTTP.P99Ms / paced.P99Ms
+			}
 			res.Predict = append(res.Predict, row)
 		}
 	}
@@ -575,8 +616,10 @@ func roundRobin(groups [][]string) []string {
 }
 
 // measureConcurrent runs warmup untimed calls, then requests timed calls spread over clients
-// concurrent goroutines, and summarises their latencies (batch inputs per call).
-func measureConcurrent(ctx context.Context, clients, warmup, requests, batch int, call func(ctx context.Context, i int) error) (latencyStats, error) {
+// concurrent goroutines, and summarises their latencies (batch inputs per call). before, when
+// not nil, runs untimed before each call; the throughput's wall time includes it.
+func measureConcurrent(ctx context.Context, clients, warmup, requests, batch int, before func(context.Context) error,
+	call func(ctx context.Context, i int) error) (latencyStats, error) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var first error
@@ -588,8 +631,16 @@ func measureConcurrent(ctx context.Context, clients, warmup, requests, batch int
 				defer wg.Done()
 				var mine []time.Duration
 				for i := range per {
-					t0 := time.Now()
-					if err := call(ctx, c*per+i); err != nil {
+					var t0 time.Time
+					var err error
+					if before != nil {
+						err = before(ctx)
+					}
+					if err == nil {
+						t0 = time.Now()
+						err = call(ctx, c*per+i)
+					}
+					if err != nil {
 						mu.Lock()
 						first = cmp.Or(first, err)
 						mu.Unlock()
@@ -853,6 +904,18 @@ func printServeBench(w io.Writer, r *serveBenchResult) {
 			p.Minimal.P50Ms, p.Minimal.P99Ms, p.Minimal.PerSecond, p.MinimalServerMs, p.MinimalRatioP50, p.MinimalRatioP99)
 	}
 	tw.Flush()
+	if slices.ContainsFunc(r.Predict, func(p servePredictRow) bool { return p.DirectPaced != nil }) {
+		fmt.Fprintln(w, "\none client against the direct ensemble paced: each run (alone timed) right after a GET /healthz round trip, so that its thread parks and its cores idle between runs, as the server's do between one client's requests:")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "clients\tbatch\tpaced p50 ms\tpaced p99 ms\tHTTP / paced p50\tHTTP / paced p99\t")
+		for _, p := range r.Predict {
+			if p.DirectPaced != nil {
+				fmt.Fprintf(tw, "%d\t%d\t%.2f\t%.2f\t%.3fx\t%.3fx\t\n", p.Clients, p.Batch,
+					p.DirectPaced.P50Ms, p.DirectPaced.P99Ms, p.PacedRatioP50, p.PacedRatioP99)
+			}
+		}
+		tw.Flush()
+	}
 	fmt.Fprintf(w, "HTTP floor (GET /healthz, 1 client): p50 %.2f ms, p99 %.2f ms; decoding one input's predict body (one pass, training.ScanInput): %.3f ms\n",
 		r.HTTPFloor.P50Ms, r.HTTPFloor.P99Ms, r.ParseMs)
 	if t := r.Traced; t != nil {
