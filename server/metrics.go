@@ -60,7 +60,30 @@ func servingCollectors(svc *serving.Service) []prometheus.Collector {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "s3t_predictions_recomputed_total",
 			Help: "Predictions that started on a cached serving state, were shown out of date by the ledger read beside them, and were computed again on the current one."},
 			func() float64 { return float64(svc.Recomputed()) }),
+		runSizesCollector{svc},
 	}
+}
+
+// runSizesCollector exposes serving.Service.RunSizes as a histogram.
+type runSizesCollector struct{ svc *serving.Service }
+
+var runSizesDesc = prometheus.NewDesc("s3t_onnx_run_inputs",
+	"ONNX Runtime runs of a shard's checkpoint by the inputs each ran: 1 for a prediction of one input alone, more for a prediction of several inputs or a batch of queued predictions (dynamic batching).",
+	nil, nil)
+
+func (c runSizesCollector) Describe(ch chan<- *prometheus.Desc) { ch <- runSizesDesc }
+
+func (c runSizesCollector) Collect(ch chan<- prometheus.Metric) {
+	counts, inputs := c.svc.RunSizes()
+	bounds := serving.RunSizeBounds()
+	buckets := make(map[float64]uint64, len(bounds))
+	var cum uint64
+	for i, bound := range bounds {
+		cum += uint64(counts[i])
+		buckets[float64(bound)] = cum
+	}
+	cum += uint64(counts[len(counts)-1])
+	ch <- prometheus.MustNewConstHistogram(runSizesDesc, cum, float64(inputs), buckets)
 }
 
 // middleware records every request under its route pattern (never the raw path, so model

@@ -142,6 +142,29 @@ func TestPredictRoute(t *testing.T) {
 	if n := value(t, series, "s3t_predictions_coalesced_total"); n != 0 {
 		t.Errorf("s3t_predictions_coalesced_total = %v with one client, want 0", n)
 	}
+	// Three predictions, one of them computed twice, each one ONNX Runtime run per shard
+	// serving a prefix: none of one input, and the inputs of each in its bucket.
+	shards := 0
+	for _, s := range res.Served {
+		if s.Length > 0 {
+			shards++
+		}
+	}
+	n := float64(len(fx.Test))
+	for _, c := range []struct {
+		le   string
+		want float64
+	}{{"1", 0}, {"2", 0}, {"4", 2 * float64(shards)}, {"+Inf", 3 * float64(shards)}} {
+		if n <= 4 {
+			t.Fatalf("the fixture has %v test inputs; the buckets below assume more than 4", n)
+		}
+		if got := value(t, series, "s3t_onnx_run_inputs_bucket", "le="+c.le); got != c.want {
+			t.Errorf("s3t_onnx_run_inputs_bucket{le=%q} = %v, want %v", c.le, got, c.want)
+		}
+	}
+	if got, want := value(t, series, "s3t_onnx_run_inputs_sum"), float64(shards)*(n+3+3); got != want {
+		t.Errorf("s3t_onnx_run_inputs_sum = %v, want %v", got, want)
+	}
 }
 
 func TestPredictRouteErrors(t *testing.T) {

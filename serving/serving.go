@@ -28,6 +28,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/trace"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -138,6 +139,40 @@ type Service struct {
 	helpers        *helpers // nil with one core or a pool of one
 	coalesced      atomic.Int64
 	recomputed     atomic.Int64 // see Recomputed
+	runs           runSizes     // see RunSizes
+}
+
+// runSizeBounds are the upper bounds of the buckets of RunSizes.
+var runSizeBounds = [...]int{1, 2, 4, 8, 16, 32, 64}
+
+// RunSizeBounds returns the upper bounds of the buckets of RunSizes.
+func RunSizeBounds() []int { return slices.Clone(runSizeBounds[:]) }
+
+// runSizes counts ONNX Runtime runs of a shard by how many inputs each ran: one bucket per
+// bound of runSizeBounds (inputs <= bound, above the bound before) and one beyond the last.
+type runSizes struct {
+	buckets [len(runSizeBounds) + 1]atomic.Int64
+	inputs  atomic.Int64
+}
+
+func (r *runSizes) add(n int) {
+	i, _ := slices.BinarySearch(runSizeBounds[:], n)
+	r.buckets[i].Add(1)
+	r.inputs.Add(int64(n))
+}
+
+// RunSizes returns how many ONNX Runtime runs of a shard the service has made so far, by the
+// number of inputs in each (counts[i]: runs of more than bounds[i-1] and at most bounds[i]
+// inputs, bounds being RunSizeBounds; the last, more than the last bound), and the inputs of all
+// of them.
+// A prediction of one input alone makes runs of 1; a batch of queued predictions, runs of
+// their inputs together: the sizes show how much dynamic batching coalesces.
+func (s *Service) RunSizes() (counts []int64, inputs int64) {
+	counts = make([]int64, len(s.runs.buckets))
+	for i := range counts {
+		counts[i] = s.runs.buckets[i].Load()
+	}
+	return counts, s.runs.inputs.Load()
 }
 
 type loadedBackbone struct {
@@ -628,6 +663,7 @@ func (m *model) shardLogits(ctx context.Context, p *adapters.Predictor, k int, c
 	defer trace.StartRegion(ctx, "shard").End()
 	t, err := p.Logits(ctx, ck, x, 0)
 	m.idle.Ran(p)
+	m.svc.runs.add(n)
 	var v []float32
 	if err == nil {
 		v, err = ort.Values[float32](t)

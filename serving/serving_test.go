@@ -410,6 +410,44 @@ func TestPredictQueuedBatches(t *testing.T) {
 	t.Logf("%d of 72 predictions ran in a batch with others", svc.Coalesced())
 }
 
+// TestRunSizes: each ONNX Runtime run of a shard is counted in the bucket of its inputs, once
+// per shard, whether the prediction's shards were split over Predictors or not.
+func TestRunSizes(t *testing.T) {
+	ctx := context.Background()
+	fx := newFixture(t, testmodel.Options{Slices: 2, Seqs: 1})
+	svc := newService(t, fx, 2)
+	shards := int64(len(fx.Served(t)))
+	bounds := serving.RunSizeBounds()
+	for _, tc := range []struct {
+		inputs, bucket int
+	}{{1, 0}, {2, 1}, {3, 2}, {4, 2}, {8, 3}, {9, 4}, {64, 6}, {65, 7}} {
+		before, in0 := svc.RunSizes()
+		x := make([][]float32, tc.inputs)
+		for i := range x {
+			x[i] = fx.Test[i%len(fx.Test)]
+		}
+		if _, err := svc.Predict(ctx, fx.Name, x); err != nil {
+			t.Fatal(err)
+		}
+		after, in1 := svc.RunSizes()
+		if len(after) != len(bounds)+1 {
+			t.Fatalf("%d buckets for %d bounds", len(after), len(bounds))
+		}
+		for i := range after {
+			want := before[i]
+			if i == tc.bucket {
+				want += shards
+			}
+			if after[i] != want {
+				t.Errorf("%d inputs: bucket %d (bounds %v) went from %d to %d, want %d", tc.inputs, i, bounds, before[i], after[i], want)
+			}
+		}
+		if in1-in0 != shards*int64(tc.inputs) {
+			t.Errorf("%d inputs: inputs counted went up by %d, want %d", tc.inputs, in1-in0, shards*int64(tc.inputs))
+		}
+	}
+}
+
 // TestPredictRefusesForeignCheckpoint: a blob at a recorded key that holds a checkpoint trained
 // on other samples (here, the same stage of the other sequence) is never served: the prediction
 // fails instead of answering with parameters the ledger does not vouch for.
