@@ -151,13 +151,13 @@ func TestPredictRoute(t *testing.T) {
 		}
 	}
 	n := float64(len(fx.Test))
+	if n <= 4 {
+		t.Fatalf("the fixture has %v test inputs; the buckets below assume more than 4", n)
+	}
 	for _, c := range []struct {
 		le   string
 		want float64
 	}{{"1", 0}, {"2", 0}, {"4", 2 * float64(shards)}, {"+Inf", 3 * float64(shards)}} {
-		if n <= 4 {
-			t.Fatalf("the fixture has %v test inputs; the buckets below assume more than 4", n)
-		}
 		if got := value(t, series, "s3t_onnx_run_inputs_bucket", "le="+c.le); got != c.want {
 			t.Errorf("s3t_onnx_run_inputs_bucket{le=%q} = %v, want %v", c.le, got, c.want)
 		}

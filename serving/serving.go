@@ -663,9 +663,9 @@ func (m *model) shardLogits(ctx context.Context, p *adapters.Predictor, k int, c
 	defer trace.StartRegion(ctx, "shard").End()
 	t, err := p.Logits(ctx, ck, x, 0)
 	m.idle.Ran(p)
-	m.svc.runs.add(n)
 	var v []float32
 	if err == nil {
+		m.svc.runs.add(n)
 		v, err = ort.Values[float32](t)
 	}
 	if err == nil && len(v) != n*classes {
