@@ -84,14 +84,14 @@ type servePredictRow struct {
 	MinimalServerMs float64      `json:"http_minimal_client_server_mean_ms"`
 	MinimalRatioP50 float64      `json:"http_minimal_client_ratio_p50"`
 	MinimalRatioP99 float64      `json:"http_minimal_client_ratio_p99"`
-	// DirectPaced (one client only) is the direct ensemble again, each run (alone timed)
-	// right after a round trip to the server's GET /healthz, as a process that gets its inputs
-	// from the network runs it: between runs its thread parks and its cores idle, as the
-	// server's do between one client's requests, where Direct's caller runs back to back on
-	// cores that never idle. PacedRatioP50 and PacedRatioP99 are HTTP / DirectPaced. With
-	// several clients the server does not idle between requests, and paced clients would
-	// lighten the direct runs' load (their round trips take turns with the runs), so those
-	// rows have none.
+	// DirectPaced is the direct ensemble again, each run (alone timed) right after a round
+	// trip to the server's GET /healthz, as a process that gets its inputs from the network
+	// runs it: between runs its threads park and its cores idle, as the server's do between a
+	// client's requests, where Direct's callers run back to back on cores that never idle.
+	// PacedRatioP50 and PacedRatioP99 are HTTP / DirectPaced. It is measured only while there
+	// are two cores or more per client (pacedFits): with fewer, the clients' direct runs
+	// contend for the cores, and pacing would lighten that load (their round trips taking
+	// turns with the runs) rather than let cores idle.
 	DirectPaced   *latencyStats `json:"direct_paced,omitempty"`
 	PacedRatioP50 float64       `json:"paced_ratio_p50,omitempty"`
 	PacedRatioP99 float64       `json:"paced_ratio_p99,omitempty"`
@@ -162,9 +162,10 @@ through the API. Then, over --reps repetitions, report:
   - the same ensemble run directly in this process: the served checkpoints read from the
     server's blob bucket, one adapters.Predictor per core (1 ONNX Runtime thread each, as the
     server's pool) for every shard, then unlearning.Aggregate; HTTP / direct is the ratio;
-  - for one client, the direct runs again, paced: each run (alone timed) right after a
-    GET /healthz round trip, so that its cores idle between runs as the server's do between
-    one client's requests; HTTP / paced is reported beside the ratio;
+  - while there are two cores or more per client (one client on 2 cores, up to 8 on 16), the
+    direct runs again, paced: each run (alone timed) right after a GET /healthz round trip,
+    so that its cores idle between runs as the server's do between a client's requests;
+    HTTP / paced is reported beside the ratio;
   - deletion latency p50/p99, request to receipt (DELETE /v1/models/NAME/samples/ID), of
     samples spread round-robin over the (shard, slice) units;
   - the server's resident memory (VmRSS) before and after its first prediction.
@@ -439,8 +440,8 @@ func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, cli
 				got, sms := perRep[k], serverMs[k]
 				sides := []func(context.Context, int) error{httpCall(b), v2BinaryCall(b), directCall(b), minimalCall(b), directCall(b)}
 				for _, side := range order {
-					if side == 4 && n > 1 {
-						continue // paced: one client only (servePredictRow.DirectPaced)
+					if side == 4 && !pacedFits(n) {
+						continue // see servePredictRow.DirectPaced
 					}
 					call := sides[side]
 					var sum0, n0 float64
@@ -614,6 +615,10 @@ func roundRobin(groups [][]string) []string {
 		}
 	}
 }
+
+// pacedFits reports whether the direct runs of clients concurrent clients are also measured
+// paced (servePredictRow.DirectPaced): while there are two cores or more per client.
+func pacedFits(clients int) bool { return 2*clients <= runtime.GOMAXPROCS(0) }
 
 // measureConcurrent runs warmup untimed calls, then requests timed calls spread over clients
 // concurrent goroutines, and summarises their latencies (batch inputs per call). before, when
@@ -905,7 +910,7 @@ func printServeBench(w io.Writer, r *serveBenchResult) {
 	}
 	tw.Flush()
 	if slices.ContainsFunc(r.Predict, func(p servePredictRow) bool { return p.DirectPaced != nil }) {
-		fmt.Fprintln(w, "\none client against the direct ensemble paced: each run (alone timed) right after a GET /healthz round trip, so that its thread parks and its cores idle between runs, as the server's do between one client's requests:")
+		fmt.Fprintln(w, "\nagainst the direct ensemble paced (while there are 2 cores or more per client): each run (alone timed) right after a GET /healthz round trip, so that its threads park and its cores idle between runs, as the server's do between a client's requests:")
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "clients\tbatch\tpaced p50 ms\tpaced p99 ms\tHTTP / paced p50\tHTTP / paced p99\t")
 		for _, p := range r.Predict {
