@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -157,7 +158,7 @@ func TestPredictRoute(t *testing.T) {
 	for _, c := range []struct {
 		le   string
 		want float64
-	}{{"1", 0}, {"2", 0}, {"4", 2 * float64(shards)}, {"+Inf", 3 * float64(shards)}} {
+	}{{"1", 0}, {"2", 0}, {"4", 2 * float64(shards)}, {strconv.Itoa(bucketOf(len(fx.Test))), 3 * float64(shards)}, {"+Inf", 3 * float64(shards)}} {
 		if got := value(t, series, "s3t_onnx_run_inputs_bucket", "le="+c.le); got != c.want {
 			t.Errorf("s3t_onnx_run_inputs_bucket{le=%q} = %v, want %v", c.le, got, c.want)
 		}
@@ -165,6 +166,19 @@ func TestPredictRoute(t *testing.T) {
 	if got, want := value(t, series, "s3t_onnx_run_inputs_sum"), float64(shards)*(n+3+3); got != want {
 		t.Errorf("s3t_onnx_run_inputs_sum = %v, want %v", got, want)
 	}
+	if got, want := value(t, series, "s3t_onnx_run_inputs_count"), 3*float64(shards); got != want {
+		t.Errorf("s3t_onnx_run_inputs_count = %v, want %v", got, want)
+	}
+}
+
+// bucketOf returns the upper bound of the s3t_onnx_run_inputs bucket of a run of n inputs.
+func bucketOf(n int) int {
+	for _, b := range serving.RunSizeBounds() {
+		if n <= b {
+			return b
+		}
+	}
+	panic("no bucket")
 }
 
 func TestPredictRouteErrors(t *testing.T) {

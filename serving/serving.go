@@ -168,11 +168,14 @@ func (r *runSizes) add(n int) {
 // A prediction of one input alone makes runs of 1; a batch of queued predictions, runs of
 // their inputs together: the sizes show how much dynamic batching coalesces.
 func (s *Service) RunSizes() (counts []int64, inputs int64) {
+	// add counts the bucket before the inputs, so with the inputs read first every run in the
+	// sum is in the counts too: while runs are counted the sum may lag, never run ahead.
+	inputs = s.runs.inputs.Load()
 	counts = make([]int64, len(s.runs.buckets))
 	for i := range counts {
 		counts[i] = s.runs.buckets[i].Load()
 	}
-	return counts, s.runs.inputs.Load()
+	return counts, inputs
 }
 
 type loadedBackbone struct {

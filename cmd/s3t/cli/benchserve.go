@@ -91,7 +91,8 @@ type servePredictRow struct {
 	// PacedRatioP50 and PacedRatioP99 are HTTP / DirectPaced. It is measured only while there
 	// are two cores or more per client (pacedFits): with fewer, the clients' direct runs
 	// contend for the cores, and pacing would lighten that load (their round trips taking
-	// turns with the runs) rather than let cores idle.
+	// turns with the runs) rather than let cores idle. Its throughput's wall time includes the
+	// round trips, so it is not comparable with the other throughputs.
 	DirectPaced   *latencyStats `json:"direct_paced,omitempty"`
 	PacedRatioP50 float64       `json:"paced_ratio_p50,omitempty"`
 	PacedRatioP99 float64       `json:"paced_ratio_p99,omitempty"`
@@ -165,7 +166,7 @@ through the API. Then, over --reps repetitions, report:
   - while there are two cores or more per client (one client on 2 cores, up to 8 on 16), the
     direct runs again, paced: each run (alone timed) right after a GET /healthz round trip,
     so that its cores idle between runs as the server's do between a client's requests;
-    HTTP / paced is reported beside the ratio;
+    HTTP / paced is reported in a table of its own;
   - deletion latency p50/p99, request to receipt (DELETE /v1/models/NAME/samples/ID), of
     samples spread round-robin over the (shard, slice) units;
   - the server's resident memory (VmRSS) before and after its first prediction.
@@ -425,12 +426,13 @@ func runServeBench(ctx context.Context, errw io.Writer, o serveBenchOptions, cli
 	type key struct{ clients, batch int }
 	// Per measured path (native JSON, v2 binary, direct, native JSON through the minimal
 	// client, direct paced by round trips): the repetitions' figures, and the server's mean
-	// time of each route. They are measured in the order of order: the paced runs first, so
-	// that each row still ends with HTTP load, as it did before there were paced runs (on 2
-	// cores what ran just before moved 8 clients' single inputs between two levels: 1.6 ms at
-	// p50 after one client's HTTP requests, 1.8-2.0 ms after paced direct runs).
+	// time of each route. They are measured in the order of order: the paced runs after the
+	// plain direct ones, so that every other measurement follows what it followed before there
+	// were paced runs, and each row still ends with HTTP load (on 2 cores what ran just before
+	// moved 8 clients' single inputs between two levels: 1.6 ms at p50 after one client's HTTP
+	// requests, 1.8-2.0 ms after paced direct runs).
 	routes := []string{predictRoute, inferV2Route, "", predictRoute, ""}
-	order := []int{4, 0, 1, 2, 3}
+	order := []int{0, 1, 2, 4, 3}
 	perRep := map[key][5][]latencyStats{}
 	serverMs := map[key][5][]float64{}
 	for r := range o.reps {

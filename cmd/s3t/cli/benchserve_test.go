@@ -82,7 +82,7 @@ func TestBenchServeTiny(t *testing.T) {
 		}
 		// The paced direct runs: only where there are 2 cores or more per client.
 		fits := 2*p.Clients <= res.GOMAXPROCS
-		if paced := p.DirectPaced; (paced != nil) != fits || paced != nil && (paced.P50Ms <= 0 || paced.Requests != 8 || p.PacedRatioP50 <= 0) {
+		if paced := p.DirectPaced; (paced != nil) != fits || paced != nil && (paced.P50Ms <= 0 || paced.Requests != 8 || p.PacedRatioP50 <= 0 || p.PacedRatioP99 <= 0) {
 			t.Errorf("row of %d client(s), GOMAXPROCS %d: paced %+v, ratio %v", p.Clients, res.GOMAXPROCS, paced, p.PacedRatioP50)
 		}
 	}
