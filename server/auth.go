@@ -47,8 +47,19 @@ func ParseScopes(s string) ([]api.Scope, error) {
 	return out, nil
 }
 
+// FormatScopes writes scopes as a keys file line holds them: comma-separated, no spaces.
+func FormatScopes(scopes []api.Scope) string {
+	s := make([]string, len(scopes))
+	for i, sc := range scopes {
+		s[i] = string(sc)
+	}
+	return strings.Join(s, ",")
+}
+
 // LoadKeys reads a keys file: one key per line, "NAME SHA256HEX SCOPE[,SCOPE...]", with blank
-// lines and lines starting with # ignored. Secrets never appear in the file (see HashKey).
+// lines and lines starting with # ignored. Secrets never appear in the file (see HashKey). A
+// file with no key is an error: a keys file is given to turn authentication on, and a server
+// without keys allows every request.
 func LoadKeys(path string) ([]Key, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -70,6 +81,9 @@ func LoadKeys(path string) ([]Key, error) {
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("server: keys %s: %w", path, err)
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("server: keys %s: no key in the file (a server without keys allows every request; add one with s3t keys new NAME SCOPES >> %s)", path, path)
 	}
 	return keys, nil
 }

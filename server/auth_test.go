@@ -26,6 +26,9 @@ func TestLoadKeys(t *testing.T) {
 		{"unknown scope", "app " + h + " root\n", nil, "unknown scope"},
 		{"short hash", "app abcd admin\n", nil, "64 hex digits"},
 		{"missing field", "app " + h + "\n", nil, "want NAME"},
+		// A file with no key would leave the server open to every request.
+		{"empty", "", nil, "no key in the file"},
+		{"comments only", "# ops\n\n", nil, "no key in the file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,6 +15,7 @@ const (
 	bodyJSON          // a JSON document, limited to MaxBodyBytes
 	bodyInfer         // a batch of inputs (JSON or binary tensors), limited to MaxInferBytes
 	bodyUpload        // a stream (NDJSON, ONNX), limited to MaxUploadBytes
+	bodyBatch         // a batch deletion's ids, limited to maxBatchBodyBytes (or MaxBodyBytes when larger)
 )
 
 // Route is one endpoint of the API: the single table that Echo, authentication, size limits,
@@ -83,7 +84,7 @@ func (s *Server) Routes() []Route {
 
 		// Deletions.
 		{Method: http.MethodDelete, Path: "/v1/models/:name/samples/:id", Name: "deleteSample", Summary: "Unlearn one sample; the response is its receipt (410 with the earlier receipt when deleted before).", Scope: api.ScopeDelete, Response: api.Receipt{}, handler: s.deleteSample},
-		{Method: http.MethodPost, Path: "/v1/models/:name/deletions", Name: "deleteSamples", Summary: "Unlearn several samples in one transaction.", Scope: api.ScopeDelete, Request: api.DeleteSamplesRequest{}, Response: api.DeleteSamplesResponse{}, body: bodyJSON, handler: s.deleteSamples},
+		{Method: http.MethodPost, Path: "/v1/models/:name/deletions", Name: "deleteSamples", Summary: "Unlearn several samples in one transaction.", Scope: api.ScopeDelete, Request: api.DeleteSamplesRequest{}, Response: api.DeleteSamplesResponse{}, body: bodyBatch, handler: s.deleteSamples},
 		{Method: http.MethodGet, Path: "/v1/models/:name/deletions", Name: "listReceipts", Summary: "A model's deletion receipts in ledger order.", Scope: api.ScopeDelete, Response: api.ListReceiptsResponse{}, handler: s.listReceipts},
 		{Method: http.MethodGet, Path: "/v1/deletions/:receipt", Name: "getReceipt", Summary: "Read a deletion receipt back.", Scope: api.ScopeDelete, Response: api.Receipt{}, handler: s.getReceipt},
 
@@ -110,6 +111,8 @@ func (s *Server) limit(r Route) echo.MiddlewareFunc {
 		n = s.cfg.MaxInferBytes
 	case bodyUpload:
 		n = s.cfg.MaxUploadBytes
+	case bodyBatch:
+		n = max(n, maxBatchBodyBytes)
 	}
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {

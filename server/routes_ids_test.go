@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -79,6 +80,36 @@ func TestSampleIDLimits(t *testing.T) {
 				t.Fatal("the good line of a refused upload was stored")
 			}
 		})
+	}
+}
+
+// TestSampleLineMistakes: the likely mistakes in an upload's lines are named in the terms of
+// the format, not of Go's types ("cannot unmarshal number into Go struct field Sample.label").
+func TestSampleLineMistakes(t *testing.T) {
+	ts, _ := untrainedModel(t)
+	px := pixels(0)
+	for _, tt := range []struct{ line, msg string }{
+		{`{"id":"n","input":` + px + `,"label":7}`, `label is a JSON number: it must be a string, one of the model's labels`},
+		{`{"id":42,"input":` + px + `,"label":"a"}`, `id is a JSON number: it must be a string`},
+		{`[{"id":"n","input":` + px + `,"label":"a"}]`, `an array, not a sample object`},
+		{`"n"`, `a JSON string, not a sample object`},
+		{`{"id":"n","input":` + px + `,"label":"a","extra":1}`, `not a sample object (want one JSON object a line`},
+	} {
+		req, err := http.NewRequest(http.MethodPost, ts.URL+"/v1/models/m/samples", strings.NewReader(tt.line+"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-ndjson")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct{ Error api.Error }
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusBadRequest || len(body.Error.Lines) != 1 || !strings.Contains(body.Error.Lines[0].Message, tt.msg) {
+			t.Errorf("line %.40q: %d %+v (%v), want a line error with %q", tt.line, resp.StatusCode, body.Error, err, tt.msg)
+		}
 	}
 }
 

@@ -120,6 +120,24 @@ func rejectedUpload(status int, code string, lines []api.LineError) error {
 // its deletion then does not find. "." and ".." cannot be a path segment.
 const maxSampleID = 512
 
+// sampleDecodeError says what is wrong with a line that does not decode as a sample, in the
+// terms of the upload format rather than of Go's types.
+func sampleDecodeError(line []byte, err error) string {
+	const want = `want one JSON object a line, {"id":"...","input":[...],"label":"..."}`
+	var te *json.UnmarshalTypeError
+	switch {
+	case bytes.HasPrefix(bytes.TrimSpace(line), []byte("[")):
+		return "an array, not a sample object: " + want + " (NDJSON, not a JSON array of samples)"
+	case errors.As(err, &te) && te.Field == "label":
+		return fmt.Sprintf("label is a JSON %s: it must be a string, one of the model's labels (\"7\", not 7)", te.Value)
+	case errors.As(err, &te) && te.Field == "id":
+		return fmt.Sprintf("id is a JSON %s: it must be a string", te.Value)
+	case errors.As(err, &te) && te.Field == "":
+		return fmt.Sprintf("a JSON %s, not a sample object: %s", te.Value, want)
+	}
+	return fmt.Sprintf("not a sample object (%s): %v", want, err)
+}
+
 // parseSampleLine decodes and checks one NDJSON line against the model: the input must hold
 // exactly the backbone's values for one example, the label be one of the model's.
 func parseSampleLine(line []byte, rec *training.Record) (*api.Sample, []float32, *api.LineError) {
@@ -127,7 +145,7 @@ func parseSampleLine(line []byte, rec *training.Record) (*api.Sample, []float32,
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&smp); err != nil {
-		return nil, nil, &api.LineError{Code: api.CodeInvalid, Message: fmt.Sprintf("not a sample object: %v", err)}
+		return nil, nil, &api.LineError{Code: api.CodeInvalid, Message: sampleDecodeError(line, err)}
 	}
 	switch {
 	case dec.More():

@@ -210,25 +210,33 @@ func (s *Server) lockBackbone(name string) func() {
 	return mu.Unlock
 }
 
+// ErrOpenNonLoopback is Listen's error for a non-loopback address on a server without API keys.
+var ErrOpenNonLoopback = errors.New("a server without API keys listens on loopback only (give it keys, s3t serve --keys, or a loopback address)")
+
+// LoopbackHost reports whether host (of a listen address) is a loopback address or localhost;
+// an empty host (all interfaces) is not.
+func LoopbackHost(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
+}
+
 // Handler returns the server's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.echo }
 
-// Listen opens the TCP listener of addr. With no API keys configured, a non-loopback host is
-// replaced by 127.0.0.1 and the log says so: an open server is reachable from this machine only.
+// Listen opens the TCP listener of addr. With no API keys configured the server allows every
+// request, so it listens on loopback only: a host other than a loopback address (or localhost)
+// is refused (ErrOpenNonLoopback), and the log says that every request is allowed.
 func (s *Server) Listen(addr string) (net.Listener, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("server: listen address %q: %w", addr, err)
 	}
 	if len(s.cfg.Keys) == 0 {
-		s.auth.loopbackOnly.Store(true)
-		ip := net.ParseIP(host)
-		if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			s.log.Warn("no API keys configured: listening on loopback only", "asked", addr)
-			host = "127.0.0.1"
-		} else {
-			s.log.Info("no API keys configured: every request is allowed, loopback only", "addr", addr)
+		if !LoopbackHost(host) {
+			return nil, fmt.Errorf("server: listen address %q: %w", addr, ErrOpenNonLoopback)
 		}
+		s.auth.loopbackOnly.Store(true)
+		s.log.Info("no API keys configured: every request is allowed, loopback only", "addr", addr)
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, port))
 	if err != nil {

@@ -19,7 +19,7 @@ func serveDebug(ctx context.Context, addr string) error {
 	if err != nil {
 		return fmt.Errorf("--debug-addr %q: %w", addr, err)
 	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+	if !server.LoopbackHost(host) {
 		return fmt.Errorf("%w: --debug-addr %q: the profiler listens on loopback only", errUsage, addr)
 	}
 	ln, err := net.Listen("tcp", addr)

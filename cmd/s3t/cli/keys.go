@@ -28,7 +28,8 @@ does.`,
 		Example: `  s3t keys new compliance delete >> keys`,
 		Args:    cobra.ExactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
-			if _, err := server.ParseScopes(args[1]); err != nil {
+			scopes, err := server.ParseScopes(args[1])
+			if err != nil {
 				return fmt.Errorf("%w: %w", errUsage, err)
 			}
 			// The name is the keys file line's first field: one word, not a comment.
@@ -41,7 +42,8 @@ does.`,
 			}
 			secret := "s3t_" + hex.EncodeToString(raw[:])
 			fmt.Fprintf(c.ErrOrStderr(), "secret: %s\n", secret)
-			fmt.Fprintf(c.OutOrStdout(), "%s %s %s\n", args[0], server.HashKey(secret), args[1])
+			// The scopes as parsed, so that "train, infer" gives a line LoadKeys reads.
+			fmt.Fprintf(c.OutOrStdout(), "%s %s %s\n", args[0], server.HashKey(secret), server.FormatScopes(scopes))
 			return nil
 		},
 	})

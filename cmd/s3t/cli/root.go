@@ -44,6 +44,7 @@ with no retraining on the request path.`,
 		newModelsCmd(),
 		newDeleteCmd(),
 		newKeysCmd(),
+		newDataCmd(),
 	)
 	return root
 }

@@ -63,8 +63,12 @@ they resume after them at the next start.` + serverEnvHelp("S3T_ADDR", "S3T_DATA
 			}
 			// Checked before the data directory is made and migrated (a bad address used to
 			// fail only then, exit 1).
-			if _, _, err := net.SplitHostPort(o.addr); err != nil {
+			host, _, err := net.SplitHostPort(o.addr)
+			if err != nil {
 				return fmt.Errorf("%w: --addr (or S3T_ADDR) %q: want HOST:PORT: %w", errUsage, o.addr, err)
+			}
+			if o.keysFile == "" && !server.LoopbackHost(host) {
+				return fmt.Errorf("%w: --addr (or S3T_ADDR) %q: %w", errUsage, o.addr, server.ErrOpenNonLoopback)
 			}
 			if o.predictSpin < 0 {
 				return fmt.Errorf("%w: --predict-spin %s: want 0 (no polling) or more", errUsage, o.predictSpin)

@@ -135,6 +135,15 @@ func TestKeysNew(t *testing.T) {
 	if _, _, code := run(t, "keys", "new", "ops", "root"); code != 2 {
 		t.Fatalf("unknown scope: exit %d, want 2", code)
 	}
+	// Scopes written with a space make a line the keys file reads: it used to hold "train,
+	// infer" as given, a fourth field the server refused at start.
+	out, _, code = run(t, "keys", "new", "sp", "train, infer")
+	if err := os.WriteFile(path, []byte(out), 0o600); code != 0 || err != nil {
+		t.Fatalf("keys new sp: exit %d, %v", code, err)
+	}
+	if keys, err := server.LoadKeys(path); err != nil || len(keys) != 1 || len(keys[0].Scopes) != 2 {
+		t.Fatalf("keys new sp %q: LoadKeys = %+v, %v", out, keys, err)
+	}
 	// A name the keys file would refuse (or skip as a comment) is a usage error.
 	for _, name := range []string{"", "two words", "#ops", "tab\tname"} {
 		if _, _, code := run(t, "keys", "new", name, "admin"); code != 2 {
@@ -248,6 +257,10 @@ func TestServeFlagsCheckedFirst(t *testing.T) {
 	}{
 		{[]string{"--addr", "nonsense"}, "want HOST:PORT"},
 		{[]string{"--addr", "127.0.0.1:0", "--predict-spin", "-1s"}, "want 0 (no polling) or more"},
+		// Without keys, a non-loopback address is refused (it used to be moved to 127.0.0.1
+		// with a warning: a server nobody outside could reach).
+		{[]string{"--addr", "0.0.0.0:0"}, "loopback only"},
+		{[]string{"--addr", ":0"}, "loopback only"},
 	} {
 		data := filepath.Join(t.TempDir(), "data")
 		_, stderr, code := run(t, append([]string{"serve", "--data", data}, tt.flags...)...)
