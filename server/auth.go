@@ -146,7 +146,7 @@ func (a *authenticator) require(scope, orScope api.Scope) echo.MiddlewareFunc {
 				if orScope != "" {
 					lacks = fmt.Sprintf("scope %q or %q", scope, orScope)
 				}
-				return &statusError{http.StatusForbidden, &api.Error{Code: api.CodeForbidden, Message: fmt.Sprintf("key %q lacks %s", k.Name, lacks)}}
+				return &statusError{status: http.StatusForbidden, body: &api.Error{Code: api.CodeForbidden, Message: fmt.Sprintf("key %q lacks %s", k.Name, lacks)}}
 			}
 			c.Set(keyContextKey, k)
 			return next(c)
@@ -175,7 +175,7 @@ func (a *authenticator) allows(c echo.Context, scope api.Scope) bool {
 // unauthorized is a 401 with the challenge RFC 9110 asks of it.
 func unauthorized(c echo.Context, msg string) error {
 	c.Response().Header().Set("WWW-Authenticate", `Bearer realm="s3t"`)
-	return &statusError{http.StatusUnauthorized, &api.Error{Code: api.CodeUnauthorized, Message: msg}}
+	return &statusError{status: http.StatusUnauthorized, body: &api.Error{Code: api.CodeUnauthorized, Message: msg}}
 }
 
 // guardBrowsers refuses what a web page could make a browser send (cross-site request
@@ -188,7 +188,7 @@ func unauthorized(c echo.Context, msg string) error {
 func (a *authenticator) guardBrowsers(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if msg := browserRefusal(c.Request(), a.loopbackOnly.Load()); msg != "" {
-			return &statusError{http.StatusForbidden, &api.Error{Code: api.CodeForbidden, Message: msg}}
+			return &statusError{status: http.StatusForbidden, body: &api.Error{Code: api.CodeForbidden, Message: msg}}
 		}
 		return next(c)
 	}

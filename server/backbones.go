@@ -54,7 +54,7 @@ func (s *Server) registerBackbonePath(c echo.Context) error {
 		return err
 	}
 	if !s.cfg.AllowPaths {
-		return &statusError{http.StatusForbidden, &api.Error{Code: api.CodeForbidden, Message: "this server does not read backbones from paths; upload the file with PUT /v1/backbones/{name}"}}
+		return &statusError{status: http.StatusForbidden, body: &api.Error{Code: api.CodeForbidden, Message: "this server does not read backbones from paths; upload the file with PUT /v1/backbones/{name}"}}
 	}
 	if req.Path == "" {
 		return invalidf("path is required (or upload the file with PUT /v1/backbones/{name})")
@@ -155,7 +155,7 @@ func fileKind(m os.FileMode) string {
 // backboneTooLarge is the 413 too_large of a backbone file over the upload limit: the same
 // status and code as an upload over it (PUT /v1/backbones/{name}).
 func backboneTooLarge(format string, args ...any) error {
-	return &statusError{http.StatusRequestEntityTooLarge, &api.Error{Code: api.CodeTooLarge, Message: fmt.Sprintf(format, args...)}}
+	return &statusError{status: http.StatusRequestEntityTooLarge, body: &api.Error{Code: api.CodeTooLarge, Message: fmt.Sprintf(format, args...)}}
 }
 
 // ctxReader reads r until ctx ends, at most readChunk bytes a call so that it checks ctx often.

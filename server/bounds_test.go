@@ -45,7 +45,7 @@ func TestCreateModelBounds(t *testing.T) {
 		{"slices 65", func(s *api.ModelSpec) { s.S3T.Slices = 65 }, "s3t.slices must be in [1, 64], got 65"},
 		{"sequences 65537", func(s *api.ModelSpec) { s.S3T.Slices = 9; s.S3T.Sequences = 65537 }, "s3t.sequences must be in [1, 65536], got 65537"},
 		{"sequences -1", func(s *api.ModelSpec) { s.S3T.Sequences = -1 }, "s3t.sequences must be in [1, 65536], got -1"},
-		{"sequences over slices!", func(s *api.ModelSpec) { s.S3T.Sequences = 3 }, "budget 3 exceeds 2! = 2 distinct sequences"},
+		{"sequences over slices!", func(s *api.ModelSpec) { s.S3T.Sequences = 3 }, "s3t.sequences: at most 2! = 2 distinct slice orders for 2 slices, got 3"},
 		{"shards x sequences", func(s *api.ModelSpec) { s.S3T = api.S3TConfig{Shards: 1024, Slices: 4, Sequences: 17} },
 			"s3t: shards x sequences must be at most 16384 (a training job and /metrics series each), got 1024 x 17 = 17408"},
 		{"one label", func(s *api.ModelSpec) { s.Labels = []string{"a"} }, "labels: want 2 to 10000 labels, got 1"},

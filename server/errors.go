@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/s3t-dev/s3t/api"
+	"github.com/s3t-dev/s3t/serving"
 	"github.com/s3t-dev/s3t/store"
 )
 
@@ -18,23 +19,26 @@ import (
 type statusError struct {
 	status int
 	body   *api.Error
+	cause  error // what it answers for, when kept (errors.Is sees through)
 }
 
 func (e *statusError) Error() string { return e.body.Error() }
 
+func (e *statusError) Unwrap() error { return e.cause }
+
 // invalidf is a 400 invalid error.
 func invalidf(format string, args ...any) error {
-	return &statusError{http.StatusBadRequest, &api.Error{Code: api.CodeInvalid, Message: fmt.Sprintf(format, args...)}}
+	return &statusError{status: http.StatusBadRequest, body: &api.Error{Code: api.CodeInvalid, Message: fmt.Sprintf(format, args...)}}
 }
 
 // unavailablef is a 503 unavailable error.
 func unavailablef(format string, args ...any) error {
-	return &statusError{http.StatusServiceUnavailable, &api.Error{Code: api.CodeUnavailable, Message: fmt.Sprintf(format, args...)}}
+	return &statusError{status: http.StatusServiceUnavailable, body: &api.Error{Code: api.CodeUnavailable, Message: fmt.Sprintf(format, args...)}}
 }
 
 // notFoundf is a 404 not_found error.
 func notFoundf(format string, args ...any) error {
-	return &statusError{http.StatusNotFound, &api.Error{Code: api.CodeNotFound, Message: fmt.Sprintf(format, args...)}}
+	return &statusError{status: http.StatusNotFound, body: &api.Error{Code: api.CodeNotFound, Message: fmt.Sprintf(format, args...)}}
 }
 
 // toAPIError maps any handler error to an HTTP status and error body. It is the only place
@@ -77,6 +81,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 		return
 	}
 	status, body := toAPIError(err)
+	if errors.Is(err, serving.ErrNotLive) {
+		body = s.trainingUnderWay(c.Request().Context(), param(c, "name"), body)
+	}
 	if status == http.StatusInternalServerError && !s.ledgerAnswers(c.Request().Context()) {
 		// Most likely the failure was the ledger's: say so, with the status clients retry
 		// (a deletion request above all), rather than "internal error".
@@ -108,4 +115,27 @@ func (s *Server) ledgerAnswers(ctx context.Context) bool {
 	defer cancel()
 	_, err := s.cfg.Store.SchemaVersion(ctx)
 	return err == nil
+}
+
+// trainingUnderWay rewrites the answer to a prediction of a model with nothing live while its
+// training is queued or running (a retraining the policy queued after a deletion, or a first
+// training): "train it" would send the user to queue what is already coming.
+func (s *Server) trainingUnderWay(ctx context.Context, model string, body *api.Error) *api.Error {
+	if s.cfg.Trainer == nil || model == "" {
+		return body
+	}
+	ts, err := s.cfg.Trainer.Status(ctx, model)
+	if err != nil {
+		return body
+	}
+	n := 0
+	for _, t := range ts {
+		if t.State == store.TrainingQueued || t.State == store.TrainingRunning {
+			n++
+		}
+	}
+	if n == 0 {
+		return body
+	}
+	return &api.Error{Code: body.Code, Message: fmt.Sprintf("model %q has no trained checkpoint live yet: its training is under way, %d job(s) queued or running (GET /v1/models/%s/training follows it)", model, n, model)}
 }

@@ -17,10 +17,10 @@ func (s *Server) health(c echo.Context) error {
 func (s *Server) ready(c echo.Context) error {
 	if _, err := s.cfg.Store.SchemaVersion(c.Request().Context()); err != nil {
 		s.log.Warn("not ready", "err", err)
-		return &statusError{http.StatusServiceUnavailable, &api.Error{Code: api.CodeUnavailable, Message: fmt.Sprintf("ledger: %v", err)}}
+		return &statusError{status: http.StatusServiceUnavailable, body: &api.Error{Code: api.CodeUnavailable, Message: fmt.Sprintf("ledger: %v", err)}}
 	}
 	if err := s.cfg.RuntimeError; err != nil && s.cfg.Serving != nil {
-		return &statusError{http.StatusServiceUnavailable, &api.Error{Code: api.CodeUnavailable, Message: fmt.Sprintf("ONNX Runtime: %v", err)}}
+		return &statusError{status: http.StatusServiceUnavailable, body: &api.Error{Code: api.CodeUnavailable, Message: fmt.Sprintf("ONNX Runtime: %v", err)}}
 	}
 	return c.JSON(http.StatusOK, api.Health{Status: "ready"})
 }

@@ -48,7 +48,7 @@ func v2Version(c echo.Context) error {
 		return nil // the unversioned form
 	}
 	if v := param(c, "version"); v != api.ModelVersionV2 {
-		return &statusError{http.StatusNotFound, &api.Error{Code: api.CodeNotFound,
+		return &statusError{status: http.StatusNotFound, body: &api.Error{Code: api.CodeNotFound,
 			Message: fmt.Sprintf("model %q has no version %q: a model has one version, %q", param(c, "name"), v, api.ModelVersionV2)}}
 	}
 	return nil

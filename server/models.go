@@ -89,6 +89,10 @@ func normalize(spec *api.ModelSpec) error {
 			return err
 		}
 	}
+	if most := sdk.Factorial(c.Slices); c.Sequences > most {
+		// Checked here too (the selector checks it as its "budget"), to name the field.
+		return invalidf("s3t.sequences: at most %d! = %d distinct slice orders for %d slices, got %d", c.Slices, most, c.Slices, c.Sequences)
+	}
 	if n := c.Shards * c.Sequences; n > maxTrainingUnits {
 		return invalidf("s3t: shards x sequences must be at most %d (a training job and /metrics series each), got %d x %d = %d",
 			maxTrainingUnits, c.Shards, c.Sequences, n)
@@ -241,6 +245,9 @@ func (s *Server) insertModel(ctx context.Context, spec store.ModelSpec, rec *tra
 		return nil, err
 	}
 	m, err := s.cfg.Store.CreateModel(ctx, spec)
+	if errors.Is(err, store.ErrConflict) {
+		return nil, fmt.Errorf("model %q already exists: %w", spec.Name, store.ErrConflict)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create model %q: %w", spec.Name, err)
 	}

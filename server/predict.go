@@ -14,19 +14,20 @@ import (
 )
 
 // errNoServing answers the inference routes of a server without a serving.Service.
-var errNoServing = &statusError{http.StatusNotImplemented, &api.Error{Code: api.CodeNotImplemented, Message: "this server does not serve predictions"}}
+var errNoServing = &statusError{status: http.StatusNotImplemented, body: &api.Error{Code: api.CodeNotImplemented, Message: "this server does not serve predictions"}}
 
 // servingError maps the serving package's errors to statuses: bad inputs 400, a model with
 // nothing live 409, a ledger that cannot be read 503; store errors pass through.
 func servingError(err error) error {
 	switch {
 	case errors.Is(err, serving.ErrInvalidInput):
-		return &statusError{http.StatusBadRequest, &api.Error{Code: api.CodeInvalid, Message: err.Error()}}
+		return &statusError{status: http.StatusBadRequest, body: &api.Error{Code: api.CodeInvalid, Message: err.Error()}}
 	case errors.Is(err, serving.ErrNotLive):
-		return &statusError{http.StatusConflict, &api.Error{Code: api.CodeConflict, Message: err.Error()}}
+		// The cause is kept for handleError (trainingUnderWay).
+		return &statusError{status: http.StatusConflict, body: &api.Error{Code: api.CodeConflict, Message: err.Error()}, cause: err}
 	case errors.Is(err, serving.ErrUnavailable), errors.Is(err, ort.ErrLibrary):
 		// ort.ErrLibrary: this process cannot run ONNX Runtime (see Config.RuntimeError).
-		return &statusError{http.StatusServiceUnavailable, &api.Error{Code: api.CodeUnavailable, Message: err.Error()}}
+		return &statusError{status: http.StatusServiceUnavailable, body: &api.Error{Code: api.CodeUnavailable, Message: err.Error()}}
 	}
 	return err
 }

@@ -66,7 +66,9 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("model = %+v", m)
 	}
 	_, err = admin.CreateModel(ctx, &api.CreateModelRequest{Name: "fmnist", ModelSpec: spec})
-	wantError(t, err, http.StatusConflict, api.CodeConflict)
+	if e := wantError(t, err, http.StatusConflict, api.CodeConflict); !strings.HasPrefix(e.Message, `model "fmnist" already exists`) {
+		t.Errorf("duplicate model: %q, want it to say the model already exists", e.Message)
+	}
 	_, err = trainer.CreateModel(ctx, &api.CreateModelRequest{Name: "other", ModelSpec: spec})
 	wantError(t, err, http.StatusForbidden, api.CodeForbidden)
 	_, err = anon.ListModels(ctx, &api.ListModelsRequest{})

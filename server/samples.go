@@ -108,7 +108,7 @@ func (s *Server) uploadSamples(c echo.Context) error {
 }
 
 func rejectedUpload(status int, code string, lines []api.LineError) error {
-	return &statusError{status, &api.Error{Code: code,
+	return &statusError{status: status, body: &api.Error{Code: code,
 		Message: fmt.Sprintf("%d line(s) rejected (first: line %d: %s); nothing was stored", len(lines), lines[0].Line, lines[0].Message),
 		Lines:   lines}}
 }

@@ -26,7 +26,7 @@ const sseInterval = time.Second
 
 func (s *Server) trainer() (Trainer, error) {
 	if s.cfg.Trainer == nil {
-		return nil, &statusError{http.StatusNotImplemented, &api.Error{Code: api.CodeNotImplemented, Message: "this server has no trainer"}}
+		return nil, &statusError{status: http.StatusNotImplemented, body: &api.Error{Code: api.CodeNotImplemented, Message: "this server has no trainer"}}
 	}
 	return s.cfg.Trainer, nil
 }

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -304,5 +306,60 @@ func TestRetrainingCheckedAtStart(t *testing.T) {
 			t.Fatalf("shard 0 was not retrained after the restart: %+v; training %+v", got.Serving, status)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestPredictWhileTrainingQueued: a prediction of a model with nothing live while its training
+// is queued says so, rather than "train it" (as after a deletion the retraining policy queued
+// a retraining for). The jobs stay queued: the queue's workers are never started.
+func TestPredictWhileTrainingQueued(t *testing.T) {
+	if testing.Short() {
+		t.Skip("makes a model")
+	}
+	ctx := context.Background()
+	st, blobs := testmodel.OpenStore(t)
+	fx := testmodel.New(t, st, blobs, testmodel.Options{Untrained: true})
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	jobs, err := st.NewJobs(store.JobsConfig{Workers: 1, PollInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runner, err := training.New(training.Config{Store: st, Blobs: blobs, Jobs: jobs, WorkDir: filepath.Join(t.TempDir(), "work"), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := serving.New(serving.Config{Store: st, Blobs: blobs, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	srv, err := server.New(server.Config{Store: st, Blobs: blobs, Trainer: runner, Serving: svc, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	c, err := api.NewClient(hs.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := rawInputs(t, fx.Test[:1])
+	_, err = c.Predict(ctx, &api.PredictRequest{Name: fx.Name, Inputs: in})
+	if e := wantError(t, err, http.StatusConflict, api.CodeConflict); !strings.Contains(e.Message, "train it") {
+		t.Fatalf("untrained, nothing queued: %q, want it to say train it", e.Message)
+	}
+	started, err := c.StartTraining(ctx, &api.StartTrainingRequest{Model: fx.Name})
+	if err != nil || len(started.Jobs) == 0 {
+		t.Fatalf("start training = %+v, %v", started, err)
+	}
+	_, err = c.Predict(ctx, &api.PredictRequest{Name: fx.Name, Inputs: in})
+	e := wantError(t, err, http.StatusConflict, api.CodeConflict)
+	if want := fmt.Sprintf("training is under way, %d job(s) queued or running", len(started.Jobs)); !strings.Contains(e.Message, want) {
+		t.Fatalf("training queued: %q, want %q", e.Message, want)
+	}
+	// The KServe v2 route says the same, in its own error body.
+	_, err = c.InferV2Binary(ctx, fx.Name, fx.Test[:1], fx.Rec.InputShape)
+	if err == nil || !strings.Contains(err.Error(), "training is under way") {
+		t.Fatalf("v2 while training queued: %v", err)
 	}
 }

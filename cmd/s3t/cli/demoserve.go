@@ -42,7 +42,7 @@ bar (one job per shard x sequence, stages top-down), predicts the held-out digit
 samples from shard 0 one by one, each from the last slice of the prefix it serves, and shows
 the receipts, the new served prefixes and the accuracy after each deletion, and stops the server.
 
-The defaults finish in a few minutes on 2 cores. ` + "`s3t demo rates`" + ` prints the simulated deletion-rate study.`,
+The defaults finish in under a minute on 2 cores. ` + "`s3t demo rates`" + ` prints the simulated deletion-rate study.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if o.test < 1 || o.train < 1 || o.deletions < 0 {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/s3t-dev/s3t/api"
 	"io"
 	"log/slog"
 	"strings"
@@ -67,6 +68,9 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	usageArgs(root)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(stderr, "s3t: %v\n", err)
+		if e := (*api.Error)(nil); errors.As(err, &e) && e.Code == api.CodeUnauthorized {
+			fmt.Fprintln(stderr, "s3t: give the server's API key with --api-key or S3T_API_KEY")
+		}
 		if errors.Is(err, errUsage) {
 			return 2
 		}

@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -270,5 +272,19 @@ func TestServeFlagsCheckedFirst(t *testing.T) {
 		if _, err := os.Stat(data); !os.IsNotExist(err) {
 			t.Errorf("serve %v made its data directory (%v)", tt.flags, err)
 		}
+	}
+}
+
+// TestUnauthorizedHint: a 401 from the server tells the CLI user how to give a key.
+func TestUnauthorizedHint(t *testing.T) {
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		w.Write([]byte(`{"error":{"code":"unauthorized","message":"missing API key (Authorization: Bearer KEY)"}}`))
+	}))
+	defer ts.Close()
+	_, stderr, code := run(t, "models", "list", "--url", ts.URL)
+	if code != 1 || !strings.Contains(stderr, "--api-key or S3T_API_KEY") {
+		t.Fatalf("exit %d, stderr %q; want exit 1 and the hint", code, stderr)
 	}
 }
