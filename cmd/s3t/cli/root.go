@@ -5,13 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/s3t-dev/s3t/api"
 	"io"
 	"log/slog"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/s3t-dev/s3t/api"
 	"github.com/s3t-dev/s3t/internal/buildinfo"
 )
 
