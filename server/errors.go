@@ -54,22 +54,26 @@ func toAPIError(err error) (int, *api.Error) {
 	case errors.As(err, &se):
 		return se.status, se.body
 	case errors.As(err, &gone):
-		return http.StatusGone, &api.Error{Code: api.CodeGone, Message: err.Error(), Receipt: toReceipt(gone.Receipt)}
+		return http.StatusGone, &api.Error{Code: api.CodeGone, Message: clientMessage(err), Receipt: toReceipt(gone.Receipt)}
 	case errors.As(err, &mb):
 		return http.StatusRequestEntityTooLarge, &api.Error{Code: api.CodeTooLarge, Message: fmt.Sprintf("request body exceeds %d bytes", mb.Limit)}
 	case errors.Is(err, store.ErrNotFound):
-		return http.StatusNotFound, &api.Error{Code: api.CodeNotFound, Message: err.Error()}
+		return http.StatusNotFound, &api.Error{Code: api.CodeNotFound, Message: clientMessage(err)}
 	case errors.Is(err, store.ErrGone):
-		return http.StatusGone, &api.Error{Code: api.CodeGone, Message: err.Error()}
+		return http.StatusGone, &api.Error{Code: api.CodeGone, Message: clientMessage(err)}
 	case errors.Is(err, store.ErrConflict):
-		return http.StatusConflict, &api.Error{Code: api.CodeConflict, Message: err.Error()}
+		return http.StatusConflict, &api.Error{Code: api.CodeConflict, Message: clientMessage(err)}
 	case errors.Is(err, store.ErrInvalid):
-		return http.StatusBadRequest, &api.Error{Code: api.CodeInvalid, Message: err.Error()}
+		return http.StatusBadRequest, &api.Error{Code: api.CodeInvalid, Message: clientMessage(err)}
 	case errors.As(err, &he):
 		return he.Code, &api.Error{Code: api.CodeFor(he.Code), Message: fmt.Sprint(he.Message)}
 	}
 	return http.StatusInternalServerError, &api.Error{Code: api.CodeInternal, Message: "internal error"}
 }
+
+// clientMessage is the text of a ledger error for a client: without the store package's
+// prefixes ("store: get model ...: store: not found" reads "get model ...: not found").
+func clientMessage(err error) string { return strings.ReplaceAll(err.Error(), "store: ", "") }
 
 // handleError is Echo's error handler: one JSON body {"error":{...}} for every failure, or on
 // the KServe v2 routes the protocol's {"error": "message"} (authentication, size limits and

@@ -295,7 +295,7 @@ func (s *Server) listModels(c echo.Context) error {
 func (s *Server) getModel(c echo.Context) error {
 	m, err := s.cfg.Store.GetModel(c.Request().Context(), param(c, "name"))
 	if err != nil {
-		return fmt.Errorf("get model: %w", err)
+		return err // the store's names the model
 	}
 	out, err := toModel(m)
 	if err != nil {

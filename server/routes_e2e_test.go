@@ -188,6 +188,11 @@ func TestEndToEnd(t *testing.T) {
 	}
 	_, err = admin.ListReceipts(ctx, &api.ListReceiptsRequest{Model: "nomodel"})
 	wantError(t, err, http.StatusNotFound, api.CodeNotFound)
+	// Ledger errors read without the store package's prefixes.
+	_, err = admin.GetModel(ctx, &api.GetModelRequest{Name: "nomodel"})
+	if e := wantError(t, err, http.StatusNotFound, api.CodeNotFound); e.Message != `get model "nomodel": not found` {
+		t.Errorf("unknown model: %q", e.Message)
+	}
 
 	// Training is a seam for the training issue: 501 without a trainer.
 	_, err = trainer.StartTraining(ctx, &api.StartTrainingRequest{Model: "fmnist"})
