@@ -276,7 +276,9 @@ func (r *Runner) work(ctx context.Context, job store.Job) error {
 	if err := json.Unmarshal(job.Args, &args); err != nil {
 		return fmt.Errorf("training job %d: bad arguments: %w", job.ID, err)
 	}
-	log := r.log.With("job", job.ID, "model", args.Model, "shard", args.Shard, "sequence", args.Sequence)
+	// The shard trainer's lines name the shard and sequence themselves: it gets jobLog.
+	jobLog := r.log.With("job", job.ID, "model", args.Model)
+	log := jobLog.With("shard", args.Shard, "sequence", args.Sequence)
 	jctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	a := &activeJob{model: args.Model, shard: args.Shard, cancel: cancel, started: time.Now(), stopped: make(chan struct{})}
@@ -324,7 +326,7 @@ func (r *Runner) work(ctx context.Context, job store.Job) error {
 	}()
 	hbDone := make(chan struct{})
 	go r.heartbeat(jctx, a, hbDone)
-	err := r.train(jctx, args, a, log)
+	err := r.train(jctx, args, a, log, jobLog)
 	cancel(nil)
 	<-hbDone
 	stop()
@@ -502,7 +504,7 @@ func (r *Runner) heartbeat(ctx context.Context, a *activeJob, done chan<- struct
 }
 
 // train trains the stages a job must publish.
-func (r *Runner) train(ctx context.Context, args jobArgs, a *activeJob, log *slog.Logger) error {
+func (r *Runner) train(ctx context.Context, args jobArgs, a *activeJob, log, trainerLog *slog.Logger) error {
 	st := r.cfg.Store
 	m, err := st.GetModel(ctx, args.Model)
 	if err != nil {
@@ -574,7 +576,7 @@ func (r *Runner) train(ctx context.Context, args jobArgs, a *activeJob, log *slo
 		Seed:         uint64(rec.Seed),
 		Dir:          r.workDir(args.Model),
 		Owner:        ModelOwner(m),
-		Logger:       log,
+		Logger:       trainerLog,
 		Progress:     func(p adapters.StageProgress) { r.progress(a, p) },
 		StageDone: func(c *adapters.Checkpoint, trained bool) {
 			if pubErr != nil {

@@ -62,10 +62,19 @@ func newEnvHeartbeat(t *testing.T, heartbeat time.Duration, shards, slices, seqs
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var out slog.Handler = slog.NewTextHandler(io.Discard, nil)
 	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		out = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})
 	}
+	// No line names an attribute twice (a job's logger and its shard trainer both added shard
+	// and sequence): checked once everything below has stopped.
+	dups := &dupLog{}
+	t.Cleanup(func() {
+		if len(dups.lines) > 0 {
+			t.Errorf("log lines naming an attribute twice: %q", dups.lines)
+		}
+	})
+	log := slog.New(&uniqueAttrs{next: out, dups: dups})
 	st, err := store.Open(ctx, store.SQLiteDSN(dir), store.WithLogger(log))
 	if err != nil {
 		t.Fatal(err)
@@ -632,4 +641,53 @@ func TestNewSamplesAreTrained(t *testing.T) {
 	if m, err := e.st.GetModel(ctx, testModel); err != nil || !reflect.DeepEqual(m.Gen, [][]int{{2, 2}}) {
 		t.Fatalf("after a rerun of a stale job: gen %v, %v; want the retrained generation kept", m.Gen, err)
 	}
+}
+
+// uniqueAttrs is a slog.Handler that records every line naming an attribute twice, the
+// logger's own (With) attributes included, then hands it on.
+type uniqueAttrs struct {
+	next  slog.Handler
+	attrs []string // keys added by WithAttrs since the last group
+	dups  *dupLog
+}
+
+// dupLog collects the lines uniqueAttrs found.
+type dupLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (h *uniqueAttrs) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
+
+func (h *uniqueAttrs) Handle(ctx context.Context, r slog.Record) error {
+	seen := map[string]bool{}
+	var dup []string
+	note := func(k string) {
+		if seen[k] {
+			dup = append(dup, k)
+		}
+		seen[k] = true
+	}
+	for _, k := range h.attrs {
+		note(k)
+	}
+	r.Attrs(func(a slog.Attr) bool { note(a.Key); return true })
+	if len(dup) > 0 {
+		h.dups.mu.Lock()
+		h.dups.lines = append(h.dups.lines, fmt.Sprintf("%s: %v", r.Message, dup))
+		h.dups.mu.Unlock()
+	}
+	return h.next.Handle(ctx, r)
+}
+
+func (h *uniqueAttrs) WithAttrs(as []slog.Attr) slog.Handler {
+	keys := slices.Clone(h.attrs)
+	for _, a := range as {
+		keys = append(keys, a.Key)
+	}
+	return &uniqueAttrs{next: h.next.WithAttrs(as), attrs: keys, dups: h.dups}
+}
+
+func (h *uniqueAttrs) WithGroup(name string) slog.Handler {
+	return &uniqueAttrs{next: h.next.WithGroup(name), dups: h.dups}
 }
