@@ -5,12 +5,15 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -284,6 +287,9 @@ func (s *ShardTrainer) TrainSequence(ctx context.Context, shard, sequence int, s
 	if len(seq) != s.cfg.Slices || stages < 1 || stages > len(seq) {
 		return nil, fmt.Errorf("train sequence: %w: sequence %v of %d slices, %d stages", ErrInvalidArgument, seq, s.cfg.Slices, stages)
 	}
+	if err := s.eraseStale(shard, sequence, seq, data); err != nil {
+		return nil, err
+	}
 	var out []*Checkpoint
 	var prev *Checkpoint
 	for i := 1; i <= stages; i++ {
@@ -295,6 +301,38 @@ func (s *ShardTrainer) TrainSequence(ctx context.Context, shard, sequence int, s
 		prev = c
 	}
 	return out, nil
+}
+
+// eraseStale removes, before any stage trains, every local checkpoint of the sequence (all its
+// stages, not only those this call trains) whose samples digest is not that of data now: it was
+// trained on other samples, perhaps on one deleted since, and a stage would only overwrite it
+// when training reached it (hours, on a large model; a worker's sweep leaves the folders of its
+// running jobs to them). A stage whose slices now hold no sample goes too.
+func (s *ShardTrainer) eraseStale(shard, sequence int, seq []int, data [][]Example) error {
+	if s.cfg.Dir == "" {
+		return nil
+	}
+	for i := 1; i <= len(seq); i++ {
+		dir := CheckpointDir(s.cfg.Dir, shard, sequence, i)
+		raw, err := os.ReadFile(filepath.Join(dir, CheckpointManifestFile))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // none, or an unfinished one (trained from scratch when reached)
+		}
+		var man CheckpointManifest
+		if err == nil {
+			err = json.Unmarshal(raw, &man)
+		}
+		if err == nil {
+			if _, digest, derr := stageData(seq[:i], data); derr == nil && digest == man.SamplesDigest {
+				continue
+			}
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("train shard %d sequence %d: erase stage %d trained on other data: %w", shard, sequence, i, err)
+		}
+		s.log.Info("erased a local stage checkpoint trained on other data", "shard", shard, "sequence", sequence, "stage", i, "dir", dir)
+	}
+	return nil
 }
 
 // stageData returns the samples of the prefix's slices, each slice sorted by id, and their digest.

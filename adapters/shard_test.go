@@ -454,6 +454,32 @@ func TestShardResume(t *testing.T) {
 	if steps[1] != 0 || steps[2] == 0 {
 		t.Errorf("after changing slice 0: steps %v, want stage 2 only", steps)
 	}
+	// A sample of slice 1 (stage 1's) deleted: a sequence trained only to stage 1 erases, as it
+	// starts, stage 2's checkpoint too, which saw the sample and which it never reaches, and
+	// keeps none trained on it (stage 1 is trained again).
+	clear(steps)
+	c1 := CheckpointDir(dir, 0, 1, 1)
+	c2 := CheckpointDir(dir, 0, 1, 2)
+	deleted := [][]Example{other[0], other[1][1:]}
+	erasedFirst := false
+	cfg.Progress = func(p StageProgress) {
+		if _, err := os.Stat(c2); p.Stage == 1 && errors.Is(err, fs.ErrNotExist) {
+			erasedFirst = true // stage 2 was gone before stage 1 trained
+		}
+		steps[p.Stage]++
+	}
+	if _, err := newShardTrainer(t, cfg).TrainSequence(ctx, 0, 1, seq, deleted, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(c2); !errors.Is(err, fs.ErrNotExist) || !erasedFirst {
+		t.Errorf("stage 2 trained on a deleted sample: %v (erased before stage 1 trained: %v)", err, erasedFirst)
+	}
+	if steps[1] == 0 {
+		t.Errorf("stage 1 not trained again after its slice changed: steps %v", steps)
+	}
+	if c, err := LoadCheckpoint(c1); err != nil || c.Manifest.Samples != len(deleted[1]) {
+		t.Errorf("stage 1 after the deletion: %v", err)
+	}
 }
 
 // TestShardNoLeak trains with early stopping, several epochs and a cosine schedule, and checks
