@@ -138,6 +138,12 @@ func TestLedgerDownIs503(t *testing.T) {
 			t.Errorf("%s %s with the ledger down = %d %+v, want 503 unavailable", r.method, r.path, status, e)
 		}
 	}
+	// /readyz takes no key: it says the ledger does not answer, not the driver's error (which
+	// names the database's host, port and user).
+	status, e := do(t, s, http.MethodGet, "/readyz", "")
+	if status != http.StatusServiceUnavailable || e.Message != "the ledger does not answer (the server's log says why)" {
+		t.Errorf("/readyz with the ledger down = %d %+v", status, e)
+	}
 }
 
 // TestHeadRequests checks that a GET route answers HEAD (probes and uptime checks use it; it

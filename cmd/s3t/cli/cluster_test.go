@@ -495,6 +495,12 @@ func TestServeReplicaSweepsLocalCheckpoints(t *testing.T) {
 	burl := "file://" + filepath.Join(tmp, "bucket") + "?create_dir=true"
 	a := startServeProc(t, filepath.Join(tmp, "a"), "--database-url", dsn, "--blob-url", burl, "--train-workers", "0")
 	d := startServeProc(t, filepath.Join(tmp, "d"), "--database-url", dsn, "--blob-url", burl, "--train-workers", "1", "--sweep-every", "200ms")
+	// A second training replica on d's --data is refused: the two shared its work folder.
+	stderr.Reset()
+	if code := Execute(ctx, []string{"serve", "--database-url", dsn, "--blob-url", burl, "--data", filepath.Join(tmp, "d"), "--addr", "127.0.0.1:0"},
+		&bytes.Buffer{}, &stderr); code != 1 || !strings.Contains(stderr.String(), "in use by another s3t process") {
+		t.Fatalf("a second training replica on one --data: exit %d, %s", code, &stderr)
+	}
 	ids, _ := crashModel(t, a.cl, 1, 2, 1, 160)
 	if _, err := a.cl.StartTraining(ctx, &api.StartTrainingRequest{Model: "m"}); err != nil {
 		t.Fatal(err)

@@ -73,6 +73,15 @@ they resume after them at the next start.` + serverEnvHelp("S3T_ADDR", "S3T_DATA
 			if o.predictSpin < 0 {
 				return fmt.Errorf("%w: --predict-spin %s: want 0 (no polling) or more", errUsage, o.predictSpin)
 			}
+			if o.databaseURL != "" {
+				// A SQLite path here would run a ledger no data directory lock guards.
+				if err := requirePostgres("s3t serve --database-url", o.databaseURL); err != nil {
+					return err
+				}
+			}
+			if o.sweepEvery <= 0 {
+				return fmt.Errorf("%w: --sweep-every %s: want more than 0", errUsage, o.sweepEvery)
+			}
 			return serve(c.Context(), o)
 		},
 	}
@@ -137,6 +146,19 @@ func serve(ctx context.Context, o serveOptions) error {
 		}
 		defer lock.Close()
 		dsn = store.SQLiteDSN(dir)
+	}
+	if !embedded && o.worker && o.trainWorkers > 0 {
+		// A replica that trains on PostgreSQL writes DATA/work: one process per folder, as
+		// s3t worker's --work-dir (two replicas started with the same --data shared it).
+		work := filepath.Join(dir, "work")
+		if err := os.MkdirAll(work, 0o700); err != nil {
+			return fmt.Errorf("serve: work directory: %w", err)
+		}
+		lock, err := lockWorkDir(work)
+		if err != nil {
+			return err
+		}
+		defer lock.Close()
 	}
 	if !embedded && o.blobURL == "" {
 		// A bucket under --data would be this replica's alone: the other processes would not
@@ -216,6 +238,9 @@ func serve(ctx context.Context, o serveOptions) error {
 	}
 	if embedded && o.compactEvery > 0 {
 		go compactLoop(ctx, st, o.compactEvery)
+	}
+	if !embedded {
+		slog.Info("on PostgreSQL --compact-every does nothing: a deleted sample's row stays in the table's pages until a vacuum reuses them; schedule VACUUM (FULL) samples where the erasure must reach the disk")
 	}
 	if o.debugAddr != "" {
 		if err := serveDebug(ctx, o.debugAddr); err != nil {

@@ -263,6 +263,10 @@ func TestServeFlagsCheckedFirst(t *testing.T) {
 		// with a warning: a server nobody outside could reach).
 		{[]string{"--addr", "0.0.0.0:0"}, "loopback only"},
 		{[]string{"--addr", ":0"}, "loopback only"},
+		// A SQLite path as --database-url ran a ledger no lock guards; a sweep interval of 0
+		// panicked the sweeper on PostgreSQL.
+		{[]string{"--addr", "127.0.0.1:0", "--database-url", "/tmp/x.db"}, "needs a postgres:// database URL"},
+		{[]string{"--addr", "127.0.0.1:0", "--sweep-every", "0s"}, "--sweep-every 0s: want more than 0"},
 	} {
 		data := filepath.Join(t.TempDir(), "data")
 		_, stderr, code := run(t, append([]string{"serve", "--data", data}, tt.flags...)...)
@@ -286,5 +290,18 @@ func TestUnauthorizedHint(t *testing.T) {
 	_, stderr, code := run(t, "models", "list", "--url", ts.URL)
 	if code != 1 || !strings.Contains(stderr, "--api-key or S3T_API_KEY") {
 		t.Fatalf("exit %d, stderr %q; want exit 1 and the hint", code, stderr)
+	}
+}
+
+// TestWorkerIntervalsChecked: a --sweep-every or --poll-interval of 0 is a usage error of s3t
+// worker (the sweeper's ticker panicked, exit 2 like a usage error but with a stack).
+func TestWorkerIntervalsChecked(t *testing.T) {
+	for _, flag := range []string{"--sweep-every", "--poll-interval"} {
+		args := []string{"worker", "--database-url", "postgres://127.0.0.1:1/none", "--blob-url", "file://" + t.TempDir(),
+			"--work-dir", t.TempDir(), flag, "0s"}
+		_, stderr, code := run(t, args...)
+		if code != 2 || !strings.Contains(stderr, "must be more than 0") {
+			t.Errorf("worker %s 0s: exit %d, stderr %q; want exit 2", flag, code, stderr)
+		}
 	}
 }

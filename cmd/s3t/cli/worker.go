@@ -100,6 +100,9 @@ func runWorker(ctx context.Context, o workerOptions) error {
 	if o.heartbeat <= 0 || o.lease <= o.heartbeat {
 		return fmt.Errorf("%w: --lease (%v) must be longer than --heartbeat (%v)", errUsage, o.lease, o.heartbeat)
 	}
+	if o.sweepEvery <= 0 || o.pollInterval <= 0 {
+		return fmt.Errorf("%w: --sweep-every (%v) and --poll-interval (%v) must be more than 0", errUsage, o.sweepEvery, o.pollInterval)
+	}
 	dir, err := filepath.Abs(o.workDir)
 	if err != nil {
 		return fmt.Errorf("worker: work directory: %w", err)
@@ -141,7 +144,7 @@ func lockWorkDir(dir string) (*os.File, error) {
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("work directory %s is in use by another s3t worker (give each its own --work-dir): %w", dir, err)
+		return nil, fmt.Errorf("work directory %s is in use by another s3t process (give each s3t worker its own --work-dir, each training s3t serve replica its own --data): %w", dir, err)
 	}
 	return f, nil
 }
