@@ -77,6 +77,10 @@ func LoadKeys(path string) ([]Key, error) {
 		if err != nil {
 			return nil, fmt.Errorf("server: keys %s:%d: %w", path, n, err)
 		}
+		// Logs and revocations name a key: two of one name could not be told apart.
+		if slices.ContainsFunc(keys, func(o Key) bool { return o.Name == k.Name }) {
+			return nil, fmt.Errorf("server: keys %s:%d: a key named %q is in the file already (names must differ)", path, n, k.Name)
+		}
 		keys = append(keys, k)
 	}
 	if err := sc.Err(); err != nil {

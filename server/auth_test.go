@@ -29,6 +29,7 @@ func TestLoadKeys(t *testing.T) {
 		// A file with no key would leave the server open to every request.
 		{"empty", "", nil, "no key in the file"},
 		{"comments only", "# ops\n\n", nil, "no key in the file"},
+		{"a name twice", "ops " + h + " admin\nops " + server.HashKey("other") + " infer\n", nil, `a key named "ops" is in the file already`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

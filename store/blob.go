@@ -66,7 +66,9 @@ func BlobURL(dataDir, blobURL string) (string, error) {
 func OpenBlobs(ctx context.Context, rawURL string) (*Blobs, error) {
 	var dir string
 	if u, err := url.Parse(rawURL); err == nil && u.Scheme == "file" {
-		if !path.IsAbs(u.Path) { // file://dir reads dir as a host, and the path as empty
+		// file://dir reads dir as a host, and the path as empty; file://rel/dir as host rel and
+		// path /dir, a folder at the file system's root.
+		if !path.IsAbs(u.Path) || u.Host != "" && u.Host != "localhost" {
 			return nil, fmt.Errorf("store: open blobs %q: %w: a file:// bucket needs an absolute path, as file:///abs/dir", rawURL, ErrInvalid)
 		}
 		dir = filepath.FromSlash(u.Path)

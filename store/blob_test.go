@@ -185,7 +185,8 @@ func testBlobPurger(t *testing.T, s *Store, u string) {
 // TestOpenBlobsRelativeFileURL: file://dir names a host and no path; it is refused with a
 // message that says what to write, rather than "mkdir : no such file or directory".
 func TestOpenBlobsRelativeFileURL(t *testing.T) {
-	for _, u := range []string{"file://relblobs", "file:relblobs"} {
+	// file://rel/dir made /dir at the file system's root (an operator walkthrough).
+	for _, u := range []string{"file://relblobs", "file:relblobs", "file://relative/s3t-blobs-test"} {
 		if _, err := OpenBlobs(context.Background(), u); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "file:///abs/dir") {
 			t.Errorf("OpenBlobs(%q) = %v, want ErrInvalid naming the absolute form", u, err)
 		}

@@ -936,7 +936,11 @@ func (r *Runner) erasePurged(ctx context.Context, model string, shard int, purge
 // again after d without counting the run as one of its attempts.
 func (r *Runner) requeue(ctx context.Context, final *store.Training, msg string, d time.Duration, log *slog.Logger) error {
 	final.State, final.Message = store.TrainingQueued, msg
-	if err := r.cfg.Store.UpdateTraining(ctx, final, r.cfg.Holder, 0); err != nil {
+	switch err := r.cfg.Store.UpdateTraining(ctx, final, r.cfg.Holder, 0); {
+	case errors.Is(err, store.ErrStale):
+		// Not a fault: cancelling the job (s3t models cancel) ends its lease too.
+		log.Info("training job not recorded as queued again: it was cancelled, or another run holds it", "reason", msg)
+	case err != nil:
 		log.Warn("record the training job queued again", "err", err)
 	}
 	return store.Snooze(d)
