@@ -150,11 +150,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	if !embedded && o.worker && o.trainWorkers > 0 {
 		// A replica that trains on PostgreSQL writes DATA/work: one process per folder, as
 		// s3t worker's --work-dir (two replicas started with the same --data shared it).
-		work := filepath.Join(dir, "work")
-		if err := os.MkdirAll(work, 0o700); err != nil {
-			return fmt.Errorf("serve: work directory: %w", err)
-		}
-		lock, err := lockWorkDir(work)
+		lock, err := lockWorkDir(filepath.Join(dir, "work"))
 		if err != nil {
 			return err
 		}

@@ -107,9 +107,6 @@ func runWorker(ctx context.Context, o workerOptions) error {
 	if err != nil {
 		return fmt.Errorf("worker: work directory: %w", err)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("worker: work directory: %w", err)
-	}
 	lock, err := lockWorkDir(dir)
 	if err != nil {
 		return err
@@ -136,8 +133,12 @@ func runWorker(ctx context.Context, o workerOptions) error {
 	return nil
 }
 
-// lockWorkDir takes an exclusive lock on a worker's work directory (it dies with the process).
+// lockWorkDir makes a work directory if missing and takes an exclusive lock on it (it dies with
+// the process).
 func lockWorkDir(dir string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("work directory: %w", err)
+	}
 	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock work directory: %w", err)
