@@ -226,19 +226,40 @@ func followTraining(c *cobra.Command, cl *api.Client, model string, queued []int
 		followed[id] = true
 	}
 	bar := newStatusLine(c.ErrOrStderr())
-	last, err := cl.WatchTraining(c.Context(), &api.GetTrainingRequest{Model: model}, func(st *api.TrainingStatus) error {
-		for _, j := range st.Jobs {
-			if j.State == api.TrainingQueued || j.State == api.TrainingRunning {
-				followed[j.ID] = true
+	var last *api.TrainingStatus
+	heard := time.Now() // the last event, or the start
+	for {
+		st, err := cl.WatchTraining(c.Context(), &api.GetTrainingRequest{Model: model}, func(st *api.TrainingStatus) error {
+			heard = time.Now()
+			for _, j := range st.Jobs {
+				if j.State == api.TrainingQueued || j.State == api.TrainingRunning {
+					followed[j.ID] = true
+				}
 			}
+			bar.set(trainingLine(st, time.Since(start), func(id int64) bool { return followed[id] }))
+			return nil
+		})
+		if st != nil {
+			last = st
 		}
-		bar.set(trainingLine(st, time.Since(start), func(id int64) bool { return followed[id] }))
-		return nil
-	})
-	bar.end()
-	if err != nil {
-		return err
+		if err == nil {
+			break
+		}
+		// The server went away (a replica's restart, a rolling deploy) while the jobs go on
+		// on the workers: follow again, for up to followAgainFor without an event.
+		if c.Context().Err() != nil || !followAgain(err) || time.Since(heard) > followAgainFor {
+			bar.end()
+			return err
+		}
+		bar.set(fmt.Sprintf("the server is unavailable (%v); following again", err))
+		select {
+		case <-c.Context().Done():
+			bar.end()
+			return c.Context().Err()
+		case <-time.After(followAgainEvery):
+		}
 	}
+	bar.end()
 	if err := trainingOutcome(c.OutOrStdout(), last, followed); err != nil {
 		return err
 	}
@@ -248,6 +269,24 @@ func followTraining(c *cobra.Command, cl *api.Client, model string, queued []int
 	}
 	fmt.Fprintf(c.OutOrStdout(), "training done in %s\n", time.Since(start).Round(time.Second))
 	return nil
+}
+
+// followAgainFor is how long a follower of a training keeps following again after its events
+// stopped, the server unavailable; followAgainEvery how often it tries.
+const (
+	followAgainFor   = 2 * time.Minute
+	followAgainEvery = time.Second
+)
+
+// followAgain reports whether a training's event stream ended in a way worth following again:
+// the server shutting down or not ready (unavailable), or a connection that broke or could not
+// be made; not a refusal (an unknown model, a key without the scope).
+func followAgain(err error) bool {
+	var e *api.Error
+	if errors.As(err, &e) {
+		return e.Code == api.CodeUnavailable
+	}
+	return true
 }
 
 func newDeleteCmd() *cobra.Command {

@@ -5,12 +5,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -303,5 +305,47 @@ func TestWorkerIntervalsChecked(t *testing.T) {
 		if code != 2 || !strings.Contains(stderr, "must be more than 0") {
 			t.Errorf("worker %s 0s: exit %d, stderr %q; want exit 2", flag, code, stderr)
 		}
+	}
+}
+
+// TestFollowTrainingAgain: a follower of a training whose server shuts down (a replica's
+// restart; the jobs go on on the workers) follows again rather than exit 1, and ends with the
+// training's outcome.
+func TestFollowTrainingAgain(t *testing.T) {
+	var calls atomic.Int32
+	running := `{"model":"m","jobs":[{"id":1,"shard":0,"sequence":0,"state":"running","stage":1,"stages":2,"step":1,"steps":4}],"done":false,"step":1,"steps":4}`
+	done := `{"model":"m","jobs":[{"id":1,"shard":0,"sequence":0,"state":"done","stage":2,"stages":2,"step":4,"steps":4}],"done":true,"step":4,"steps":4}`
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/models/m/training/events" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		switch calls.Add(1) {
+		case 1: // the replica shuts down
+			fmt.Fprintf(w, "event: progress\ndata: %s\n\nevent: error\ndata: {\"error\":{\"code\":\"unavailable\",\"message\":\"the server is shutting down\"}}\n\n", running)
+		case 2: // not up yet
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprint(w, `{"error":{"code":"unavailable","message":"the ledger does not answer"}}`)
+		default:
+			fmt.Fprintf(w, "event: done\ndata: %s\n\n", done)
+		}
+	}))
+	defer ts.Close()
+	out, stderr, code := run(t, "models", "training", "m", "--watch", "--url", ts.URL)
+	if code != 0 || calls.Load() != 3 || !strings.Contains(out, "training done") {
+		t.Fatalf("exit %d after %d connections; stdout %q, stderr %q", code, calls.Load(), out, stderr)
+	}
+	// A refusal is not followed again.
+	calls.Store(100)
+	ts.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprint(w, `{"error":{"code":"not_found","message":"model \"m\": not found"}}`)
+	})
+	if _, _, code := run(t, "models", "training", "m", "--watch", "--url", ts.URL); code != 1 || calls.Load() != 101 {
+		t.Fatalf("unknown model: exit %d after %d connections, want 1 after 1", code, calls.Load()-100)
 	}
 }
