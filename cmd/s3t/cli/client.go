@@ -227,7 +227,7 @@ func followTraining(c *cobra.Command, cl *api.Client, model string, queued []int
 	}
 	bar := newStatusLine(c.ErrOrStderr())
 	var last *api.TrainingStatus
-	heard := time.Now() // the last event, or the start
+	var heard time.Time // the last event (zero: none yet)
 	for {
 		st, err := cl.WatchTraining(c.Context(), &api.GetTrainingRequest{Model: model}, func(st *api.TrainingStatus) error {
 			heard = time.Now()
@@ -246,8 +246,9 @@ func followTraining(c *cobra.Command, cl *api.Client, model string, queued []int
 			break
 		}
 		// The server went away (a replica's restart, a rolling deploy) while the jobs go on
-		// on the workers: follow again, for up to followAgainFor without an event.
-		if c.Context().Err() != nil || !followAgain(err) || time.Since(heard) > followAgainFor {
+		// on the workers: follow again, for up to followAgainFor without an event. A server
+		// never heard from (a wrong --url, one not started) is an error at once.
+		if c.Context().Err() != nil || !followAgain(err) || heard.IsZero() || time.Since(heard) > followAgainFor {
 			bar.end()
 			return err
 		}

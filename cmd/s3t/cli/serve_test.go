@@ -337,6 +337,13 @@ func TestFollowTrainingAgain(t *testing.T) {
 	if code != 0 || calls.Load() != 3 || !strings.Contains(out, "training done") {
 		t.Fatalf("exit %d after %d connections; stdout %q, stderr %q", code, calls.Load(), out, stderr)
 	}
+	// A server never heard from is not followed again: a wrong --url fails at once.
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadURL := dead.URL
+	dead.Close()
+	if _, _, code := run(t, "models", "training", "m", "--watch", "--url", deadURL); code != 1 {
+		t.Fatalf("a server that is not there: exit %d, want 1", code)
+	}
 	// A refusal is not followed again.
 	calls.Store(100)
 	ts.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
