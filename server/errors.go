@@ -134,7 +134,7 @@ func (s *Server) trainingUnderWay(ctx context.Context, model string, body *api.E
 	}
 	n := 0
 	for _, t := range ts {
-		if t.State == store.TrainingQueued || t.State == store.TrainingRunning {
+		if unfinished(t) {
 			n++
 		}
 	}

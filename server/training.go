@@ -90,6 +90,11 @@ func (s *Server) trainingStatus(ctx context.Context, name string) (*api.Training
 	return out, nil
 }
 
+// unfinished reports whether a training job is queued or running.
+func unfinished(t *store.Training) bool {
+	return t.State == store.TrainingQueued || t.State == store.TrainingRunning
+}
+
 // trainingSum is a model's training summed over its jobs (sumTraining).
 type trainingSum struct {
 	done        bool // no job is queued or running
@@ -124,9 +129,7 @@ type trainingSum struct {
 // stay busy until the queue is drained. With no running job that has an ETA yet, it is 0
 // (unknown).
 func sumTraining(ts []*store.Training) trainingSum {
-	unfinished := slices.ContainsFunc(ts, func(t *store.Training) bool {
-		return t.State == store.TrainingQueued || t.State == store.TrainingRunning
-	})
+	unfinished := slices.ContainsFunc(ts, unfinished)
 	ts = latestPerUnit(ts)
 	var known, knownSteps int64
 	for _, t := range ts {

@@ -64,8 +64,8 @@ func (p *Pool[T]) Get() (v T, ok bool) {
 
 // Trade returns the resource the caller should run on, given v, which it holds: v when v last
 // ran on the caller's CPU, or never ran, or when no idle resource last ran there; otherwise such
-// an idle one, and v goes back to the pool, on top (the one used last). Callers that took v on another thread (for
-// work that a helper runs) trade it where the work runs.
+// an idle one, and v goes back to the pool, on top (the one used last). Callers that took v on
+// another thread (for work that a helper runs) trade it where the work runs.
 func (p *Pool[T]) Trade(v T) T {
 	cpu := CPU()
 	if cpu < 0 {
