@@ -67,8 +67,8 @@ func serverEnvHelp(names ...string) string {
 // trainWorkersFlag declares --train-workers on c with S3T_TRAIN_WORKERS as its default, and
 // returns the check to run first thing in c's RunE: a S3T_TRAIN_WORKERS that is not a number is
 // an error unless --train-workers overrides it, never a silent default (0 would make a serving
-// replica of what was meant to train).
-func trainWorkersFlag(c *cobra.Command, dst *int, help string) func() error {
+// replica of what was meant to train); so is a count under least (0 for serve, 1 for worker).
+func trainWorkersFlag(c *cobra.Command, dst *int, least int, help string) func() error {
 	s := env("S3T_TRAIN_WORKERS")
 	n, err := strconv.Atoi(strings.TrimSpace(s))
 	if err != nil {
@@ -79,8 +79,8 @@ func trainWorkersFlag(c *cobra.Command, dst *int, help string) func() error {
 		if err != nil && !c.Flags().Changed("train-workers") {
 			return fmt.Errorf("%w: S3T_TRAIN_WORKERS=%q is not a number of training jobs", errUsage, s)
 		}
-		if *dst < 0 { // it used to mean 0, a serving-only replica, with no word of it in the log
-			return fmt.Errorf("%w: --train-workers (or S3T_TRAIN_WORKERS) is %d; want 0 or more", errUsage, *dst)
+		if *dst < least { // -1 used to mean 0, a serving-only replica, with no word of it in the log
+			return fmt.Errorf("%w: --train-workers (or S3T_TRAIN_WORKERS) is %d; want %d or more", errUsage, *dst, least)
 		}
 		return nil
 	}

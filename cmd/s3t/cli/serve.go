@@ -93,7 +93,7 @@ they resume after them at the next start.` + serverEnvHelp("S3T_ADDR", "S3T_DATA
 	f.StringVar(&o.blobURL, "blob-url", env("S3T_BLOB_URL"), "blob bucket URL (S3T_BLOB_URL; default file:// under --data)")
 	hideDefaults(f, "database-url", "blob-url")
 	f.BoolVar(&o.allowPaths, "allow-paths", false, "let clients register backbones from paths on this machine")
-	checkWorkers = trainWorkersFlag(c, &o.trainWorkers, "training jobs run at once in this process (S3T_TRAIN_WORKERS; 0: serve only)")
+	checkWorkers = trainWorkersFlag(c, &o.trainWorkers, 0, "training jobs run at once in this process (S3T_TRAIN_WORKERS; 0: serve only)")
 	f.DurationVar(&o.compactEvery, "compact-every", time.Minute, "after deletions, rewrite the SQLite ledger this often so no copy of a deleted row survives in free pages (0: never)")
 	f.BoolVar(&o.worker, "worker", true, "run training jobs in this process (--worker=false: serve only, the same as --train-workers 0)")
 	f.DurationVar(&o.lease, "lease", training.DefaultLease, "a training job's lease: a job whose worker stops renewing it is requeued after about twice this")

@@ -156,23 +156,30 @@ func TestKeysNew(t *testing.T) {
 	}
 }
 
-// TestTrainWorkersEnvChecked: a S3T_TRAIN_WORKERS that is not a number, or a negative
-// --train-workers or S3T_TRAIN_WORKERS, stops s3t serve and s3t worker with a usage error (each
-// used to make serve a serving-only replica, silently); a valid --train-workers overrides a bad
-// S3T_TRAIN_WORKERS.
+// TestTrainWorkersEnvChecked: a S3T_TRAIN_WORKERS that is not a number, or a --train-workers
+// or S3T_TRAIN_WORKERS under the least a command takes (0 for serve, a serving-only replica; 1
+// for worker), stops s3t serve and s3t worker with a usage error that names the least (a negative
+// count used to make serve a serving-only replica, silently, and worker said "want 0 or more" of
+// -1 but refused 0); a valid --train-workers overrides a bad S3T_TRAIN_WORKERS.
 func TestTrainWorkersEnvChecked(t *testing.T) {
+	serve := func(t *testing.T) []string { return []string{"serve", "--data", t.TempDir(), "--addr", "127.0.0.1:0"} }
+	worker := func(t *testing.T) []string {
+		return []string{"worker", "--database-url", "postgres://127.0.0.1:1/none", "--blob-url", "file://" + t.TempDir(), "--work-dir", t.TempDir()}
+	}
 	for _, tt := range []struct {
 		env, flag, want string
+		cmds            []func(*testing.T) []string
 	}{
-		{env: "two", want: `S3T_TRAIN_WORKERS="two"`},
-		{env: "-1", want: "is -1; want 0 or more"},
-		{flag: "-2", want: "is -2; want 0 or more"},
+		{env: "two", want: `S3T_TRAIN_WORKERS="two"`, cmds: []func(*testing.T) []string{serve, worker}},
+		{env: "-1", want: "is -1; want 0 or more", cmds: []func(*testing.T) []string{serve}},
+		{flag: "-2", want: "is -2; want 0 or more", cmds: []func(*testing.T) []string{serve}},
+		{env: "-1", want: "is -1; want 1 or more", cmds: []func(*testing.T) []string{worker}},
+		{env: "0", want: "is 0; want 1 or more", cmds: []func(*testing.T) []string{worker}},
+		{env: "3", flag: "0", want: "is 0; want 1 or more", cmds: []func(*testing.T) []string{worker}},
 	} {
 		t.Setenv("S3T_TRAIN_WORKERS", tt.env)
-		for _, args := range [][]string{
-			{"serve", "--data", t.TempDir(), "--addr", "127.0.0.1:0"},
-			{"worker", "--database-url", "postgres://127.0.0.1:1/none", "--blob-url", "file://" + t.TempDir(), "--work-dir", t.TempDir()},
-		} {
+		for _, cmd := range tt.cmds {
+			args := cmd(t)
 			if tt.flag != "" {
 				args = append(args, "--train-workers", tt.flag)
 			}
