@@ -8,11 +8,13 @@
 package training
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -446,4 +448,69 @@ func jsonNumber(b []byte) bool {
 		}
 	}
 	return i == len(b)
+}
+
+// BucketCheck is what CheckBucket found: how many models the ledger has, and which of their
+// backbones' files the bucket lacks (each with the models that use it).
+type BucketCheck struct {
+	Models  int
+	Missing map[string][]string // backbone name -> the models using it
+}
+
+// Wrong reports whether the bucket holds none of the backbones the ledger's models use: a
+// process given another bucket than the one the models were made with (a wrong S3T_BLOB_URL).
+func (c BucketCheck) Wrong() bool { return c.Models > 0 && len(c.Missing) > 0 && c.found() == 0 }
+
+func (c BucketCheck) found() int {
+	n := c.Models
+	for _, ms := range c.Missing {
+		n -= len(ms)
+	}
+	return n
+}
+
+// String names what is missing, for an error or a log line.
+func (c BucketCheck) String() string {
+	names := slices.Sorted(maps.Keys(c.Missing))
+	parts := make([]string, len(names))
+	for i, b := range names {
+		parts[i] = fmt.Sprintf("%s (used by %s)", BackboneKey(b), strings.Join(c.Missing[b], ", "))
+	}
+	return fmt.Sprintf("%d of the ledger's %d models use a backbone the bucket lacks: %s", c.Models-c.found(), c.Models, strings.Join(parts, "; "))
+}
+
+// CheckBucket checks that the bucket holds the backbone of every model of the ledger (a model's
+// backbone cannot be deleted while the model exists). A process started with another bucket than
+// the one its ledger's models were made with would otherwise fail every training job of them
+// within seconds, each attempt on "not found", and leave them failed until trained again.
+func CheckBucket(ctx context.Context, st *store.Store, blobs *store.Blobs) (BucketCheck, error) {
+	models, err := st.ListModels(ctx)
+	if err != nil {
+		return BucketCheck{}, fmt.Errorf("check bucket: %w", err)
+	}
+	c := BucketCheck{Missing: map[string][]string{}}
+	present := map[string]bool{}
+	for _, m := range models {
+		rec, err := DecodeRecord(m)
+		if err != nil {
+			continue // not this check's to report: training and serving the model say so
+		}
+		c.Models++
+		ok, seen := present[rec.Backbone]
+		if !seen {
+			_, err := blobs.ModTime(ctx, BackboneKey(rec.Backbone))
+			switch {
+			case err == nil:
+				ok = true
+			case errors.Is(err, store.ErrNotFound):
+			default:
+				return BucketCheck{}, fmt.Errorf("check bucket: %w", err)
+			}
+			present[rec.Backbone] = ok
+		}
+		if !ok {
+			c.Missing[rec.Backbone] = append(c.Missing[rec.Backbone], m.Name)
+		}
+	}
+	return c, nil
 }

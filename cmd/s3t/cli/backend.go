@@ -85,7 +85,32 @@ func openBackend(ctx context.Context, cfg backendConfig) (_ *backend, err error)
 	} else if n > 0 {
 		slog.Info("finished interrupted purges", "count", n)
 	}
+	if err = checkBucket(ctx, b, cfg); err != nil {
+		return nil, err
+	}
 	return b, nil
+}
+
+// checkBucket checks that the bucket holds the backbones of the ledger's models. One that holds
+// none of them is not the bucket the models were made with: on PostgreSQL, where every process
+// shares one bucket, that stops the process (its training jobs would each fail within seconds,
+// for good); on SQLite it is logged as an error and the server starts, so that the models can
+// still be read and deleted through the API. A bucket that lacks only some is logged.
+func checkBucket(ctx context.Context, b *backend, cfg backendConfig) error {
+	c, err := training.CheckBucket(ctx, b.st, b.blobs)
+	if err != nil {
+		return err
+	}
+	bucket := redactURL(cfg.BlobURL)
+	switch {
+	case c.Wrong() && store.IsPostgresURL(cfg.DSN):
+		return fmt.Errorf("the bucket %s is not the one this ledger's models were made with: %s; give every s3t process the bucket the others use (S3T_BLOB_URL or --blob-url)", bucket, c)
+	case c.Wrong():
+		slog.Error("the bucket is not the one this ledger's models were made with: their training and predictions will fail", "bucket", bucket, "missing", c.String())
+	case len(c.Missing) > 0:
+		slog.Warn("the bucket lacks backbones of some models: their training and predictions will fail", "bucket", bucket, "missing", c.String())
+	}
+	return nil
 }
 
 // startJobs starts working the queue (when TrainWorkers > 0; an enqueue-only queue starts

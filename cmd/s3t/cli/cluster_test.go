@@ -502,6 +502,23 @@ func TestServeReplicaSweepsLocalCheckpoints(t *testing.T) {
 		t.Fatalf("a second training replica on one --data: exit %d, %s", code, &stderr)
 	}
 	ids, _ := crashModel(t, a.cl, 1, 2, 1, 160)
+	// A worker or a replica given another bucket than the one the models were made with stops
+	// at start, naming it (an operator's walkthrough: a worker with the wrong bucket failed the
+	// model's jobs for good within seconds, each attempt on "not found").
+	wrong := "file://" + filepath.Join(tmp, "wrong") + "?create_dir=true"
+	for _, args := range [][]string{
+		{"worker", "--database-url", dsn, "--blob-url", wrong, "--work-dir", filepath.Join(tmp, "w")},
+		{"serve", "--database-url", dsn, "--blob-url", wrong, "--data", filepath.Join(tmp, "s"), "--addr", "127.0.0.1:0"},
+	} {
+		stderr.Reset()
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second) // one that starts stops, and fails below
+		code := Execute(sctx, args, &bytes.Buffer{}, &stderr)
+		cancel()
+		if code != 1 ||
+			!strings.Contains(stderr.String(), "is not the one this ledger's models were made with") || !strings.Contains(stderr.String(), "backbones/vit/model.onnx (used by m)") {
+			t.Fatalf("%s with another bucket: exit %d, %s; want exit 1 naming the bucket and the missing backbone", args[0], code, &stderr)
+		}
+	}
 	if _, err := a.cl.StartTraining(ctx, &api.StartTrainingRequest{Model: "m"}); err != nil {
 		t.Fatal(err)
 	}

@@ -77,7 +77,7 @@ Environment:
 		def = filepath.Join(d, "s3t", "worker")
 	}
 	f.StringVar(&o.workDir, "work-dir", def, "local folder of this worker's stage checkpoints (one worker process per folder)")
-	checkWorkers = trainWorkersFlag(c, &o.trainWorkers, "training jobs run at once in this process (S3T_TRAIN_WORKERS)")
+	checkWorkers = trainWorkersFlag(c, &o.trainWorkers, 1, "training jobs run at once in this process (S3T_TRAIN_WORKERS)")
 	f.DurationVar(&o.lease, "lease", training.DefaultLease, "a training job's lease: a job whose worker stops renewing it is requeued after about twice this")
 	f.DurationVar(&o.heartbeat, "heartbeat", training.DefaultHeartbeat, "how often a running job writes its progress and renews its lease (well under --lease)")
 	f.DurationVar(&o.pollInterval, "poll-interval", 200*time.Millisecond, "how often an idle worker also polls for queued jobs (it is told of new ones through PostgreSQL LISTEN/NOTIFY; polling is the fallback)")
@@ -93,9 +93,6 @@ func runWorker(ctx context.Context, o workerOptions) error {
 	}
 	if o.blobURL == "" {
 		return fmt.Errorf("%w: s3t worker needs S3T_BLOB_URL (or --blob-url): the bucket every process shares", errUsage)
-	}
-	if o.trainWorkers < 1 {
-		return fmt.Errorf("%w: --train-workers must be at least 1", errUsage)
 	}
 	if o.heartbeat <= 0 || o.lease <= o.heartbeat {
 		return fmt.Errorf("%w: --lease (%v) must be longer than --heartbeat (%v)", errUsage, o.lease, o.heartbeat)
@@ -126,7 +123,7 @@ func runWorker(ctx context.Context, o workerOptions) error {
 	if err := be.startJobs(ctx); err != nil {
 		return err
 	}
-	slog.Info("s3t worker", "work_dir", dir, "train_workers", o.trainWorkers, "lease", o.lease, "database", databaseKind(o.databaseURL))
+	slog.Info("s3t worker", "work_dir", dir, "bucket", redactURL(o.blobURL), "train_workers", o.trainWorkers, "lease", o.lease, "database", databaseKind(o.databaseURL))
 	sw.loop(ctx, o.sweepEvery)
 	slog.Info("s3t worker stopping", "cause", context.Cause(ctx))
 	be.stopJobs(ctx, o.jobsStop)
