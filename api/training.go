@@ -40,12 +40,23 @@ type TrainingJob struct {
 	Step   int64   `json:"step"`
 	Steps  int64   `json:"steps"`
 	Loss   float64 `json:"loss"`
-	// ExamplesPerSecond is the current stage's throughput; ETASeconds the estimated time left.
-	ExamplesPerSecond float64   `json:"examples_per_second"`
-	ETASeconds        float64   `json:"eta_seconds"`
-	Message           string    `json:"message,omitempty"`
-	Worker            string    `json:"worker,omitempty"`
-	Updated           time.Time `json:"updated_at"`
+	// ExamplesPerSecond is the current stage's throughput; ETASeconds the estimated time left
+	// (both 0 while the job is Stalled).
+	ExamplesPerSecond float64 `json:"examples_per_second"`
+	ETASeconds        float64 `json:"eta_seconds"`
+	Message           string  `json:"message,omitempty"`
+	// Worker holds the job's lease until LeaseUntil (set while the job is running); a live
+	// worker renews it every heartbeat.
+	Worker     string    `json:"worker,omitempty"`
+	LeaseUntil time.Time `json:"lease_until,omitzero"`
+	// Stalled is true when the job is running but its lease has expired: its worker stopped
+	// renewing it (killed, machine lost, partitioned, or unable to reach the ledger). The job
+	// makes no progress, its ETASeconds and ExamplesPerSecond are 0, and its Message says which
+	// worker and since when; it is requeued (state queued) once the lease has been expired for
+	// one more lease, and another worker resumes it from its published stages. State stays
+	// running meanwhile.
+	Stalled bool      `json:"stalled,omitempty"`
+	Updated time.Time `json:"updated_at"`
 }
 
 // GetTrainingRequest asks for a model's training status.
@@ -68,8 +79,9 @@ type TrainingStatus struct {
 	Steps    int64   `json:"steps"`
 	Progress float64 `json:"progress"`
 	// ETASeconds estimates the time until every queued and running job is done: their remaining
-	// steps (queued jobs at the estimate) at the running jobs' combined rate, and at least the
-	// longest ETA of a running job; 0 when unknown (no running job has an ETA yet).
+	// steps (a queued job's at the estimate, a stalled job's too) at the combined rate of the
+	// running jobs that are not Stalled, and at least the longest ETA of such a job; 0 when
+	// unknown (no running job that is not Stalled has an ETA yet).
 	ETASeconds float64 `json:"eta_seconds"`
 }
 

@@ -47,7 +47,7 @@ func openAPIDoc(t *testing.T, url string) map[string]map[string]openAPIOp {
 // empty one: the server refuses it where the document says the body is required, and accepts
 // it where it says the body is optional (POST /v1/models/{name}/train, in either framing).
 func TestOpenAPIRequestBodyRequired(t *testing.T) {
-	url, _, _ := queueOnlyServer(t)
+	url, _, _, _ := queueOnlyServer(t)
 	doc := openAPIDoc(t, url)
 	filled := strings.NewReplacer("{name}", "m", "{id}", "s0", "{receipt}", "r")
 	optional := 0

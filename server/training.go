@@ -79,13 +79,22 @@ func (s *Server) trainingStatus(ctx context.Context, name string) (*api.Training
 	if err != nil {
 		return nil, fmt.Errorf("training of %q: %w", name, err)
 	}
+	now := time.Now() // the jobs and the totals see the same leases expired
 	out := &api.TrainingStatus{Model: name, Jobs: make([]api.TrainingJob, 0, len(ts))}
 	for _, t := range ts {
-		out.Jobs = append(out.Jobs, api.TrainingJob{ID: t.JobID, Shard: t.Shard, Sequence: t.Sequence, Retrain: t.Retrain, State: t.State,
+		j := api.TrainingJob{ID: t.JobID, Shard: t.Shard, Sequence: t.Sequence, Retrain: t.Retrain, State: t.State,
 			Stage: t.Stage, Stages: t.Stages, Step: t.Step, Steps: t.Steps, Loss: t.Loss, ExamplesPerSecond: t.Rate,
-			ETASeconds: t.ETA.Seconds(), Message: t.Message, Worker: t.Holder, Updated: t.Updated})
+			ETASeconds: t.ETA.Seconds(), Message: t.Message, Worker: t.Holder, Updated: t.Updated}
+		if t.State == store.TrainingRunning {
+			j.LeaseUntil = t.LeaseUntil
+		}
+		if stalled(t, now) {
+			j.Stalled, j.ETASeconds, j.ExamplesPerSecond = true, 0, 0
+			j.Message = stalledMessage(t, now)
+		}
+		out.Jobs = append(out.Jobs, j)
 	}
-	sum := sumTraining(ts)
+	sum := sumTraining(ts, now)
 	out.Done, out.Step, out.Steps, out.Progress, out.ETASeconds = sum.done, sum.step, sum.steps, sum.progress, sum.eta.Seconds()
 	return out, nil
 }
@@ -93,6 +102,30 @@ func (s *Server) trainingStatus(ctx context.Context, name string) (*api.Training
 // unfinished reports whether a training job is queued or running.
 func unfinished(t *store.Training) bool {
 	return t.State == store.TrainingQueued || t.State == store.TrainingRunning
+}
+
+// stalled reports whether a training job is running under a lease that expired before now: its
+// worker stopped renewing it (killed, machine lost, partitioned, or cut off from the ledger), and
+// its progress, rate and ETA are those of its last heartbeat. It reads running until a worker
+// requeues it (store.RescueExpiredTrainings: once the lease has been expired for one more
+// lease). A running row without a lease (none recorded) is not stalled.
+func stalled(t *store.Training, now time.Time) bool {
+	return t.State == store.TrainingRunning && !t.LeaseUntil.IsZero() && now.After(t.LeaseUntil)
+}
+
+// stalledMessage is a stalled job's message: which worker stopped renewing its lease, when, and
+// what comes next; the row's own message, if any, after it.
+func stalledMessage(t *store.Training, now time.Time) string {
+	worker := "its worker"
+	if t.Holder != "" {
+		worker = "worker " + t.Holder
+	}
+	msg := fmt.Sprintf("stalled: %s stopped renewing its lease, which expired at %s (%s ago); a running worker requeues the job once the lease has been expired for one more lease",
+		worker, t.LeaseUntil.UTC().Format(time.RFC3339), now.Sub(t.LeaseUntil).Round(time.Second))
+	if t.Message != "" {
+		msg += "; " + t.Message
+	}
+	return msg
 }
 
 // trainingSum is a model's training summed over its jobs (sumTraining).
@@ -126,9 +159,11 @@ type trainingSum struct {
 // aggregate rate of the running jobs, in steps per second (each job's remaining steps over its
 // own ETA, which weighs its deeper, slower stages), and never less than the longest ETA of a
 // running job (one job is not shared between workers). It assumes that the workers now busy
-// stay busy until the queue is drained. With no running job that has an ETA yet, it is 0
-// (unknown).
-func sumTraining(ts []*store.Training) trainingSum {
+// stay busy until the queue is drained. A stalled job (its lease expired before now, see
+// stalled) counts its remaining steps, as a queued one does, but neither its rate nor its ETA:
+// its worker is gone, and the ETA its last heartbeat wrote does not run down. With no running
+// job that has an ETA yet (stalled ones aside), it is 0 (unknown).
+func sumTraining(ts []*store.Training, now time.Time) trainingSum {
 	unfinished := slices.ContainsFunc(ts, unfinished)
 	ts = latestPerUnit(ts)
 	var known, knownSteps int64
@@ -163,7 +198,7 @@ func sumTraining(ts []*store.Training) trainingSum {
 		sum.steps += steps
 		left := float64(steps - step)
 		remaining += left
-		if t.State == store.TrainingRunning && t.ETA > 0 {
+		if t.State == store.TrainingRunning && t.ETA > 0 && !stalled(t, now) {
 			sum.eta = max(sum.eta, t.ETA)
 			if t.Steps > 0 && left > 0 {
 				rate += left / t.ETA.Seconds()
@@ -204,7 +239,7 @@ func latestPerUnit(ts []*store.Training) []*store.Training {
 
 // trainingSteps is sumTraining's steps taken, steps in all and progress (for /metrics).
 func trainingSteps(ts []*store.Training) (step, steps int64, progress float64) {
-	sum := sumTraining(ts)
+	sum := sumTraining(ts, time.Now())
 	return sum.step, sum.steps, sum.progress
 }
 

@@ -25,9 +25,9 @@ import (
 
 // queueOnlyServer serves, on a real listener, a server whose training runner queues jobs and
 // works none (its queue has no workers, as on a replica that leaves training to others), with a
-// model "m" of 4 samples, not trained. stop cancels Serve and returns its error; the cleanup
-// waits for Serve to return.
-func queueOnlyServer(t *testing.T) (url string, c *api.Client, stop func() error) {
+// model "m" of 4 samples, not trained. st is its ledger, for a test to write the rows a worker
+// would. stop cancels Serve and returns its error; the cleanup waits for Serve to return.
+func queueOnlyServer(t *testing.T) (url string, c *api.Client, st *store.Store, stop func() error) {
 	t.Helper()
 	ctx := context.Background()
 	st, blobs := testmodel.OpenStore(t)
@@ -80,14 +80,14 @@ func queueOnlyServer(t *testing.T) (url string, c *api.Client, stop func() error
 	if _, err := c.UploadNDJSON(ctx, "m", strings.NewReader(ndjson.String())); err != nil {
 		t.Fatal(err)
 	}
-	return url, c, stop
+	return url, c, st, stop
 }
 
 // queuedTrainingServer is queueOnlyServer with the training of "m" queued: it stays unfinished
 // for as long as the test runs.
 func queuedTrainingServer(t *testing.T) (url string, stop func() error) {
 	t.Helper()
-	url, c, stop := queueOnlyServer(t)
+	url, c, _, stop := queueOnlyServer(t)
 	if res, err := c.StartTraining(context.Background(), &api.StartTrainingRequest{Model: "m"}); err != nil || len(res.Jobs) != 1 {
 		t.Fatalf("start training = %+v, %v; want 1 job", res, err)
 	}

@@ -23,6 +23,21 @@ func again(t *store.Training, state string, step, steps int64, eta time.Duration
 	return j
 }
 
+// now is the time sumTraining's tests read the leases at.
+var now = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+
+// leased is t (running) under a lease that ends after now: its worker renews it.
+func leased(t *store.Training) *store.Training {
+	t.Holder, t.LeaseUntil = "w-live", now.Add(20*time.Second)
+	return t
+}
+
+// lapsed is t (running) under a lease that ended before now: its worker stopped renewing it.
+func lapsed(t *store.Training) *store.Training {
+	t.Holder, t.LeaseUntil = "w-dead", now.Add(-10*time.Second)
+	return t
+}
+
 const (
 	queued    = store.TrainingQueued
 	running   = store.TrainingRunning
@@ -75,6 +90,19 @@ func TestSumTraining(t *testing.T) {
 			a := job(running, 5, 100, 0)
 			return []*store.Training{a, again(a, done, 100, 100, 0)}
 		}(), step: 100, steps: 100},
+		// A job whose worker stopped renewing its lease still counts its steps (it is requeued,
+		// and resumed), but not its rate or its ETA, which stay as its last heartbeat wrote them:
+		// the 200 steps left (the stalled job's 50 included) at the live job's 2 steps/s, 100 s
+		// (it was 29 s, at 7 steps/s: the dead worker's 5 steps/s counted as if it still ran).
+		{name: "one job stalled, one running", jobs: []*store.Training{lapsed(job(running, 50, 100, 10*time.Second)), leased(job(running, 50, 100, 25*time.Second)), job(queued, 0, 0, 0)},
+			step: 100, steps: 300, eta: 100 * time.Second},
+		// The only running job stalled: no rate, the ETA is unknown (it read 30 s, at the dead
+		// worker's rate, until the job was requeued, up to 2.5 leases later).
+		{name: "only job stalled", jobs: []*store.Training{lapsed(job(running, 50, 100, 10*time.Second)), job(queued, 0, 0, 0)},
+			step: 50, steps: 200},
+		// A lease that has not ended: the job runs, its ETA counts.
+		{name: "lease live", jobs: []*store.Training{leased(job(running, 50, 100, 10*time.Second))},
+			step: 50, steps: 100, eta: 10 * time.Second},
 		// A unit trained again after its job was cancelled: only the new job counts.
 		{name: "done after cancelled", jobs: func() []*store.Training {
 			a := job(cancelled, 5, 100, 0)
@@ -83,7 +111,7 @@ func TestSumTraining(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := sumTraining(tt.jobs)
+			got := sumTraining(tt.jobs, now)
 			var progress float64
 			if tt.steps > 0 {
 				progress = float64(tt.step) / float64(tt.steps)
@@ -107,7 +135,7 @@ func TestTrainingProgressMonotone(t *testing.T) {
 	last := -1.0
 	check := func(what string) {
 		t.Helper()
-		sum := sumTraining(jobs)
+		sum := sumTraining(jobs, now)
 		if sum.progress < last {
 			t.Fatalf("%s: progress fell from %v to %v", what, last, sum.progress)
 		}
