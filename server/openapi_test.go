@@ -185,3 +185,39 @@ func TestToAPIError(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenAPITrainingStalled: the document describes a training job's lease and stall as the
+// status reports them (TestTrainingStatusStalled): the TrainingJob schema has lease_until and
+// stalled, and the training status routes say what a stalled job is.
+func TestOpenAPITrainingStalled(t *testing.T) {
+	s := newTestServer(t, Config{})
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/openapi.json", nil))
+	var doc struct {
+		Paths      map[string]map[string]struct{ Description string } `json:"paths"`
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]struct{ Type, Format string } `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	job := doc.Components.Schemas["TrainingJob"].Properties
+	for name, want := range map[string]struct{ Type, Format string }{
+		"stalled":     {Type: "boolean"},
+		"lease_until": {Type: "string", Format: "date-time"},
+		"worker":      {Type: "string"},
+		"eta_seconds": {Type: "number"},
+	} {
+		if got, ok := job[name]; !ok || got != want {
+			t.Errorf("TrainingJob.%s = %+v (documented: %v), want %+v", name, got, ok, want)
+		}
+	}
+	for _, p := range []string{"/v1/models/{name}/training", "/v1/models/{name}/training/events"} {
+		if d := doc.Paths[p]["get"].Description; !strings.Contains(d, "`stalled: true`") || !strings.Contains(d, "lease_until") {
+			t.Errorf("GET %s: description %q does not say what a stalled job is", p, d)
+		}
+	}
+}

@@ -49,6 +49,11 @@ type Route struct {
 	handler     echo.HandlerFunc
 }
 
+// stalledDescription is what the training status says of a job whose worker stopped renewing
+// its lease (stalled, sumTraining), for the OpenAPI document.
+const stalledDescription = "A running job carries its worker's lease end (`lease_until`). Once the lease has expired (its worker stopped renewing it: killed, lost, partitioned) the job still reads `running` but `stalled: true`, with `eta_seconds` and `examples_per_second` 0 and a message naming the worker and when its lease expired, " +
+	"until a worker requeues it (state `queued`), once the lease has been expired for one more lease; the model's `eta_seconds` counts a stalled job's remaining steps but not its rate."
+
 // Routes lists every route of the server, in one place.
 func (s *Server) Routes() []Route {
 	return []Route{
@@ -71,10 +76,11 @@ func (s *Server) Routes() []Route {
 		{Method: http.MethodGet, Path: "/v1/models/:name", Name: "getModel", Summary: "A model with its live prefixes.", Scope: api.ScopeInfer, Response: api.Model{}, handler: s.getModel},
 		{Method: http.MethodDelete, Path: "/v1/models/:name", Name: "deleteModel", Summary: "Erase a model and everything recorded for it.", Scope: api.ScopeAdmin, Response: api.DeleteModelResponse{}, handler: s.deleteModel},
 		{Method: http.MethodPost, Path: "/v1/models/:name/train", Name: "startTraining", Summary: "Queue the training a model needs (a job per shard x sequence; force: retrain all).", Scope: api.ScopeTrain, Request: api.StartTrainingRequest{}, BodyOptional: true, Response: api.TrainingJobs{}, body: bodyJSON, handler: s.startTraining},
-		{Method: http.MethodGet, Path: "/v1/models/:name/training", Name: "getTraining", Summary: "Training jobs with progress (stage, loss, examples/s, ETA).", Scope: api.ScopeInfer, OrScope: api.ScopeTrain, Response: api.TrainingStatus{}, handler: s.getTraining},
+		{Method: http.MethodGet, Path: "/v1/models/:name/training", Name: "getTraining", Summary: "Training jobs with progress (stage, loss, examples/s, ETA).", Scope: api.ScopeInfer, OrScope: api.ScopeTrain, Response: api.TrainingStatus{}, handler: s.getTraining,
+			Description: stalledDescription},
 		{Method: http.MethodGet, Path: "/v1/models/:name/training/events", Name: "trainingEvents", Summary: "Training progress as Server-Sent Events (progress every second, then done).", Scope: api.ScopeInfer, OrScope: api.ScopeTrain, Response: api.TrainingStatus{}, ResponseType: "text/event-stream", handler: s.trainingEvents,
 			Description: "A text/event-stream: an `event: progress` every second while jobs are queued or running, then one `event: done`, each with a TrainingStatus as its data (as GET /v1/models/{name}/training answers). " +
-				"The stream ends instead with one `event: error` whose data is an ErrorBody when the status cannot be read, or with code `unavailable` when the server shuts down."},
+				"The stream ends instead with one `event: error` whose data is an ErrorBody when the status cannot be read, or with code `unavailable` when the server shuts down. " + stalledDescription},
 		{Method: http.MethodDelete, Path: "/v1/models/:name/training", Name: "cancelTraining", Summary: "Cancel a model's unfinished training jobs.", Scope: api.ScopeTrain, Response: api.CancelTrainingResponse{}, handler: s.cancelTraining},
 		{Method: http.MethodGet, Path: "/v1/models/:name/unlearning", Name: "getUnlearning", Summary: "Live prefixes, deletions, expected deletions before retraining, and the retraining policy.", Scope: api.ScopeInfer, Response: api.UnlearningStatus{}, handler: s.getUnlearning},
 
