@@ -124,7 +124,8 @@ func newModelsCmd() *cobra.Command {
 		Long: `Queue one training job per (shard, sequence) that is not fully trained, and a retraining on
 the remaining data for every sequence whose live prefix was cut (--force: retrain everything);
 then follow the server's training events with a progress bar (--watch=false: return at once).
-Exits 1, naming the jobs and their states, when a job it follows (one it queued, or another
+A job whose worker stops renewing its lease (killed, lost) counts as stalled, not running, until
+it is requeued, and a line names the worker. Exits 1, naming the jobs and their states, when a job it follows (one it queued, or another
 client's it waited for) ends failed or cancelled.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -152,9 +153,11 @@ client's it waited for) ends failed or cancelled.`,
 		Use:   "training NAME",
 		Short: "Print a model's training jobs and progress (JSON), or follow them (--watch)",
 		Long: `Print a model's training status (JSON): its jobs with their state, stage, steps, loss, examples/s
-and ETA, and the model's totals. --watch follows the jobs queued or running now with a progress
-bar until none is left, as models train does, without queuing any: exit 1, naming them, when one
-ends failed or cancelled.`,
+and ETA, and the model's totals. A running job whose worker stopped renewing its lease (killed,
+lost) reads "stalled": true, with its lease_until, no ETA and a message naming the worker, until a
+worker requeues it. --watch follows the jobs queued or running now with a progress bar until none
+is left, as models train does, without queuing any (a line says when a job stalls, and when it is
+requeued): exit 1, naming them, when one ends failed or cancelled.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := f.client()
@@ -227,7 +230,9 @@ func followTraining(c *cobra.Command, cl *api.Client, model string, queued []int
 	}
 	bar := newStatusLine(c.ErrOrStderr())
 	var last *api.TrainingStatus
-	var heard time.Time // the last event (zero: none yet)
+	var heard time.Time         // the last event (zero: none yet)
+	stalled := map[int64]bool{} // the followed jobs stalled now (stallLines)
+	follows := func(id int64) bool { return followed[id] }
 	for {
 		st, err := cl.WatchTraining(c.Context(), &api.GetTrainingRequest{Model: model}, func(st *api.TrainingStatus) error {
 			heard = time.Now()
@@ -236,7 +241,10 @@ func followTraining(c *cobra.Command, cl *api.Client, model string, queued []int
 					followed[j.ID] = true
 				}
 			}
-			bar.set(trainingLine(st, time.Since(start), func(id int64) bool { return followed[id] }))
+			for _, line := range stallLines(st, follows, stalled) {
+				bar.print(line)
+			}
+			bar.set(trainingLine(st, time.Since(start), follows))
 			return nil
 		})
 		if st != nil {

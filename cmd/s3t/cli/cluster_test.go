@@ -179,9 +179,24 @@ func TestCluster(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	w1.kill()
-	st, err := b.cl.WatchTraining(ctx, &api.GetTrainingRequest{Model: "m"}, func(*api.TrainingStatus) error { return nil })
+	// Its job reads stalled once its lease (3 s) has expired, with no ETA, until w2 requeues it
+	// one more lease later (it read running with its last ETA all along); the events come every
+	// second.
+	var stalled *api.TrainingJob
+	st, err := b.cl.WatchTraining(ctx, &api.GetTrainingRequest{Model: "m"}, func(ts *api.TrainingStatus) error {
+		for _, j := range ts.Jobs {
+			if j.Stalled && stalled == nil && strings.Contains(j.Worker, pid1) {
+				stalled = &j
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		t.Fatalf("watch training: %v\nw2:\n%s", err, w2.log)
+	}
+	if stalled == nil || stalled.State != api.TrainingRunning || stalled.ETASeconds != 0 || stalled.ExamplesPerSecond != 0 ||
+		!strings.Contains(stalled.Message, "stopped renewing its lease") {
+		t.Fatalf("the killed worker's job was not seen stalled before it was requeued (first stalled job: %+v)", stalled)
 	}
 	for _, j := range st.Jobs {
 		if j.State != api.TrainingDone {

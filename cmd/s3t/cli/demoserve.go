@@ -328,30 +328,75 @@ func servedString(s []api.ShardServed) string {
 }
 
 // trainingLine is one progress line of a training: the model's totals (the server's, which count
-// each unit's latest job), and the jobs running and done among those follow reports (all when
-// nil), so that a training's earlier jobs of the model are not counted done in it.
+// each unit's latest job), and the jobs running, stalled and done among those follow reports (all
+// when nil), so that a training's earlier jobs of the model are not counted done in it. A
+// stalled job (running, but its worker stopped renewing its lease) counts as stalled, not
+// running, and gives neither loss nor rate: its figures are its dead worker's last.
 func trainingLine(st *api.TrainingStatus, el time.Duration, follow func(id int64) bool) string {
 	const width = 24
 	n := int(st.Progress * width)
-	running, done := 0, 0
+	running, stalled, done := 0, 0, 0
 	var loss, rate float64
 	for _, j := range st.Jobs {
 		if follow != nil && !follow(j.ID) {
 			continue
 		}
-		switch j.State {
-		case api.TrainingRunning:
+		switch {
+		case j.State == api.TrainingRunning && j.Stalled:
+			stalled++
+		case j.State == api.TrainingRunning:
 			running++
 			loss, rate = j.Loss, rate+j.ExamplesPerSecond
-		case api.TrainingDone:
+		case j.State == api.TrainingDone:
 			done++
 		}
 	}
-	eta := "?" // the server's 0: no running job has an estimate yet
+	jobs := fmt.Sprintf("jobs %d done, %d running", done, running)
+	if stalled > 0 {
+		jobs += fmt.Sprintf(", %d stalled", stalled)
+	}
+	eta := "?" // the server's 0: no running job has an estimate yet (or only stalled ones do)
 	if st.ETASeconds > 0 || st.Done {
 		eta = (time.Duration(st.ETASeconds) * time.Second).String()
 	}
-	return fmt.Sprintf("[%s%s] %3.0f%%  %d/%d steps  jobs %d done, %d running  loss %.3f  %.0f ex/s  ETA %s  (%s)",
-		strings.Repeat("=", n), strings.Repeat(" ", width-n), 100*st.Progress, st.Step, st.Steps, done, running, loss, rate,
+	return fmt.Sprintf("[%s%s] %3.0f%%  %d/%d steps  %s  loss %.3f  %.0f ex/s  ETA %s  (%s)",
+		strings.Repeat("=", n), strings.Repeat(" ", width-n), 100*st.Progress, st.Step, st.Steps, jobs, loss, rate,
 		eta, el.Round(time.Second))
+}
+
+// stallLines returns a line for each job follow reports (all when nil) that stalled since the
+// previous status (its worker stopped renewing its lease: which worker, and when), and one for
+// each that was stalled and no longer is (requeued for another worker, or its worker renewing
+// its lease again). stalled holds the stalled jobs between calls.
+func stallLines(st *api.TrainingStatus, follow func(id int64) bool, stalled map[int64]bool) []string {
+	var out []string
+	for _, j := range st.Jobs {
+		if follow != nil && !follow(j.ID) {
+			continue
+		}
+		job := fmt.Sprintf("job %d (shard %d, sequence %d)", j.ID, j.Shard, j.Sequence)
+		now := j.State == api.TrainingRunning && j.Stalled
+		switch {
+		case now && !stalled[j.ID]:
+			stalled[j.ID] = true
+			worker := "its worker"
+			if j.Worker != "" {
+				worker = "worker " + j.Worker
+			}
+			at := ""
+			if !j.LeaseUntil.IsZero() {
+				at = " at " + j.LeaseUntil.Local().Format(time.TimeOnly)
+			}
+			out = append(out, fmt.Sprintf("%s stalled: %s stopped renewing its lease%s; the job is requeued once the lease has been expired for one more lease", job, worker, at))
+		case !now && stalled[j.ID]:
+			delete(stalled, j.ID)
+			switch j.State {
+			case api.TrainingQueued:
+				out = append(out, job+" requeued for another worker")
+			case api.TrainingRunning:
+				out = append(out, fmt.Sprintf("%s running again on worker %s", job, j.Worker))
+			}
+		}
+	}
+	return out
 }

@@ -55,3 +55,68 @@ func TestStatusLineOffTerminal(t *testing.T) {
 		t.Errorf("wrote %q, want %q", b.String(), want)
 	}
 }
+
+// TestTrainingLineStalled: a running job whose worker stopped renewing its lease (the server's
+// stalled) counts as stalled, not running, and its dead worker's last rate is not shown; the
+// bar showed "1 running ... ETA 10s" for the minute until the job was requeued.
+func TestTrainingLineStalled(t *testing.T) {
+	dead := api.TrainingJob{ID: 1, State: api.TrainingRunning, Stalled: true, Worker: "w-dead", Loss: 0.9, ExamplesPerSecond: 80}
+	live := api.TrainingJob{ID: 2, State: api.TrainingRunning, Loss: 0.5, ExamplesPerSecond: 40}
+	for _, tt := range []struct {
+		name string
+		st   api.TrainingStatus
+		want []string
+	}{
+		{"only job stalled", api.TrainingStatus{Jobs: []api.TrainingJob{dead}}, []string{"jobs 0 done, 0 running, 1 stalled", "0 ex/s", "ETA ?"}},
+		{"one stalled, one running", api.TrainingStatus{Jobs: []api.TrainingJob{dead, live}, ETASeconds: 100},
+			[]string{"jobs 0 done, 1 running, 1 stalled", "loss 0.500", "40 ex/s", "ETA 1m40s"}},
+		{"none stalled", api.TrainingStatus{Jobs: []api.TrainingJob{live}, ETASeconds: 25}, []string{"jobs 0 done, 1 running  loss", "ETA 25s"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			line := trainingLine(&tt.st, time.Second, nil)
+			for _, want := range tt.want {
+				if !strings.Contains(line, want) {
+					t.Errorf("bar %q, want %q", line, want)
+				}
+			}
+		})
+	}
+}
+
+// TestStallLines: a followed job's stall is said once, naming its worker, and so is its end
+// (requeued, or its worker renewing its lease again); jobs not followed are left out.
+func TestStallLines(t *testing.T) {
+	lease := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	running := api.TrainingJob{ID: 7, Shard: 1, State: api.TrainingRunning, Worker: "w-dead", LeaseUntil: lease}
+	stalledJob := running
+	stalledJob.Stalled = true
+	other := stalledJob
+	other.ID, other.Worker = 8, "w-other"
+	requeued := api.TrainingJob{ID: 7, Shard: 1, State: api.TrainingQueued}
+	renewed := running
+	follow := func(id int64) bool { return id == 7 }
+	stalled := map[int64]bool{}
+	for _, step := range []struct {
+		name string
+		jobs []api.TrainingJob
+		want []string // substrings, one line each; none: no line
+	}{
+		{"running", []api.TrainingJob{running, other}, nil},
+		{"stalls", []api.TrainingJob{stalledJob, other}, []string{"job 7 (shard 1, sequence 0) stalled: worker w-dead stopped renewing its lease at " + lease.Local().Format(time.TimeOnly)}},
+		{"still stalled", []api.TrainingJob{stalledJob, other}, nil},
+		{"renews again", []api.TrainingJob{renewed, other}, []string{"job 7 (shard 1, sequence 0) running again on worker w-dead"}},
+		{"stalls again", []api.TrainingJob{stalledJob, other}, []string{"job 7 (shard 1, sequence 0) stalled"}},
+		{"requeued", []api.TrainingJob{requeued, other}, []string{"job 7 (shard 1, sequence 0) requeued"}},
+		{"queued", []api.TrainingJob{requeued, other}, nil},
+	} {
+		lines := stallLines(&api.TrainingStatus{Jobs: step.jobs}, follow, stalled)
+		if len(lines) != len(step.want) {
+			t.Fatalf("%s: lines %q, want %d", step.name, lines, len(step.want))
+		}
+		for i, want := range step.want {
+			if !strings.Contains(lines[i], want) {
+				t.Errorf("%s: line %q, want %q", step.name, lines[i], want)
+			}
+		}
+	}
+}
