@@ -125,8 +125,8 @@ func newModelsCmd() *cobra.Command {
 the remaining data for every sequence whose live prefix was cut (--force: retrain everything);
 then follow the server's training events with a progress bar (--watch=false: return at once).
 A job whose worker stops renewing its lease (killed, lost) counts as stalled, not running, until
-it is requeued, and a line names the worker. Exits 1, naming the jobs and their states, when a job it follows (one it queued, or another
-client's it waited for) ends failed or cancelled.`,
+it is requeued, and a line names the worker. Exits 1, naming the jobs and their states, when a
+job it follows (one it queued, or another client's it waited for) ends failed or cancelled.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := f.client()
