@@ -146,7 +146,9 @@ func BenchmarkLedgerVersion(b *testing.B) {
 // idle gap before each run, as a server between requests sees it: against the runs with no gap
 // it shows what idle gaps alone (parked threads, halted cores, cooled caches) cost each way, with
 // no HTTP or JSON at all. "spin" waits the gap out on the clock, so the caller's thread keeps its
-// core. Only the runs are timed (p50-ms); ns/op includes the gaps.
+// core. "quiet" is the service with polling off (Config.Spin < 0): its shards are still split,
+// each extra one started on a goroutine of its own, and no helper polls between predictions or
+// beside them. Only the runs are timed (p50-ms); ns/op includes the gaps.
 //
 //	go test ./serving -run '^$' -bench Gaps -count 3
 func BenchmarkGaps(b *testing.B) {
@@ -161,11 +163,18 @@ func BenchmarkGaps(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer svc.Close()
+	quiet, err := serving.New(serving.Config{Store: fx.Store, Blobs: fx.Blobs, Threads: 1, Spin: -1,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer quiet.Close()
 	run := map[string]func() error{
 		"direct":  func() error { _, _, err := training.Ensemble(ctx, p, cks, fx.Rec, inputs); return err },
 		"service": func() error { _, err := svc.Predict(ctx, fx.Name, inputs); return err },
+		"quiet":   func() error { _, err := quiet.Predict(ctx, fx.Name, inputs); return err },
 	}
-	for _, way := range []string{"direct", "service"} {
+	for _, way := range []string{"direct", "service", "quiet"} {
 		if err := run[way](); err != nil { // load
 			b.Fatal(err)
 		}

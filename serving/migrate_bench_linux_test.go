@@ -2,8 +2,10 @@ package serving_test
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -125,3 +127,110 @@ func BenchmarkMigrate(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPair times one shard of a trained model (one input) run back to back on a thread
+// held to the first CPU this process may use, while a thread held to another CPU does one of:
+// "idle", nothing; "yield", what a polling helper does between shares (sched_yield and a clock
+// read, in a loop); "busy", a loop that never leaves user space; "shard", another session's
+// runs of the same shard back to back. It runs for every other CPU of the set, so on a host
+// whose vCPUs share physical cores (hyperthreads the guest is not told about) the sibling of the
+// first CPU shows as the one whose "shard" and "busy" slow the first down most. A split
+// prediction runs its shards side by side on two such threads while idle helpers poll; this says
+// what each costs the other.
+//
+//	go test ./serving -run '^$' -bench Pair -benchtime 1000x
+func BenchmarkPair(b *testing.B) {
+	var all unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &all); err != nil || all.Count() < 2 {
+		b.Skip("needs two CPUs")
+	}
+	var cpus []int
+	for c := range len(all) * 64 {
+		if all.IsSet(c) {
+			cpus = append(cpus, c)
+		}
+	}
+	ctx := context.Background()
+	fx := benchFixture(b)
+	ck := fx.Served(b)[0]
+	p0, p1 := fx.Predictor(b, 1), fx.Predictor(b, 1)
+	x := ort.NewTensor(fx.Test[0], append([]int64{1}, fx.Rec.InputShape...)...)
+	// pinned runs f on a thread of its own held to CPU c, and returns when f does.
+	pinned := func(c int, f func()) {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+			var set unix.CPUSet
+			set.Set(c)
+			if err := unix.SchedSetaffinity(0, &set); err != nil {
+				panic(err)
+			}
+			f()
+		}()
+		<-done
+	}
+	for _, other := range cpus[1:] {
+		for _, mode := range []string{"idle", "yield", "rawyield", "gosched", "helper", "busy", "shard"} {
+			b.Run(fmt.Sprintf("cpu%02d/%s", other, mode), func(b *testing.B) {
+				var stop atomic.Bool
+				var wg sync.WaitGroup
+				if mode != "idle" {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						pinned(other, func() {
+							var sink int64
+							for !stop.Load() {
+								switch mode {
+								case "yield":
+									yieldCPU()
+									sink += time.Now().UnixNano()
+								case "rawyield":
+									unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+									sink += time.Now().UnixNano()
+								case "gosched":
+									runtime.Gosched()
+									sink += time.Now().UnixNano()
+								case "helper":
+									runtime.Gosched()
+									yieldCPU()
+									sink += time.Now().UnixNano()
+								case "busy":
+									for i := range 1000 {
+										sink += int64(i) * sink
+									}
+								case "shard":
+									if _, err := p1.Logits(ctx, ck, x, 0); err != nil {
+										panic(err)
+									}
+								}
+							}
+							_ = sink
+						})
+					}()
+				}
+				d := make([]time.Duration, 0, b.N)
+				var err error
+				pinned(cpus[0], func() {
+					for b.Loop() {
+						t0 := time.Now()
+						if _, err = p0.Logits(ctx, ck, x, 0); err != nil {
+							break
+						}
+						d = append(d, time.Since(t0))
+					}
+				})
+				stop.Store(true)
+				wg.Wait()
+				if err != nil {
+					b.Fatal(err)
+				}
+				reportP50(b, d)
+			})
+		}
+	}
+}
+
+// yieldCPU is serving's yield of a polling helper (sched_yield).
+func yieldCPU() { unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0) }
