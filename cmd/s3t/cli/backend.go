@@ -95,13 +95,17 @@ func openBackend(ctx context.Context, cfg backendConfig) (_ *backend, err error)
 // none of them is not the bucket the models were made with: on PostgreSQL, where every process
 // shares one bucket, that stops the process (its training jobs would each fail within seconds,
 // for good); on SQLite it is logged as an error and the server starts, so that the models can
-// still be read and deleted through the API. A bucket that lacks only some is logged.
+// still be read and deleted through the API. A bucket that lacks only some is logged, as is a
+// check that could not be made.
 func checkBucket(ctx context.Context, b *backend, cfg backendConfig) error {
+	bucket := redactURL(cfg.BlobURL)
 	c, err := training.CheckBucket(ctx, b.st, b.blobs)
 	if err != nil {
-		return err
+		// The bucket or the ledger failing now (a passing outage) is not a wrong bucket: the
+		// jobs and predictions that need them retry.
+		slog.Warn("could not check the bucket", "bucket", bucket, "err", err)
+		return nil
 	}
-	bucket := redactURL(cfg.BlobURL)
 	switch {
 	case c.Wrong() && store.IsPostgresURL(cfg.DSN):
 		return fmt.Errorf("the bucket %s is not the one this ledger's models were made with: %s; give every s3t process the bucket the others use (S3T_BLOB_URL or --blob-url)", bucket, c)
