@@ -35,6 +35,7 @@ const (
 	CodeNotImplemented   = "not_implemented"    // 501: the feature is not available on this server
 	CodeInternal         = "internal"           // 500: a server fault
 	CodeUnavailable      = "unavailable"        // 503: not ready
+	CodePluginFailed     = "plugin_failed"      // 502 from the server itself: a plugin failed with an error of its own, or broke its contract (a proxy's 502 reads internal)
 	CodeMethodNotAllowed = "method_not_allowed" // 405
 )
 

@@ -34,12 +34,17 @@ var Env = []EnvVar{
 	{EnvPluginDir, "the plugin directory: installed plugin binaries and their catalog (default $S3T_DATA/plugins)"},
 }
 
-// QualifiedName returns the plugin name a user's short name means for a kind: a name without a
-// dot gets the kind's namespace ("lora" is "peft.lora", "cyclic" "selector.cyclic"); a name with
-// one is used as it is ("peft.acme.ia3").
+// QualifiedName returns the plugin name a user's short name means for a kind: a name outside
+// the kind's namespace gets it ("lora" is "peft.lora", "cyclic" "selector.cyclic", "acme.ia3"
+// "peft.acme.ia3"); a name in it is used as it is ("peft.acme.ia3"). (A name with a dot used
+// to be taken as it was, so "acme.ia3" found no plugin.) A name in another kind's namespace
+// ("selector.cyclic" for a PEFT) is used as it is too, so that the host says it is of another
+// kind rather than that no plugin has the name.
 func QualifiedName(kind sdk.Kind, name string) string {
-	if strings.Contains(name, ".") {
-		return name
+	for _, k := range []sdk.Kind{sdk.KindPEFT, sdk.KindSelector} {
+		if strings.HasPrefix(name, string(k)+".") {
+			return name
+		}
 	}
 	return string(kind) + "." + name
 }

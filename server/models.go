@@ -159,6 +159,8 @@ func specError(err error) error {
 	switch {
 	case errors.Is(err, training.ErrPluginUnavailable):
 		return unavailablef("%v", err)
+	case errors.Is(err, training.ErrPluginFailed):
+		return &statusError{status: http.StatusBadGateway, body: &api.Error{Code: api.CodePluginFailed, Message: err.Error()}, cause: err}
 	case errors.Is(err, training.ErrInvalidSpec):
 		return invalidf("%v", err)
 	}
@@ -188,9 +190,9 @@ func (s *Server) sequences(ctx context.Context, spec *api.ModelSpec) ([][][]int,
 			return nil, invalidf("s3t: %v", err)
 		}
 		if out[k], err = unlearning.Select(ctx, sel, req); err != nil {
-			if errors.Is(err, unlearning.ErrBadSequences) {
-				return nil, fmt.Errorf("select sequences of shard %d with %s: %w", k, name, err) // the selector's fault: 500
-			}
+			// A selector's answer that is not B distinct permutations (unlearning.ErrBadSequences)
+			// is no sentinel of the spec's: PluginError makes it the plugin's fault, a 502 that
+			// says what was wrong (it was a 500 "internal error", the reason in the log alone).
 			return nil, specError(training.PluginError("s3t.selector", spec.S3T.Selector, fmt.Errorf("shard %d: %w", k, err)))
 		}
 	}

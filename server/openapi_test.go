@@ -16,7 +16,10 @@ import (
 	"testing"
 
 	"github.com/s3t-dev/s3t/api"
+	"github.com/s3t-dev/s3t/plugins"
+	"github.com/s3t-dev/s3t/sdk"
 	"github.com/s3t-dev/s3t/store"
+	"github.com/s3t-dev/s3t/training"
 )
 
 // newTestServer builds a Server on a SQLite ledger and mem:// blobs, without listening.
@@ -169,6 +172,9 @@ func TestToAPIError(t *testing.T) {
 		{"validation", invalidf("bad %s", "field"), 400, api.CodeInvalid},
 		{"size limit", fmt.Errorf("read: %w", &http.MaxBytesError{Limit: 10}), 413, api.CodeTooLarge},
 		{"unknown", errors.New("disk on fire"), 500, api.CodeInternal},
+		{"plugin failed", specError(training.PluginError("s3t.selector", "x", errors.New("down"))), 502, api.CodePluginFailed},
+		{"plugin refused", specError(training.PluginError("peft.type", "x", fmt.Errorf("%w: rank", sdk.ErrInvalidConfig))), 400, api.CodeInvalid},
+		{"plugin host", specError(training.PluginError("peft.type", "x", fmt.Errorf("%w: exit 1", plugins.ErrCrashed))), 503, api.CodeUnavailable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

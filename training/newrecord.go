@@ -25,16 +25,29 @@ var ErrInvalidSpec = errors.New("invalid model spec")
 // refuses, is ErrInvalidSpec).
 var ErrPluginUnavailable = errors.New("plugin unavailable")
 
+// ErrPluginFailed marks a plugin that answered with an error of its own that is not about the
+// spec (a plain error, a panic, a deadline of its own), or with an answer that breaks its
+// contract (a selector's sequences that are not distinct permutations of the slices): the
+// plugin's fault, neither the spec's nor the host's.
+var ErrPluginFailed = errors.New("plugin failed")
+
 // PluginError wraps an error of the plugin called name ("peft.type" or "s3t.selector" for
-// what) in ErrPluginUnavailable when the plugin host failed to get an answer, else in
-// ErrInvalidSpec, keeping err's chain either way.
+// what), keeping err's chain: in ErrPluginUnavailable when the plugin host failed to get an
+// answer; in ErrInvalidSpec when the plugin is unknown or of another kind, or refused the spec
+// (its config, the backbone, the request: the sdk's sentinels for those); in ErrPluginFailed
+// otherwise. (Every error of a plugin used to read as an invalid spec, its panics included.)
 func PluginError(what, name string, err error) error {
 	for _, host := range []error{plugins.ErrStart, plugins.ErrCrashed, plugins.ErrTimeout, plugins.ErrTampered, plugins.ErrNotInstalled, plugins.ErrClosed} {
 		if errors.Is(err, host) {
 			return fmt.Errorf("%w: %s %q: %w", ErrPluginUnavailable, what, name, err)
 		}
 	}
-	return fmt.Errorf("%w: %s %q: %w", ErrInvalidSpec, what, name, err)
+	for _, spec := range []error{plugins.ErrNotFound, plugins.ErrKind, sdk.ErrInvalidConfig, sdk.ErrUnsupportedBackbone, sdk.ErrInvalidManifest, sdk.ErrInvalidRequest} {
+		if errors.Is(err, spec) {
+			return fmt.Errorf("%w: %s %q: %w", ErrInvalidSpec, what, name, err)
+		}
+	}
+	return fmt.Errorf("%w: %s %q: %w", ErrPluginFailed, what, name, err)
 }
 
 // Planner makes a PEFT plugin's plan (plugins.Manager.Plan); nil: the built-ins, in process.

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"os/signal"
 	"slices"
@@ -57,10 +59,28 @@ func TestMain(m *testing.M) {
 const envPEFTPlugin = "S3T_TEST_PEFT_PLUGIN"
 
 // clitestSelector is selector.clitest, a third-party selector: the cyclic rotations, each
-// reversed, so that no built-in gives its sequences.
+// reversed, so that no built-in gives its sequences. Some seeds make it misbehave, for the
+// tests of what a plugin's faults answer (faultySeeds).
 type clitestSelector struct{}
 
+// faultySeeds are the seeds for which selector.clitest misbehaves.
+var faultySeeds = map[int64]string{9001: "duplicates", 9002: "error", 9003: "panic", 9004: "refuses"}
+
 func (clitestSelector) Select(ctx context.Context, req *sdk.SelectRequest) (*sdk.SelectResponse, error) {
+	switch faultySeeds[req.Seed] {
+	case "duplicates":
+		seq := make([]int, req.Slices)
+		for i := range seq {
+			seq[i] = i
+		}
+		return &sdk.SelectResponse{Sequences: [][]int{seq, slices.Clone(seq)}}, nil
+	case "error":
+		return nil, errors.New("the clitest service is down")
+	case "panic":
+		panic("clitest selector panics")
+	case "refuses":
+		return nil, fmt.Errorf("%w: clitest takes no seed 9004", sdk.ErrInvalidRequest)
+	}
 	resp, err := unlearning.Cyclic{}.Select(ctx, req)
 	if err == nil {
 		for _, s := range resp.Sequences {
