@@ -9,12 +9,13 @@ import (
 // MinOpset is the oldest default-domain ONNX opset a Builder writes for.
 const MinOpset = 9
 
-// Builder writes a Subgraph operator by operator, so that a PEFT author writes
+// Builder writes a Subgraph operator by operator, so that a PEFT author writes (out, in and r
+// int64, alpha float64)
 //
 //	b := sdk.NewBuilder(man.Opset)
 //	w := b.Input("W")
 //	am, bm := b.Param(sdk.Zeros("A", r, in)), b.Param(sdk.Zeros("B", out, r))
-//	y := b.Add(w, b.Mul(b.MatMul(bm, am), b.Scalar(alpha/r)))
+//	y := b.Add(w, b.Mul(b.MatMul(bm, am), b.Scalar(float32(alpha/float64(r)))))
 //	g, err := b.Build(y)
 //
 // instead of filling Node structs. Each operator method adds one node and returns its output.
