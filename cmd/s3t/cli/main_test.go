@@ -9,6 +9,7 @@ import (
 	"slices"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/s3t-dev/s3t/plugins/lora"
 	"github.com/s3t-dev/s3t/sdk"
@@ -21,7 +22,8 @@ import (
 // installed copy) it serves selector.clitest, a third-party plugin.
 //
 // With S3T_TEST_PEFT_PLUGIN=1 an installed copy serves peft.clitest instead: LoRA under a
-// third-party name.
+// third-party name. With S3T_TEST_PEFT_PLUGIN=stdout it writes a line that is no handshake to
+// stdout and waits to be killed: a start that fails with go-plugin's error of several lines.
 //
 // With S3T_TEST_AS_CLI=1 the test binary is the s3t command itself (`<test binary> serve
 // ...`), with the signal handling of cmd/s3t: the crash tests run and kill real server
@@ -42,6 +44,10 @@ func TestMain(m *testing.M) {
 		case "misnamed": // LoRA served as peft.clitest, describing itself as peft.lora
 			sdk.Serve(&sdk.Plugin{Name: "peft.clitest", Version: "0.1.0", PEFT: lora.New()})
 			os.Exit(0)
+		case "stdout":
+			fmt.Println("clitest: not a handshake")
+			time.Sleep(time.Minute) // the host kills it; the line, not an exit, fails the start
+			os.Exit(1)
 		}
 		sdk.Serve(&sdk.Plugin{Name: "selector.clitest", Version: "0.1.0", Selector: clitestSelector{}})
 		os.Exit(0)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -42,7 +43,7 @@ Environment:
 		}
 		return plugins.Open(plugins.Config{DataDir: d, Dir: p, Logger: slog.Default()})
 	}
-	c.AddCommand(newPluginListCmd(open), newPluginInstallCmd(open), newPluginRunCmd())
+	c.AddCommand(newPluginListCmd(open), newPluginDescribeCmd(open), newPluginInstallCmd(open), newPluginRunCmd())
 	return c
 }
 
@@ -60,11 +61,23 @@ func newPluginListCmd(open openManager) *cobra.Command {
 	var asJSON, check bool
 	c := &cobra.Command{
 		Use:   "list",
-		Short: "List the built-in and installed plugins: name, kind, version, protocol, checksum, status",
+		Short: "List the built-in and installed plugins: name, kind, version, protocol, SDK, checksum, status",
 		Long: `List every plugin: the built-ins, the plugins installed in the plugin directory, and files in that
 directory that were never installed (which s3t does not run). Nothing is started unless --check is
-given; then each plugin is started, asked what it is, and its negotiated protocol and any error are
-shown, and the command exits 1 when a plugin failed its check (a changed binary among them).`,
+given; then each plugin is started, asked what it is, and its negotiated protocol, the SDK version
+it was built with and any error are shown, and the command exits 1, naming them, when plugins
+failed their check (a changed binary among them). Without --check, the SDK version is known for
+the built-ins only (this binary's).
+
+STATUS is one of:
+  ready          it can start (an installed plugin's binary matches its recorded SHA-256)
+  running        a process of it runs: with --check, the one the check started and that answered
+  error          (--check) it did not start or answer; the first line of why is in the table,
+                 the whole of it after the table
+  tampered       the binary no longer matches the SHA-256 recorded at install; it will not run
+  missing        the catalog names a binary that is gone
+  shadowed       an installed plugin has a built-in's name; the built-in wins
+  not installed  a file in the plugin directory with no catalog record; s3t does not run it`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			m, err := open(c)
@@ -72,11 +85,18 @@ shown, and the command exits 1 when a plugin failed its check (a changed binary 
 				return err
 			}
 			defer m.Close()
-			ents, err := m.List(c.Context())
+			listed, err := m.List(c.Context())
 			if err != nil {
 				return err
 			}
-			failed := 0
+			ents := make([]listEntry, len(listed))
+			for i, e := range listed {
+				ents[i].Entry = e
+				if e.Builtin { // compiled into this binary, with this SDK
+					ents[i].SDKVersion = sdk.Version
+				}
+			}
+			var failed []string
 			if check {
 				failed = checkEntries(c.Context(), m, ents)
 			}
@@ -84,16 +104,16 @@ shown, and the command exits 1 when a plugin failed its check (a changed binary 
 				enc := json.NewEncoder(c.OutOrStdout())
 				enc.SetIndent("", "  ")
 				if err := enc.Encode(struct {
-					Dir     string          `json:"plugin_dir"`
-					Plugins []plugins.Entry `json:"plugins"`
+					Dir     string      `json:"plugin_dir"`
+					Plugins []listEntry `json:"plugins"`
 				}{m.Dir(), ents}); err != nil {
 					return err
 				}
 			} else {
 				printPlugins(c.OutOrStdout(), m.Dir(), ents)
 			}
-			if failed > 0 { // so that --check can gate a deployment
-				return fmt.Errorf("plugin list --check: %d plugin(s) failed their check (STATUS error, tampered or missing)", failed)
+			if len(failed) > 0 { // so that --check can gate a deployment
+				return fmt.Errorf("plugin list --check: %d plugin(s) failed their check: %s", len(failed), strings.Join(failed, ", "))
 			}
 			return nil
 		},
@@ -103,13 +123,26 @@ shown, and the command exits 1 when a plugin failed its check (a changed binary 
 	return c
 }
 
+// listEntry is a plugin as `plugin list` shows it: the host's Entry and, when known, the SDK
+// version the plugin was built with.
+type listEntry struct {
+	plugins.Entry
+	// SDKVersion is the version of the SDK the plugin was built with: the built-ins', or what
+	// the plugin said when --check started it.
+	SDKVersion string `json:"sdk_version,omitempty"`
+}
+
+// statusError is the STATUS of a plugin that failed its --check start.
+const statusError plugins.Status = "error"
+
 // checkEntries starts each runnable plugin and records what it says, or why it failed; it
-// returns how many failed (a plugin whose checksum no longer matches among them).
-func checkEntries(ctx context.Context, m *plugins.Manager, ents []plugins.Entry) (failed int) {
+// returns the names of those that failed, with their status (a plugin whose checksum no longer
+// matches among them).
+func checkEntries(ctx context.Context, m *plugins.Manager, ents []listEntry) (failed []string) {
 	for i := range ents {
 		e := &ents[i]
 		if e.Status == plugins.StatusTampered || e.Status == plugins.StatusMissing {
-			failed++ // an installed plugin that cannot start
+			failed = append(failed, fmt.Sprintf("%s (%s)", e.Name, e.Status)) // installed, cannot start
 			continue
 		}
 		if e.Name == "" || (e.Status != plugins.StatusReady && e.Status != plugins.StatusRunning) {
@@ -120,19 +153,23 @@ func checkEntries(ctx context.Context, m *plugins.Manager, ents []plugins.Entry)
 			var info *sdk.Info
 			if info, err = cl.Info(ctx); err == nil {
 				e.Status, e.Kind, e.Version, e.Protocol = plugins.StatusRunning, info.Kind, info.Version, cl.Protocol()
+				e.SDKVersion = info.SDKVersion
 				continue
 			}
 		}
-		e.Status, e.Detail = "error", err.Error()
-		failed++
+		e.Status, e.Detail = statusError, err.Error()
+		failed = append(failed, fmt.Sprintf("%s (%s)", e.Name, e.Status))
 	}
 	return failed
 }
 
-func printPlugins(w io.Writer, dir string, ents []plugins.Entry) {
+// printPlugins prints the table; a detail of several lines (go-plugin's start errors) would
+// break its rows, so the table has its first line and the whole follows the table.
+func printPlugins(w io.Writer, dir string, ents []listEntry) {
 	fmt.Fprintf(w, "plugin directory %s\n", dir)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tKIND\tVERSION\tPROTOCOL\tSHA256\tSTATUS\tBINARY")
+	fmt.Fprintln(tw, "NAME\tKIND\tVERSION\tPROTOCOL\tSDK\tSHA256\tSTATUS\tBINARY")
+	var long []listEntry
 	for _, e := range ents {
 		name, sum, proto, src := e.Name, e.SHA256, "", e.Path
 		if name == "" {
@@ -149,11 +186,119 @@ func printPlugins(w io.Writer, dir string, ents []plugins.Entry) {
 		}
 		status := string(e.Status)
 		if e.Detail != "" {
-			status += ": " + e.Detail
+			first, _, multi := strings.Cut(strings.TrimSpace(e.Detail), "\n")
+			status += ": " + strings.TrimSpace(first)
+			if multi {
+				status += " (more below)"
+				long = append(long, e)
+			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, e.Kind, e.Version, proto, sum, status, src)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, e.Kind, e.Version, proto, e.SDKVersion, sum, status, src)
 	}
 	tw.Flush()
+	for _, e := range long {
+		name := e.Name
+		if name == "" {
+			name = e.Path
+		}
+		fmt.Fprintf(w, "\n%s: %s\n", name, strings.TrimSpace(e.Detail))
+	}
+}
+
+// pluginDescription is what `plugin describe` prints: what the plugin says of itself (Info, and
+// a PEFT plugin's Describe: its config schema and defaults) and what the host knows of it.
+type pluginDescription struct {
+	Name        string   `json:"name"`
+	Kind        sdk.Kind `json:"kind"`
+	Version     string   `json:"version"`
+	SDKVersion  string   `json:"sdk_version,omitempty"`
+	Protocol    int      `json:"protocol"`
+	Description string   `json:"description,omitempty"`
+	Builtin     bool     `json:"builtin"`
+	Path        string   `json:"path"`
+	SHA256      string   `json:"sha256"`
+	// ConfigSchema and Defaults are a PEFT plugin's: the JSON Schema of the config a model's
+	// peft.config gives it, and the values of the fields a config leaves out.
+	ConfigSchema json.RawMessage `json:"config_schema,omitempty"`
+	Defaults     json.RawMessage `json:"defaults,omitempty"`
+}
+
+func newPluginDescribeCmd(open openManager) *cobra.Command {
+	return &cobra.Command{
+		Use:   "describe NAME",
+		Short: "Start a plugin and print what it says of itself: version, SDK version, config schema and defaults (JSON)",
+		Long: `Start the plugin NAME (a built-in or an installed plugin, checking its SHA-256 as every start does) and
+print, as JSON, its name, kind, version, the SDK version it was built with, the negotiated protocol,
+its description, its binary and SHA-256, and for a PEFT plugin the JSON Schema of the config a
+model's peft.config gives it and its defaults (the values of the fields a config leaves out).
+NAME may leave out its kind's namespace when that names one plugin (lora, cyclic).`,
+		Example: "  s3t plugin describe lora\n  s3t plugin describe peft.acme.ia3 | jq .defaults",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			m, err := open(c)
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			ents, err := m.List(c.Context())
+			if err != nil {
+				return err
+			}
+			e, err := findPlugin(ents, args[0])
+			if err != nil {
+				return err
+			}
+			cl, err := m.Client(e.Name)
+			if err != nil {
+				return err
+			}
+			info, err := cl.Info(c.Context())
+			if err != nil {
+				return err
+			}
+			d := pluginDescription{Name: info.Name, Kind: info.Kind, Version: info.Version, SDKVersion: info.SDKVersion,
+				Protocol: cl.Protocol(), Description: info.Description, Builtin: e.Builtin, Path: e.Path, SHA256: e.SHA256}
+			if info.Kind == sdk.KindPEFT {
+				desc, err := cl.PEFT().Describe(c.Context(), &sdk.DescribeRequest{})
+				if err != nil {
+					return err
+				}
+				d.ConfigSchema, d.Defaults = desc.ConfigSchema, desc.Defaults
+				if desc.Description != "" {
+					d.Description = desc.Description
+				}
+			}
+			enc := json.NewEncoder(c.OutOrStdout())
+			enc.SetIndent("", "  ")
+			return enc.Encode(d)
+		},
+	}
+}
+
+// findPlugin returns the listed plugin called name, or the one plugin that name means without
+// its kind's namespace ("lora": "peft.lora").
+func findPlugin(ents []plugins.Entry, name string) (plugins.Entry, error) {
+	var found []plugins.Entry
+	var names []string
+	for _, e := range ents {
+		if e.Name == "" || e.Status == plugins.StatusShadowed {
+			continue
+		}
+		names = append(names, e.Name)
+		if e.Name == name {
+			return e, nil
+		}
+		if e.Name == string(sdk.KindPEFT)+"."+name || e.Name == string(sdk.KindSelector)+"."+name {
+			found = append(found, e)
+		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		return plugins.Entry{}, fmt.Errorf("plugin %s: %w (plugins: %s)", name, plugins.ErrNotFound, strings.Join(names, ", "))
+	}
+	return plugins.Entry{}, fmt.Errorf("%w: plugin %s: both %s and %s have that name; give the full one", errUsage, name, found[0].Name, found[1].Name)
 }
 
 func newPluginInstallCmd(open openManager) *cobra.Command {

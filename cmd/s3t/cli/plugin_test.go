@@ -14,17 +14,18 @@ import (
 	"github.com/s3t-dev/s3t/api"
 	"github.com/s3t-dev/s3t/assets"
 	"github.com/s3t-dev/s3t/plugins"
+	"github.com/s3t-dev/s3t/sdk"
 )
 
-func listPlugins(t *testing.T, args ...string) []plugins.Entry {
+func listPlugins(t *testing.T, args ...string) []listEntry {
 	t.Helper()
 	out, stderr, code := run(t, append([]string{"plugin", "list", "--json"}, args...)...)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	var got struct {
-		Dir     string          `json:"plugin_dir"`
-		Plugins []plugins.Entry `json:"plugins"`
+		Dir     string      `json:"plugin_dir"`
+		Plugins []listEntry `json:"plugins"`
 	}
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatalf("%v: %s", err, out)
@@ -48,7 +49,7 @@ func TestPluginListFreshDataDir(t *testing.T) {
 			t.Fatalf("check=%v: %d entries, want %d: %+v", check, len(ents), len(want), ents)
 		}
 		for i, e := range ents {
-			if e.Name != want[i] || !e.Builtin || e.Status != status || e.Protocol != 1 || e.Version == "" || len(e.SHA256) != 64 {
+			if e.Name != want[i] || !e.Builtin || e.Status != status || e.Protocol != 1 || e.Version == "" || len(e.SHA256) != 64 || e.SDKVersion != sdk.Version {
 				t.Errorf("check=%v: entry %d = %+v", check, i, e)
 			}
 		}
@@ -77,6 +78,12 @@ func TestPluginInstallListTable(t *testing.T) {
 	for _, want := range []string{"plugin directory " + dir, "NAME", "PROTOCOL", "SHA256", "STATUS", "selector.clitest", "running", "peft.lora"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("list output lacks %q:\n%s", want, out)
+		}
+	}
+	// The SDK a third-party plugin was built with is known once --check started it.
+	for _, e := range listPlugins(t, "--data", data, "--check") {
+		if e.Name == "selector.clitest" && (e.Status != plugins.StatusRunning || e.SDKVersion != sdk.Version) {
+			t.Errorf("list --check --json: %+v, want running with SDK %s", e, sdk.Version)
 		}
 	}
 	if _, _, code := run(t, "plugin", "install", exe, "--data", data); code != 1 {
@@ -241,5 +248,92 @@ func TestPluginListCheckFailsOnTampered(t *testing.T) {
 	out, stderr, code := run(t, "plugin", "list", "--data", data, "--check")
 	if code != 1 || !strings.Contains(out, "tampered") || !strings.Contains(stderr, "failed their check") {
 		t.Fatalf("list --check with a tampered plugin: exit %d\n%s%s", code, out, stderr)
+	}
+}
+
+// TestPluginDescribe: `plugin describe` shows what a plugin says of itself, a PEFT plugin's
+// config schema and defaults included (the host used to read them and show them to no one), by
+// full or short name.
+func TestPluginDescribe(t *testing.T) {
+	data := t.TempDir()
+	describe := func(name string) (d pluginDescription) {
+		t.Helper()
+		out, stderr, code := run(t, "plugin", "describe", name, "--data", data)
+		if code != 0 {
+			t.Fatalf("describe %s: exit %d: %s", name, code, stderr)
+		}
+		if err := json.Unmarshal([]byte(out), &d); err != nil {
+			t.Fatalf("describe %s: %v: %s", name, err, out)
+		}
+		return d
+	}
+	d := describe("lora")
+	var defaults struct {
+		Rank  int     `json:"rank"`
+		Alpha float64 `json:"alpha"`
+	}
+	if err := json.Unmarshal(d.Defaults, &defaults); err != nil || defaults.Rank != 8 || defaults.Alpha != 16 {
+		t.Errorf("lora's defaults %s (%v), want rank 8, alpha 16", d.Defaults, err)
+	}
+	if d.Name != "peft.lora" || d.Kind != sdk.KindPEFT || d.Version == "" || d.SDKVersion != sdk.Version || d.Protocol != 1 ||
+		!d.Builtin || len(d.SHA256) != 64 || !strings.Contains(string(d.ConfigSchema), `"rank"`) {
+		t.Errorf("describe lora = %+v", d)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, stderr, code := run(t, "plugin", "install", exe, "--data", data); code != 0 {
+		t.Fatalf("install: exit %d: %s%s", code, out, stderr)
+	}
+	sum, err := plugins.FileSHA256(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d = describe("clitest")
+	if d.Name != "selector.clitest" || d.Kind != sdk.KindSelector || d.Version != "0.1.0" || d.SDKVersion != sdk.Version ||
+		d.Builtin || d.SHA256 != fmt.Sprintf("%x", sum) || d.Path != filepath.Join(data, "plugins", "selector.clitest") || d.ConfigSchema != nil {
+		t.Errorf("describe clitest = %+v", d)
+	}
+	if _, stderr, code := run(t, "plugin", "describe", "nope", "--data", data); code != 1 || !strings.Contains(stderr, "plugin not found") ||
+		!strings.Contains(stderr, "selector.clitest") {
+		t.Errorf("describe nope: exit %d: %s", code, stderr)
+	}
+}
+
+// TestPluginListCheckMultilineError: a plugin whose start fails with go-plugin's error of
+// several lines keeps the table whole (the first line in it, the rest after it), and the
+// failure names the plugin.
+func TestPluginListCheckMultilineError(t *testing.T) {
+	data := t.TempDir()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, stderr, code := run(t, "plugin", "install", exe, "--data", data); code != 0 {
+		t.Fatalf("install: exit %d: %s%s", code, out, stderr)
+	}
+	t.Setenv(envPEFTPlugin, "stdout") // its next start writes no handshake
+	out, stderr, code := run(t, "plugin", "list", "--data", data, "--check")
+	if code != 1 || !strings.Contains(stderr, "1 plugin(s) failed their check: selector.clitest (error)") {
+		t.Errorf("list --check: exit %d: %s", code, stderr)
+	}
+	table, rest, _ := strings.Cut(out, "\n\n")
+	lines := strings.Split(strings.TrimSpace(table), "\n")
+	if len(lines) != 2+7 { // the directory, the header, six built-ins and selector.clitest
+		t.Fatalf("the table has %d lines, want 9:\n%s", len(lines), out)
+	}
+	col := strings.Index(lines[1], "STATUS")
+	for _, l := range lines[2:] {
+		if len(l) < col || l[col-2:col] != "  " || l[col] == ' ' {
+			t.Errorf("row %q does not have its STATUS under the header's (column %d):\n%s", l, col, out)
+		}
+	}
+	row := lines[len(lines)-1]
+	if !strings.HasPrefix(row, "selector.clitest") || !strings.Contains(row, "error: plugin selector.clitest") || !strings.Contains(row, "(more below)") {
+		t.Errorf("selector.clitest's row: %q", row)
+	}
+	if !strings.HasPrefix(rest, "selector.clitest: plugin selector.clitest") || !strings.Contains(rest, "not a handshake") || strings.Count(rest, "\n") < 2 {
+		t.Errorf("after the table, want the whole error:\n%s", rest)
 	}
 }
