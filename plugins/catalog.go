@@ -149,3 +149,62 @@ func decodeHex(s string) []byte {
 	}
 	return b
 }
+
+// Removed is what Remove did.
+type Removed struct {
+	// Record is the catalog record that was removed.
+	Record Record
+	// Path is the binary's path in the plugin directory.
+	Path string
+	// BinaryRemoved says whether the binary was deleted; false when it was already gone.
+	BinaryRemoved bool
+	// Stopped says whether a process of the plugin was running in this host and was stopped.
+	Stopped bool
+}
+
+// Remove uninstalls the plugin called name: its record leaves the catalog, whose file is
+// replaced atomically as Install writes it, then its binary is deleted and a process of it this
+// host runs is stopped. Another host over the same directory (a running s3t serve) sees the
+// catalog change at its next use of any plugin, as it sees an install: it stops its process of
+// the plugin, and the name is then unknown (ErrNotFound). Models made with the plugin keep
+// working: their plans are stored with them. A built-in cannot be removed; an installed plugin
+// with a built-in's name (shadowed) can, which leaves the built-in.
+func (m *Manager) Remove(name string) (*Removed, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, fmt.Errorf("plugin remove %s: %w", name, ErrClosed)
+	}
+	m.refreshLocked()
+	rec, ok := m.record(name)
+	if !ok {
+		if _, builtin := m.cfg.Builtins.Lookup(name); builtin {
+			return nil, fmt.Errorf("plugin remove %s: %s is a built-in: it ships inside s3t and cannot be removed", name, name)
+		}
+		return nil, fmt.Errorf("plugin remove %s: %w (installed: %s)", name, ErrNotFound, strings.Join(m.installedNames(), ", "))
+	}
+	recs := slices.DeleteFunc(slices.Clone(m.records), func(r Record) bool { return r.Name == name })
+	if err := writeCatalog(m.cfg.Dir, recs); err != nil {
+		return nil, fmt.Errorf("plugin remove %s: %w", name, err)
+	}
+	m.records, m.catalog = recs, stampCatalog(m.cfg.Dir)
+	out := &Removed{Record: rec, Path: filepath.Join(m.cfg.Dir, rec.File)}
+	if _, builtin := m.cfg.Builtins.Lookup(name); !builtin {
+		if c, ok := m.clients[name]; ok {
+			out.Stopped = c.Pid() != 0
+			c.Close()
+			delete(m.clients, name)
+		}
+	}
+	// The file is the plugin's alone (its name), unless a hand-edited catalog shares it.
+	if !slices.ContainsFunc(recs, func(r Record) bool { return r.File == rec.File }) {
+		switch err := os.Remove(out.Path); {
+		case err == nil:
+			out.BinaryRemoved = true
+		case !errors.Is(err, fs.ErrNotExist):
+			return out, fmt.Errorf("plugin remove %s: the catalog no longer lists it, but its binary stays: %w", name, err)
+		}
+	}
+	m.cfg.Logger.Info("plugin removed", "plugin", rec.Name, "version", rec.Version, "sha256", rec.SHA256, "binary_removed", out.BinaryRemoved)
+	return out, nil
+}

@@ -20,7 +20,7 @@ func newPluginCmd() *cobra.Command {
 	var dataDir, pluginDir string
 	c := &cobra.Command{
 		Use:   "plugin",
-		Short: "List, install and run plugins (PEFT types and sequence selectors)",
+		Short: "List, describe, install, remove and run plugins (PEFT types and sequence selectors)",
 		Long: `PEFT types and sequence selectors are plugins: processes that s3t starts and talks to over gRPC
 (hashicorp/go-plugin). The built-ins (peft.lora, peft.prefix, peft.adapter, selector.cyclic,
 selector.bms, selector.random) ship inside this binary and run as ` + "`s3t plugin run NAME`" + `; third-party
@@ -43,7 +43,7 @@ Environment:
 		}
 		return plugins.Open(plugins.Config{DataDir: d, Dir: p, Logger: slog.Default()})
 	}
-	c.AddCommand(newPluginListCmd(open), newPluginDescribeCmd(open), newPluginInstallCmd(open), newPluginRunCmd())
+	c.AddCommand(newPluginListCmd(open), newPluginDescribeCmd(open), newPluginInstallCmd(open), newPluginRemoveCmd(open), newPluginRunCmd())
 	return c
 }
 
@@ -333,6 +333,41 @@ refused unless --replace upgrades the installed one.`,
 	}
 	c.Flags().BoolVar(&replace, "replace", false, "replace an installed plugin of the same name")
 	return c
+}
+
+func newPluginRemoveCmd(open openManager) *cobra.Command {
+	return &cobra.Command{
+		Use:   "remove NAME",
+		Short: "Uninstall a plugin: remove its catalog entry and its binary",
+		Long: `Uninstall the installed plugin NAME (its full name, as plugin list shows it): its entry leaves the
+catalog, whose file is replaced atomically as install writes it, then its binary is deleted from the
+plugin directory. Built-ins cannot be removed.
+
+A running s3t serve over the same plugin directory sees the change at its next plugin use, as it
+sees an install or an upgrade (--replace): it stops its process of the plugin, and models created
+from then on cannot name it (400, plugin not found). Models made with it keep working: their plans
+and slice orders are stored with them.`,
+		Example: "  s3t plugin remove peft.acme.ia3",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			m, err := open(c)
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			r, err := m.Remove(args[0])
+			if err != nil {
+				return err
+			}
+			what := "its binary " + r.Path + " was already gone"
+			if r.BinaryRemoved {
+				what = "deleted its binary " + r.Path
+			}
+			fmt.Fprintf(c.OutOrStdout(), "removed %s %s (%s plugin, sha256 %s): removed its catalog entry, %s\n",
+				r.Record.Name, r.Record.Version, r.Record.Kind, r.Record.SHA256, what)
+			return nil
+		},
+	}
 }
 
 func newPluginRunCmd() *cobra.Command {

@@ -337,3 +337,38 @@ func TestPluginListCheckMultilineError(t *testing.T) {
 		t.Errorf("after the table, want the whole error:\n%s", rest)
 	}
 }
+
+// TestPluginRemove: `plugin remove` uninstalls a plugin (catalog entry and binary) and says so;
+// built-ins and unknown names are refused.
+func TestPluginRemove(t *testing.T) {
+	data := t.TempDir()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, stderr, code := run(t, "plugin", "install", exe, "--data", data); code != 0 {
+		t.Fatalf("install: exit %d: %s%s", code, out, stderr)
+	}
+	bin := filepath.Join(data, "plugins", "selector.clitest")
+	out, stderr, code := run(t, "plugin", "remove", "selector.clitest", "--data", data)
+	if code != 0 || !strings.Contains(out, "removed selector.clitest 0.1.0 (selector plugin") || !strings.Contains(out, "deleted its binary "+bin) {
+		t.Fatalf("remove: exit %d: %s%s", code, out, stderr)
+	}
+	if _, err := os.Stat(bin); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the binary is still there: %v", err)
+	}
+	for _, e := range listPlugins(t, "--data", data) {
+		if !e.Builtin {
+			t.Errorf("listed after the removal: %+v", e)
+		}
+	}
+	if _, stderr, code := run(t, "plugin", "remove", "selector.clitest", "--data", data); code != 1 || !strings.Contains(stderr, "plugin not found") {
+		t.Errorf("a second remove: exit %d: %s", code, stderr)
+	}
+	if _, stderr, code := run(t, "plugin", "remove", "peft.lora", "--data", data); code != 1 || !strings.Contains(stderr, "is a built-in") {
+		t.Errorf("remove a built-in: exit %d: %s", code, stderr)
+	}
+	if _, _, code := run(t, "plugin", "remove", "--data", data); code != 2 {
+		t.Errorf("remove without a name: exit %d, want 2", code)
+	}
+}
