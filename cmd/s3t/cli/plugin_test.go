@@ -372,3 +372,29 @@ func TestPluginRemove(t *testing.T) {
 		t.Errorf("remove without a name: exit %d, want 2", code)
 	}
 }
+
+// TestServePluginDirFlag: s3t serve takes --plugin-dir as s3t plugin does (it had only
+// S3T_PLUGIN_DIR); the flag wins over the variable, which wins over DATA/plugins.
+func TestServePluginDirFlag(t *testing.T) {
+	out, stderr, code := run(t, "serve", "--help")
+	if code != 0 || !strings.Contains(out, "--plugin-dir string") {
+		t.Errorf("serve --help: exit %d, no --plugin-dir: %s%s", code, out, stderr)
+	}
+	data := t.TempDir()
+	t.Setenv(plugins.EnvPluginDir, "")
+	for _, tt := range []struct{ flag, env, want string }{
+		{"", "", filepath.Join(data, "plugins")},
+		{"", "/from/env", "/from/env"},
+		{"/from/flag", "/from/env", "/from/flag"},
+	} {
+		t.Setenv(plugins.EnvPluginDir, tt.env)
+		cfg, err := servePluginConfig(serveOptions{pluginDir: tt.flag}, data)
+		if err != nil || cfg.Dir != tt.want || cfg.DataDir != data {
+			t.Errorf("--plugin-dir %q, $%s %q: plugin directory %q (%v), want %q", tt.flag, plugins.EnvPluginDir, tt.env, cfg.Dir, err, tt.want)
+		}
+	}
+	wd, _ := os.Getwd()
+	if cfg, _ := servePluginConfig(serveOptions{pluginDir: "rel"}, data); cfg.Dir != filepath.Join(wd, "rel") {
+		t.Errorf("a relative --plugin-dir gives %q, want it made absolute", cfg.Dir)
+	}
+}

@@ -37,6 +37,7 @@ type serveOptions struct {
 	predictSpin            time.Duration
 	pluginStart            time.Duration
 	pluginCall             time.Duration
+	pluginDir              string
 }
 
 func newServeCmd() *cobra.Command {
@@ -54,7 +55,7 @@ Without an API keys file the server allows every request and listens on loopback
 SIGINT or SIGTERM shut it down gracefully: in-flight requests finish, and running training
 jobs go on for up to --jobs-stop-timeout, then stop; their finished stages stay published and
 they resume after them at the next start.` + serverEnvHelp("S3T_ADDR", "S3T_DATA", "S3T_KEYS", "S3T_DATABASE_URL", "S3T_BLOB_URL", "S3T_TRAIN_WORKERS") +
-			fmt.Sprintf("  %-12s %s\n", plugins.EnvPluginDir, "the plugin directory the server's plugin host reads (default $S3T_DATA/plugins)"),
+			fmt.Sprintf("  %-12s %s\n", plugins.EnvPluginDir, "the plugin directory the server's plugin host reads (--plugin-dir; default $S3T_DATA/plugins)"),
 		Example: `  s3t serve --addr 127.0.0.1:8080 --data ./s3t-data`,
 		Args:    cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -100,11 +101,29 @@ they resume after them at the next start.` + serverEnvHelp("S3T_ADDR", "S3T_DATA
 	f.StringVar(&o.addrFile, "addr-file", "", "write the address the server listens on to this file once it listens (with --addr HOST:0, a free port)")
 	f.StringVar(&o.debugAddr, "debug-addr", "", "serve Go's profiler (net/http/pprof) on this loopback address, e.g. 127.0.0.1:6060 (off by default)")
 	f.DurationVar(&o.predictSpin, "predict-spin", serving.DefaultSpin, "after a lone prediction, how long the helpers (one per core up to 2 cores, then one per 2 cores) keep polling for the next before they sleep, so that a lone prediction's shards start on several cores at once (waking a sleeping core costs more than a small model's shard on a virtual machine); helpers yield to any other work and stop under load. 0: sleep at once. Costs up to this much CPU per helper after the last prediction")
+	f.StringVar(&o.pluginDir, "plugin-dir", "", "plugin directory: installed plugin binaries and their catalog, as s3t plugin --plugin-dir (default $"+plugins.EnvPluginDir+" or DATA/plugins)")
 	f.DurationVar(&o.pluginStart, "plugin-start-timeout", plugins.DefaultStartTimeout, "how long a plugin process may take to start and complete its handshake")
 	f.DurationVar(&o.pluginCall, "plugin-call-timeout", plugins.DefaultCallTimeout, "how long one plugin call (a plan, a selection) may take; the process is then stopped and the next call starts a new one")
 	f.DurationVar(&o.jobsStop, "jobs-stop-timeout", 10*time.Second, "at shutdown, how long running training jobs may take to finish before they are interrupted")
 	f.DurationVar(&o.sweepEvery, "sweep-every", 2*time.Second, "on PostgreSQL with training workers, how often local stage checkpoints are checked against the ledger (deletions made through other processes)")
 	return c
+}
+
+// servePluginConfig is the plugin host's configuration of s3t serve over the data directory
+// dir: the plugin directory is --plugin-dir, else $S3T_PLUGIN_DIR, else dir/plugins.
+func servePluginConfig(o serveOptions, dir string) (plugins.Config, error) {
+	cfg := plugins.Config{DataDir: dir, Logger: slog.Default(), StartTimeout: o.pluginStart, CallTimeout: o.pluginCall}
+	if o.pluginDir != "" {
+		d, err := filepath.Abs(o.pluginDir)
+		if err != nil {
+			return cfg, fmt.Errorf("serve: --plugin-dir: %w", err)
+		}
+		cfg.Dir = d
+	}
+	if cfg.Dir == "" {
+		cfg.Dir = plugins.PluginDir(dir)
+	}
+	return cfg, nil
 }
 
 // lockDataDir takes an exclusive lock on the data directory, so that one embedded server owns
@@ -183,7 +202,11 @@ func serve(ctx context.Context, o serveOptions) error {
 	// PEFT and selector plugins (the built-ins and those installed in DATA/plugins) plan new
 	// models and choose their slice orders out of process, started on first use; training and
 	// serving read the stored plan and orders.
-	mgr, err := plugins.Open(plugins.Config{DataDir: dir, Logger: slog.Default(), StartTimeout: o.pluginStart, CallTimeout: o.pluginCall})
+	pcfg, err := servePluginConfig(o, dir)
+	if err != nil {
+		return err
+	}
+	mgr, err := plugins.Open(pcfg)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
