@@ -3,8 +3,8 @@
 // values and the feed-forward activations by learned vectors. It is written against the s3t SDK
 // alone and ships as its own binary:
 //
-//	go build -o ia3 ./examples/ia3
-//	s3t plugin install ./ia3
+//	go build -o bin/ia3 ./examples/ia3
+//	s3t plugin install bin/ia3
 //
 // See README.md.
 package main

@@ -25,7 +25,9 @@ var selectCases = []sdk.SelectRequest{
 	{Slices: 4, Budget: 4, Seed: 5, Prior: []float64{0.1, 0.2, 0.3, 0.4}, ExpectedDeletions: 3},
 }
 
-// RunSelector runs the selector checks on an implementation in-process.
+// RunSelector runs the selector checks on an implementation in-process. They ask for budgets up
+// to L! (for example 24 orders of 4 slices, 30 of 6), so a selector must answer with more
+// orders than slices; only B > L! is an impossible budget (sdk.ErrInvalidRequest).
 func RunSelector(t *testing.T, impl sdk.Selector) {
 	t.Helper()
 	ctx := context.Background()
