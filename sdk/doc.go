@@ -20,6 +20,12 @@
 // them. Package sdktest is the conformance suite a plugin runs in its own tests; README.md is
 // the author's guide and states the protocol's compatibility rule.
 //
+// The package is part of the module github.com/s3t-dev/s3t (Go 1.26 or newer; untagged so far,
+// so a plugin's module requires a commit's pseudo-version or replaces the module with a clone).
+// It builds without cgo, so a plugin binary can be static; sdktest needs cgo and, for the PEFT
+// checks, ONNX Runtime 1.30.0. README.md says how, and documents the go-plugin handshake (the
+// magic cookie S3T_PLUGIN_MAGIC_COOKIE, protocol version 1) for plugins in other languages.
+//
 // The generated gRPC code is in internal/pluginpb and never appears in this package's API; the
 // shims and converters are unexported. The manifest, subgraph and tensor types are the ones
 // package backbone uses (backbone re-exports them), so a plan needs no conversion on the host.
