@@ -1,9 +1,12 @@
 package sdk_test
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/s3t-dev/s3t/sdk"
 )
 
 // TestREADMEBuilderSnippet: every code line of README.md's Builder snippet is a line of
@@ -52,4 +55,34 @@ func codeOf(line string) string {
 		line = line[:i]
 	}
 	return strings.TrimSpace(line)
+}
+
+// TestREADMEFacts: what README.md tells plugin authors about the handshake and the Go version
+// is what the SDK and the module use.
+func TestREADMEFacts(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gomod, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var goLine string
+	for _, l := range strings.Split(string(gomod), "\n") {
+		if v, ok := strings.CutPrefix(l, "go "); ok {
+			goLine = strings.TrimSpace(v)
+		}
+	}
+	for _, want := range []string{
+		"`" + sdk.Handshake.MagicCookieKey + "=" + sdk.Handshake.MagicCookieValue + "`",
+		fmt.Sprintf("`PLUGIN_PROTOCOL_VERSIONS=%d`", sdk.ProtocolVersion),
+		fmt.Sprintf("`1|%d|unix|", sdk.ProtocolVersion),
+		"**Go " + goLine + "**",
+		"module `github.com/s3t-dev/s3t`",
+	} {
+		if !strings.Contains(string(readme), want) {
+			t.Errorf("README.md does not say %s", want)
+		}
+	}
 }
