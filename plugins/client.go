@@ -10,11 +10,13 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -209,18 +211,30 @@ func (c *Client) start(ctx context.Context) (*instance, error) {
 	}
 	cmd := exec.Command(c.cmd.Path, c.cmd.Args...)
 	cmd.Env = append([]string{}, c.cmd.Env...)
+	// The plugin's stderr: go-plugin logs each line of the process's own stderr (JSON log
+	// records, and plain lines: see slogLogger) and also copies it to Stderr; after the handshake
+	// the plugin's os.Stderr is a stream to SyncStderr, whose lines are logged here. The last
+	// lines of both are kept for the error of a start that fails.
+	tail := &stderrTail{}
+	rawStderr := &lineWriter{fn: tail.add}
+	syncStderr := &lineWriter{fn: func(line string) {
+		tail.add(line)
+		if strings.TrimSpace(line) != "" {
+			c.cfg.logger.Log(context.Background(), toSlog(plainLevel(hclog.Debug, line)), line, "plugin", c.name)
+		}
+	}}
 	pc := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
 		VersionedPlugins: sdk.HostPlugins(),
 		Cmd:              cmd,
 		SecureConfig:     &plugin.SecureConfig{Checksum: c.checksum, Hash: sha256.New()},
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		Logger:           newHCLogger(c.cfg.logger, c.name),
+		Logger:           newHCLogger(c.cfg.logger, c.name, filepath.Base(c.cmd.Path)),
 		GRPCDialOptions:  sdk.GRPCDialOptions(),
 		StartTimeout:     c.cfg.startTimeout,
-		Stderr:           io.Discard,
+		Stderr:           rawStderr,
 		SyncStdout:       io.Discard,
-		SyncStderr:       io.Discard,
+		SyncStderr:       syncStderr,
 	})
 	c.starts.Add(1)
 	rpc, err := pc.Client()
@@ -236,7 +250,7 @@ func (c *Client) start(ctx context.Context) (*instance, error) {
 			return nil, fmt.Errorf("plugin %s: %w: %s has SHA-256 %s, recorded %s; refusing to start it (the binary changed after its checksum was recorded)",
 				c.name, ErrTampered, c.cmd.Path, got, hex.EncodeToString(c.checksum))
 		}
-		return nil, fmt.Errorf("plugin %s: %w: %s: %w", c.name, ErrStart, c.cmd, err)
+		return nil, c.startError(cmd, tail, syncStderr, "", err)
 	}
 	inst := &instance{pc: pc, rpc: rpc, protocol: pc.NegotiatedVersion(), impls: map[string]any{}}
 	if rc := pc.ReattachConfig(); rc != nil {
@@ -245,18 +259,42 @@ func (c *Client) start(ctx context.Context) (*instance, error) {
 	raw, err := rpc.Dispense(sdk.InfoName)
 	if err != nil {
 		pc.Kill()
-		return nil, fmt.Errorf("plugin %s: %w: dispense info: %w", c.name, ErrStart, err)
+		return nil, c.startError(cmd, tail, syncStderr, "dispense info", err)
 	}
 	ictx, cancel := context.WithTimeout(ctx, c.cfg.startTimeout)
 	defer cancel()
 	info, err := raw.(sdk.InfoService).Info(ictx, &sdk.InfoRequest{})
 	if err != nil {
 		pc.Kill()
-		return nil, fmt.Errorf("plugin %s: %w: info: %w", c.name, ErrStart, err)
+		return nil, c.startError(cmd, tail, syncStderr, "info", err)
 	}
 	inst.info = info
 	c.cfg.logger.Debug("plugin started", "plugin", c.name, "pid", inst.pid, "protocol", inst.protocol, "version", info.Version)
 	return inst, nil
+}
+
+// startError is the error of a start that failed at step (after the process was stopped): it
+// quotes the last lines the process wrote to stderr, which say why far better than go-plugin's
+// guesses (a plugin that exits before the handshake reads "Unrecognized remote plugin message",
+// then a checklist of architectures and dynamic libraries).
+func (c *Client) startError(cmd *exec.Cmd, tail *stderrTail, sync *lineWriter, step string, err error) error {
+	if step != "" {
+		err = fmt.Errorf("%s: %w", step, err)
+	}
+	sync.Flush()
+	lines := tail.String()
+	if lines == "" {
+		return fmt.Errorf("plugin %s: %w: %s: %w", c.name, ErrStart, c.cmd, err)
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "Failed to read any lines from plugin's stdout") || strings.Contains(msg, "plugin exited before we could connect") {
+		msg = "the process ended before its handshake"
+	}
+	// pc.Kill has waited for the process (go-plugin's runner waits on cmd).
+	if ps := cmd.ProcessState; ps != nil && ps.Exited() {
+		msg += " (" + ps.String() + ")"
+	}
+	return fmt.Errorf("plugin %s: %w: %s: %s; its stderr ended with:\n%s", c.name, ErrStart, c.cmd, msg, lines)
 }
 
 // drop forgets inst (if it is still the current process) and stops it in the background.

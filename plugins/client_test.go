@@ -191,6 +191,9 @@ func TestClientLogsPluginStderr(t *testing.T) {
 				continue
 			}
 			if rec["msg"] == "test selector called" && rec["plugin"] == "selector.test" && rec["level"] == "INFO" && rec["seed"] == 77.0 {
+				if _, ok := rec["timestamp"]; ok {
+					t.Errorf("the record has a timestamp attribute besides its time: %s", line)
+				}
 				return
 			}
 		}
@@ -198,6 +201,99 @@ func TestClientLogsPluginStderr(t *testing.T) {
 			t.Fatalf("no record of the plugin's log line in the host's log:\n%s", buf.String())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// records returns the JSON records logged so far.
+func records(buf *syncBuffer) []map[string]any {
+	var out []map[string]any
+	for _, line := range strings.Split(buf.String(), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// waitRecord waits for a record of the plugin selector.test whose message has msg, and returns it.
+func waitRecord(t *testing.T, buf *syncBuffer, msg string) map[string]any {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, rec := range records(buf) {
+			if m, _ := rec["msg"].(string); strings.Contains(m, msg) && rec["plugin"] == "selector.test" {
+				return rec
+			}
+		}
+	}
+	t.Fatalf("no record %q of the plugin in the host's log:\n%s", msg, buf.String())
+	return nil
+}
+
+// TestClientLogsPlainStderr: lines a plugin prints to stderr that are not log records reach the
+// host's log too, at warn level (info when tagged "[DEBUG]"), with the plugin's name: through
+// os.Stderr (which go-plugin streams after the handshake) as through file descriptor 2.
+func TestClientLogsPlainStderr(t *testing.T) {
+	var buf syncBuffer
+	logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	c := testClient(t, plugins.WithLogger(logger))
+	if err := selectSeed(c, seedPrint); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ line, level string }{
+		{lineOSStderr, "WARN"},
+		{"plain " + lineFD2[len("plain "):], "WARN"},
+		{lineTagged, "INFO"},
+	} {
+		if rec := waitRecord(t, &buf, tt.line); rec["msg"] != tt.line || rec["level"] != tt.level {
+			t.Errorf("%q logged at %v, want %s", tt.line, rec["level"], tt.level)
+		}
+	}
+}
+
+// TestClientStartFailureQuotesStderr: a plugin that exits or hangs before its handshake fails
+// with ErrStart quoting the last lines of its stderr (bounded), not go-plugin's guesses about
+// architectures, and the lines are in the host's log.
+func TestClientStartFailureQuotesStderr(t *testing.T) {
+	tests := []struct {
+		serve string
+		want  []string // in the error
+		not   []string // not in the error
+	}{
+		{"exit-at-start", []string{lineExitReason, "exit status 3", "ended before its handshake"}, []string{"architecture"}},
+		{"hang-at-start", []string{lineHang, "timeout"}, nil},
+		{"invalid-name", []string{`invalid plugin: name "ia3"`, "exit status 1"}, []string{"architecture"}},
+		{"noisy-exit", []string{"noise line 999", "noise line 980\n", "exit status 4"}, []string{"noise line 979\n", "architecture"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.serve, func(t *testing.T) {
+			var buf syncBuffer
+			logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			c := plugins.NewClient("selector.test", self(t, tt.serve), selfSum(t), plugins.WithLogger(logger),
+				plugins.WithStartTimeout(2*time.Second))
+			defer c.Close()
+			err := selectSeed(c, 1)
+			if !errors.Is(err, plugins.ErrStart) {
+				t.Fatalf("got %v, want ErrStart", err)
+			}
+			t.Logf("error: %v", err)
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("the error lacks %q", w)
+				}
+			}
+			for _, n := range tt.not {
+				if strings.Contains(err.Error(), n) {
+					t.Errorf("the error has %q", n)
+				}
+			}
+			if len(err.Error()) > 3<<10 {
+				t.Errorf("the error is %d bytes long", len(err.Error()))
+			}
+			if rec := waitRecord(t, &buf, tt.want[0]); rec["level"] != "WARN" {
+				t.Errorf("%q logged at %v, want WARN", tt.want[0], rec["level"])
+			}
+		})
 	}
 }
 

@@ -15,8 +15,11 @@
 // version, reuses the process, bounds every call with a timeout (ErrTimeout; the hung process
 // is stopped), and turns a process that dies during a call into ErrCrashed; the next call
 // starts a new process. Errors name the plugin and the method and keep the plugin's sdk
-// sentinels. The plugin's stderr (its slog records) goes to the host's slog logger with the
-// attribute plugin=<name>.
+// sentinels. The plugin's stderr goes to the host's slog logger with the attribute
+// plugin=<name>: its slog records at their own level, any other line at warn level (info when
+// tagged "[DEBUG]"), whether written before the handshake, to os.Stderr or to file descriptor 2.
+// A start that fails (the process exits or hangs before its handshake, or its Info fails) says
+// so with the last lines of its stderr (at most 20 lines, 2 KB), not go-plugin's checklist.
 //
 // Manager.Plan caches PEFT plans by (plugin checksum, manifest, config), in memory and under
 // $S3T_DATA/plans, and validates each with sdk.ValidatePlan: plugins are consulted when a model

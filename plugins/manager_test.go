@@ -164,6 +164,21 @@ func TestManagerInstall(t *testing.T) {
 	}
 }
 
+// TestManagerInstallQuotesStderr: installing a binary that exits at start says why, in the
+// words the plugin printed to stderr.
+func TestManagerInstallQuotesStderr(t *testing.T) {
+	m := openManager(t, t.TempDir(), plugins.Config{})
+	exe, _ := os.Executable()
+	t.Setenv(envServe, "exit-at-start")
+	_, err := m.Install(context.Background(), exe)
+	if !errors.Is(err, plugins.ErrStart) || !strings.Contains(err.Error(), lineExitReason) || strings.Contains(err.Error(), "architecture") {
+		t.Fatalf("got %v, want ErrStart quoting the plugin's stderr", err)
+	}
+	if ents, _ := m.List(context.Background()); len(ents) != 6 {
+		t.Errorf("listed %d plugins after a failed install, want the six built-ins", len(ents))
+	}
+}
+
 // TestManagerRefusesTamperedBinary: after install the binary is modified; the host refuses to
 // start it, on a fresh start as on a restart after a crash, and says why.
 func TestManagerRefusesTamperedBinary(t *testing.T) {
