@@ -30,6 +30,9 @@ const (
 	DefaultCallTimeout = 60 * time.Second
 	// DefaultStartTimeout bounds a plugin's start and handshake.
 	DefaultStartTimeout = 30 * time.Second
+	// DefaultIdleTimeout is how long a plugin process may go without a call before it is stopped
+	// (the next call starts a new one).
+	DefaultIdleTimeout = 5 * time.Minute
 )
 
 // Command says how to start a plugin process: the executable, its arguments and extra
@@ -54,6 +57,7 @@ type clientConfig struct {
 	logger       *slog.Logger
 	callTimeout  time.Duration
 	startTimeout time.Duration
+	idleTimeout  time.Duration
 }
 
 // WithLogger sets the logger that receives the plugin's stderr and go-plugin's events, with the
@@ -72,10 +76,16 @@ func WithStartTimeout(d time.Duration) ClientOption {
 	return func(c *clientConfig) { c.startTimeout = d }
 }
 
+// WithIdleTimeout stops the process once it has had no call in flight for d; the next call
+// starts a new one. Default DefaultIdleTimeout.
+func WithIdleTimeout(d time.Duration) ClientOption {
+	return func(c *clientConfig) { c.idleTimeout = d }
+}
+
 // Client is the host's side of one plugin: it starts the process on first use (after checking
-// the binary's SHA-256), reuses it, starts a new one after a crash or a timeout, bounds every
-// call with a timeout, and names the plugin in every error. A plugin that crashes or hangs never
-// takes the host down. Safe for concurrent use.
+// the binary's SHA-256), reuses it, stops it once idle, starts a new one after a crash, a timeout
+// or an idle stop, bounds every call with a timeout, and names the plugin in every error. A
+// plugin that crashes or hangs never takes the host down. Safe for concurrent use.
 type Client struct {
 	name     string
 	cmd      Command
@@ -83,7 +93,9 @@ type Client struct {
 	cfg      clientConfig
 
 	mu   sync.Mutex
-	inst *instance
+	inst *instance // the process new calls go to
+	// live holds every process started and not yet being stopped.
+	live map[*instance]struct{}
 	// cur mirrors inst for Pid and Protocol, which must not wait for a start in progress.
 	cur    atomic.Pointer[instance]
 	info   *sdk.Info
@@ -101,16 +113,25 @@ type instance struct {
 	pid      int
 	protocol int
 	impls    map[string]any
+
+	// Guarded by the Client's mu:
+	active   int         // calls in flight (see acquire and release)
+	lastUsed time.Time   // when the last call ended
+	idle     *time.Timer // stops the process once idle (armed while active is 0)
+	stopped  bool        // being stopped, or stopped
 }
 
 // NewClient returns a Client for the plugin called name (used in errors and logs), started by
 // cmd, whose executable must have the given SHA-256. Nothing starts until the first call.
 func NewClient(name string, cmd Command, checksum []byte, opts ...ClientOption) *Client {
-	cfg := clientConfig{logger: slog.Default(), callTimeout: DefaultCallTimeout, startTimeout: DefaultStartTimeout}
+	cfg := clientConfig{logger: slog.Default(), callTimeout: DefaultCallTimeout, startTimeout: DefaultStartTimeout, idleTimeout: DefaultIdleTimeout}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	return &Client{name: name, cmd: cmd, checksum: append([]byte{}, checksum...), cfg: cfg}
+	if cfg.idleTimeout <= 0 {
+		cfg.idleTimeout = DefaultIdleTimeout
+	}
+	return &Client{name: name, cmd: cmd, checksum: append([]byte{}, checksum...), cfg: cfg, live: map[*instance]struct{}{}}
 }
 
 // Name returns the plugin's name.
@@ -124,10 +145,11 @@ func (c *Client) Checksum() []byte { return append([]byte{}, c.checksum...) }
 
 // Info starts the plugin if needed and returns what it says it is.
 func (c *Client) Info(ctx context.Context) (*sdk.Info, error) {
-	inst, err := c.instance(ctx)
+	inst, err := c.acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
+	defer c.release(inst)
 	info := *inst.info
 	return &info, nil
 }
@@ -151,16 +173,14 @@ func (c *Client) Pid() int {
 // Starts returns how many processes the Client has started (or tried to).
 func (c *Client) Starts() int { return int(c.starts.Load()) }
 
-// Close stops the process, if any; later calls fail with ErrClosed.
+// Close stops the processes, if any, calls in flight included; later calls fail with ErrClosed.
 func (c *Client) Close() error {
 	c.mu.Lock()
-	inst := c.inst
-	c.setInstance(nil)
 	c.closed = true
-	c.mu.Unlock()
-	if inst != nil {
-		inst.pc.Kill()
+	for inst := range c.live {
+		c.stopLocked(inst)
 	}
+	c.mu.Unlock()
 	c.stopping.Wait()
 	return nil
 }
@@ -178,30 +198,80 @@ func (c *Client) setInstance(inst *instance) {
 	c.cur.Store(inst)
 }
 
-// instance returns the running process, starting one when none runs or the last one exited.
-func (c *Client) instance(ctx context.Context) (*instance, error) {
+// acquire returns the running process, starting one when none runs or the last one exited,
+// and counts a call in flight on it: the caller must release it. A process with calls in flight
+// is never stopped for being idle.
+func (c *Client) acquire(ctx context.Context) (*instance, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return nil, fmt.Errorf("plugin %s: %w", c.name, ErrClosed)
 	}
-	if c.inst != nil && !c.inst.pc.Exited() {
-		return c.inst, nil
-	}
-	if c.inst != nil {
+	if c.inst != nil && c.inst.pc.Exited() {
 		c.cfg.logger.Warn("plugin process exited; starting a new one", "plugin", c.name, "pid", c.inst.pid)
-		c.inst.pc.Kill()
+		c.stopLocked(c.inst)
+	}
+	if c.inst == nil {
+		inst, err := c.start(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c.setInstance(inst)
+		c.live[inst] = struct{}{}
+		if c.info == nil {
+			c.info = inst.info
+		}
+	}
+	c.inst.active++
+	return c.inst, nil
+}
+
+// release ends a call acquire counted; the last call to end arms the idle timer.
+func (c *Client) release(inst *instance) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	inst.active--
+	inst.lastUsed = time.Now()
+	switch {
+	case inst.active > 0 || inst.stopped:
+	case inst.idle == nil:
+		inst.idle = time.AfterFunc(c.cfg.idleTimeout, func() { c.reap(inst) })
+	default:
+		inst.idle.Reset(c.cfg.idleTimeout)
+	}
+}
+
+// reap stops inst if it has been idle for the idle timeout (its timer fired).
+func (c *Client) reap(inst *instance) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// A call that ended since the timer was set re-armed it.
+	if inst.stopped || inst.active > 0 || time.Since(inst.lastUsed) < c.cfg.idleTimeout {
+		return
+	}
+	c.cfg.logger.Info("plugin process idle; stopping it (the next call starts a new one)", "plugin", c.name, "pid", inst.pid, "idle", c.cfg.idleTimeout)
+	c.stopLocked(inst)
+}
+
+// stopLocked forgets inst and stops its process in the background (mu held); calls in flight on
+// it fail.
+func (c *Client) stopLocked(inst *instance) {
+	if inst.stopped {
+		return
+	}
+	inst.stopped = true
+	if inst.idle != nil {
+		inst.idle.Stop()
+	}
+	delete(c.live, inst)
+	if c.inst == inst {
 		c.setInstance(nil)
 	}
-	inst, err := c.start(ctx)
-	if err != nil {
-		return nil, err
-	}
-	c.setInstance(inst)
-	if c.info == nil {
-		c.info = inst.info
-	}
-	return inst, nil
+	c.stopping.Add(1)
+	go func() {
+		defer c.stopping.Done()
+		inst.pc.Kill()
+	}()
 }
 
 // start launches a process (mu held).
@@ -297,27 +367,21 @@ func (c *Client) startError(cmd *exec.Cmd, tail *stderrTail, sync *lineWriter, s
 	return fmt.Errorf("plugin %s: %w: %s: %s; its stderr ended with:\n%s", c.name, ErrStart, c.cmd, msg, lines)
 }
 
-// drop forgets inst (if it is still the current process) and stops it in the background.
+// drop forgets inst and stops it in the background, calls in flight on it included.
 func (c *Client) drop(inst *instance) {
 	c.mu.Lock()
-	if c.inst == inst {
-		c.setInstance(nil)
-	}
-	c.stopping.Add(1)
-	c.mu.Unlock()
-	go func() {
-		defer c.stopping.Done()
-		inst.pc.Kill()
-	}()
+	defer c.mu.Unlock()
+	c.stopLocked(inst)
 }
 
 // call runs fn against the plugin's implementation of kind, with the call timeout, and turns
 // failures into errors that name the plugin and the method.
 func (c *Client) call(ctx context.Context, kind sdk.Kind, method string, fn func(ctx context.Context, impl any) error) error {
-	inst, err := c.instance(ctx)
+	inst, err := c.acquire(ctx)
 	if err != nil {
 		return err
 	}
+	defer c.release(inst)
 	if inst.info.Kind != kind {
 		return fmt.Errorf("plugin %s: %s: %w: it is a %s plugin, not a %s plugin", c.name, method, ErrKind, inst.info.Kind, kind)
 	}

@@ -104,6 +104,72 @@ func TestClientRestartsAfterCrash(t *testing.T) {
 	}
 }
 
+// TestClientIdleStop: a process with no call in flight for the idle timeout is stopped (after
+// a call that succeeded as after one that failed), and the next call starts a new one; a call
+// that runs longer than the idle timeout is never cut short; Close stops a process waiting out
+// its idle timeout.
+func TestClientIdleStop(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	tests := []struct {
+		name  string
+		first int64 // the seed of the first call
+		then  func(t *testing.T, c *plugins.Client, pid int)
+	}{
+		{"idle", 1, func(t *testing.T, c *plugins.Client, pid int) {
+			waitGone(t, pid, 5*time.Second)
+			if c.Pid() != 0 {
+				t.Errorf("pid %d after the idle stop, want 0", c.Pid())
+			}
+			if err := selectSeed(c, 1); err != nil {
+				t.Fatalf("the call after the idle stop: %v", err)
+			}
+			if c.Pid() == pid || c.Pid() == 0 || c.Starts() != 2 {
+				t.Errorf("pid %d (was %d), starts %d: want a new process", c.Pid(), pid, c.Starts())
+			}
+		}},
+		{"idle after a failed call", seedPanic, func(t *testing.T, c *plugins.Client, pid int) {
+			waitGone(t, pid, 5*time.Second)
+		}},
+		{"call longer than the idle timeout", 1, func(t *testing.T, c *plugins.Client, pid int) {
+			var wg sync.WaitGroup
+			errs := make([]error, 3)
+			for i := range errs {
+				wg.Go(func() { errs[i] = selectSeed(c, seedSleep) })
+			}
+			wg.Wait()
+			for _, err := range errs {
+				if err != nil {
+					t.Errorf("a call in flight past the idle timeout: %v", err)
+				}
+			}
+			if c.Starts() != 1 || !running(pid) {
+				t.Errorf("starts %d, process %d running %v: want the first process, still running", c.Starts(), pid, running(pid))
+			}
+			waitGone(t, pid, 5*time.Second)
+		}},
+		{"closed", 1, func(t *testing.T, c *plugins.Client, pid int) {
+			c.Close()
+			if running(pid) {
+				t.Errorf("process %d runs after Close", pid)
+			}
+			if err := selectSeed(c, 1); !errors.Is(err, plugins.ErrClosed) {
+				t.Errorf("a call after Close: %v, want ErrClosed", err)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := testClient(t, plugins.WithIdleTimeout(idle))
+			selectSeed(c, tt.first)
+			pid := c.Pid()
+			if pid == 0 || !running(pid) {
+				t.Fatalf("no process after the first call (pid %d)", pid)
+			}
+			tt.then(t, c, pid)
+		})
+	}
+}
+
 // TestClientTimeout: a hanging plugin times out, is stopped, and the next call starts anew.
 func TestClientTimeout(t *testing.T) {
 	c := testClient(t, plugins.WithCallTimeout(500*time.Millisecond))
@@ -289,6 +355,9 @@ func TestClientStartFailureQuotesStderr(t *testing.T) {
 			}
 			if len(err.Error()) > 3<<10 {
 				t.Errorf("the error is %d bytes long", len(err.Error()))
+			}
+			if pids := children(t); len(pids) != 0 {
+				t.Errorf("processes %v left running after a failed start", pids)
 			}
 			if rec := waitRecord(t, &buf, tt.want[0]); rec["level"] != "WARN" {
 				t.Errorf("%q logged at %v, want WARN", tt.want[0], rec["level"])

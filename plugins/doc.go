@@ -13,8 +13,9 @@
 // first use, after go-plugin's SecureConfig has checked the binary's SHA-256 (before every
 // start, restarts included: a modified binary fails with ErrTampered), negotiates the protocol
 // version, reuses the process, bounds every call with a timeout (ErrTimeout; the hung process
-// is stopped), and turns a process that dies during a call into ErrCrashed; the next call
-// starts a new process. Errors name the plugin and the method and keep the plugin's sdk
+// is stopped), turns a process that dies during a call into ErrCrashed, and stops a process
+// that has had no call in flight for its idle timeout (DefaultIdleTimeout, Config.IdleTimeout;
+// never one with a call in flight); the next call starts a new process. Errors name the plugin and the method and keep the plugin's sdk
 // sentinels. The plugin's stderr goes to the host's slog logger with the attribute
 // plugin=<name>: its slog records at their own level, any other line at warn level (info when
 // tagged "[DEBUG]"), whether written before the handshake, to os.Stderr or to file descriptor 2.

@@ -24,6 +24,7 @@ const (
 	seedExit  = 1001 // exits the process
 	seedPanic = 1002 // panics
 	seedPrint = 1003 // prints plain lines to stderr (see stderrLines)
+	seedSleep = 1004 // answers after a second
 )
 
 // The plain lines selector.test prints for seedPrint, and the plugins that fail to start.
@@ -117,6 +118,8 @@ func (testSelector) Select(ctx context.Context, req *sdk.SelectRequest) (*sdk.Se
 		os.Exit(3)
 	case seedPanic:
 		panic("test selector asked to panic")
+	case seedSleep:
+		time.Sleep(time.Second)
 	case seedPrint:
 		fmt.Fprintln(os.Stderr, lineOSStderr) // (go-plugin's stream of os.Stderr)
 		syscall.Write(2, []byte(lineFD2+"\n"+lineTagged+"\n"))

@@ -36,6 +36,9 @@ type Config struct {
 	CallTimeout time.Duration
 	// StartTimeout bounds every start. Default DefaultStartTimeout.
 	StartTimeout time.Duration
+	// IdleTimeout stops a plugin process that has had no call in flight for that long; its
+	// next call starts a new one. Default DefaultIdleTimeout.
+	IdleTimeout time.Duration
 }
 
 // Status is a plugin's state as List shows it.
@@ -82,8 +85,8 @@ type Entry struct {
 }
 
 // Manager is the plugin host: the built-ins, the plugins installed in the plugin directory
-// with their checksums, one Client per plugin (started on first use), and the plan cache. Safe
-// for concurrent use.
+// with their checksums, one Client per plugin (started on first use, stopped once idle for
+// Config.IdleTimeout), and the plan cache. Safe for concurrent use.
 type Manager struct {
 	cfg     Config
 	selfSum func() ([]byte, error) // the built-ins' executable's SHA-256, read on first use
@@ -160,6 +163,9 @@ func Open(cfg Config) (*Manager, error) {
 	if cfg.StartTimeout <= 0 {
 		cfg.StartTimeout = DefaultStartTimeout
 	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
 	if cfg.Self == nil {
 		exe, err := os.Executable()
 		if err != nil {
@@ -230,7 +236,8 @@ func (m *Manager) Client(name string) (*Client, error) {
 	if c, ok := m.clients[name]; ok {
 		return c, nil
 	}
-	opts := []ClientOption{WithLogger(m.cfg.Logger), WithCallTimeout(m.cfg.CallTimeout), WithStartTimeout(m.cfg.StartTimeout)}
+	opts := []ClientOption{WithLogger(m.cfg.Logger), WithCallTimeout(m.cfg.CallTimeout), WithStartTimeout(m.cfg.StartTimeout),
+		WithIdleTimeout(m.cfg.IdleTimeout)}
 	var c *Client
 	if _, ok := m.cfg.Builtins.Lookup(name); ok {
 		sum, err := m.selfSum()

@@ -111,6 +111,35 @@ func TestManagerFreshDataDir(t *testing.T) {
 	}
 }
 
+// TestManagerStopsIdlePlugins: with Config.IdleTimeout, a plugin process with nothing to do is
+// stopped (List says ready, not running), and the next call starts a new one.
+func TestManagerStopsIdlePlugins(t *testing.T) {
+	m := openManager(t, t.TempDir(), plugins.Config{IdleTimeout: 300 * time.Millisecond})
+	s, err := m.Selector("selector.cyclic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &sdk.SelectRequest{Slices: 4, Budget: 2, Seed: 1}
+	if _, err := s.Select(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := m.Client("selector.cyclic")
+	pid := c.Pid()
+	if pid == 0 {
+		t.Fatal("no process after a call")
+	}
+	waitGone(t, pid, 5*time.Second)
+	if e := entry(t, m, "selector.cyclic"); e.Status != plugins.StatusReady {
+		t.Errorf("status %s after the idle stop, want ready", e.Status)
+	}
+	if _, err := s.Select(context.Background(), req); err != nil {
+		t.Fatalf("the call after the idle stop: %v", err)
+	}
+	if c.Pid() == 0 || c.Pid() == pid || c.Starts() != 2 {
+		t.Errorf("pid %d (was %d), starts %d: want a new process", c.Pid(), pid, c.Starts())
+	}
+}
+
 // installCopy installs a copy of this test binary, which serves selector.test when a host
 // starts it, and returns the Manager and the installed path.
 func installCopy(t *testing.T, dataDir string) (*plugins.Manager, string) {

@@ -37,6 +37,7 @@ type serveOptions struct {
 	predictSpin            time.Duration
 	pluginStart            time.Duration
 	pluginCall             time.Duration
+	pluginIdle             time.Duration
 }
 
 func newServeCmd() *cobra.Command {
@@ -102,6 +103,7 @@ they resume after them at the next start.` + serverEnvHelp("S3T_ADDR", "S3T_DATA
 	f.DurationVar(&o.predictSpin, "predict-spin", serving.DefaultSpin, "after a lone prediction, how long the helpers (one per core up to 2 cores, then one per 2 cores) keep polling for the next before they sleep, so that a lone prediction's shards start on several cores at once (waking a sleeping core costs more than a small model's shard on a virtual machine); helpers yield to any other work and stop under load. 0: sleep at once. Costs up to this much CPU per helper after the last prediction")
 	f.DurationVar(&o.pluginStart, "plugin-start-timeout", plugins.DefaultStartTimeout, "how long a plugin process may take to start and complete its handshake")
 	f.DurationVar(&o.pluginCall, "plugin-call-timeout", plugins.DefaultCallTimeout, "how long one plugin call (a plan, a selection) may take; the process is then stopped and the next call starts a new one")
+	f.DurationVar(&o.pluginIdle, "plugin-idle-timeout", plugins.DefaultIdleTimeout, "how long a plugin process may go without a call before it is stopped; the next call starts a new one")
 	f.DurationVar(&o.jobsStop, "jobs-stop-timeout", 10*time.Second, "at shutdown, how long running training jobs may take to finish before they are interrupted")
 	f.DurationVar(&o.sweepEvery, "sweep-every", 2*time.Second, "on PostgreSQL with training workers, how often local stage checkpoints are checked against the ledger (deletions made through other processes)")
 	return c
@@ -183,7 +185,8 @@ func serve(ctx context.Context, o serveOptions) error {
 	// PEFT and selector plugins (the built-ins and those installed in DATA/plugins) plan new
 	// models and choose their slice orders out of process, started on first use; training and
 	// serving read the stored plan and orders.
-	mgr, err := plugins.Open(plugins.Config{DataDir: dir, Logger: slog.Default(), StartTimeout: o.pluginStart, CallTimeout: o.pluginCall})
+	mgr, err := plugins.Open(plugins.Config{DataDir: dir, Logger: slog.Default(), StartTimeout: o.pluginStart, CallTimeout: o.pluginCall,
+		IdleTimeout: o.pluginIdle})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
