@@ -1,6 +1,7 @@
 package plugins
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -103,6 +104,27 @@ type Client struct {
 	closed bool
 	// stopping counts processes being stopped in the background; Close waits for them.
 	stopping sync.WaitGroup
+	// verified is the executable's stamp when its SHA-256 was last found to be checksum
+	// (verifiedOK: there is one): at a start, or by verifyLocked.
+	verified   fileStamp
+	verifiedOK bool
+}
+
+// fileStamp identifies a version of a file without reading it: a file replaced (renamed over,
+// rewritten, truncated) has another stamp.
+type fileStamp struct {
+	size, mod, ctime int64
+	dev, ino         uint64
+}
+
+func stampFile(path string) (fileStamp, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	st := fileStamp{size: fi.Size(), mod: fi.ModTime().UnixNano()}
+	st.dev, st.ino, st.ctime = sysStamp(fi)
+	return st, nil
 }
 
 // instance is one running plugin process.
@@ -118,6 +140,7 @@ type instance struct {
 	active   int         // calls in flight (see acquire and release)
 	lastUsed time.Time   // when the last call ended
 	idle     *time.Timer // stops the process once idle (armed while active is 0)
+	retired  bool        // takes no new calls; stopped when the last one ends
 	stopped  bool        // being stopped, or stopped
 }
 
@@ -211,6 +234,13 @@ func (c *Client) acquire(ctx context.Context) (*instance, error) {
 		c.cfg.logger.Warn("plugin process exited; starting a new one", "plugin", c.name, "pid", c.inst.pid)
 		c.stopLocked(c.inst)
 	}
+	// A start checks the binary's SHA-256 (go-plugin's SecureConfig); a running process, which
+	// was started from it, is used only while the binary is still that file.
+	if c.inst != nil {
+		if err := c.verifyLocked(); err != nil {
+			return nil, err
+		}
+	}
 	if c.inst == nil {
 		inst, err := c.start(ctx)
 		if err != nil {
@@ -226,7 +256,8 @@ func (c *Client) acquire(ctx context.Context) (*instance, error) {
 	return c.inst, nil
 }
 
-// release ends a call acquire counted; the last call to end arms the idle timer.
+// release ends a call acquire counted. The last call to end on a retired process stops it; on
+// the current one it arms the idle timer.
 func (c *Client) release(inst *instance) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -234,6 +265,8 @@ func (c *Client) release(inst *instance) {
 	inst.lastUsed = time.Now()
 	switch {
 	case inst.active > 0 || inst.stopped:
+	case inst.retired:
+		c.stopLocked(inst)
 	case inst.idle == nil:
 		inst.idle = time.AfterFunc(c.cfg.idleTimeout, func() { c.reap(inst) })
 	default:
@@ -251,6 +284,69 @@ func (c *Client) reap(inst *instance) {
 	}
 	c.cfg.logger.Info("plugin process idle; stopping it (the next call starts a new one)", "plugin", c.name, "pid", inst.pid, "idle", c.cfg.idleTimeout)
 	c.stopLocked(inst)
+}
+
+// retireLocked sends no more calls to inst and stops it once the calls in flight on it have
+// ended (mu held).
+func (c *Client) retireLocked(inst *instance) {
+	if c.inst == inst {
+		c.setInstance(nil)
+	}
+	inst.retired = true
+	if inst.active == 0 {
+		c.stopLocked(inst)
+	}
+}
+
+// verify checks that the executable is still the one whose SHA-256 was verified (see
+// verifyLocked).
+func (c *Client) verify() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return fmt.Errorf("plugin %s: %w", c.name, ErrClosed)
+	}
+	return c.verifyLocked()
+}
+
+// verifyLocked checks that the executable is still the file whose SHA-256 was last found to be
+// the recorded one (mu held). It costs a stat: the file is hashed again only when its size,
+// modification or change time, inode or device differ from that file's (or when it was never
+// hashed here). A binary that no longer matches (replaced by a rename, say, which a running
+// process does not prevent) fails with ErrTampered, and the running process, started from the
+// verified binary, is stopped once its calls in flight have ended.
+func (c *Client) verifyLocked() error {
+	st, err := stampFile(c.cmd.Path)
+	if err == nil && c.verifiedOK && st == c.verified {
+		return nil
+	}
+	var got string
+	if err == nil {
+		var sum []byte
+		if sum, err = FileSHA256(c.cmd.Path); err == nil {
+			if bytes.Equal(sum, c.checksum) {
+				c.verified, c.verifiedOK = st, true
+				return nil
+			}
+			got = "has SHA-256 " + hex.EncodeToString(sum)
+		}
+	}
+	if err != nil {
+		got = "cannot be read (" + err.Error() + ")"
+	}
+	c.verifiedOK = false
+	want := hex.EncodeToString(c.checksum)
+	inst := c.inst
+	if inst == nil {
+		c.cfg.logger.Error("plugin binary refused: checksum mismatch", "plugin", c.name, "path", c.cmd.Path, "want_sha256", want, "got", got)
+		return fmt.Errorf("plugin %s: %w: %s %s, recorded %s; refusing to run it (the binary changed after its checksum was recorded)",
+			c.name, ErrTampered, c.cmd.Path, got, want)
+	}
+	c.cfg.logger.Error("plugin binary changed while its process ran; stopping the process", "plugin", c.name, "pid", inst.pid,
+		"path", c.cmd.Path, "want_sha256", want, "got", got)
+	c.retireLocked(inst)
+	return fmt.Errorf("plugin %s: %w: %s changed while its process ran: it now %s, recorded %s; the process (pid %d) is stopped once its calls in flight end, and the changed binary will not be started",
+		c.name, ErrTampered, c.cmd.Path, got, want, inst.pid)
 }
 
 // stopLocked forgets inst and stops its process in the background (mu held); calls in flight on
@@ -307,6 +403,8 @@ func (c *Client) start(ctx context.Context) (*instance, error) {
 		SyncStderr:       syncStderr,
 	})
 	c.starts.Add(1)
+	// The stamp of the file go-plugin is about to hash: the file verified if the start succeeds.
+	stamp, stampErr := stampFile(c.cmd.Path)
 	rpc, err := pc.Client()
 	if err != nil {
 		pc.Kill()
@@ -339,6 +437,7 @@ func (c *Client) start(ctx context.Context) (*instance, error) {
 		return nil, c.startError(cmd, tail, syncStderr, "info", err)
 	}
 	inst.info = info
+	c.verified, c.verifiedOK = stamp, stampErr == nil
 	c.cfg.logger.Debug("plugin started", "plugin", c.name, "pid", inst.pid, "protocol", inst.protocol, "version", info.Version)
 	return inst, nil
 }
