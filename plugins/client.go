@@ -135,6 +135,8 @@ type instance struct {
 	pid      int
 	protocol int
 	impls    map[string]any
+	// stderr is the plugin's streamed os.Stderr, flushed once the process is stopped.
+	stderr *lineWriter
 
 	// Guarded by the Client's mu:
 	active   int         // calls in flight (see acquire and release)
@@ -367,6 +369,7 @@ func (c *Client) stopLocked(inst *instance) {
 	go func() {
 		defer c.stopping.Done()
 		inst.pc.Kill()
+		inst.stderr.Flush() // an unfinished last line
 	}()
 }
 
@@ -420,7 +423,7 @@ func (c *Client) start(ctx context.Context) (*instance, error) {
 		}
 		return nil, c.startError(cmd, tail, syncStderr, "", err)
 	}
-	inst := &instance{pc: pc, rpc: rpc, protocol: pc.NegotiatedVersion(), impls: map[string]any{}}
+	inst := &instance{pc: pc, rpc: rpc, protocol: pc.NegotiatedVersion(), impls: map[string]any{}, stderr: syncStderr}
 	if rc := pc.ReattachConfig(); rc != nil {
 		inst.pid = rc.Pid
 	}

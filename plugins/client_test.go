@@ -317,6 +317,20 @@ func TestClientLogsPlainStderr(t *testing.T) {
 	}
 }
 
+// TestClientLogsUnfinishedStderrLine: a line without a newline, the last a plugin printed to
+// os.Stderr before it exited, is logged once the process is stopped.
+func TestClientLogsUnfinishedStderrLine(t *testing.T) {
+	var buf syncBuffer
+	logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	c := testClient(t, plugins.WithLogger(logger))
+	if err := selectSeed(c, seedLast); !errors.Is(err, plugins.ErrCrashed) {
+		t.Fatalf("got %v, want ErrCrashed", err)
+	}
+	if rec := waitRecord(t, &buf, lineLast); rec["msg"] != lineLast || rec["level"] != "WARN" {
+		t.Errorf("logged %v", rec)
+	}
+}
+
 // TestClientStartFailureQuotesStderr: a plugin that exits or hangs before its handshake fails
 // with ErrStart quoting the last lines of its stderr (bounded), not go-plugin's guesses about
 // architectures, and the lines are in the host's log.

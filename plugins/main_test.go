@@ -25,6 +25,7 @@ const (
 	seedPanic = 1002 // panics
 	seedPrint = 1003 // prints plain lines to stderr (see stderrLines)
 	seedSleep = 1004 // answers after a second
+	seedLast  = 1005 // prints an unfinished line to os.Stderr, then exits
 )
 
 // The plain lines selector.test prints for seedPrint, and the plugins that fail to start.
@@ -34,6 +35,7 @@ const (
 	lineTagged     = "[DEBUG] tagged line on file descriptor 2"
 	lineExitReason = "config file /etc/acme.conf missing, exiting"
 	lineHang       = "waiting for the license server..."
+	lineLast       = "last words without a newline"
 )
 
 // TestMain serves a plugin when a host started this binary (the handshake cookie is set):
@@ -118,6 +120,10 @@ func (testSelector) Select(ctx context.Context, req *sdk.SelectRequest) (*sdk.Se
 		os.Exit(3)
 	case seedPanic:
 		panic("test selector asked to panic")
+	case seedLast:
+		fmt.Fprint(os.Stderr, lineLast)
+		time.Sleep(200 * time.Millisecond)
+		os.Exit(5)
 	case seedSleep:
 		time.Sleep(time.Second)
 	case seedPrint:
