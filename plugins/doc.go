@@ -9,18 +9,27 @@
 // List shows them all (name, kind, version, protocol, checksum, status) without starting any,
 // including files that were never installed, which the host does not run.
 //
-// A Client runs one plugin through hashicorp/go-plugin over gRPC: it starts the process on
-// first use, after go-plugin's SecureConfig has checked the binary's SHA-256 (before every
-// start, restarts included: a modified binary fails with ErrTampered), negotiates the protocol
-// version, reuses the process, bounds every call with a timeout (ErrTimeout; the hung process
-// is stopped), and turns a process that dies during a call into ErrCrashed; the next call
-// starts a new process. Errors name the plugin and the method and keep the plugin's sdk
-// sentinels. The plugin's stderr (its slog records) goes to the host's slog logger with the
-// attribute plugin=<name>.
+// A Client runs one plugin through hashicorp/go-plugin over gRPC: it starts the process on first
+// use, after go-plugin's SecureConfig has checked the binary's SHA-256 (before every start,
+// restarts included: a modified binary fails with ErrTampered), negotiates the protocol version,
+// reuses the process while its binary is still the file it verified (checked before every call
+// with a stat, hashed again only when the file changed: a binary replaced under a running
+// process fails the call with ErrTampered, and the process is stopped once its calls in flight
+// end), bounds every call with a timeout (ErrTimeout; the hung process is stopped), turns a
+// process that dies during a call into ErrCrashed, and stops a process that has had no call in
+// flight for its idle timeout (DefaultIdleTimeout, Config.IdleTimeout; never one with a call in
+// flight); the next call starts a new process. Errors name the plugin and the method and keep
+// the plugin's sdk sentinels. The plugin's stderr goes to the host's slog logger with the
+// attribute plugin=<name>: its slog records at their own level, any other line at warn level
+// (info when tagged "[DEBUG]"), whether written before the handshake, to os.Stderr or to file
+// descriptor 2. A start that fails (the process exits or hangs before its handshake, or its Info
+// fails) says so with the last lines of its stderr (at most 20 lines, 2 KB), not go-plugin's
+// checklist.
 //
 // Manager.Plan caches PEFT plans by (plugin checksum, manifest, config), in memory and under
-// $S3T_DATA/plans, and validates each with sdk.ValidatePlan: plugins are consulted when a model
-// is created or retrained, never on a hot path.
+// $S3T_DATA/plans (a cached plan is returned only while the binary passes the same check), and
+// validates each with sdk.ValidatePlan: plugins are consulted when a model is created or
+// retrained, never on a hot path.
 //
 // # The built-ins
 //

@@ -1,10 +1,13 @@
 package plugins
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log"
 	"log/slog"
+	"strings"
+	"sync"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -17,11 +20,16 @@ type slogLogger struct {
 	name  string
 	args  []any
 	level hclog.Level
+	// stderrName is the name go-plugin gives the logger of the plugin's stderr (the base name
+	// of the executable); stderr marks that logger.
+	stderrName string
+	stderr     bool
 }
 
-// newHCLogger returns an hclog.Logger writing to l with the attribute plugin=name.
-func newHCLogger(l *slog.Logger, name string) hclog.Logger {
-	return &slogLogger{l: l.With("plugin", name), level: hclog.Trace}
+// newHCLogger returns an hclog.Logger writing to l with the attribute plugin=name, for a plugin
+// whose executable's base name is exe.
+func newHCLogger(l *slog.Logger, name, exe string) hclog.Logger {
+	return &slogLogger{l: l.With("plugin", name), level: hclog.Trace, stderrName: exe}
 }
 
 func toSlog(level hclog.Level) slog.Level {
@@ -42,8 +50,24 @@ func toSlog(level hclog.Level) slog.Level {
 // events through the root one: its own events at info level are demoted to debug (a plugin
 // process exiting at the end of a command is not news), and its "plugin" attribute, the
 // executable's path, is renamed "path" so that "plugin" stays the plugin's name.
+//
+// On the stderr logger, a record without attributes is a line that is not a JSON log record
+// (go-plugin logs those at debug level unless they start with "[INFO]", "panic: "...): it is
+// logged at warn level, or info for a line tagged "[DEBUG]" or "[TRACE]", so that what a plugin
+// prints (a reason to exit at start, a message during a call) is never lost. A JSON record's
+// "timestamp" attribute, which go-plugin adds last, is dropped: the record has its time.
 func (s *slogLogger) Log(level hclog.Level, msg string, args ...any) {
-	if level == hclog.Off || level < s.level {
+	if level == hclog.Off {
+		return
+	}
+	if s.stderr {
+		if len(args) == 0 && len(s.args) == 0 {
+			level = plainLevel(level, msg)
+		} else if n := len(args); n >= 2 && args[n-2] == "timestamp" {
+			args = args[:n-2]
+		}
+	}
+	if level < s.level {
 		return
 	}
 	lvl := toSlog(level)
@@ -91,6 +115,7 @@ func (s *slogLogger) Name() string { return s.name }
 
 func (s *slogLogger) Named(name string) hclog.Logger {
 	c := *s
+	c.stderr = c.name == "" && name == s.stderrName
 	if c.name != "" {
 		name = c.name + "." + name
 	}
@@ -100,6 +125,7 @@ func (s *slogLogger) Named(name string) hclog.Logger {
 
 func (s *slogLogger) ResetNamed(name string) hclog.Logger {
 	c := *s
+	c.stderr = name == s.stderrName
 	c.name = name
 	return &c
 }
@@ -131,5 +157,103 @@ func (s *slogLogger) StandardWriter(*hclog.StandardLoggerOptions) io.Writer {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// plainLevel is the level of a plain (not JSON) line of a plugin's stderr that go-plugin logs at
+// level: at least info, and warn for a line without a level tag.
+func plainLevel(level hclog.Level, line string) hclog.Level {
+	switch {
+	case level > hclog.Debug:
+		return level
+	case strings.HasPrefix(line, "[DEBUG]"), strings.HasPrefix(line, "[TRACE]"):
+		return hclog.Info
+	}
+	return hclog.Warn
+}
+
+// maxLine bounds a line a lineWriter holds before it passes it on unfinished.
+const maxLine = 64 << 10
+
+// lineWriter cuts what is written to it into lines (without their newline) and passes each to
+// fn; a line longer than maxLine is passed on in pieces.
+type lineWriter struct {
+	mu  sync.Mutex
+	buf []byte
+	fn  func(line string)
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			w.buf = append(w.buf, p...)
+			if len(w.buf) >= maxLine {
+				w.emit()
+			}
+			break
+		}
+		w.buf = append(w.buf, p[:i]...)
+		w.emit()
+		p = p[i+1:]
+	}
+	return n, nil
+}
+
+// Flush passes on an unfinished last line.
+func (w *lineWriter) Flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) > 0 {
+		w.emit()
+	}
+}
+
+func (w *lineWriter) emit() {
+	w.fn(strings.TrimSuffix(string(w.buf), "\r"))
+	w.buf = w.buf[:0]
+}
+
+// tailSize and tailLines bound how much of a plugin's last stderr lines a start failure quotes.
+const (
+	tailSize  = 2 << 10
+	tailLines = 20
+)
+
+// stderrTail keeps the last lines of a plugin process's stderr, at most tailLines lines and
+// tailSize bytes, for the error that says why it failed to start.
+type stderrTail struct {
+	mu    sync.Mutex
+	lines []string
+	size  int
+}
+
+func (t *stderrTail) add(line string) {
+	if strings.TrimSpace(line) == "" {
+		return
+	}
+	if len(line) > tailSize {
+		line = "..." + line[len(line)-tailSize+3:]
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.lines = append(t.lines, line)
+	t.size += len(line) + 1
+	for t.size > tailSize || len(t.lines) > tailLines {
+		t.size -= len(t.lines[0]) + 1
+		t.lines = t.lines[1:]
+	}
+}
+
+// String returns the lines kept, one per line, each indented by two spaces.
+func (t *stderrTail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.lines) == 0 {
+		return ""
+	}
+	return "  " + strings.Join(t.lines, "\n  ")
+}
 
 var _ hclog.Logger = (*slogLogger)(nil)

@@ -23,6 +23,19 @@ const (
 	seedSlow  = 1000 // sleeps for a minute
 	seedExit  = 1001 // exits the process
 	seedPanic = 1002 // panics
+	seedPrint = 1003 // prints plain lines to stderr (see stderrLines)
+	seedSleep = 1004 // answers after a second
+	seedLast  = 1005 // prints an unfinished line to os.Stderr, then exits
+)
+
+// The plain lines selector.test prints for seedPrint, and the plugins that fail to start.
+const (
+	lineOSStderr   = "plain line on os.Stderr"
+	lineFD2        = "plain line on file descriptor 2"
+	lineTagged     = "[DEBUG] tagged line on file descriptor 2"
+	lineExitReason = "config file /etc/acme.conf missing, exiting"
+	lineHang       = "waiting for the license server..."
+	lineLast       = "last words without a newline"
 )
 
 // TestMain serves a plugin when a host started this binary (the handshake cookie is set):
@@ -69,6 +82,19 @@ func serve(name string) {
 	switch name {
 	case "", "selector.test":
 		sdk.Serve(&sdk.Plugin{Name: "selector.test", Version: "0.0.1", Selector: testSelector{}})
+	case "exit-at-start": // a plugin missing its configuration
+		fmt.Fprintln(os.Stderr, lineExitReason)
+		os.Exit(3)
+	case "hang-at-start":
+		fmt.Fprintln(os.Stderr, lineHang)
+		time.Sleep(time.Minute)
+	case "noisy-exit": // many lines, then exits
+		for i := range 1000 {
+			fmt.Fprintf(os.Stderr, "noise line %d\n", i)
+		}
+		os.Exit(4)
+	case "invalid-name": // the SDK refuses it before any handshake
+		sdk.Serve(&sdk.Plugin{Name: "ia3", Version: "0.0.1", Selector: testSelector{}})
 	default:
 		if err := plugins.ServeBuiltin(name); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -94,6 +120,15 @@ func (testSelector) Select(ctx context.Context, req *sdk.SelectRequest) (*sdk.Se
 		os.Exit(3)
 	case seedPanic:
 		panic("test selector asked to panic")
+	case seedLast:
+		fmt.Fprint(os.Stderr, lineLast)
+		time.Sleep(200 * time.Millisecond)
+		os.Exit(5)
+	case seedSleep:
+		time.Sleep(time.Second)
+	case seedPrint:
+		fmt.Fprintln(os.Stderr, lineOSStderr) // (go-plugin's stream of os.Stderr)
+		syscall.Write(2, []byte(lineFD2+"\n"+lineTagged+"\n"))
 	}
 	return unlearning.Cyclic{}.Select(ctx, req)
 }

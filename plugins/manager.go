@@ -36,6 +36,9 @@ type Config struct {
 	CallTimeout time.Duration
 	// StartTimeout bounds every start. Default DefaultStartTimeout.
 	StartTimeout time.Duration
+	// IdleTimeout stops a plugin process that has had no call in flight for that long; its
+	// next call starts a new one. Default DefaultIdleTimeout.
+	IdleTimeout time.Duration
 }
 
 // Status is a plugin's state as List shows it.
@@ -82,12 +85,15 @@ type Entry struct {
 }
 
 // Manager is the plugin host: the built-ins, the plugins installed in the plugin directory
-// with their checksums, one Client per plugin (started on first use), and the plan cache. Safe
-// for concurrent use.
+// with their checksums, one Client per plugin (started on first use, stopped once idle for
+// Config.IdleTimeout), and the plan cache. Safe for concurrent use.
 type Manager struct {
 	cfg     Config
 	selfSum func() ([]byte, error) // the built-ins' executable's SHA-256, read on first use
-	plans   *planCache
+	// selfStamp is the stamp of the executable selfSum hashed (ok false: none), once selfSum
+	// has returned.
+	selfStamp func() (fileStamp, bool)
+	plans     *planCache
 
 	mu      sync.Mutex
 	records []Record
@@ -160,6 +166,9 @@ func Open(cfg Config) (*Manager, error) {
 	if cfg.StartTimeout <= 0 {
 		cfg.StartTimeout = DefaultStartTimeout
 	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
 	if cfg.Self == nil {
 		exe, err := os.Executable()
 		if err != nil {
@@ -172,11 +181,17 @@ func Open(cfg Config) (*Manager, error) {
 	}
 	// Hashing the executable (tens of MB) waits for the first built-in a caller starts or
 	// lists: a server that creates no model never needs it.
+	var (
+		selfStamp   fileStamp
+		selfStamped bool
+	)
 	selfSum := sync.OnceValues(func() ([]byte, error) {
+		st, serr := stampFile(cfg.Self.Path)
 		sum, err := FileSHA256(cfg.Self.Path)
 		if err != nil {
 			return nil, fmt.Errorf("plugins: checksum of %s: %w", cfg.Self.Path, err)
 		}
+		selfStamp, selfStamped = st, serr == nil
 		return sum, nil
 	})
 	st := stampCatalog(cfg.Dir)
@@ -184,7 +199,8 @@ func Open(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Manager{cfg: cfg, selfSum: selfSum, records: recs, catalog: st, clients: map[string]*Client{},
+	return &Manager{cfg: cfg, selfSum: selfSum, selfStamp: func() (fileStamp, bool) { return selfStamp, selfStamped },
+		records: recs, catalog: st, clients: map[string]*Client{},
 		plans: newPlanCache(filepath.Join(cfg.DataDir, "plans"), cfg.Logger)}, nil
 }
 
@@ -230,7 +246,8 @@ func (m *Manager) Client(name string) (*Client, error) {
 	if c, ok := m.clients[name]; ok {
 		return c, nil
 	}
-	opts := []ClientOption{WithLogger(m.cfg.Logger), WithCallTimeout(m.cfg.CallTimeout), WithStartTimeout(m.cfg.StartTimeout)}
+	opts := []ClientOption{WithLogger(m.cfg.Logger), WithCallTimeout(m.cfg.CallTimeout), WithStartTimeout(m.cfg.StartTimeout),
+		WithIdleTimeout(m.cfg.IdleTimeout)}
 	var c *Client
 	if _, ok := m.cfg.Builtins.Lookup(name); ok {
 		sum, err := m.selfSum()
@@ -238,6 +255,8 @@ func (m *Manager) Client(name string) (*Client, error) {
 			return nil, fmt.Errorf("plugin %s: %w", name, err)
 		}
 		c = NewClient(name, m.builtinCommand(name), sum, opts...)
+		// The executable was just hashed: checking that it is still that file costs a stat.
+		c.verified, c.verifiedOK = m.selfStamp()
 	} else if r, ok := m.record(name); ok {
 		c = NewClient(name, Command{Path: filepath.Join(m.cfg.Dir, r.File)}, decodeHex(r.SHA256), opts...)
 	} else {
@@ -430,7 +449,8 @@ func (m *Manager) Install(ctx context.Context, path string, opts ...InstallOptio
 // Plan returns the plan of the PEFT plugin called name for a manifest and config, validated
 // against the manifest (sdk.ValidatePlan). Plans are cached by (plugin checksum, manifest,
 // config), in memory and under DataDir/plans, so a plugin is consulted when a model is created
-// or retrained with a new combination and never on a hot path.
+// or retrained with a new combination and never on a hot path. A cached plan is returned only
+// while the plugin's binary still has its recorded SHA-256 (ErrTampered otherwise).
 func (m *Manager) Plan(ctx context.Context, name string, req *sdk.PlanRequest) (*sdk.PlanResponse, error) {
 	c, err := m.Client(name)
 	if err != nil {
@@ -441,6 +461,11 @@ func (m *Manager) Plan(ctx context.Context, name string, req *sdk.PlanRequest) (
 		return nil, fmt.Errorf("plugin %s: plan: %w", name, err)
 	}
 	if plan, ok := m.plans.get(key); ok {
+		// A cached plan came from the verified binary, but a binary that changed since fails
+		// here as it would fail a call (ErrTampered), whether or not its plan is cached.
+		if err := c.verify(); err != nil {
+			return nil, err
+		}
 		return plan, nil
 	}
 	plan, err := c.PEFT().Plan(ctx, req)

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -111,6 +113,35 @@ func TestManagerFreshDataDir(t *testing.T) {
 	}
 }
 
+// TestManagerStopsIdlePlugins: with Config.IdleTimeout, a plugin process with nothing to do is
+// stopped (List says ready, not running), and the next call starts a new one.
+func TestManagerStopsIdlePlugins(t *testing.T) {
+	m := openManager(t, t.TempDir(), plugins.Config{IdleTimeout: 300 * time.Millisecond})
+	s, err := m.Selector("selector.cyclic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &sdk.SelectRequest{Slices: 4, Budget: 2, Seed: 1}
+	if _, err := s.Select(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := m.Client("selector.cyclic")
+	pid := c.Pid()
+	if pid == 0 {
+		t.Fatal("no process after a call")
+	}
+	waitGone(t, pid, 5*time.Second)
+	if e := entry(t, m, "selector.cyclic"); e.Status != plugins.StatusReady {
+		t.Errorf("status %s after the idle stop, want ready", e.Status)
+	}
+	if _, err := s.Select(context.Background(), req); err != nil {
+		t.Fatalf("the call after the idle stop: %v", err)
+	}
+	if c.Pid() == 0 || c.Pid() == pid || c.Starts() != 2 {
+		t.Errorf("pid %d (was %d), starts %d: want a new process", c.Pid(), pid, c.Starts())
+	}
+}
+
 // installCopy installs a copy of this test binary, which serves selector.test when a host
 // starts it, and returns the Manager and the installed path.
 func installCopy(t *testing.T, dataDir string) (*plugins.Manager, string) {
@@ -164,6 +195,21 @@ func TestManagerInstall(t *testing.T) {
 	}
 }
 
+// TestManagerInstallQuotesStderr: installing a binary that exits at start says why, in the
+// words the plugin printed to stderr.
+func TestManagerInstallQuotesStderr(t *testing.T) {
+	m := openManager(t, t.TempDir(), plugins.Config{})
+	exe, _ := os.Executable()
+	t.Setenv(envServe, "exit-at-start")
+	_, err := m.Install(context.Background(), exe)
+	if !errors.Is(err, plugins.ErrStart) || !strings.Contains(err.Error(), lineExitReason) || strings.Contains(err.Error(), "architecture") {
+		t.Fatalf("got %v, want ErrStart quoting the plugin's stderr", err)
+	}
+	if ents, _ := m.List(context.Background()); len(ents) != 6 {
+		t.Errorf("listed %d plugins after a failed install, want the six built-ins", len(ents))
+	}
+}
+
 // TestManagerRefusesTamperedBinary: after install the binary is modified; the host refuses to
 // start it, on a fresh start as on a restart after a crash, and says why.
 func TestManagerRefusesTamperedBinary(t *testing.T) {
@@ -208,6 +254,155 @@ func TestManagerRefusesTamperedBinary(t *testing.T) {
 	}
 	_, err = s.Select(context.Background(), &sdk.SelectRequest{Slices: 2, Budget: 1})
 	check(err)
+}
+
+// replaceFile replaces the file at path by one holding data, as `cp x P.new && mv P.new P`
+// does: a running process does not prevent it (it would prevent writing the file in place).
+func replaceFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path+".new", data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".new", path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestManagerNoticesChangedBinary: an installed binary changes while its process runs with a call
+// in flight. When it no longer matches its SHA-256, the next call fails with ErrTampered at once
+// and the process is stopped once the call in flight has ended (normally); so is every later
+// call. A change that leaves the same bytes is no tampering: the process goes on.
+func TestManagerNoticesChangedBinary(t *testing.T) {
+	exe, _ := os.Executable()
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		change   func(t *testing.T, path string)
+		tampered bool
+		status   plugins.Status
+	}{
+		{"replaced by another binary", func(t *testing.T, path string) {
+			replaceFile(t, path, append(slices.Clone(data), "tampered"...))
+		}, true, plugins.StatusTampered},
+		{"removed", func(t *testing.T, path string) {
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+		}, true, plugins.StatusMissing},
+		{"replaced by the same bytes", func(t *testing.T, path string) { replaceFile(t, path, data) }, false, plugins.StatusRunning},
+		{"touched", func(t *testing.T, path string) {
+			future := time.Now().Add(time.Hour)
+			if err := os.Chtimes(path, future, future); err != nil {
+				t.Fatal(err)
+			}
+		}, false, plugins.StatusRunning},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf syncBuffer
+			dir := t.TempDir()
+			m := openManager(t, dir, plugins.Config{Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
+			e, err := m.Install(context.Background(), exe)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := m.Client("selector.test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := selectSeed(c, 1); err != nil {
+				t.Fatal(err)
+			}
+			pid := c.Pid()
+			inFlight := make(chan error, 1)
+			go func() { inFlight <- selectSeed(c, seedSleep) }()
+			waitCalled(t, &buf, seedSleep)
+			tt.change(t, e.Path)
+			err = selectSeed(c, 1)
+			if !tt.tampered {
+				if err != nil || c.Pid() != pid || c.Starts() != 1 {
+					t.Errorf("after the change: %v, pid %d (was %d), starts %d: want the same process, answering", err, c.Pid(), pid, c.Starts())
+				}
+			} else if !errors.Is(err, plugins.ErrTampered) || !strings.Contains(err.Error(), "plugin selector.test") ||
+				!strings.Contains(err.Error(), fmt.Sprintf("the process (pid %d)", pid)) {
+				t.Errorf("after the change: %v, want ErrTampered saying the process is stopped", err)
+			} else {
+				t.Logf("error: %v", err)
+			}
+			if err := <-inFlight; err != nil {
+				t.Errorf("the call in flight during the change: %v", err)
+			}
+			if tt.tampered {
+				waitGone(t, pid, 5*time.Second)
+				if err := selectSeed(c, 1); err == nil || c.Pid() != 0 {
+					t.Errorf("a call after the process was stopped: %v, pid %d: want it refused, and no process", err, c.Pid())
+				}
+			}
+			if e := entry(t, m, "selector.test"); e.Status != tt.status {
+				t.Errorf("status %s, want %s", e.Status, tt.status)
+			}
+		})
+	}
+}
+
+// waitCalled waits for selector.test's log record of a call with seed.
+func waitCalled(t *testing.T, buf *syncBuffer, seed int64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for _, rec := range records(buf) {
+			if rec["msg"] == "test selector called" && rec["seed"] == float64(seed) {
+				return
+			}
+		}
+	}
+	t.Fatalf("no call with seed %d in the log:\n%s", seed, buf.String())
+}
+
+// TestManagerPlanCacheChecksBinary: a plan in the cache is not returned once the plugin's binary
+// changed (here the built-ins' executable): ErrTampered, as for a call, and the process stops.
+func TestManagerPlanCacheChecksBinary(t *testing.T) {
+	bb, err := backbone.LoadBytes(assets.ViTFashionMNIST())
+	if err != nil {
+		t.Fatal(err)
+	}
+	man, err := backbone.DetectManifest(bb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, _ := os.Executable()
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "s3t")
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	m := openManager(t, t.TempDir(), plugins.Config{Self: &plugins.Command{Path: bin, Args: []string{"plugin-run"}}})
+	req := &sdk.PlanRequest{Manifest: *man}
+	for range 2 { // planned, then cached
+		if _, err := m.Plan(ctx, lora.Name, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, _ := m.Client(lora.Name)
+	pid := c.Pid()
+	if c.Starts() != 1 || pid == 0 {
+		t.Fatalf("starts %d, pid %d", c.Starts(), pid)
+	}
+	replaceFile(t, bin, append(data, "tampered"...))
+	if _, err := m.Plan(ctx, lora.Name, req); !errors.Is(err, plugins.ErrTampered) {
+		t.Fatalf("a cached plan of a changed binary: %v, want ErrTampered", err)
+	}
+	waitGone(t, pid, 5*time.Second)
+	// Without a process too.
+	if _, err := m.Plan(ctx, lora.Name, req); !errors.Is(err, plugins.ErrTampered) {
+		t.Fatalf("again: %v, want ErrTampered", err)
+	}
 }
 
 func waitExited(t *testing.T, c *plugins.Client) {

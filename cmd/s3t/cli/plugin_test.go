@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -193,6 +194,38 @@ func TestServeUsesInstalledSelectorPlugin(t *testing.T) {
 	_, err = create("nope", "nope")
 	if e := (*api.Error)(nil); !errors.As(err, &e) || e.Status != http.StatusBadRequest || !strings.Contains(e.Message, "plugin not found") {
 		t.Errorf("an unknown selector: %v, want 400 naming it", err)
+	}
+	// The binary is replaced (renamed over) while its process runs: the running process is not
+	// used any more (503), until the binary is the installed one again.
+	installed := filepath.Join(data, "plugins", "selector.clitest")
+	orig, err := os.ReadFile(installed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, swap := range []struct {
+		name   string
+		data   []byte
+		status int
+	}{
+		{"swapped", append(slices.Clone(orig), "tampered"...), http.StatusServiceUnavailable},
+		{"restored", orig, http.StatusCreated},
+	} {
+		if err := os.WriteFile(installed+".new", swap.data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(installed+".new", installed); err != nil {
+			t.Fatal(err)
+		}
+		_, err := create(swap.name, "clitest")
+		status := http.StatusCreated
+		if e := (*api.Error)(nil); errors.As(err, &e) {
+			status = e.Status
+		} else if err != nil {
+			status = 0
+		}
+		if status != swap.status {
+			t.Errorf("a model with selector.clitest %s: %v, want status %d", swap.name, err, swap.status)
+		}
 	}
 	p.stop(t)
 	// The CLI's selection goes through the same host with --plugin-data.

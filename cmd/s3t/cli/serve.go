@@ -37,6 +37,7 @@ type serveOptions struct {
 	predictSpin            time.Duration
 	pluginStart            time.Duration
 	pluginCall             time.Duration
+	pluginIdle             time.Duration
 	pluginDir              string
 }
 
@@ -104,6 +105,7 @@ they resume after them at the next start.` + serverEnvHelp("S3T_ADDR", "S3T_DATA
 	f.StringVar(&o.pluginDir, "plugin-dir", "", "plugin directory: installed plugin binaries and their catalog, as s3t plugin --plugin-dir (default $"+plugins.EnvPluginDir+" or DATA/plugins)")
 	f.DurationVar(&o.pluginStart, "plugin-start-timeout", plugins.DefaultStartTimeout, "how long a plugin process may take to start and complete its handshake")
 	f.DurationVar(&o.pluginCall, "plugin-call-timeout", plugins.DefaultCallTimeout, "how long one plugin call (a plan, a selection) may take; the process is then stopped and the next call starts a new one")
+	f.DurationVar(&o.pluginIdle, "plugin-idle-timeout", plugins.DefaultIdleTimeout, "how long a plugin process may go without a call before it is stopped; the next call starts a new one")
 	f.DurationVar(&o.jobsStop, "jobs-stop-timeout", 10*time.Second, "at shutdown, how long running training jobs may take to finish before they are interrupted")
 	f.DurationVar(&o.sweepEvery, "sweep-every", 2*time.Second, "on PostgreSQL with training workers, how often local stage checkpoints are checked against the ledger (deletions made through other processes)")
 	return c
@@ -112,7 +114,8 @@ they resume after them at the next start.` + serverEnvHelp("S3T_ADDR", "S3T_DATA
 // servePluginConfig is the plugin host's configuration of s3t serve over the data directory
 // dir: the plugin directory is --plugin-dir, else $S3T_PLUGIN_DIR, else dir/plugins.
 func servePluginConfig(o serveOptions, dir string) (plugins.Config, error) {
-	cfg := plugins.Config{DataDir: dir, Logger: slog.Default(), StartTimeout: o.pluginStart, CallTimeout: o.pluginCall}
+	cfg := plugins.Config{DataDir: dir, Logger: slog.Default(), StartTimeout: o.pluginStart, CallTimeout: o.pluginCall,
+		IdleTimeout: o.pluginIdle}
 	if o.pluginDir != "" {
 		d, err := filepath.Abs(o.pluginDir)
 		if err != nil {
