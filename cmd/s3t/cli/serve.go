@@ -75,6 +75,15 @@ they resume after them at the next start.` + serverEnvHelp("S3T_ADDR", "S3T_DATA
 			if o.predictSpin < 0 {
 				return fmt.Errorf("%w: --predict-spin %s: want 0 (no polling) or more", errUsage, o.predictSpin)
 			}
+			// 0 or less used to mean each one's default, silently.
+			for _, t := range []struct {
+				flag string
+				d    time.Duration
+			}{{"--plugin-start-timeout", o.pluginStart}, {"--plugin-call-timeout", o.pluginCall}, {"--plugin-idle-timeout", o.pluginIdle}} {
+				if t.d <= 0 {
+					return fmt.Errorf("%w: %s %s: want more than 0", errUsage, t.flag, t.d)
+				}
+			}
 			if o.databaseURL != "" {
 				// A SQLite path here would run a ledger no data directory lock guards.
 				if err := requirePostgres("s3t serve --database-url", o.databaseURL); err != nil {

@@ -276,6 +276,10 @@ func TestServeFlagsCheckedFirst(t *testing.T) {
 		// panicked the sweeper on PostgreSQL.
 		{[]string{"--addr", "127.0.0.1:0", "--database-url", "/tmp/x.db"}, "needs a postgres:// database URL"},
 		{[]string{"--addr", "127.0.0.1:0", "--sweep-every", "0s"}, "--sweep-every 0s: want more than 0"},
+		// A plugin timeout of 0 or less was taken for its default.
+		{[]string{"--addr", "127.0.0.1:0", "--plugin-start-timeout", "0s"}, "--plugin-start-timeout 0s: want more than 0"},
+		{[]string{"--addr", "127.0.0.1:0", "--plugin-call-timeout", "-1s"}, "--plugin-call-timeout -1s: want more than 0"},
+		{[]string{"--addr", "127.0.0.1:0", "--plugin-idle-timeout", "0s"}, "--plugin-idle-timeout 0s: want more than 0"},
 	} {
 		data := filepath.Join(t.TempDir(), "data")
 		_, stderr, code := run(t, append([]string{"serve", "--data", data}, tt.flags...)...)
