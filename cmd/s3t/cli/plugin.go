@@ -276,7 +276,7 @@ NAME may leave out its kind's namespace when that names one plugin (lora, cyclic
 }
 
 // findPlugin returns the listed plugin called name, or the one plugin that name means without
-// its kind's namespace ("lora": "peft.lora").
+// its kind's namespace ("lora": "peft.lora"), by the rule model specs follow (QualifiedName).
 func findPlugin(ents []plugins.Entry, name string) (plugins.Entry, error) {
 	var found []plugins.Entry
 	var names []string
@@ -288,7 +288,7 @@ func findPlugin(ents []plugins.Entry, name string) (plugins.Entry, error) {
 		if e.Name == name {
 			return e, nil
 		}
-		if e.Name == string(sdk.KindPEFT)+"."+name || e.Name == string(sdk.KindSelector)+"."+name {
+		if e.Name == plugins.QualifiedName(sdk.KindPEFT, name) || e.Name == plugins.QualifiedName(sdk.KindSelector, name) {
 			found = append(found, e)
 		}
 	}
