@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -167,23 +166,29 @@ func (s *Server) inferV2(c echo.Context) error {
 	defer end()
 	name := param(c, "name")
 	r := trace.StartRegion(ctx, "read body")
-	req, bin, release, err := readInferV2(c.Request())
+	body, release, err := readBody(c.Request())
 	r.End()
 	if err != nil {
-		var mb *http.MaxBytesError
-		if errors.As(err, &mb) {
-			return err
-		}
-		return servingError(err)
+		return bodyError(err)
 	}
 	defer release()
-	want, err := v2Outputs(req, name)
-	if err != nil {
-		return servingError(err)
-	}
-	// The inputs are decoded while the service reads the ledger (serving.PredictWith).
+	hl := c.Request().Header.Get(api.HeaderInferenceHeaderContentLength)
+	// The request (its JSON, the outputs it asks for, its inputs) is decoded while the service
+	// reads the ledger (serving.PredictWith); the decode runs once, so req and want hold after.
+	var (
+		req  *api.InferRequestV2
+		want []v2Output
+	)
 	res, err := s.cfg.Serving.PredictWith(ctx, name, func(info *serving.Info) ([]float32, int, error) {
 		defer trace.StartRegion(ctx, "decode").End()
+		var bin []byte
+		var err error
+		if req, bin, err = decodeInferV2(body, hl); err != nil {
+			return nil, 0, err
+		}
+		if want, err = v2Outputs(req, name); err != nil {
+			return nil, 0, err
+		}
 		return v2Inputs(req, info, bin)
 	})
 	if err != nil {
@@ -257,44 +262,28 @@ func (s *Server) inferV2(c echo.Context) error {
 // (the protocol's binary tensor data extension).
 const binaryDataSize = "binary_data_size"
 
-// readInferV2 reads an inference request: a JSON body, or, with the binary tensor data
-// extension, a JSON header of Inference-Header-Content-Length bytes followed by the tensors'
-// bytes (returned as bin, in a pooled buffer that release gives back: see readBody).
-func readInferV2(r *http.Request) (req *api.InferRequestV2, bin []byte, release func(), err error) {
+// decodeInferV2 decodes an inference request's body: JSON, or, with the binary tensor data
+// extension (hl, the Inference-Header-Content-Length header, not empty), a JSON header of hl
+// bytes followed by the tensors' bytes, returned as bin (a part of body).
+func decodeInferV2(body []byte, hl string) (req *api.InferRequestV2, bin []byte, err error) {
 	req = new(api.InferRequestV2)
-	hl := r.Header.Get(api.HeaderInferenceHeaderContentLength)
 	if hl == "" {
-		dec := json.NewDecoder(r.Body)
-		if err := dec.Decode(req); err != nil {
-			var mb *http.MaxBytesError
-			if errors.As(err, &mb) {
-				return nil, nil, nil, err
-			}
-			return nil, nil, nil, v2Invalid("request body: %v", err)
+		if err := json.Unmarshal(body, req); err != nil {
+			return nil, nil, v2Invalid("request body: %v", err)
 		}
-		return req, nil, func() {}, nil
+		return req, nil, nil
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(hl), 10, 64)
 	if err != nil || n < 1 {
-		return nil, nil, nil, v2Invalid("%s: %q is not a positive length", api.HeaderInferenceHeaderContentLength, hl)
-	}
-	body, release, err := readBody(r)
-	if err != nil {
-		var mb *http.MaxBytesError
-		if errors.As(err, &mb) {
-			return nil, nil, nil, err
-		}
-		return nil, nil, nil, v2Invalid("request body: %v", err)
+		return nil, nil, v2Invalid("%s: %q is not a positive length", api.HeaderInferenceHeaderContentLength, hl)
 	}
 	if n > int64(len(body)) {
-		release()
-		return nil, nil, nil, v2Invalid("%s: %d, but the body has only %d bytes", api.HeaderInferenceHeaderContentLength, n, len(body))
+		return nil, nil, v2Invalid("%s: %d, but the body has only %d bytes", api.HeaderInferenceHeaderContentLength, n, len(body))
 	}
 	if err := json.Unmarshal(body[:n], req); err != nil {
-		release()
-		return nil, nil, nil, v2Invalid("request header (the first %d bytes of the body, per %s): %v", n, api.HeaderInferenceHeaderContentLength, err)
+		return nil, nil, v2Invalid("request header (the first %d bytes of the body, per %s): %v", n, api.HeaderInferenceHeaderContentLength, err)
 	}
-	return req, body[n:], release, nil
+	return req, body[n:], nil
 }
 
 // v2Output is an output to answer, and whether its values go as binary data.

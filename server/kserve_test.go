@@ -111,6 +111,7 @@ func TestKServeV2Errors(t *testing.T) {
 	}{
 		"not json":       {fx.Name, `{"inputs": [`, 400, "request body"},
 		"no inputs":      {fx.Name, `{"inputs": []}`, 400, "has one input"},
+		"two values":     {fx.Name, `{"inputs": []} {}`, 400, "request body: invalid character '{' after top-level value"},
 		"wrong name":     {fx.Name, `{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 784], "data": ` + string(img) + `}]}`, 400, `names "x"`},
 		"wrong datatype": {fx.Name, `{"inputs": [{"name": "` + in + `", "datatype": "INT8", "shape": [1, 784], "data": ` + string(img) + `}]}`, 400, "want FP32"},
 		"wrong shape":    {fx.Name, `{"inputs": [{"name": "` + in + `", "datatype": "FP32", "shape": [1, 783], "data": ` + string(img) + `}]}`, 400, "want 784"},
