@@ -46,10 +46,22 @@ type Command struct {
 	// Env holds extra "KEY=value" variables. The host's own environment is passed too and wins
 	// for a variable set in both.
 	Env []string `json:"env,omitempty"`
+	// shown is the path shown for Path, where Path does not say which file it is: the built-ins
+	// start from /proc/self/exe (see runningExecutable), shown as the host's executable. It is
+	// the process's argv[0] too.
+	shown string
 }
 
-// String returns the command line.
-func (c Command) String() string { return strings.Join(append([]string{c.Path}, c.Args...), " ") }
+// String returns the command line, as shown.
+func (c Command) String() string { return strings.Join(append([]string{c.display()}, c.Args...), " ") }
+
+// display is the executable's path as shown: shown, else Path.
+func (c Command) display() string {
+	if c.shown != "" {
+		return c.shown
+	}
+	return c.Path
+}
 
 // ClientOption configures a Client.
 type ClientOption func(*clientConfig)
@@ -379,6 +391,7 @@ func (c *Client) start(ctx context.Context) (*instance, error) {
 		return nil, fmt.Errorf("plugin %s: %w: no SHA-256 recorded for %s", c.name, ErrStart, c.cmd.Path)
 	}
 	cmd := exec.Command(c.cmd.Path, c.cmd.Args...)
+	cmd.Args[0] = c.cmd.display()
 	cmd.Env = append([]string{}, c.cmd.Env...)
 	// The plugin's stderr: go-plugin logs each line of the process's own stderr (JSON log
 	// records, and plain lines: see slogLogger) and also copies it to Stderr; after the handshake
@@ -398,7 +411,7 @@ func (c *Client) start(ctx context.Context) (*instance, error) {
 		Cmd:              cmd,
 		SecureConfig:     &plugin.SecureConfig{Checksum: c.checksum, Hash: sha256.New()},
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		Logger:           newHCLogger(c.cfg.logger, c.name, filepath.Base(c.cmd.Path)),
+		Logger:           newHCLogger(c.cfg.logger, c.name, filepath.Base(c.cmd.display())),
 		GRPCDialOptions:  sdk.GRPCDialOptions(),
 		StartTimeout:     c.cfg.startTimeout,
 		Stderr:           rawStderr,

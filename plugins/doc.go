@@ -3,7 +3,8 @@
 // # The host
 //
 // A Manager discovers plugins: the built-ins, compiled into the s3t executable and run out of
-// process as `s3t plugin run NAME` (Config.Self), and third-party binaries installed into the
+// process as `s3t plugin run NAME` (Config.Self; on Linux started from /proc/self/exe, so that
+// an executable replaced under a running host leaves them the host's own code), and third-party binaries installed into the
 // plugin directory ($S3T_PLUGIN_DIR, default $S3T_DATA/plugins with $S3T_DATA defaulting to
 // ./s3t-data) by Install, which records each binary's SHA-256 in the directory's catalog.json.
 // List shows them all (name, kind, version, protocol, checksum, status) without starting any,

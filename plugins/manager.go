@@ -26,7 +26,9 @@ type Config struct {
 	// Dir is the plugin directory. Default PluginDir(DataDir).
 	Dir string
 	// Self is how a built-in starts: the plugin's name is appended to Self.Args. Default: this
-	// executable with the arguments "plugin run" (`s3t plugin run peft.lora`).
+	// executable with the arguments "plugin run" (`s3t plugin run peft.lora`), started on Linux
+	// from /proc/self/exe, so that replacing the executable under a running host (an upgrade)
+	// leaves its built-ins running its own code until it restarts.
 	Self *Command
 	// Builtins are the plugins compiled into Self. Default Builtins().
 	Builtins *Registry
@@ -174,7 +176,7 @@ func Open(cfg Config) (*Manager, error) {
 		if err != nil {
 			return nil, fmt.Errorf("plugins: locating this executable for the built-ins: %w", err)
 		}
-		cfg.Self = &Command{Path: exe, Args: []string{"plugin", "run"}}
+		cfg.Self = &Command{Path: runningExecutable(exe), Args: []string{"plugin", "run"}, shown: exe}
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("plugins: %w", err)
@@ -189,7 +191,7 @@ func Open(cfg Config) (*Manager, error) {
 		st, serr := stampFile(cfg.Self.Path)
 		sum, err := FileSHA256(cfg.Self.Path)
 		if err != nil {
-			return nil, fmt.Errorf("plugins: checksum of %s: %w", cfg.Self.Path, err)
+			return nil, fmt.Errorf("plugins: checksum of %s: %w", cfg.Self.display(), err)
 		}
 		selfStamp, selfStamped = st, serr == nil
 		return sum, nil

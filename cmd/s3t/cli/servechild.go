@@ -42,6 +42,11 @@ func startServeChildOn(ctx context.Context, cpus, data string, logw io.Writer, a
 	if err != nil {
 		return nil, err
 	}
+	return startServeExe(ctx, exe, cpus, data, logw, args...)
+}
+
+// startServeExe is startServeChildOn of the executable exe.
+func startServeExe(ctx context.Context, exe, cpus, data string, logw io.Writer, args ...string) (*serveChild, error) {
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return nil, err
 	}
@@ -66,6 +71,7 @@ func startServeChildOn(ctx context.Context, cpus, data string, logw io.Writer, a
 	}
 	p := &serveChild{cmd: cmd, done: make(chan struct{})}
 	go func() { p.err = cmd.Wait(); close(p.done) }()
+	var err error
 	if p.addr, err = waitAddrFile(addrFile, p.done, 60*time.Second); err != nil {
 		p.kill()
 		return nil, err
