@@ -331,12 +331,20 @@ func servedString(s []api.ShardServed) string {
 // each unit's latest job), and the jobs running, stalled and done among those follow reports (all
 // when nil), so that a training's earlier jobs of the model are not counted done in it. A
 // stalled job (running, but its worker stopped renewing its lease) counts as stalled, not
-// running, and gives neither loss nor rate: its figures are its dead worker's last.
+// running, and gives neither loss nor rate: its figures are its dead worker's last. The loss is
+// the latest a job reported (a done job keeps its last), so that the line does not read 0
+// between one job's end and the next one's first step, nor once training is done; the rate is
+// "?" while the running jobs have none yet.
 func trainingLine(st *api.TrainingStatus, el time.Duration, follow func(id int64) bool) string {
 	const width = 24
 	n := int(st.Progress * width)
 	running, stalled, done := 0, 0, 0
-	var loss, rate float64
+	var (
+		rate     float64
+		loss     = "?"
+		lossAt   time.Time
+		haveLoss bool
+	)
 	for _, j := range st.Jobs {
 		if follow != nil && !follow(j.ID) {
 			continue
@@ -344,23 +352,33 @@ func trainingLine(st *api.TrainingStatus, el time.Duration, follow func(id int64
 		switch {
 		case j.State == api.TrainingRunning && j.Stalled:
 			stalled++
+			continue
 		case j.State == api.TrainingRunning:
 			running++
-			loss, rate = j.Loss, rate+j.ExamplesPerSecond
+			rate += j.ExamplesPerSecond
 		case j.State == api.TrainingDone:
 			done++
+		default:
+			continue
+		}
+		if (j.Step > 0 || j.Loss != 0) && (!haveLoss || j.Updated.After(lossAt)) {
+			loss, lossAt, haveLoss = fmt.Sprintf("%.3f", j.Loss), j.Updated, true
 		}
 	}
 	jobs := fmt.Sprintf("jobs %d done, %d running", done, running)
 	if stalled > 0 {
 		jobs += fmt.Sprintf(", %d stalled", stalled)
 	}
+	rateText := fmt.Sprintf("%.0f", rate)
+	if running > 0 && rate == 0 {
+		rateText = "?" // the running jobs have not reported a rate yet
+	}
 	eta := "?" // the server's 0: no running job has an estimate yet (or only stalled ones do)
 	if st.ETASeconds > 0 || st.Done {
 		eta = (time.Duration(st.ETASeconds) * time.Second).String()
 	}
-	return fmt.Sprintf("[%s%s] %3.0f%%  %d/%d steps  %s  loss %.3f  %.0f ex/s  ETA %s  (%s)",
-		strings.Repeat("=", n), strings.Repeat(" ", width-n), 100*st.Progress, st.Step, st.Steps, jobs, loss, rate,
+	return fmt.Sprintf("[%s%s] %3.0f%%  %d/%d steps  %s  loss %s  %s ex/s  ETA %s  (%s)",
+		strings.Repeat("=", n), strings.Repeat(" ", width-n), 100*st.Progress, st.Step, st.Steps, jobs, loss, rateText,
 		eta, el.Round(time.Second))
 }
 

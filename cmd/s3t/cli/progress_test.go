@@ -120,3 +120,39 @@ func TestStallLines(t *testing.T) {
 		}
 	}
 }
+
+// TestTrainingLineLossAndRate: the loss shown is the latest a job reported, a done job's last
+// included, so that the line does not read "loss 0.000" between one job's end and the next
+// one's first step, nor once training is done (the demo's log showed both); a running job
+// with no rate yet reads "? ex/s", not 0.
+func TestTrainingLineLossAndRate(t *testing.T) {
+	at := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	first := api.TrainingJob{ID: 1, State: api.TrainingDone, Step: 900, Steps: 900, Loss: 0.41, ExamplesPerSecond: 5000, Updated: at}
+	second := api.TrainingJob{ID: 2, State: api.TrainingDone, Step: 900, Steps: 900, Loss: 0.37, ExamplesPerSecond: 5200, Updated: at.Add(time.Second)}
+	starting := api.TrainingJob{ID: 3, State: api.TrainingRunning, Updated: at.Add(2 * time.Second)}
+	going := api.TrainingJob{ID: 3, State: api.TrainingRunning, Step: 40, Steps: 900, Loss: 1.52, ExamplesPerSecond: 4800, Updated: at.Add(3 * time.Second)}
+	for _, tt := range []struct {
+		name string
+		st   api.TrainingStatus
+		want []string
+	}{
+		{"nothing reported", api.TrainingStatus{Jobs: []api.TrainingJob{{ID: 1, State: api.TrainingRunning}}}, []string{"loss ?", "? ex/s"}},
+		{"a job just started", api.TrainingStatus{Jobs: []api.TrainingJob{first, second, starting}}, []string{"jobs 2 done, 1 running", "loss 0.370", "? ex/s"}},
+		{"a job under way", api.TrainingStatus{Jobs: []api.TrainingJob{first, second, going}}, []string{"loss 1.520", "4800 ex/s"}},
+		{"done", api.TrainingStatus{Jobs: []api.TrainingJob{second, first}, Done: true, Progress: 1}, []string{"jobs 2 done, 0 running", "loss 0.370", "0 ex/s", "ETA 0s"}},
+		{"earlier jobs not followed", api.TrainingStatus{Jobs: []api.TrainingJob{first, second, starting}}, []string{"jobs 0 done, 1 running", "loss ?"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var follow func(int64) bool
+			if tt.name == "earlier jobs not followed" {
+				follow = func(id int64) bool { return id == 3 }
+			}
+			line := trainingLine(&tt.st, time.Second, follow)
+			for _, want := range tt.want {
+				if !strings.Contains(line, want) {
+					t.Errorf("bar %q, want %q", line, want)
+				}
+			}
+		})
+	}
+}
