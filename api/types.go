@@ -243,6 +243,30 @@ type Model struct {
 	// Version counts the model's committed ledger changes.
 	Version   int64     `json:"version"`
 	CreatedAt time.Time `json:"created_at"`
+	// PlannedBy names the builds of the plugins that made the model when it was created (absent
+	// for models created before s3t recorded them).
+	PlannedBy *PlannedBy `json:"planned_by,omitempty"`
+}
+
+// PlannedBy names the plugins a model was made with: its PEFT type, whose plan (stored with the
+// model) every training and retraining of it splices into the backbone, and its selector, whose
+// slice orders are stored with it too. Neither is consulted again, so these builds are the ones
+// behind every module the model trains, whatever is installed later.
+type PlannedBy struct {
+	PEFT     PluginRef `json:"peft"`
+	Selector PluginRef `json:"selector"`
+}
+
+// PluginRef identifies a plugin's build.
+type PluginRef struct {
+	// Name is the plugin's full name ("peft.lora", "selector.cyclic").
+	Name string `json:"name"`
+	// Version is the plugin's version: as it reported it when installed, or a built-in's as
+	// registered in s3t.
+	Version string `json:"version"`
+	// SHA256 is the SHA-256 of the executable that ran it (a built-in's: the s3t executable's);
+	// empty when it ran inside the server's process (a server with no plugin host).
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // GetModelRequest names a model.

@@ -103,6 +103,7 @@ type Client struct {
 	name     string
 	cmd      Command
 	checksum []byte
+	version  string // as the catalog or the built-ins' registry records it (see Ref)
 	cfg      clientConfig
 
 	mu   sync.Mutex
@@ -179,6 +180,21 @@ func (c *Client) Command() Command { return c.cmd }
 
 // Checksum returns the SHA-256 the executable must have.
 func (c *Client) Checksum() []byte { return append([]byte{}, c.checksum...) }
+
+// Ref identifies a plugin's build: its name, its version as recorded when it was installed (a
+// built-in's: as registered in s3t), and the SHA-256 of the executable that runs it (a
+// built-in's: the s3t executable's). A Client runs no other file than the one of that SHA-256,
+// so an answer it gave came from the build its Ref names.
+type Ref struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	SHA256  string `json:"sha256"`
+}
+
+// Ref returns the build of the plugin this Client runs.
+func (c *Client) Ref() Ref {
+	return Ref{Name: c.name, Version: c.version, SHA256: hex.EncodeToString(c.checksum)}
+}
 
 // Info starts the plugin if needed and returns what it says it is.
 func (c *Client) Info(ctx context.Context) (*sdk.Info, error) {

@@ -29,8 +29,10 @@
 //
 // Manager.Plan caches PEFT plans by (plugin checksum, manifest, config), in memory and under
 // $S3T_DATA/plans (a cached plan is returned only while the binary passes the same check), and
-// validates each with sdk.ValidatePlan: plugins are consulted when a model is created or
-// retrained, never on a hot path.
+// validates each with sdk.ValidatePlan: plugins are consulted when a model is created (its plan
+// and slice orders are stored with it, and its training and retraining reuse them), never on a
+// hot path. Manager.PlanRef and Manager.SelectorRef also name the build that answered (Ref:
+// name, version, SHA-256), which the server records with the model.
 //
 // # The built-ins
 //

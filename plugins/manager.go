@@ -251,16 +251,18 @@ func (m *Manager) Client(name string) (*Client, error) {
 	opts := []ClientOption{WithLogger(m.cfg.Logger), WithCallTimeout(m.cfg.CallTimeout), WithStartTimeout(m.cfg.StartTimeout),
 		WithIdleTimeout(m.cfg.IdleTimeout)}
 	var c *Client
-	if _, ok := m.cfg.Builtins.Lookup(name); ok {
+	if p, ok := m.cfg.Builtins.Lookup(name); ok {
 		sum, err := m.selfSum()
 		if err != nil {
 			return nil, fmt.Errorf("plugin %s: %w", name, err)
 		}
 		c = NewClient(name, m.builtinCommand(name), sum, opts...)
+		c.version = p.Version
 		// The executable was just hashed: checking that it is still that file costs a stat.
 		c.verified, c.verifiedOK = m.selfStamp()
 	} else if r, ok := m.record(name); ok {
 		c = NewClient(name, Command{Path: filepath.Join(m.cfg.Dir, r.File)}, decodeHex(r.SHA256), opts...)
+		c.version = r.Version
 	} else {
 		return nil, fmt.Errorf("plugin %s: %w (built-ins: %s; installed: %s)", name, ErrNotFound,
 			strings.Join(m.cfg.Builtins.Names(), ", "), strings.Join(m.installedNames(), ", "))
@@ -291,11 +293,19 @@ func (m *Manager) PEFT(name string) (sdk.PEFT, error) {
 
 // Selector returns the selector plugin called name; its calls go to the plugin process.
 func (m *Manager) Selector(name string) (sdk.Selector, error) {
+	sel, _, err := m.SelectorRef(name)
+	return sel, err
+}
+
+// SelectorRef is Selector, with the build of the plugin whose process its calls go to: every
+// answer the selector gives comes from that build (a plugin upgraded meanwhile fails the calls
+// instead).
+func (m *Manager) SelectorRef(name string) (sdk.Selector, Ref, error) {
 	c, err := m.Client(name)
 	if err != nil {
-		return nil, err
+		return nil, Ref{}, err
 	}
-	return c.Selector(), nil
+	return c.Selector(), c.Ref(), nil
 }
 
 // List returns every plugin: the built-ins, then the installed ones by name, then files in the
@@ -451,32 +461,39 @@ func (m *Manager) Install(ctx context.Context, path string, opts ...InstallOptio
 // Plan returns the plan of the PEFT plugin called name for a manifest and config, validated
 // against the manifest (sdk.ValidatePlan). Plans are cached by (plugin checksum, manifest,
 // config), in memory and under DataDir/plans, so a plugin is consulted when a model is created
-// or retrained with a new combination and never on a hot path. A cached plan is returned only
+// with a new combination and never on a hot path. A cached plan is returned only
 // while the plugin's binary still has its recorded SHA-256 (ErrTampered otherwise).
 func (m *Manager) Plan(ctx context.Context, name string, req *sdk.PlanRequest) (*sdk.PlanResponse, error) {
+	plan, _, err := m.PlanRef(ctx, name, req)
+	return plan, err
+}
+
+// PlanRef is Plan, with the build of the plugin that made the plan (a cached plan's too: the
+// cache is keyed by the build's checksum).
+func (m *Manager) PlanRef(ctx context.Context, name string, req *sdk.PlanRequest) (*sdk.PlanResponse, Ref, error) {
 	c, err := m.Client(name)
 	if err != nil {
-		return nil, err
+		return nil, Ref{}, err
 	}
 	key, err := PlanKey(name, c.Checksum(), &req.Manifest, req.Config)
 	if err != nil {
-		return nil, fmt.Errorf("plugin %s: plan: %w", name, err)
+		return nil, Ref{}, fmt.Errorf("plugin %s: plan: %w", name, err)
 	}
 	if plan, ok := m.plans.get(key); ok {
 		// A cached plan came from the verified binary, but a binary that changed since fails
 		// here as it would fail a call (ErrTampered), whether or not its plan is cached.
 		if err := c.verify(); err != nil {
-			return nil, err
+			return nil, Ref{}, err
 		}
-		return plan, nil
+		return plan, c.Ref(), nil
 	}
 	plan, err := c.PEFT().Plan(ctx, req)
 	if err != nil {
-		return nil, err
+		return nil, Ref{}, err
 	}
 	if err := sdk.ValidatePlan(&req.Manifest, plan); err != nil {
-		return nil, fmt.Errorf("plugin %s: plan: %w", name, err)
+		return nil, Ref{}, fmt.Errorf("plugin %s: plan: %w", name, err)
 	}
 	m.plans.put(key, plan)
-	return plan, nil
+	return plan, c.Ref(), nil
 }

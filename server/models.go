@@ -147,7 +147,10 @@ func (s *Server) modelRecord(ctx context.Context, spec *api.ModelSpec) (*trainin
 	}
 	var planner training.Planner
 	if s.cfg.Plugins != nil {
-		planner = s.cfg.Plugins.Plan
+		planner = func(ctx context.Context, name string, req *sdk.PlanRequest) (*sdk.PlanResponse, api.PluginRef, error) {
+			plan, ref, err := s.cfg.Plugins.PlanRef(ctx, name, req)
+			return plan, api.PluginRef(ref), err
+		}
 	}
 	rec, err := training.NewRecord(ctx, *spec, data, planner)
 	return rec, specError(err)
@@ -169,34 +172,39 @@ func specError(err error) error {
 
 // sequences chooses the B slice orders of every shard with the spec's selector: through the
 // plugin host when the server has one (the built-ins and installed selector plugins), else the
-// built-ins in process. Shard k uses seed Seed+k, so a spec always yields the same layout.
-func (s *Server) sequences(ctx context.Context, spec *api.ModelSpec) ([][][]int, error) {
-	name := spec.S3T.Selector
+// built-ins in process. Shard k uses seed Seed+k, so a spec always yields the same layout. ref
+// names the selector's build.
+func (s *Server) sequences(ctx context.Context, spec *api.ModelSpec) (_ [][][]int, ref api.PluginRef, _ error) {
+	name := plugins.QualifiedName(sdk.KindSelector, spec.S3T.Selector)
 	var sel sdk.Selector
 	var err error
 	if s.cfg.Selectors != nil {
-		name = plugins.QualifiedName(sdk.KindSelector, name)
-		sel, err = s.cfg.Selectors.Selector(name)
+		var r plugins.Ref
+		sel, r, err = s.cfg.Selectors.SelectorRef(name)
+		ref = api.PluginRef(r)
 	} else {
-		sel, err = unlearning.NewSelector(name)
+		sel, err = unlearning.NewSelector(spec.S3T.Selector)
+		if p, ok := plugins.Builtins().Lookup(name); ok {
+			ref = api.PluginRef{Name: name, Version: p.Version} // in process: no executable of its own
+		}
 	}
 	if err != nil {
-		return nil, specError(training.PluginError("s3t.selector", spec.S3T.Selector, err))
+		return nil, ref, specError(training.PluginError("s3t.selector", spec.S3T.Selector, err))
 	}
 	out := make([][][]int, spec.S3T.Shards)
 	for k := range out {
 		req := &sdk.SelectRequest{Slices: spec.S3T.Slices, Budget: spec.S3T.Sequences, Prior: spec.S3T.Prior, Seed: spec.Seed + int64(k)}
 		if err := req.Validate(); err != nil {
-			return nil, invalidf("s3t: %v", err)
+			return nil, ref, invalidf("s3t: %v", err)
 		}
 		if out[k], err = unlearning.Select(ctx, sel, req); err != nil {
 			// A selector's answer that is not B distinct permutations (unlearning.ErrBadSequences)
 			// is no sentinel of the spec's: PluginError makes it the plugin's fault, a 502 that
 			// says what was wrong (it was a 500 "internal error", the reason in the log alone).
-			return nil, specError(training.PluginError("s3t.selector", spec.S3T.Selector, fmt.Errorf("shard %d: %w", k, err)))
+			return nil, ref, specError(training.PluginError("s3t.selector", spec.S3T.Selector, fmt.Errorf("shard %d: %w", k, err)))
 		}
 	}
-	return out, nil
+	return out, ref, nil
 }
 
 func (s *Server) createModel(c echo.Context) error {
@@ -215,10 +223,11 @@ func (s *Server) createModel(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	seqs, err := s.sequences(ctx, &req.ModelSpec)
+	seqs, selRef, err := s.sequences(ctx, &req.ModelSpec)
 	if err != nil {
 		return err
 	}
+	rec.PlannedBy.Selector = selRef
 	cfg, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encode model spec: %w", err)
@@ -332,8 +341,14 @@ func toModel(m *store.Model) (*api.Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	var planned struct {
+		PlannedBy *api.PlannedBy `json:"planned_by"`
+	}
+	if err := json.Unmarshal(m.Config, &planned); err != nil {
+		return nil, fmt.Errorf("model %q: decode stored record: %w", m.Name, err)
+	}
 	out := &api.Model{Name: m.Name, Spec: spec, Sequences: m.Sequences, Live: m.Live,
-		Samples: m.Samples, Version: m.Version, CreatedAt: m.CreatedAt}
+		Samples: m.Samples, Version: m.Version, CreatedAt: m.CreatedAt, PlannedBy: planned.PlannedBy}
 	for _, sv := range m.Published() {
 		out.Serving = append(out.Serving, api.Served(sv))
 	}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/s3t-dev/s3t/api"
 	"github.com/s3t-dev/s3t/assets"
+	"github.com/s3t-dev/s3t/plugins/lora"
+	"github.com/s3t-dev/s3t/plugins/selectors"
 	"github.com/s3t-dev/s3t/server"
 )
 
@@ -64,6 +66,12 @@ func TestEndToEnd(t *testing.T) {
 	}
 	if len(m.Sequences) != 2 || len(m.Sequences[0]) != 2 || len(m.Serving) != 2 || m.Spec.Training.BatchSize == 0 {
 		t.Fatalf("model = %+v", m)
+	}
+	// A server without a plugin host plans with the built-ins in process: named, versioned, no
+	// executable of their own; read back from the ledger.
+	if got, err := admin.GetModel(ctx, &api.GetModelRequest{Name: "fmnist"}); err != nil || got.PlannedBy == nil ||
+		*got.PlannedBy != (api.PlannedBy{PEFT: api.PluginRef{Name: "peft.lora", Version: lora.Version}, Selector: api.PluginRef{Name: "selector.cyclic", Version: selectors.Version}}) {
+		t.Errorf("planned_by %+v (%v), want the in-process built-ins", got.PlannedBy, err)
 	}
 	_, err = admin.CreateModel(ctx, &api.CreateModelRequest{Name: "fmnist", ModelSpec: spec})
 	if e := wantError(t, err, http.StatusConflict, api.CodeConflict); !strings.HasPrefix(e.Message, `model "fmnist" already exists`) {

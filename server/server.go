@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/s3t-dev/s3t/backbone/ort"
+	"github.com/s3t-dev/s3t/plugins"
 	"github.com/s3t-dev/s3t/sdk"
 	"github.com/s3t-dev/s3t/serving"
 	"github.com/s3t-dev/s3t/store"
@@ -44,15 +45,16 @@ type Trainer interface {
 	Status(ctx context.Context, model string) ([]*store.Training, error)
 }
 
-// Planner makes a PEFT plugin's plan for a backbone (plugins.Manager); nil: the built-in
-// PEFT types plan in process.
+// Planner makes a PEFT plugin's plan for a backbone, and names the plugin's build that made it
+// (plugins.Manager); nil: the built-in PEFT types plan in process.
 type Planner interface {
-	Plan(ctx context.Context, name string, req *sdk.PlanRequest) (*sdk.PlanResponse, error)
+	PlanRef(ctx context.Context, name string, req *sdk.PlanRequest) (*sdk.PlanResponse, plugins.Ref, error)
 }
 
-// SelectorSource gives the sequence selector called name ("selector.cyclic", ...).
+// SelectorSource gives the sequence selector called name ("selector.cyclic", ...), and the
+// build of the plugin its calls go to.
 type SelectorSource interface {
-	Selector(name string) (sdk.Selector, error)
+	SelectorRef(name string) (sdk.Selector, plugins.Ref, error)
 }
 
 // Config configures a Server. Store and Blobs are required; everything else has a default.
@@ -70,7 +72,7 @@ type Config struct {
 	Serving *serving.Service
 	// Plugins plans PEFT types out of process; nil: built-ins only, in process.
 	Plugins Planner
-	// Selectors runs sequence selectors out of process (plugins.Manager.Selector: the
+	// Selectors runs sequence selectors out of process (plugins.Manager.SelectorRef: the
 	// built-ins and installed selector plugins); nil: the built-ins only, in process.
 	Selectors SelectorSource
 	// AllowPaths lets clients register a backbone from a path on the server's file system.

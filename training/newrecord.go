@@ -50,8 +50,9 @@ func PluginError(what, name string, err error) error {
 	return fmt.Errorf("%w: %s %q: %w", ErrPluginFailed, what, name, err)
 }
 
-// Planner makes a PEFT plugin's plan (plugins.Manager.Plan); nil: the built-ins, in process.
-type Planner func(ctx context.Context, name string, req *sdk.PlanRequest) (*sdk.PlanResponse, error)
+// Planner makes a PEFT plugin's plan and names the plugin's build that made it
+// (plugins.Manager.PlanRef); nil: the built-ins, in process.
+type Planner func(ctx context.Context, name string, req *sdk.PlanRequest) (*sdk.PlanResponse, api.PluginRef, error)
 
 // CheckPluginPlan checks a plan of a PEFT plugin that does not ship with s3t on the backbone b
 // (manifest man) before a model is made of it, as the plugin authors' conformance suite does
@@ -79,7 +80,8 @@ func CheckPluginPlan(ctx context.Context, name string, b *backbone.Model, man *s
 // NewRecord derives a model's Record from its spec and its backbone's ONNX bytes: the pinned
 // SHA-256, the data input, the head input (spec.HeadInput, or "features" when the backbone
 // has that output, else its first output) and the PEFT plugin's plan, checked against the
-// backbone's manifest. Errors about the spec wrap ErrInvalidSpec.
+// backbone's manifest, with the plugin's build (PlannedBy.PEFT; the caller sets the selector's).
+// Errors about the spec wrap ErrInvalidSpec.
 func NewRecord(ctx context.Context, spec api.ModelSpec, onnx []byte, plan Planner) (*Record, error) {
 	sum := sha256.Sum256(onnx)
 	rec := &Record{ModelSpec: spec, BackboneSHA256: hex.EncodeToString(sum[:])}
@@ -114,11 +116,13 @@ func NewRecord(ctx context.Context, spec api.ModelSpec, onnx []byte, plan Planne
 	name := plugins.QualifiedName(sdk.KindPEFT, spec.PEFT.Type)
 	req := &sdk.PlanRequest{Manifest: *man, Config: spec.PEFT.Config}
 	p, builtin := plugins.Builtins().Lookup(name)
+	var ref api.PluginRef
 	switch {
 	case plan != nil:
-		rec.Plan, err = plan(ctx, name, req)
+		rec.Plan, ref, err = plan(ctx, name, req)
 	case builtin && p.PEFT != nil:
 		rec.Plan, err = p.PEFT.Plan(ctx, req)
+		ref = api.PluginRef{Name: name, Version: p.Version} // in process: no executable of its own
 	default:
 		return nil, fmt.Errorf("%w: peft.type %q is not a built-in PEFT type (lora, prefix, adapter) and no plugin host is configured", ErrInvalidSpec, spec.PEFT.Type)
 	}
@@ -138,5 +142,6 @@ func NewRecord(ctx context.Context, spec api.ModelSpec, onnx []byte, plan Planne
 	// were "lora/3/query/A", and ExportPEFT took its checkpoints for the legacy local LoRA type.
 	// Models recorded before keep their type, and with it their checkpoints' names.
 	rec.PEFT.Type, rec.PEFT.Config = name, rec.Plan.Config
+	rec.PlannedBy = &api.PlannedBy{PEFT: ref}
 	return rec, nil
 }

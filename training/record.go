@@ -41,6 +41,9 @@ type Record struct {
 	// Plan is the PEFT plugin's plan for the backbone, made once at creation, so that training
 	// and serving need no plugin process.
 	Plan *sdk.PlanResponse `json:"plan"`
+	// PlannedBy names the builds of the PEFT plugin that made Plan and of the selector that
+	// chose the model's slice orders (nil in records made before they were recorded).
+	PlannedBy *api.PlannedBy `json:"planned_by,omitempty"`
 }
 
 // DecodeRecord reads a model's stored configuration.

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,8 @@ import (
 	"github.com/s3t-dev/s3t/api"
 	"github.com/s3t-dev/s3t/assets"
 	"github.com/s3t-dev/s3t/plugins"
+	"github.com/s3t-dev/s3t/plugins/lora"
+	"github.com/s3t-dev/s3t/plugins/selectors"
 	"github.com/s3t-dev/s3t/sdk"
 )
 
@@ -112,6 +115,11 @@ func TestServeUsesInstalledPEFTPlugin(t *testing.T) {
 	if out, stderr, code := run(t, "plugin", "install", exe, "--data", data); code != 0 || !strings.Contains(out, "installed peft.clitest") {
 		t.Fatalf("install: exit %d: %s%s", code, out, stderr)
 	}
+	sum, err := plugins.FileSHA256(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exeSum := hex.EncodeToString(sum)
 	p := startServeProc(t, data, "--train-workers", "0")
 	if _, err := p.cl.RegisterBackbone(ctx, &api.RegisterBackboneRequest{Name: "vit", ONNX: assets.ViTFashionMNIST()}); err != nil {
 		t.Fatal(err)
@@ -127,6 +135,20 @@ func TestServeUsesInstalledPEFTPlugin(t *testing.T) {
 		var cfg struct{ Rank int }
 		if err := json.Unmarshal(m.Spec.PEFT.Config, &cfg); err != nil || cfg.Rank != 2 {
 			t.Errorf("%s model's planned config %s, want rank 2", peft, m.Spec.PEFT.Config)
+		}
+		// The builds that planned it, read back from the ledger: the installed copy of this
+		// binary, and the built-ins, which run this binary too.
+		got, err := p.cl.GetModel(ctx, &api.GetModelRequest{Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := api.PlannedBy{PEFT: api.PluginRef{Name: "peft.clitest", Version: "0.1.0", SHA256: exeSum},
+			Selector: api.PluginRef{Name: "selector.cyclic", Version: selectors.Version, SHA256: exeSum}}
+		if peft == "lora" {
+			want.PEFT = api.PluginRef{Name: "peft.lora", Version: lora.Version, SHA256: exeSum}
+		}
+		if got.PlannedBy == nil || *got.PlannedBy != want {
+			t.Errorf("%s model planned by %+v, want %+v", peft, got.PlannedBy, want)
 		}
 	}
 	if _, err := p.cl.CreateModel(ctx, &api.CreateModelRequest{Name: "nope", ModelSpec: api.ModelSpec{Backbone: "vit", Labels: []string{"a", "b"},
