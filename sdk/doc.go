@@ -11,8 +11,8 @@
 //     per block the new parameters, each with an "off" value that makes its rewrite the identity
 //     and an Init for training, and for each edge it rewrites a Subgraph f(edge value, params) ->
 //     new value. The host splices the subgraphs into the backbone and runs the result in ONNX
-//     Runtime and the GoMLX trainer; a plugin is consulted when a model is created (its plan is stored),
-//     never on a hot path. Write subgraphs with a Builder.
+//     Runtime and the GoMLX trainer; a plugin is consulted when a model is created (its plan is
+//     stored with the model), never on a hot path. Write subgraphs with a Builder.
 //   - Selector (Select): (L, B, prior, seed) -> B distinct permutations of the L slices.
 //
 // The built-in plugins (peft.lora, peft.prefix, peft.adapter, selector.cyclic, selector.bms,
