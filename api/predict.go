@@ -56,6 +56,12 @@ const ModelVersionV2 = "1"
 // ExtensionBinaryTensorDataV2 is the binary tensor data extension's name in the server metadata.
 const ExtensionBinaryTensorDataV2 = "binary_tensor_data"
 
+// ExtensionClassificationV2 is the classification extension's name in the server metadata: a
+// requested output "probabilities" with parameters {"classification": k} answers, instead, a
+// BYTES tensor [batch, k] of each example's k most probable classes, most probable first, each
+// "<probability>:<index>:<label>".
+const ExtensionClassificationV2 = "classification"
+
 // ServerMetadataRequestV2 asks for the server metadata (GET /v2).
 type ServerMetadataRequestV2 struct{}
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -54,10 +55,10 @@ func v2Version(c echo.Context) error {
 }
 
 // serverMetadataV2 is GET /v2: the server's name and version and the protocol extensions it
-// supports (the binary tensor data extension).
+// supports (the binary tensor data and classification extensions).
 func (s *Server) serverMetadataV2(c echo.Context) error {
 	return c.JSON(http.StatusOK, api.ServerMetadataV2{Name: "s3t", Version: buildinfo.Version(),
-		Extensions: []string{api.ExtensionBinaryTensorDataV2}})
+		Extensions: []string{api.ExtensionBinaryTensorDataV2, api.ExtensionClassificationV2}})
 }
 
 func (s *Server) liveV2(c echo.Context) error {
@@ -186,7 +187,7 @@ func (s *Server) inferV2(c echo.Context) error {
 		if req, bin, err = decodeInferV2(body, hl); err != nil {
 			return nil, 0, err
 		}
-		if want, err = v2Outputs(req, name); err != nil {
+		if want, err = v2Outputs(req, info); err != nil {
 			return nil, 0, err
 		}
 		return v2Inputs(req, info, bin)
@@ -200,8 +201,16 @@ func (s *Server) inferV2(c echo.Context) error {
 	var binOut []byte // the binary outputs' bytes, in the order of the outputs
 	for _, o := range want {
 		var t api.InferTensorV2
-		switch o.name {
-		case outputProbabilities:
+		switch {
+		case o.classes > 0:
+			// The classification extension: the top o.classes of each example's probabilities.
+			t = api.InferTensorV2{Name: o.name, Datatype: "BYTES", Shape: []int64{int64(n), int64(o.classes)}}
+			top := make([]string, 0, n*o.classes)
+			for _, p := range res.Predictions {
+				top = appendClassifications(top, p.Probabilities, res.Labels, o.classes)
+			}
+			binOut, err = bytesOutput(&t, top, o.binary, binOut)
+		case o.name == outputProbabilities:
 			t = api.InferTensorV2{Name: o.name, Datatype: "FP32", Shape: []int64{int64(n), int64(classes)}}
 			if o.binary {
 				start := len(binOut)
@@ -221,25 +230,13 @@ func (s *Server) inferV2(c echo.Context) error {
 				}
 			}
 			t.Data, err = json.Marshal(probs)
-		case outputLabel:
+		case o.name == outputLabel:
 			t = api.InferTensorV2{Name: o.name, Datatype: "BYTES", Shape: []int64{int64(n)}}
-			if o.binary {
-				// The extension's BYTES encoding: each element as a 4-byte little-endian length,
-				// then its bytes.
-				start := len(binOut)
-				for _, p := range res.Predictions {
-					l := res.Labels[p.Label]
-					binOut = binary.LittleEndian.AppendUint32(binOut, uint32(len(l)))
-					binOut = append(binOut, l...)
-				}
-				t.Parameters = map[string]any{binaryDataSize: len(binOut) - start}
-				break
-			}
 			labels := make([]string, n)
 			for i, p := range res.Predictions {
 				labels[i] = res.Labels[p.Label]
 			}
-			t.Data, err = json.Marshal(labels)
+			binOut, err = bytesOutput(&t, labels, o.binary, binOut)
 		}
 		if err != nil {
 			return servingError(err)
@@ -261,6 +258,39 @@ func (s *Server) inferV2(c echo.Context) error {
 // binaryDataSize is the parameter of a tensor whose values follow the JSON header as bytes
 // (the protocol's binary tensor data extension).
 const binaryDataSize = "binary_data_size"
+
+// bytesOutput sets the values of t, a BYTES tensor: as JSON strings, or, when bin, in the
+// binary tensor data extension's encoding (each element a 4-byte little-endian length, then
+// its bytes) appended to binOut, which it returns.
+func bytesOutput(t *api.InferTensorV2, values []string, bin bool, binOut []byte) ([]byte, error) {
+	if !bin {
+		var err error
+		t.Data, err = json.Marshal(values)
+		return binOut, err
+	}
+	start := len(binOut)
+	for _, v := range values {
+		binOut = binary.LittleEndian.AppendUint32(binOut, uint32(len(v)))
+		binOut = append(binOut, v...)
+	}
+	t.Parameters = map[string]any{binaryDataSize: len(binOut) - start}
+	return binOut, nil
+}
+
+// appendClassifications appends the k most probable classes of one example, most probable
+// first (the lower index first among equals), as the classification extension writes them:
+// "<value>:<index>:<label>", the value as the probabilities output gives it (float32).
+func appendClassifications(dst []string, probs []float64, labels []string, k int) []string {
+	idx := make([]int, len(probs))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(float32(probs[b]), float32(probs[a])) })
+	for _, c := range idx[:k] {
+		dst = append(dst, strconv.FormatFloat(float64(float32(probs[c])), 'f', -1, 32)+":"+strconv.Itoa(c)+":"+labels[c])
+	}
+	return dst
+}
 
 // decodeInferV2 decodes an inference request's body: JSON, or, with the binary tensor data
 // extension (hl, the Inference-Header-Content-Length header, not empty), a JSON header of hl
@@ -286,34 +316,50 @@ func decodeInferV2(body []byte, hl string) (req *api.InferRequestV2, bin []byte,
 	return req, body[n:], nil
 }
 
-// v2Output is an output to answer, and whether its values go as binary data.
+// v2Output is an output to answer, whether its values go as binary data, and, when classes
+// is not 0, the classification extension's top classes instead of the probabilities.
 type v2Output struct {
-	name   string
-	binary bool
+	name    string
+	binary  bool
+	classes int
 }
 
 // v2Outputs lists the outputs the request asks for (all when it names none), each binary when
 // its parameters say binary_data, or else when the request's parameters say binary_data_output.
-func v2Outputs(req *api.InferRequestV2, model string) ([]v2Output, error) {
+// An output of probabilities whose parameters say classification (the classification
+// extension) answers that many top classes of each example instead, among the model's.
+func v2Outputs(req *api.InferRequestV2, info *serving.Info) ([]v2Output, error) {
 	all, err := boolParam(req.Parameters, "binary_data_output", "request parameters")
 	if err != nil {
 		return nil, err
 	}
 	if len(req.Outputs) == 0 {
-		return []v2Output{{outputProbabilities, all}, {outputLabel, all}}, nil
+		return []v2Output{{outputProbabilities, all, 0}, {outputLabel, all, 0}}, nil
 	}
 	var want []v2Output
 	for _, o := range req.Outputs {
 		if o.Name != outputProbabilities && o.Name != outputLabel {
-			return nil, v2Invalid("outputs: model %q has no output %q (it has %q and %q)", model, o.Name, outputProbabilities, outputLabel)
+			return nil, v2Invalid("outputs: model %q has no output %q (it has %q and %q)", info.Name, o.Name, outputProbabilities, outputLabel)
 		}
+		where := fmt.Sprintf("output %q parameters", o.Name)
 		bin := all
 		if _, ok := o.Parameters["binary_data"]; ok {
-			if bin, err = boolParam(o.Parameters, "binary_data", fmt.Sprintf("output %q parameters", o.Name)); err != nil {
+			if bin, err = boolParam(o.Parameters, "binary_data", where); err != nil {
 				return nil, err
 			}
 		}
-		want = append(want, v2Output{o.Name, bin})
+		classes := 0
+		if v, ok := o.Parameters["classification"]; ok {
+			f, isNum := v.(float64)
+			if !isNum || f != math.Trunc(f) || f < 1 || f > float64(len(info.Labels)) {
+				return nil, v2Invalid("%s: classification must be a number of classes from 1 to %d, not %s", where, len(info.Labels), jsonText(v))
+			}
+			if o.Name != outputProbabilities {
+				return nil, v2Invalid("%s: classification applies to output %q (output %q is already the top class)", where, outputProbabilities, outputLabel)
+			}
+			classes = int(f)
+		}
+		want = append(want, v2Output{o.Name, bin, classes})
 	}
 	return want, nil
 }
@@ -329,6 +375,16 @@ func boolParam(params map[string]any, key, where string) (bool, error) {
 		return false, v2Invalid("%s: %s must be a boolean, not %v", where, key, v)
 	}
 	return b, nil
+}
+
+// jsonText is v as JSON text, to quote a parameter's value in a message (a string "true" reads
+// "true" with its quotes, not as the boolean).
+func jsonText(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
 }
 
 // v2Inputs checks the request's one input against the model and returns its examples, end to

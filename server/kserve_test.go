@@ -188,11 +188,11 @@ func TestKServeV2ServerMetadata(t *testing.T) {
 	if err := json.Unmarshal(body, &raw); err != nil || status != http.StatusOK {
 		t.Fatalf("GET /v2 = %d %s (%v)", status, body, err)
 	}
-	if v, _ := raw["version"].(string); raw["name"] != "s3t" || v == "" || !reflect.DeepEqual(raw["extensions"], []any{"binary_tensor_data"}) || len(raw) != 3 {
-		t.Errorf("GET /v2 = %s, want name s3t, a version and extensions [binary_tensor_data]", body)
+	if v, _ := raw["version"].(string); raw["name"] != "s3t" || v == "" || !reflect.DeepEqual(raw["extensions"], []any{"binary_tensor_data", "classification"}) || len(raw) != 3 {
+		t.Errorf("GET /v2 = %s, want name s3t, a version and extensions [binary_tensor_data classification]", body)
 	}
 	md, err := ts.client(t, "").ServerMetadataV2(context.Background(), &api.ServerMetadataRequestV2{})
-	if err != nil || md.Name != "s3t" || md.Version != raw["version"] || !slices.Equal(md.Extensions, []string{api.ExtensionBinaryTensorDataV2}) {
+	if err != nil || md.Name != "s3t" || md.Version != raw["version"] || !slices.Equal(md.Extensions, []string{api.ExtensionBinaryTensorDataV2, api.ExtensionClassificationV2}) {
 		t.Errorf("client ServerMetadataV2 = %+v, %v", md, err)
 	}
 	if status, body := v2Do(t, http.MethodHead, ts.URL+"/v2", "", ""); status != http.StatusOK || len(body) != 0 {
@@ -370,4 +370,98 @@ func TestKServeV2ServerReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	serverReady(t, ps.URL, true)
+}
+
+// TestKServeV2Classification checks the classification extension as tritonclient's
+// InferRequestedOutput(name, class_count=k) asks for it: output "probabilities" with parameters
+// {"classification": k, "binary_data": ...} answers BYTES [n, k], each "<value>:<index>:<label>",
+// the k most probable classes of each example, most probable first, in JSON or binary alike.
+func TestKServeV2Classification(t *testing.T) {
+	ctx := context.Background()
+	ps := newPredictServer(t, testmodel.Options{})
+	fx := ps.fx
+	in := fx.Rec.InputName
+	imgs := fx.Test[:3]
+	var flat []float32
+	for _, img := range imgs {
+		flat = append(flat, img...)
+	}
+	data, _ := json.Marshal(flat)
+	full, err := ps.c.InferV2(ctx, &api.InferRequestV2{Name: fx.Name, Outputs: []api.RequestedOutputV2{{Name: "probabilities"}},
+		Inputs: []api.InferTensorV2{{Name: in, Datatype: "FP32", Shape: []int64{3, 784}, Data: data}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	probs, err := full.Output("probabilities").Float32s()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const k = 3
+	var want []string // the top k of each example, from the probabilities output
+	for i := range imgs {
+		row := probs[i*10 : (i+1)*10]
+		idx := []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}
+		slices.SortStableFunc(idx, func(a, b int) int {
+			switch {
+			case row[a] > row[b]:
+				return -1
+			case row[a] < row[b]:
+				return 1
+			}
+			return 0
+		})
+		for _, c := range idx[:k] {
+			want = append(want, strconv.FormatFloat(float64(row[c]), 'f', -1, 32)+":"+strconv.Itoa(c)+":"+fx.Rec.Labels[c])
+		}
+	}
+	for _, bin := range []bool{false, true} {
+		res, err := ps.c.InferV2(ctx, &api.InferRequestV2{Name: fx.Name, ID: "cls",
+			Outputs: []api.RequestedOutputV2{{Name: "probabilities", Parameters: map[string]any{"classification": k, "binary_data": bin}}, {Name: "label"}},
+			Inputs:  []api.InferTensorV2{{Name: in, Datatype: "FP32", Shape: []int64{3, 784}, Data: data}}})
+		if bin {
+			// The client's InferV2 reads JSON: read the binary answer by hand.
+			header := `{"outputs": [{"name": "probabilities", "parameters": {"classification": 3, "binary_data": true}}, {"name": "label"}], "inputs": [{"name": "` + in + `", "datatype": "FP32", "shape": [3, 784], "parameters": {"binary_data_size": ` + strconv.Itoa(4*784*3) + `}}]}`
+			status, hl, body := postBinary(t, ps.URL+"/v2/models/"+fx.Name+"/infer", header, fp32Bytes(imgs), "")
+			if status != http.StatusOK || hl == "" {
+				t.Fatalf("binary classification: %d (header length %q) %.300s", status, hl, body)
+			}
+			res, err = api.DecodeInferResponseV2(body, hl)
+		}
+		if err != nil {
+			t.Fatalf("binary %v: %v", bin, err)
+		}
+		o := res.Output("probabilities")
+		if o == nil || o.Datatype != "BYTES" || !slices.Equal(o.Shape, []int64{3, k}) || (o.Binary != nil) != bin {
+			t.Fatalf("binary %v: classification output %+v", bin, o)
+		}
+		got, err := o.Strings()
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("binary %v: classifications %q (%v), want %q", bin, got, err, want)
+		}
+		labels, _ := res.Output("label").Strings()
+		for i, l := range labels {
+			if !strings.HasSuffix(got[i*k], ":"+l) {
+				t.Errorf("binary %v: example %d: top class %q, label output %q", bin, i, got[i*k], l)
+			}
+		}
+	}
+	// The server metadata lists the extension; a count out of range, not a whole number, or on
+	// the label output is refused, naming it.
+	md, err := ps.c.ServerMetadataV2(ctx, &api.ServerMetadataRequestV2{})
+	if err != nil || !slices.Contains(md.Extensions, "classification") {
+		t.Errorf("server metadata %+v, %v: want the classification extension listed", md, err)
+	}
+	for _, tc := range []struct{ output, value, msg string }{
+		{"probabilities", `0`, "classification must be a number of classes from 1 to 10, not 0"},
+		{"probabilities", `11`, "from 1 to 10, not 11"},
+		{"probabilities", `2.5`, "not 2.5"},
+		{"probabilities", `"3"`, `not "3"`},
+		{"label", `1`, `classification applies to output "probabilities"`},
+	} {
+		body := `{"outputs": [{"name": "` + tc.output + `", "parameters": {"classification": ` + tc.value + `}}], "inputs": [{"name": "` + in + `", "datatype": "FP32", "shape": [3, 784], "data": ` + string(data) + `}]}`
+		status, b := postJSON(t, ps.URL+"/v2/models/"+fx.Name+"/infer", body)
+		if status != http.StatusBadRequest || !strings.Contains(v2Message(t, b), tc.msg) {
+			t.Errorf("%s classification %s: %d %s, want 400 containing %q", tc.output, tc.value, status, b, tc.msg)
+		}
+	}
 }

@@ -54,6 +54,10 @@ type Route struct {
 const stalledDescription = "A running job carries its worker's lease end (`lease_until`). Once the lease has expired (its worker stopped renewing it: killed, lost, partitioned) the job still reads `running` but `stalled: true`, with `eta_seconds` and `examples_per_second` 0 and a message naming the worker and when its lease expired, " +
 	"until a worker requeues it (state `queued`), once the lease has been expired for one more lease; the model's `eta_seconds` counts a stalled job's remaining steps but not its rate."
 
+// classificationDescription is what the KServe v2 inference routes say of the classification
+// extension, for the OpenAPI document.
+const classificationDescription = "The classification extension: a requested output `probabilities` with `parameters.classification` k (1 to the model's classes) answers instead a BYTES tensor [batch, k] of each example's k most probable classes, most probable first, each `<probability>:<index>:<label>` (JSON, or binary with `binary_data`)."
+
 // Routes lists every route of the server, in one place.
 func (s *Server) Routes() []Route {
 	return []Route{
@@ -100,11 +104,13 @@ func (s *Server) Routes() []Route {
 		{Method: http.MethodGet, Path: "/v2/health/ready", Name: "readyV2", Summary: "KServe v2 server readiness (400 when not ready).", Response: api.HealthV2{}, handler: s.readyV2},
 		{Method: http.MethodGet, Path: "/v2/models/:name", Name: "modelMetadataV2", Summary: "KServe v2 model metadata: its input and outputs.", Scope: api.ScopeInfer, Response: api.ModelMetadataV2{}, handler: s.modelMetadataV2},
 		{Method: http.MethodGet, Path: "/v2/models/:name/ready", Name: "modelReadyV2", Summary: "KServe v2 model readiness: 200 when some shard serves a checkpoint, 400 when none does.", Scope: api.ScopeInfer, Response: api.ModelReadyV2{}, handler: s.modelReadyV2},
-		{Method: http.MethodPost, Path: "/v2/models/:name/infer", Name: "inferV2", Summary: "KServe v2 inference: outputs probabilities (FP32) and label (BYTES).", Scope: api.ScopeInfer, Request: api.InferRequestV2{}, Response: api.InferResponseV2{}, Binary: true, body: bodyInfer, handler: s.inferV2},
-		{Method: http.MethodGet, Path: "/v2", Name: "serverMetadataV2", Summary: "KServe v2 server metadata: name, version and the protocol extensions supported (binary_tensor_data).", Response: api.ServerMetadataV2{}, handler: s.serverMetadataV2},
+		{Method: http.MethodPost, Path: "/v2/models/:name/infer", Name: "inferV2", Summary: "KServe v2 inference: outputs probabilities (FP32) and label (BYTES).", Scope: api.ScopeInfer, Request: api.InferRequestV2{}, Response: api.InferResponseV2{}, Binary: true, body: bodyInfer, handler: s.inferV2,
+			Description: classificationDescription},
+		{Method: http.MethodGet, Path: "/v2", Name: "serverMetadataV2", Summary: "KServe v2 server metadata: name, version and the protocol extensions supported (binary_tensor_data, classification).", Response: api.ServerMetadataV2{}, handler: s.serverMetadataV2},
 		{Method: http.MethodGet, Path: "/v2/models/:name/versions/:version", Name: "modelVersionMetadataV2", Summary: "KServe v2 model metadata at a version: the one a model has, \"1\", answers as GET /v2/models/{name}; any other is 404.", Scope: api.ScopeInfer, Response: api.ModelMetadataV2{}, handler: s.modelMetadataV2},
 		{Method: http.MethodGet, Path: "/v2/models/:name/versions/:version/ready", Name: "modelVersionReadyV2", Summary: "KServe v2 model readiness at a version: \"1\" answers as GET /v2/models/{name}/ready; any other is 404.", Scope: api.ScopeInfer, Response: api.ModelReadyV2{}, handler: s.modelReadyV2},
-		{Method: http.MethodPost, Path: "/v2/models/:name/versions/:version/infer", Name: "inferVersionV2", Summary: "KServe v2 inference at a version: \"1\" answers as POST /v2/models/{name}/infer; any other is 404.", Scope: api.ScopeInfer, Request: api.InferRequestV2{}, Response: api.InferResponseV2{}, Binary: true, body: bodyInfer, handler: s.inferV2},
+		{Method: http.MethodPost, Path: "/v2/models/:name/versions/:version/infer", Name: "inferVersionV2", Summary: "KServe v2 inference at a version: \"1\" answers as POST /v2/models/{name}/infer; any other is 404.", Scope: api.ScopeInfer, Request: api.InferRequestV2{}, Response: api.InferResponseV2{}, Binary: true, body: bodyInfer, handler: s.inferV2,
+			Description: classificationDescription},
 	}
 }
 
