@@ -259,6 +259,11 @@ func (s *Server) inferV2(c echo.Context) error {
 // (the protocol's binary tensor data extension).
 const binaryDataSize = "binary_data_size"
 
+// sharedMemoryRegion is the parameter of the shared memory extensions (Triton's system and CUDA
+// shared memory), which the server does not support: an input or output that names a region
+// is refused rather than read from the request or answered in the response.
+const sharedMemoryRegion = "shared_memory_region"
+
 // bytesOutput sets the values of t, a BYTES tensor: as JSON strings, or, when bin, in the
 // binary tensor data extension's encoding (each element a 4-byte little-endian length, then
 // its bytes) appended to binOut, which it returns.
@@ -341,7 +346,13 @@ func v2Outputs(req *api.InferRequestV2, info *serving.Info) ([]v2Output, error) 
 		if o.Name != outputProbabilities && o.Name != outputLabel {
 			return nil, v2Invalid("outputs: model %q has no output %q (it has %q and %q)", info.Name, o.Name, outputProbabilities, outputLabel)
 		}
+		if slices.ContainsFunc(want, func(w v2Output) bool { return w.name == o.Name }) {
+			return nil, v2Invalid("outputs: output %q is requested twice", o.Name)
+		}
 		where := fmt.Sprintf("output %q parameters", o.Name)
+		if _, ok := o.Parameters[sharedMemoryRegion]; ok {
+			return nil, v2Invalid("%s: %s: the shared memory extensions are not supported; leave it out to have the output in the response", where, sharedMemoryRegion)
+		}
 		bin := all
 		if _, ok := o.Parameters["binary_data"]; ok {
 			if bin, err = boolParam(o.Parameters, "binary_data", where); err != nil {
@@ -372,7 +383,7 @@ func boolParam(params map[string]any, key, where string) (bool, error) {
 	}
 	b, ok := v.(bool)
 	if !ok {
-		return false, v2Invalid("%s: %s must be a boolean, not %v", where, key, v)
+		return false, v2Invalid("%s: %s must be a boolean, not %s", where, key, jsonText(v))
 	}
 	return b, nil
 }
@@ -399,6 +410,9 @@ func v2Inputs(req *api.InferRequestV2, info *serving.Info, bin []byte) ([]float3
 	wantShape := append([]int64{-1}, info.InputShape...)
 	if in.Name != info.InputName {
 		return nil, 0, v2Invalid("inputs: model %q has one input, %q; the request names %q", info.Name, info.InputName, in.Name)
+	}
+	if _, ok := in.Parameters[sharedMemoryRegion]; ok {
+		return nil, 0, v2Invalid("input %q: %s: the shared memory extensions are not supported; send the values in the request (data, or binary data with %s)", in.Name, sharedMemoryRegion, binaryDataSize)
 	}
 	binSize, isBin := in.Parameters[binaryDataSize]
 	if isBin && bin == nil {

@@ -118,6 +118,10 @@ func TestKServeV2Errors(t *testing.T) {
 		"other layout":   {fx.Name, `{"inputs": [{"name": "` + in + `", "datatype": "FP32", "shape": [1, 14, 56], "data": ` + string(img) + `}]}`, 400, "want [-1 1 28 28] or each example flattened, [-1 784]"},
 		"short data":     {fx.Name, `{"inputs": [{"name": "` + in + `", "datatype": "FP32", "shape": [2, 784], "data": ` + string(img) + `}]}`, 400, "has 784 values, want 1568"},
 		"bad output":     {fx.Name, `{"outputs": [{"name": "logits"}], "inputs": [{"name": "` + in + `", "datatype": "FP32", "shape": [1, 784], "data": ` + string(img) + `}]}`, 400, `no output "logits"`},
+		"output twice":   {fx.Name, `{"outputs": [{"name": "label"}, {"name": "label", "parameters": {"binary_data": true}}], "inputs": [{"name": "` + in + `", "datatype": "FP32", "shape": [1, 784], "data": ` + string(img) + `}]}`, 400, `output "label" is requested twice`},
+		"shm input":      {fx.Name, `{"inputs": [{"name": "` + in + `", "datatype": "FP32", "shape": [1, 784], "parameters": {"shared_memory_region": "in0", "shared_memory_byte_size": 3136}}]}`, 400, `input "` + in + `": shared_memory_region: the shared memory extensions are not supported`},
+		"shm output":     {fx.Name, `{"outputs": [{"name": "label", "parameters": {"shared_memory_region": "out0", "shared_memory_byte_size": 64}}], "inputs": [{"name": "` + in + `", "datatype": "FP32", "shape": [1, 784], "data": ` + string(img) + `}]}`, 400, `output "label" parameters: shared_memory_region: the shared memory extensions are not supported`},
+		"flag a string":  {fx.Name, `{"outputs": [{"name": "label", "parameters": {"binary_data": "true"}}], "inputs": [{"name": "` + in + `", "datatype": "FP32", "shape": [1, 784], "data": ` + string(img) + `}]}`, 400, `binary_data must be a boolean, not "true"`},
 		"unknown model":  {"nope", `{"inputs": []}`, 404, "nope"},
 		"untrained":      {fx.Name, `{"inputs": [{"name": "` + in + `", "datatype": "FP32", "shape": [1, 784], "data": ` + string(img) + `}]}`, 409, "train it"},
 	} {
