@@ -163,6 +163,14 @@ func (s *Server) inferV2(c echo.Context) error {
 	if err := v2Version(c); err != nil {
 		return err
 	}
+	if ce := c.Request().Header.Get(echo.HeaderContentEncoding); ce != "" && !strings.EqualFold(ce, "identity") {
+		// A compressed body (tritonclient's request_compression_algorithm) would otherwise be
+		// read as JSON and refused as "invalid character '\x1f'". RFC 9110 15.5.16: 415, with
+		// Accept-Encoding naming the codings accepted.
+		c.Response().Header().Set("Accept-Encoding", "identity")
+		return &statusError{status: http.StatusUnsupportedMediaType, body: &api.Error{Code: api.CodeInvalid,
+			Message: fmt.Sprintf("Content-Encoding %q: request bodies are read uncompressed; send the body without Content-Encoding", ce)}}
+	}
 	ctx, end := tracedRequest(c.Request().Context(), "infer v2")
 	defer end()
 	name := param(c, "name")

@@ -200,6 +200,25 @@ func TestKServeV2BinaryErrors(t *testing.T) {
 			}
 		})
 	}
+	// A compressed body (tritonclient's request_compression_algorithm "gzip" or "deflate") is a
+	// 415 naming its coding, with Accept-Encoding saying what is read, not a JSON syntax error.
+	for _, ce := range []string{"gzip", "deflate"} {
+		req, err := http.NewRequest(http.MethodPost, ps.URL+"/v2/models/"+fx.Name+"/infer", strings.NewReader("\x1f\x8b\x08\x00"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Encoding", ce)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnsupportedMediaType || resp.Header.Get("Accept-Encoding") != "identity" ||
+			!strings.Contains(v2Message(t, b), `Content-Encoding "`+ce+`": request bodies are read uncompressed`) {
+			t.Errorf("Content-Encoding %s: %d (Accept-Encoding %q) %s", ce, resp.StatusCode, resp.Header.Get("Accept-Encoding"), b)
+		}
+	}
 	// binary_data_size in a plain JSON body (no header length).
 	status, body := postJSON(t, ps.URL+"/v2/models/"+fx.Name+"/infer", good)
 	var e api.ErrorV2
