@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -165,22 +166,13 @@ func (r *Runner) start(ctx context.Context, model string, force bool, only []int
 	if err != nil {
 		return nil, err
 	}
-	for k, cs := range counts {
-		if only != nil && !slices.Contains(only, k) {
-			continue
-		}
-		for j, n := range cs {
-			if n == 0 {
-				return nil, fmt.Errorf("training: model %q: %w: shard %d slice %d holds no samples (every stage needs data: upload more samples, or use fewer shards or slices)",
-					model, store.ErrInvalid, k, j)
-			}
-		}
-	}
 	stale, err := r.cfg.Store.Stale(ctx, m)
 	if err != nil {
 		return nil, err
 	}
 	var units []store.TrainUnit
+	// Sequences that cannot be retrained: their first slice lost every sample to deletions.
+	var empty []string
 	for k := range m.Shards {
 		if only != nil && !slices.Contains(only, k) {
 			continue
@@ -190,10 +182,31 @@ func (r *Runner) start(ctx context.Context, model string, force bool, only []int
 			// sample their slices hold now (uploaded after or while they trained), is retrained
 			// on the data as it is: a new generation, swapped in once complete.
 			retrain := force || m.Live[k][b] < m.Slices || stale[k][b]
-			if retrain || m.Trained[k][b] < m.Slices {
-				units = append(units, store.TrainUnit{Shard: k, Sequence: b, Retrain: retrain})
+			if !retrain && m.Trained[k][b] == m.Slices {
+				continue
 			}
+			if !retrain {
+				// A first training: every stage needs data of its own, refused up front.
+				if j := slices.Index(counts[k], 0); j >= 0 {
+					return nil, fmt.Errorf("training: model %q: %w: shard %d slice %d holds no samples (every stage needs data: upload more samples, or use fewer shards or slices)",
+						model, store.ErrInvalid, k, j)
+				}
+			} else if first := m.Sequences[k][b][0]; counts[k][first] == 0 {
+				// Deletions emptied the sequence's first slice: its stage 1 has no data. Stage i
+				// trains on slices sigma(1..i), so a slice emptied later in the order is fine,
+				// and the shard's other sequences are retrained without this one.
+				empty = append(empty, fmt.Sprintf("shard %d sequence %d (its first slice %d holds no samples)", k, b, first))
+				continue
+			}
+			units = append(units, store.TrainUnit{Shard: k, Sequence: b, Retrain: retrain})
 		}
+	}
+	if len(empty) > 0 {
+		if len(units) == 0 {
+			return nil, fmt.Errorf("training: model %q: %w: cannot retrain %s: deletions emptied it; upload more samples",
+				model, store.ErrInvalid, strings.Join(empty, ", "))
+		}
+		r.log.Warn("training: sequences left out, deletions emptied their first slice; upload more samples", "model", model, "sequences", strings.Join(empty, ", "))
 	}
 	if len(units) == 0 {
 		return nil, nil
