@@ -246,6 +246,9 @@ type Model struct {
 	// PlannedBy names the builds of the plugins that made the model when it was created (absent
 	// for models created before s3t recorded them).
 	PlannedBy *PlannedBy `json:"planned_by,omitempty"`
+	// BackboneSHA256 is the SHA-256 of the backbone's ONNX bytes, pinned when the model was
+	// created: every training, retraining and prediction of the model runs these bytes.
+	BackboneSHA256 string `json:"backbone_sha256"`
 }
 
 // PlannedBy names the plugins a model was made with: its PEFT type, whose plan (stored with the

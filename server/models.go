@@ -342,13 +342,15 @@ func toModel(m *store.Model) (*api.Model, error) {
 		return nil, err
 	}
 	var planned struct {
-		PlannedBy *api.PlannedBy `json:"planned_by"`
+		PlannedBy      *api.PlannedBy `json:"planned_by"`
+		BackboneSHA256 string         `json:"backbone_sha256"`
 	}
 	if err := json.Unmarshal(m.Config, &planned); err != nil {
 		return nil, fmt.Errorf("model %q: decode stored record: %w", m.Name, err)
 	}
 	out := &api.Model{Name: m.Name, Spec: spec, Sequences: m.Sequences, Live: m.Live,
-		Samples: m.Samples, Version: m.Version, CreatedAt: m.CreatedAt, PlannedBy: planned.PlannedBy}
+		Samples: m.Samples, Version: m.Version, CreatedAt: m.CreatedAt, PlannedBy: planned.PlannedBy,
+		BackboneSHA256: planned.BackboneSHA256}
 	for _, sv := range m.Published() {
 		out.Serving = append(out.Serving, api.Served(sv))
 	}

@@ -73,6 +73,10 @@ func TestEndToEnd(t *testing.T) {
 		*got.PlannedBy != (api.PlannedBy{PEFT: api.PluginRef{Name: "peft.lora", Version: lora.Version}, Selector: api.PluginRef{Name: "selector.cyclic", Version: selectors.Version}}) {
 		t.Errorf("planned_by %+v (%v), want the in-process built-ins", got.PlannedBy, err)
 	}
+	// The model names the backbone's bytes it was made with, whatever its name.
+	if got, err := admin.GetModel(ctx, &api.GetModelRequest{Name: "fmnist"}); err != nil || got.BackboneSHA256 != bb.SHA256 || m.BackboneSHA256 != bb.SHA256 {
+		t.Errorf("backbone_sha256 %q on GET, %q on create (%v), want the backbone's %q", got.BackboneSHA256, m.BackboneSHA256, err, bb.SHA256)
+	}
 	_, err = admin.CreateModel(ctx, &api.CreateModelRequest{Name: "fmnist", ModelSpec: spec})
 	if e := wantError(t, err, http.StatusConflict, api.CodeConflict); !strings.HasPrefix(e.Message, `model "fmnist" already exists`) {
 		t.Errorf("duplicate model: %q, want it to say the model already exists", e.Message)
