@@ -213,7 +213,47 @@ requeued): exit 1, naming them, when one ends failed or cancelled.`,
 			return printJSON(c.OutOrStdout(), us)
 		},
 	}
-	c.AddCommand(list, get, train, training, cancel, status)
+	deletions := &cobra.Command{
+		Use:   "deletions NAME",
+		Short: "Print a model's deletion receipts in ledger order (JSON), the evidence to keep before deleting the model",
+		Long: `Print every deletion receipt of a model in ledger order (JSON): per receipt its id, time, sample
+id, the sample's (shard, slice), the sequences whose live prefix it cut (from -> to), what the
+shard serves after it and the ledger version it produced. Deleting a model erases its receipts
+too: keep this output first. s3t models receipt ID reads one back.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			rs, err := request(c, &f, func(ctx context.Context) (*api.ListReceiptsResponse, error) {
+				return cl.ListReceipts(ctx, &api.ListReceiptsRequest{Model: args[0]})
+			})
+			if err != nil {
+				return err
+			}
+			return printJSON(c.OutOrStdout(), rs)
+		},
+	}
+	receipt := &cobra.Command{
+		Use:   "receipt ID",
+		Short: "Print one deletion receipt by its id (JSON)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			rc, err := request(c, &f, func(ctx context.Context) (*api.Receipt, error) {
+				return cl.GetReceipt(ctx, &api.GetReceiptRequest{ID: args[0]})
+			})
+			if err != nil {
+				return err
+			}
+			return printJSON(c.OutOrStdout(), rc)
+		},
+	}
+	c.AddCommand(list, get, train, training, cancel, status, deletions, receipt)
 	return c
 }
 

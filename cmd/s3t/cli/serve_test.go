@@ -107,6 +107,20 @@ func TestServeAndClientCommands(t *testing.T) {
 	if code != 1 || !strings.Contains(out, rc.ID) || !strings.Contains(stderr, "gone") {
 		t.Fatalf("second delete: exit %d, %q %q; want exit 1 with the earlier receipt", code, out, stderr)
 	}
+	// The receipts read back: the model's list, and one by its id.
+	out, stderr, code = run(t, "models", "deletions", "demo", "--url", url)
+	var rl api.ListReceiptsResponse
+	if code != 0 || json.Unmarshal([]byte(out), &rl) != nil || len(rl.Receipts) != 1 || rl.Receipts[0].ID != rc.ID || rl.Receipts[0].SampleID != "x1" {
+		t.Fatalf("models deletions: exit %d, %q %q; want the one receipt", code, out, stderr)
+	}
+	out, stderr, code = run(t, "models", "receipt", rc.ID, "--url", url)
+	var one api.Receipt
+	if code != 0 || json.Unmarshal([]byte(out), &one) != nil || one.ID != rc.ID || one.LedgerVersion != rc.LedgerVersion {
+		t.Fatalf("models receipt: exit %d, %q %q; want receipt %s", code, out, stderr, rc.ID)
+	}
+	if _, stderr, code = run(t, "models", "receipt", "0000", "--url", url); code != 1 || !strings.Contains(stderr, "not_found") {
+		t.Fatalf("models receipt of an unknown id: exit %d, %q; want exit 1, not found", code, stderr)
+	}
 	// An id given twice is deleted once, and not reported deleted earlier by this very call;
 	// several ids give the results, even all the same.
 	out, stderr, code = run(t, "delete", "demo", "x2", "x2", "--url", url)
