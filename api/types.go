@@ -367,6 +367,10 @@ type Receipt struct {
 	// Serving is the checkpoint the shard serves after the deletion (the longest prefix that
 	// is both live and trained; equal to Served once the model is trained).
 	Serving Served `json:"serving"`
+	// ServingGen is the generation of the checkpoint in Serving (0: none, or a receipt made
+	// before it was recorded): with Serving, the exact checkpoint served after the deletion,
+	// as a prediction's served names it.
+	ServingGen int `json:"serving_gen"`
 	// Live is every sequence's live prefix length in the shard after the deletion.
 	Live []int `json:"live"`
 	// LedgerVersion orders the receipts of one model.

@@ -126,8 +126,8 @@ func toReceipt(r *store.Receipt) *api.Receipt {
 		return nil
 	}
 	out := &api.Receipt{ID: r.ID, Time: r.Time, Model: r.Model, SampleID: r.SampleID, Shard: r.Shard, Slice: r.Slice,
-		Truncations: make([]api.Truncation, len(r.Truncations)), Served: api.Served(r.Served), Serving: api.Served(r.Serving), Live: r.Live,
-		LedgerVersion: r.LedgerVersion}
+		Truncations: make([]api.Truncation, len(r.Truncations)), Served: api.Served(r.Served), Serving: api.Served(r.Serving), ServingGen: r.ServingGen,
+		Live: r.Live, LedgerVersion: r.LedgerVersion}
 	for i, t := range r.Truncations {
 		out.Truncations[i] = api.Truncation(t)
 	}

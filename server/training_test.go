@@ -149,6 +149,7 @@ func TestTrainPredictDeleteRetrainOverHTTP(t *testing.T) {
 	// the retraining policy (default: a trained shard with nothing live) retrains it.
 	m, _ = c.GetModel(ctx, &api.GetModelRequest{Name: "d"})
 	var lastRC *api.Receipt
+	var rcs []*api.Receipt
 	for _, seq := range m.Sequences[0] {
 		for _, smp := range smps {
 			info, err := c.GetSample(ctx, &api.GetSampleRequest{Model: "d", ID: smp.ID})
@@ -156,9 +157,15 @@ func TestTrainPredictDeleteRetrainOverHTTP(t *testing.T) {
 				if lastRC, err = c.DeleteSample(ctx, &api.DeleteSampleRequest{Model: "d", ID: smp.ID}); err != nil {
 					t.Fatal(err)
 				}
+				rcs = append(rcs, lastRC)
 				break
 			}
 		}
+	}
+	// The first deletion leaves sequence 1 serving its first stage of generation 1: the receipt
+	// names that checkpoint; the last leaves nothing served (generation 0).
+	if rcs[0].Serving != (api.Served{Sequence: 1, Length: 1}) || rcs[0].ServingGen != 1 || lastRC.ServingGen != 0 {
+		t.Fatalf("receipts %+v, %+v: want sequence 1 at 1 of generation 1, then nothing", rcs[0], lastRC)
 	}
 	if lastRC == nil || lastRC.Serving.Length != 0 {
 		t.Fatalf("last receipt %+v: shard 0 should serve nothing", lastRC)
@@ -206,6 +213,22 @@ func TestTrainPredictDeleteRetrainOverHTTP(t *testing.T) {
 	res, err = c.Predict(ctx, &api.PredictRequest{Name: "d", Inputs: []json.RawMessage{input}})
 	if err != nil || res.Served[0].Length != 2 || res.Served[0].Gen != 2 {
 		t.Fatalf("predict after retraining: %+v, %v", res, err)
+	}
+	// A deletion after the swap names the retrained generation it leaves served, as predictions do.
+	m, _ = c.GetModel(ctx, &api.GetModelRequest{Name: "d"})
+	for _, smp := range smps {
+		info, err := c.GetSample(ctx, &api.GetSampleRequest{Model: "d", ID: smp.ID})
+		if err == nil && info.Placement.Shard == 0 && info.Placement.Slice == m.Sequences[0][0][1] {
+			rc, err := c.DeleteSample(ctx, &api.DeleteSampleRequest{Model: "d", ID: smp.ID})
+			if err != nil || rc.Serving != (api.Served{Sequence: 0, Length: 1}) || rc.ServingGen != 2 {
+				t.Fatalf("receipt after the swap %+v, %v: want sequence 0 at 1 of generation 2", rc, err)
+			}
+			res, err = c.Predict(ctx, &api.PredictRequest{Name: "d", Inputs: []json.RawMessage{input}})
+			if err != nil || res.Served[0].Sequence != 0 || res.Served[0].Length != 1 || res.Served[0].Gen != rc.ServingGen {
+				t.Fatalf("predict after the receipt: %+v, %v; want what the receipt names", res, err)
+			}
+			break
+		}
 	}
 	cancelled, err := c.CancelTraining(ctx, &api.CancelTrainingRequest{Model: "d"})
 	if err != nil || len(cancelled.Cancelled) != 0 {

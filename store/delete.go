@@ -29,6 +29,9 @@ type Receipt struct {
 	// Serving is the checkpoint the shard serves after the deletion: the longest prefix that
 	// is both live and trained (equal to Served once the model is trained; Length 0: none).
 	Serving unlearning.Served `json:"serving"`
+	// ServingGen is the generation of the checkpoint in Serving (0: none; absent from receipts
+	// made before it was recorded): with Serving, the exact checkpoint served after the deletion.
+	ServingGen int `json:"serving_gen"`
 	// Live is the live prefix length of every sequence of the shard after the deletion.
 	Live []int `json:"live"`
 	// LedgerVersion is the model's ledger version this deletion produced; receipts of one
@@ -211,6 +214,9 @@ func (d *deleter) delete(ctx context.Context, id string) (*Receipt, error) {
 		Truncations: plan.Truncations, Served: sh.Served(), Live: sh.Live(), LedgerVersion: d.version,
 	}
 	rec.Serving = published(rec.Live, d.m.Trained[p.Shard])
+	if rec.Serving.Length > 0 {
+		rec.ServingGen = d.m.Gen[p.Shard][rec.Serving.Sequence]
+	}
 	body, err := json.Marshal(rec)
 	if err != nil {
 		return nil, err
