@@ -341,16 +341,16 @@ func toModel(m *store.Model) (*api.Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	var planned struct {
+	var stored struct { // what the record holds beyond the spec
 		PlannedBy      *api.PlannedBy `json:"planned_by"`
 		BackboneSHA256 string         `json:"backbone_sha256"`
 	}
-	if err := json.Unmarshal(m.Config, &planned); err != nil {
+	if err := json.Unmarshal(m.Config, &stored); err != nil {
 		return nil, fmt.Errorf("model %q: decode stored record: %w", m.Name, err)
 	}
 	out := &api.Model{Name: m.Name, Spec: spec, Sequences: m.Sequences, Live: m.Live,
-		Samples: m.Samples, Version: m.Version, CreatedAt: m.CreatedAt, PlannedBy: planned.PlannedBy,
-		BackboneSHA256: planned.BackboneSHA256}
+		Samples: m.Samples, Version: m.Version, CreatedAt: m.CreatedAt, PlannedBy: stored.PlannedBy,
+		BackboneSHA256: stored.BackboneSHA256}
 	for _, sv := range m.Published() {
 		out.Serving = append(out.Serving, api.Served(sv))
 	}
