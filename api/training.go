@@ -101,7 +101,9 @@ type GetUnlearningRequest struct {
 	Model string `json:"-"`
 }
 
-// SequenceStatus is one sequence of a shard.
+// SequenceStatus is one sequence of a shard: its slice order, its live prefix, how many stages
+// of its current generation Gen are trained and published (those above Live are switched off
+// for good, as Model.Trained says) and that generation.
 type SequenceStatus struct {
 	Sequence int   `json:"sequence"`
 	Order    []int `json:"order"`

@@ -236,7 +236,10 @@ type Model struct {
 	Live [][]int `json:"live"`
 	// Serving[k] is what shard k serves now: the longest prefix both live and trained.
 	Serving []Served `json:"serving"`
-	// Trained[k][b] is how many stages of sequence b of shard k are trained and published.
+	// Trained[k][b] is how many stages of sequence b of shard k are trained and published in
+	// its current generation. Those above Live[k][b] are switched off for good (a deletion cut
+	// them): never served again, their checkpoints erased where they saw the deleted sample,
+	// until a retraining replaces the generation.
 	Trained [][]int `json:"trained"`
 	// Samples is the number of stored (not deleted) samples.
 	Samples int64 `json:"samples"`
