@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -75,6 +76,8 @@ type Config struct {
 	// Selectors runs sequence selectors out of process (plugins.Manager.SelectorRef: the
 	// built-ins and installed selector plugins); nil: the built-ins only, in process.
 	Selectors SelectorSource
+	// TLS, when set, makes Serve speak HTTPS (and HTTP/2) with it (TLSFiles); nil: plain HTTP.
+	TLS *tls.Config
 	// AllowPaths lets clients register a backbone from a path on the server's file system.
 	AllowPaths bool
 	// DisableRuntime skips creating ONNX Runtime sessions for backbones (their Runtime then says
@@ -239,6 +242,8 @@ func (s *Server) Listen(addr string) (net.Listener, error) {
 		}
 		s.auth.loopbackOnly.Store(true)
 		s.log.Info("no API keys configured: every request is allowed, loopback only", "addr", addr)
+	} else if s.cfg.TLS == nil && !LoopbackHost(host) {
+		s.log.Warn("API keys over plain HTTP: they cross the network in clear text; serve TLS (s3t serve --tls-cert, --tls-key) or put a TLS-terminating proxy in front", "addr", addr)
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, port))
 	if err != nil {
@@ -259,8 +264,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	hs := &http.Server{Handler: s.echo, ReadHeaderTimeout: DefaultReadHeaderTimeout, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	s.log.Info("serving", "addr", ln.Addr().String())
+	if s.cfg.TLS != nil {
+		hs.TLSConfig = s.cfg.TLS // ServeTLS offers HTTP/2 too, and takes the certificate from it
+		go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- hs.Serve(ln) }()
+	}
+	s.log.Info("serving", "addr", ln.Addr().String(), "tls", s.cfg.TLS != nil)
 	select {
 	case err := <-errc:
 		s.beginShutdown()

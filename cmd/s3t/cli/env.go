@@ -30,6 +30,8 @@ var envVars = []envVar{
 	{"S3T_ADDR", "127.0.0.1:8080", "address s3t serve listens on (--addr)"},
 	{"S3T_DATA", "./s3t-data", "data directory of s3t serve: ledger.db and blobs/ (--data)"},
 	{"S3T_KEYS", "", "API keys file of s3t serve: lines NAME SHA256HEX SCOPES (--keys); none: loopback only"},
+	{"S3T_TLS_CERT", "", "certificate chain (PEM) s3t serve serves HTTPS with (--tls-cert, with S3T_TLS_KEY); loaded again when it changes"},
+	{"S3T_TLS_KEY", "", "private key (PEM) of S3T_TLS_CERT (--tls-key)"},
 	{"S3T_DATABASE_URL", "", "ledger database: postgres://... for PostgreSQL (--database-url); empty: SQLite in the data directory"},
 	{"S3T_BLOB_URL", "", "blob bucket: file://DIR, s3://BUCKET?... (--blob-url); empty: file:// under the data directory"},
 	{"S3T_TRAIN_WORKERS", "1", "training jobs s3t serve or s3t worker runs at once (--train-workers); 0 with serve: serve only"},

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 // serveOptions are the flags of s3t serve.
 type serveOptions struct {
 	addr, data, keysFile   string
+	tlsCert, tlsKey        string
 	databaseURL, blobURL   string
 	allowPaths             bool
 	trainWorkers           int
@@ -52,10 +54,12 @@ receipts. State lives in the data directory: the SQLite ledger (ledger.db), the 
 (blobs/) and the training worker's local stage checkpoints (work/); S3T_DATABASE_URL and
 S3T_BLOB_URL move the ledger to PostgreSQL and the blobs to S3. Training jobs run in this
 process (--train-workers of them at once; 0: none, for a serving replica).
-Without an API keys file the server allows every request and listens on loopback only.
+Without an API keys file the server allows every request and listens on loopback only. With
+keys on another address, serve HTTPS (--tls-cert, --tls-key) or put a TLS-terminating proxy in
+front: a key is a bearer token.
 SIGINT or SIGTERM shut it down gracefully: in-flight requests finish, and running training
 jobs go on for up to --jobs-stop-timeout, then stop; their finished stages stay published and
-they resume after them at the next start.` + serverEnvHelp("S3T_ADDR", "S3T_DATA", "S3T_KEYS", "S3T_DATABASE_URL", "S3T_BLOB_URL", "S3T_TRAIN_WORKERS") +
+they resume after them at the next start.` + serverEnvHelp("S3T_ADDR", "S3T_DATA", "S3T_KEYS", "S3T_TLS_CERT", "S3T_TLS_KEY", "S3T_DATABASE_URL", "S3T_BLOB_URL", "S3T_TRAIN_WORKERS") +
 			fmt.Sprintf("  %-12s %s\n", plugins.EnvPluginDir, "the plugin directory the server's plugin host reads (--plugin-dir; default $S3T_DATA/plugins)"),
 		Example: `  s3t serve --addr 127.0.0.1:8080 --data ./s3t-data`,
 		Args:    cobra.NoArgs,
@@ -71,6 +75,9 @@ they resume after them at the next start.` + serverEnvHelp("S3T_ADDR", "S3T_DATA
 			}
 			if o.keysFile == "" && !server.LoopbackHost(host) {
 				return fmt.Errorf("%w: --addr (or S3T_ADDR) %q: %w", errUsage, o.addr, server.ErrOpenNonLoopback)
+			}
+			if (o.tlsCert == "") != (o.tlsKey == "") {
+				return fmt.Errorf("%w: --tls-cert and --tls-key (S3T_TLS_CERT, S3T_TLS_KEY) go together: a certificate and its private key", errUsage)
 			}
 			if o.predictSpin < 0 {
 				return fmt.Errorf("%w: --predict-spin %s: want 0 (no polling) or more", errUsage, o.predictSpin)
@@ -100,6 +107,8 @@ they resume after them at the next start.` + serverEnvHelp("S3T_ADDR", "S3T_DATA
 	f.StringVar(&o.addr, "addr", env("S3T_ADDR"), "listen address (S3T_ADDR)")
 	f.StringVar(&o.data, "data", env("S3T_DATA"), "data directory (S3T_DATA)")
 	f.StringVar(&o.keysFile, "keys", env("S3T_KEYS"), "API keys file (S3T_KEYS)")
+	f.StringVar(&o.tlsCert, "tls-cert", env("S3T_TLS_CERT"), "serve HTTPS with this certificate chain (PEM; S3T_TLS_CERT), loaded again when it changes; with --tls-key")
+	f.StringVar(&o.tlsKey, "tls-key", env("S3T_TLS_KEY"), "the private key of --tls-cert (PEM; S3T_TLS_KEY)")
 	f.StringVar(&o.databaseURL, "database-url", env("S3T_DATABASE_URL"), "ledger database URL (S3T_DATABASE_URL; default SQLite in --data)")
 	f.StringVar(&o.blobURL, "blob-url", env("S3T_BLOB_URL"), "blob bucket URL (S3T_BLOB_URL; default file:// under --data)")
 	hideDefaults(f, "database-url", "blob-url")
@@ -155,6 +164,13 @@ func lockDataDir(dir string) (*os.File, error) {
 // serve opens the data directory, migrates the ledger, finishes interrupted purges, starts the
 // training worker and serves until ctx is cancelled.
 func serve(ctx context.Context, o serveOptions) error {
+	var tlsConfig *tls.Config
+	if o.tlsCert != "" { // before the data directory is made: a bad pair fails the start as is
+		var err error
+		if tlsConfig, err = server.TLSFiles(o.tlsCert, o.tlsKey, slog.Default()); err != nil {
+			return fmt.Errorf("serve: --tls-cert, --tls-key: %w", err)
+		}
+	}
 	dir, err := filepath.Abs(o.data)
 	if err != nil {
 		return fmt.Errorf("serve: data directory: %w", err)
@@ -168,6 +184,7 @@ func serve(ctx context.Context, o serveOptions) error {
 			return err
 		}
 	}
+
 	embedded := o.databaseURL == ""
 	dsn := o.databaseURL
 	if embedded {
@@ -229,7 +246,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	if rtErr != nil {
 		slog.Error("ONNX Runtime cannot be loaded: the server is not ready, predictions answer 503 and training waits, until it starts with a library that loads (S3T_ORT_LIBRARY; make deps installs one)", "err", rtErr)
 	}
-	srv, err := server.New(server.Config{Store: st, Blobs: blobs, Keys: keys, AllowPaths: o.allowPaths, Trainer: runner, Serving: svc, QueueDepth: jobs.Depth, Plugins: mgr, Selectors: mgr, RuntimeError: rtErr})
+	srv, err := server.New(server.Config{Store: st, Blobs: blobs, Keys: keys, AllowPaths: o.allowPaths, Trainer: runner, Serving: svc, QueueDepth: jobs.Depth, Plugins: mgr, Selectors: mgr, RuntimeError: rtErr, TLS: tlsConfig})
 	if err != nil {
 		return err
 	}

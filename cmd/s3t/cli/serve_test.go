@@ -294,6 +294,8 @@ func TestServeFlagsCheckedFirst(t *testing.T) {
 		{[]string{"--addr", "127.0.0.1:0", "--plugin-start-timeout", "0s"}, "--plugin-start-timeout 0s: want more than 0"},
 		{[]string{"--addr", "127.0.0.1:0", "--plugin-call-timeout", "-1s"}, "--plugin-call-timeout -1s: want more than 0"},
 		{[]string{"--addr", "127.0.0.1:0", "--plugin-idle-timeout", "0s"}, "--plugin-idle-timeout 0s: want more than 0"},
+		{[]string{"--addr", "127.0.0.1:0", "--tls-cert", "cert.pem"}, "--tls-cert and --tls-key (S3T_TLS_CERT, S3T_TLS_KEY) go together"},
+		{[]string{"--addr", "127.0.0.1:0", "--tls-key", "key.pem"}, "go together"},
 	} {
 		data := filepath.Join(t.TempDir(), "data")
 		_, stderr, code := run(t, append([]string{"serve", "--data", data}, tt.flags...)...)
