@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -134,5 +135,68 @@ func TestDemoSmall(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestLogFlags: --log-format and --log-level (S3T_LOG_FORMAT, S3T_LOG_LEVEL) shape every
+// command's log records: JSON lines a log pipeline can parse, or text, from the level given;
+// a value they do not know is a usage error.
+func TestLogFlags(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		flags []string
+		env   map[string]string
+		code  int
+		check func(t *testing.T, stderr string)
+	}{
+		{"json", []string{"--log-format", "json"}, nil, 0, func(t *testing.T, stderr string) {
+			lines := strings.Split(strings.TrimSpace(stderr), "\n")
+			for _, l := range lines {
+				var rec struct{ Level, Msg string }
+				if err := json.Unmarshal([]byte(l), &rec); err != nil || rec.Level == "" || rec.Msg == "" {
+					t.Errorf("log line %q is not a JSON record (%v)", l, err)
+				}
+			}
+			if !strings.Contains(stderr, `"msg":"store migration applied"`) {
+				t.Errorf("no migration record in %q", stderr)
+			}
+		}},
+		{"json from the environment, any case", nil, map[string]string{"S3T_LOG_FORMAT": "JSON"}, 0, func(t *testing.T, stderr string) {
+			if !strings.HasPrefix(stderr, "{") {
+				t.Errorf("stderr %q, want JSON records", stderr)
+			}
+		}},
+		{"text", nil, nil, 0, func(t *testing.T, stderr string) {
+			if !strings.Contains(stderr, `level=INFO msg="store migration applied"`) {
+				t.Errorf("stderr %q, want text records", stderr)
+			}
+		}},
+		{"warn and above", []string{"--log-level", "warn"}, nil, 0, func(t *testing.T, stderr string) {
+			if strings.Contains(stderr, "migration") {
+				t.Errorf("info records logged at --log-level warn: %q", stderr)
+			}
+		}},
+		{"unknown format", []string{"--log-format", "logfmt"}, nil, 2, func(t *testing.T, stderr string) {
+			if !strings.Contains(stderr, `--log-format (or S3T_LOG_FORMAT) "logfmt": want text or json`) {
+				t.Errorf("stderr %q", stderr)
+			}
+		}},
+		{"unknown level", nil, map[string]string{"S3T_LOG_LEVEL": "verbose"}, 2, func(t *testing.T, stderr string) {
+			if !strings.Contains(stderr, `S3T_LOG_LEVEL) "verbose": want debug, info, warn or error`) {
+				t.Errorf("stderr %q", stderr)
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			args := append([]string{"migrate", "--data", filepath.Join(t.TempDir(), "data")}, tt.flags...)
+			_, stderr, code := run(t, args...)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d: %s", code, tt.code, stderr)
+			}
+			tt.check(t, stderr)
+		})
 	}
 }

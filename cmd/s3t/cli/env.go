@@ -35,6 +35,8 @@ var envVars = []envVar{
 	{"S3T_DATABASE_URL", "", "ledger database: postgres://... for PostgreSQL (--database-url); empty: SQLite in the data directory"},
 	{"S3T_BLOB_URL", "", "blob bucket: file://DIR, s3://BUCKET?... (--blob-url); empty: file:// under the data directory"},
 	{"S3T_TRAIN_WORKERS", "1", "training jobs s3t serve or s3t worker runs at once (--train-workers); 0 with serve: serve only"},
+	{"S3T_LOG_FORMAT", "text", "log records as text or json lines, on stderr (--log-format)"},
+	{"S3T_LOG_LEVEL", "info", "the least level logged: debug, info, warn or error (--log-level)"},
 	{"S3T_URL", "http://127.0.0.1:8080", "server URL the client commands call (--url)"},
 	{"S3T_API_KEY", "", "API key the client commands send (--api-key)"},
 }

@@ -30,6 +30,17 @@ with no retraining on the request path.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	var logFormat, logLevel string
+	root.PersistentFlags().StringVar(&logFormat, "log-format", env("S3T_LOG_FORMAT"), "log records as text or json, one a line (S3T_LOG_FORMAT)")
+	root.PersistentFlags().StringVar(&logLevel, "log-level", env("S3T_LOG_LEVEL"), "the least level logged: debug, info, warn or error (S3T_LOG_LEVEL)")
+	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error {
+		h, err := logHandler(c.ErrOrStderr(), logFormat, logLevel)
+		if err != nil {
+			return fmt.Errorf("%w: %w", errUsage, err)
+		}
+		slog.SetDefault(slog.New(h))
+		return nil
+	}
 	root.AddCommand(
 		newBackboneCmd(),
 		newBenchCmd(),
@@ -48,6 +59,23 @@ with no retraining on the request path.`,
 		newDataCmd(),
 	)
 	return root
+}
+
+// logHandler returns the handler of the process's log records: text or json lines on w, from
+// level on (debug, info, warn or error; any case).
+func logHandler(w io.Writer, format, level string) (slog.Handler, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil || strings.ContainsAny(level, "+-") {
+		return nil, fmt.Errorf("--log-level (or S3T_LOG_LEVEL) %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.NewTextHandler(w, opts), nil
+	case "json":
+		return slog.NewJSONHandler(w, opts), nil
+	}
+	return nil, fmt.Errorf("--log-format (or S3T_LOG_FORMAT) %q: want text or json", format)
 }
 
 // Execute runs the command line args and returns the process exit code: 0 on success,
