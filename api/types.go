@@ -387,7 +387,11 @@ type DeleteSampleRequest struct {
 	ID    string `json:"-"`
 }
 
-// DeleteSamplesRequest unlearns several samples of one model in one ledger transaction.
+// MaxDeleteBatch is the most ids one DeleteSamplesRequest may hold.
+const MaxDeleteBatch = 10000
+
+// DeleteSamplesRequest unlearns several samples of one model in one ledger transaction: 1 to
+// MaxDeleteBatch ids.
 type DeleteSamplesRequest struct {
 	Model string   `json:"-"`
 	IDs   []string `json:"ids"`

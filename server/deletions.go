@@ -12,7 +12,7 @@ import (
 )
 
 // maxBatchDeletions caps the ids of one batch deletion.
-const maxBatchDeletions = 10000
+const maxBatchDeletions = api.MaxDeleteBatch
 
 // maxBatchBodyBytes is the body a batch deletion of maxBatchDeletions ids of maxSampleID bytes
 // takes, whatever their escaping: each byte at most 6 in JSON (\u003c for "<", as Go's encoder

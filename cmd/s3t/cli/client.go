@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -340,32 +342,58 @@ func followAgain(err error) bool {
 
 func newDeleteCmd() *cobra.Command {
 	var f clientFlags
+	var idsFrom string
+	var replay bool
 	c := &cobra.Command{
 		Use:   "delete MODEL ID...",
 		Short: "Unlearn samples of a model on a running s3t server and print the receipts (JSON)",
 		Long: `Delete samples: one id prints its receipt (or the earlier receipt and exit 1 when it was
 deleted before); several ids (a repeated one counts once) are deleted in one ledger transaction
-and each gets a result: the
-JSON results on stdout, a line per id on stderr (deleted with its receipt, not found, or gone
-with the earlier receipt), and exit 1 when any id was not deleted by this call.` + serverEnvHelp("S3T_URL", "S3T_API_KEY"),
-		Example: `  s3t delete fmnist sample-17`,
-		Args:    cobra.MinimumNArgs(2),
+and each gets a result: the JSON results on stdout, a line per id on stderr (deleted with its
+receipt, not found, or gone with the earlier receipt), and exit 1 when any id was not deleted by
+this call.
+
+--ids-from FILE (- for stdin) adds the ids of a file: one a line (blank lines and lines starting
+with # skipped), or the JSON of s3t models deletions, whose receipts' sample ids it takes. They
+go in batches of up to 10,000 ids, each batch one ledger transaction. With --replay the ids are
+deletions made before and applied again, as after restoring a backup of the data directory:
+an id deleted or gone (deleted earlier) or not found counts as erased, exit 0.` + serverEnvHelp("S3T_URL", "S3T_API_KEY"),
+		Example: `  s3t delete fmnist sample-17
+  s3t models deletions fmnist > fmnist-receipts.json     # keep it with the backups
+  s3t delete fmnist --ids-from fmnist-receipts.json --replay   # after a restore`,
+		Args: func(c *cobra.Command, args []string) error {
+			if idsFrom != "" {
+				return cobra.MinimumNArgs(1)(c, args)
+			}
+			return cobra.MinimumNArgs(2)(c, args)
+		},
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := f.client()
 			if err != nil {
 				return err
 			}
+			model, given := args[0], args[1:]
+			if idsFrom != "" {
+				more, err := readIDs(c.InOrStdin(), idsFrom, model)
+				if err != nil {
+					return err
+				}
+				given = append(given, more...)
+			}
 			var ids []string // each id once: a repeated id was reported "deleted earlier", exit 1
 			seen := map[string]bool{}
-			for _, id := range args[1:] {
+			for _, id := range given {
 				if !seen[id] {
 					seen[id] = true
 					ids = append(ids, id)
 				}
 			}
-			if len(args) == 2 { // one id: its receipt; several, even all the same: the results
+			if len(ids) == 0 {
+				return fmt.Errorf("%w: --ids-from %s holds no id", errUsage, idsFrom)
+			}
+			if len(args) == 2 && idsFrom == "" { // one id: its receipt; several, even all the same: the results
 				rc, err := request(c, &f, func(ctx context.Context) (*api.Receipt, error) {
-					return cl.DeleteSample(ctx, &api.DeleteSampleRequest{Model: args[0], ID: ids[0]})
+					return cl.DeleteSample(ctx, &api.DeleteSampleRequest{Model: model, ID: ids[0]})
 				})
 				if e, ok := err.(*api.Error); ok && e.Receipt != nil {
 					if perr := printJSON(c.OutOrStdout(), e.Receipt); perr != nil {
@@ -377,20 +405,72 @@ with the earlier receipt), and exit 1 when any id was not deleted by this call.`
 				}
 				return printJSON(c.OutOrStdout(), rc)
 			}
-			res, err := request(c, &f, func(ctx context.Context) (*api.DeleteSamplesResponse, error) {
-				return cl.DeleteSamples(ctx, &api.DeleteSamplesRequest{Model: args[0], IDs: ids})
-			})
-			if err != nil {
-				return err
+			res := &api.DeleteSamplesResponse{}
+			for lo := 0; lo < len(ids); lo += api.MaxDeleteBatch {
+				batch := ids[lo:min(lo+api.MaxDeleteBatch, len(ids))]
+				part, err := request(c, &f, func(ctx context.Context) (*api.DeleteSamplesResponse, error) {
+					return cl.DeleteSamples(ctx, &api.DeleteSamplesRequest{Model: model, IDs: batch})
+				})
+				if err != nil {
+					if lo > 0 {
+						// The batches before were committed: say which, so a rerun can resume.
+						fmt.Fprintf(c.ErrOrStderr(), "s3t: the first %d ids were deleted (or found erased) before this batch failed; the same command again resumes\n", lo)
+					}
+					return err
+				}
+				res.Results = append(res.Results, part.Results...)
 			}
 			if err := printJSON(c.OutOrStdout(), res); err != nil {
 				return err
 			}
-			return deletionOutcome(c.ErrOrStderr(), args[0], res)
+			return deletionOutcome(c.ErrOrStderr(), model, res, replay)
 		},
 	}
 	f.register(c)
+	c.Flags().StringVar(&idsFrom, "ids-from", "", "also delete the ids of this file (- for stdin): one a line, or the JSON of s3t models deletions")
+	c.Flags().BoolVar(&replay, "replay", false, "the ids are deletions applied again (after restoring a backup): gone or not found counts as erased, exit 0")
 	return c
+}
+
+// readIDs reads the sample ids of name (- for stdin): the receipts' sample ids when it holds the
+// JSON of s3t models deletions (receipts of model only), else one id a line, blank lines and
+// lines starting with # skipped.
+func readIDs(stdin io.Reader, name, model string) ([]string, error) {
+	var data []byte
+	var err error
+	if name == "-" {
+		data, err = io.ReadAll(stdin)
+	} else {
+		data, err = os.ReadFile(name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--ids-from: %w", err)
+	}
+	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '{' {
+		var rs api.ListReceiptsResponse
+		dec := json.NewDecoder(bytes.NewReader(t))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&rs); err != nil {
+			return nil, fmt.Errorf("--ids-from %s: not the JSON of s3t models deletions: %w", name, err)
+		}
+		ids := make([]string, 0, len(rs.Receipts))
+		for _, r := range rs.Receipts {
+			if r.Model != model {
+				return nil, fmt.Errorf("%w: --ids-from %s: receipt %s is of model %q, not %q", errUsage, name, r.ID, r.Model, model)
+			}
+			ids = append(ids, r.SampleID)
+		}
+		return ids, nil
+	}
+	var ids []string
+	for line := range strings.Lines(string(data)) {
+		line = strings.TrimRight(line, "\r\n")
+		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		ids = append(ids, line)
+	}
+	return ids, nil
 }
 
 // trainingOutcome checks the final state of the jobs a training follows: every one must be
@@ -435,7 +515,7 @@ func trainingOutcome(w io.Writer, st *api.TrainingStatus, followed map[int64]boo
 // error when any id was not deleted by this call: not found, or deleted earlier ("gone": its
 // line names the earlier receipt; the call still fails, as the single-id form does, since it
 // made no receipt for that id).
-func deletionOutcome(w io.Writer, model string, res *api.DeleteSamplesResponse) error {
+func deletionOutcome(w io.Writer, model string, res *api.DeleteSamplesResponse, replay bool) error {
 	var notFound, gone, other int
 	for _, r := range res.Results {
 		switch r.Status {
@@ -453,7 +533,7 @@ func deletionOutcome(w io.Writer, model string, res *api.DeleteSamplesResponse) 
 		}
 	}
 	n := notFound + gone + other
-	if n == 0 {
+	if n == 0 || replay && other == 0 {
 		return nil
 	}
 	var parts []string
