@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,4 +99,69 @@ func TestDeleteIDsFrom(t *testing.T) {
 	if _, stderr, code := run(t, "delete", "m", "--url", url); code != 2 || !strings.Contains(stderr, "requires at least 2 arg(s)") {
 		t.Errorf("no id at all: exit %d, stderr %q", code, stderr)
 	}
+}
+
+// TestRestoreThenReplay follows the README's restore: a backup of the data directory taken
+// before a deletion brings the sample back when restored, and s3t delete --ids-from the kept
+// receipts --replay erases it again before the server is opened to anyone.
+func TestRestoreThenReplay(t *testing.T) {
+	ctx := context.Background()
+	data := filepath.Join(t.TempDir(), "data")
+	p := startServeProc(t, data, "--train-workers", "0")
+	outcomeModel(t, p.cl, 2, 2, 6)
+	p.stop(t)
+	backup := filepath.Join(t.TempDir(), "backup")
+	if err := os.CopyFS(backup, os.DirFS(data)); err != nil {
+		t.Fatal(err)
+	}
+
+	p = startServeProc(t, data, "--train-workers", "0")
+	url := "http://" + p.addr
+	if _, stderr, code := run(t, "delete", "m", "s0", "s3", "--url", url); code != 0 {
+		t.Fatalf("delete: exit %d: %s", code, stderr)
+	}
+	out, stderr, code := run(t, "models", "deletions", "m", "--url", url)
+	if code != 0 {
+		t.Fatalf("models deletions: exit %d: %s", code, stderr)
+	}
+	receipts := filepath.Join(t.TempDir(), "receipts.json")
+	if err := os.WriteFile(receipts, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.stop(t)
+
+	// The restore: the backup in place of the data directory.
+	if err := os.RemoveAll(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(data, os.DirFS(backup)); err != nil {
+		t.Fatal(err)
+	}
+	p = startServeProc(t, data, "--train-workers", "0")
+	url = "http://" + p.addr
+	for _, id := range []string{"s0", "s3"} {
+		if _, err := p.cl.GetSample(ctx, &api.GetSampleRequest{Model: "m", ID: id}); err != nil {
+			t.Fatalf("%s after the restore: %v; want it back (the backup holds it)", id, err)
+		}
+	}
+	if _, stderr, code := run(t, "delete", "m", "--url", url, "--ids-from", receipts, "--replay"); code != 0 {
+		t.Fatalf("replay: exit %d: %s", code, stderr)
+	}
+	for _, id := range []string{"s0", "s3"} {
+		_, err := p.cl.GetSample(ctx, &api.GetSampleRequest{Model: "m", ID: id})
+		if e := wantGone(t, err); e.Receipt == nil || e.Receipt.SampleID != id {
+			t.Errorf("%s after the replay: %+v, want 410 with its new receipt", id, e)
+		}
+	}
+	p.stop(t)
+}
+
+// wantGone checks that err is the API's 410 for a deleted sample and returns it.
+func wantGone(t *testing.T, err error) *api.Error {
+	t.Helper()
+	e, ok := err.(*api.Error)
+	if !ok || e.Status != http.StatusGone {
+		t.Fatalf("error %v, want 410 gone", err)
+	}
+	return e
 }
