@@ -31,7 +31,9 @@ func trainingStack(t *testing.T) (*store.Store, *store.Blobs, *training.Runner, 
 	if testing.Short() {
 		t.Skip("trains a model")
 	}
-	st, blobs := testmodel.OpenStore(t)
+	// The server and the runner are the ledger's only writers, as in an embedded s3t serve, so
+	// the store answers ledger versions from memory (store.WithExclusive), as there.
+	st, blobs := testmodel.OpenStore(t, store.WithExclusive())
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	jobs, err := st.NewJobs(store.JobsConfig{Workers: 1, PollInterval: 50 * time.Millisecond, RetryDelay: 100 * time.Millisecond})
 	if err != nil {

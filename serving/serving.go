@@ -13,7 +13,9 @@
 // deletion commits its version bump before its receipt is returned, so a prediction started
 // after the receipt never answers with a switched-off group. A replica that cannot read the
 // version answers ErrUnavailable, never from its cache; a checkpoint blob whose samples digest is
-// not the one its ledger record names is never served.
+// not the one its ledger record names is never served. (An embedded server's store is the
+// ledger's only writer and knows the version without reading it, store.WithExclusive: no
+// deletion can commit there unknown to it.)
 package serving
 
 import (

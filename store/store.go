@@ -99,6 +99,11 @@ type Store struct {
 	// prediction, and parsing it each time cost more than running it.
 	stampMu sync.Mutex
 	stamp   *sql.Stmt
+	// With exclusive (WithExclusive), stamps caches each model's stamp (*stampEntry) as read
+	// when commits, the count of this Store's committed write transactions, was entry.commits.
+	exclusive bool
+	commits   atomic.Uint64
+	stamps    sync.Map
 
 	// erasures counts the deletions (of samples or whole models) this store committed.
 	erasures atomic.Int64
@@ -146,6 +151,16 @@ func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
 // purger is registered (default DefaultPurgeRetry). Without it, such a purge ran again only at
 // the next DrainPurges, in practice the next start of a process.
 func WithPurgeRetry(d time.Duration) Option { return func(s *Store) { s.purgeRetry = d } }
+
+// WithExclusive declares that this Store is the only writer of its database, as an embedded
+// s3t serve is of the SQLite ledger in the data directory it holds locked. Stamp then answers
+// from memory for as long as no transaction of this Store has committed since it last read the
+// model's row, instead of reading SQLite on every prediction (25-30 µs of a 0.3 ms prediction on
+// 2 cores, its code and pages cold after the shard runs). Every write that changes a model's
+// version commits through inTx, which counts it before returning: a deletion's receipt is
+// returned after the count, so a prediction started after it reads the ledger again. Do not set
+// it where another process may write the database (PostgreSQL replicas and workers).
+func WithExclusive() Option { return func(s *Store) { s.exclusive = true } }
 
 // WithClock sets the clock used for timestamps (default time.Now); for tests.
 func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
@@ -326,8 +341,9 @@ func (s *Store) retryPurges() {
 	}
 }
 
-// wrote tells the background loop that a transaction committed.
+// wrote tells the background loop, and Stamp's cache, that a transaction committed.
 func (s *Store) wrote() {
+	s.committed()
 	if s.wake == nil {
 		return
 	}
@@ -399,6 +415,10 @@ func (s *Store) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
 	s.wrote()
 	return nil
 }
+
+// committed counts a committed write transaction (see WithExclusive); it must run after the
+// commit and before the write's caller gets its answer.
+func (s *Store) committed() { s.commits.Add(1) }
 
 func newID() string {
 	var b [16]byte

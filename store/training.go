@@ -488,8 +488,39 @@ func (s *Store) DeletionTotal(ctx context.Context) (int64, error) {
 
 // Stamp returns a model's ledger version and creation time in one cheap read: together they
 // tell a serving replica whether its in-memory state is current, even across a model deleted
-// and created again under the same name (whose versions start over).
+// and created again under the same name (whose versions start over). With WithExclusive it is
+// read from memory while no write of this Store committed since the row was last read.
 func (s *Store) Stamp(ctx context.Context, model string) (int64, time.Time, error) {
+	if !s.exclusive {
+		return s.readStamp(ctx, model)
+	}
+	// The count is read before the row: a write that commits in between leaves an entry that
+	// is already out of date by the count, and read again next time.
+	n := s.commits.Load()
+	if e, ok := s.stamps.Load(model); ok {
+		if e := e.(*stampEntry); e.commits == n {
+			return e.version, e.created, nil
+		}
+	}
+	v, created, err := s.readStamp(ctx, model)
+	if err != nil {
+		s.stamps.Delete(model)
+		return 0, time.Time{}, err
+	}
+	s.stamps.Store(model, &stampEntry{version: v, created: created, commits: n})
+	return v, created, nil
+}
+
+// stampEntry is a model's stamp as Stamp read it when the Store had committed commits write
+// transactions.
+type stampEntry struct {
+	version int64
+	created time.Time
+	commits uint64
+}
+
+// readStamp reads a model's stamp from the database.
+func (s *Store) readStamp(ctx context.Context, model string) (int64, time.Time, error) {
 	s.stampMu.Lock()
 	if s.stamp == nil {
 		st, err := s.db.PrepareContext(ctx, `SELECT version, created_at FROM models WHERE name = $1`)

@@ -80,14 +80,14 @@ func MNIST(t testing.TB) *dataset.Set {
 	return mnist
 }
 
-// OpenStore opens a migrated SQLite ledger and file blobs in a temporary folder, closed when the
+// OpenStore opens a migrated SQLite ledger (with opts) and file blobs in a temporary folder, closed when the
 // test ends.
-func OpenStore(t testing.TB) (*store.Store, *store.Blobs) {
+func OpenStore(t testing.TB, opts ...store.Option) (*store.Store, *store.Blobs) {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := store.Open(ctx, store.SQLiteDSN(dir), store.WithLogger(quiet))
+	st, err := store.Open(ctx, store.SQLiteDSN(dir), append([]store.Option{store.WithLogger(quiet)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

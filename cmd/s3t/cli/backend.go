@@ -23,6 +23,9 @@ type backendConfig struct {
 	BlobURL string
 	// WorkDir holds this process's local stage checkpoints.
 	WorkDir string
+	// Exclusive says this process is the ledger's only writer (an embedded server holding its
+	// data directory's lock): the store answers ledger versions from memory (store.WithExclusive).
+	Exclusive bool
 	// TrainWorkers is how many training jobs this process runs at once (0: enqueue only).
 	TrainWorkers int
 	// Lease and Heartbeat of the training jobs (0: the training package's defaults).
@@ -62,7 +65,11 @@ func openBackend(ctx context.Context, cfg backendConfig) (_ *backend, err error)
 			b.Close()
 		}
 	}()
-	if b.st, err = store.Open(ctx, cfg.DSN); err != nil {
+	var opts []store.Option
+	if cfg.Exclusive {
+		opts = append(opts, store.WithExclusive())
+	}
+	if b.st, err = store.Open(ctx, cfg.DSN, opts...); err != nil {
 		return nil, err
 	}
 	if err = b.st.Migrate(ctx); err != nil {

@@ -217,7 +217,9 @@ func serve(ctx context.Context, o serveOptions) error {
 	if !o.worker {
 		workers = 0
 	}
-	be, err := openBackend(ctx, backendConfig{DSN: dsn, BlobURL: burl, WorkDir: filepath.Join(dir, "work"), TrainWorkers: workers, Lease: o.lease})
+	// Embedded, this process holds the data directory locked: it is the ledger's only writer.
+	be, err := openBackend(ctx, backendConfig{DSN: dsn, BlobURL: burl, WorkDir: filepath.Join(dir, "work"), TrainWorkers: workers, Lease: o.lease,
+		Exclusive: embedded})
 	if err != nil {
 		return err
 	}
