@@ -80,8 +80,8 @@ func MNIST(t testing.TB) *dataset.Set {
 	return mnist
 }
 
-// OpenStore opens a migrated SQLite ledger (with opts) and file blobs in a temporary folder, closed when the
-// test ends.
+// OpenStore opens a migrated SQLite ledger (with opts) and file blobs in a temporary folder,
+// closed when the test ends.
 func OpenStore(t testing.TB, opts ...store.Option) (*store.Store, *store.Blobs) {
 	t.Helper()
 	ctx := context.Background()
