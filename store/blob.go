@@ -53,8 +53,9 @@ func BlobURL(dataDir, blobURL string) (string, error) {
 
 // OpenBlobs opens the bucket at url:
 //
-//   - file:///abs/dir: a folder, created if missing; writes go through a temporary file and a
-//     rename, so a crash never leaves a half-written blob.
+//   - file:///abs/dir: a folder, created if missing; writes go through a temporary file next to
+//     the blob's (never in os.TempDir, which may be another file system) and a rename, so a
+//     crash never leaves a half-written blob.
 //   - mem://: in memory, for tests.
 //   - s3://BUCKET?region=R[&endpoint=URL&use_path_style=true&disable_https=true]: Amazon S3
 //     or an S3-compatible server (MinIO, Ceph, ...) through gocloud.dev/blob/s3blob and the AWS
@@ -74,6 +75,17 @@ func OpenBlobs(ctx context.Context, rawURL string) (*Blobs, error) {
 		dir = filepath.FromSlash(u.Path)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("store: open blobs %q: %w", rawURL, err)
+		}
+		// fileblob writes each blob to a temporary file in os.TempDir and renames it into
+		// place: with the folder on another file system than /tmp (a volume of its own, a
+		// container's mounted volume, a tmpfs /tmp) every write failed with "invalid
+		// cross-device link", and a write cut short left the blob's bytes in /tmp, where no
+		// purge looks. Next to the final file, the rename stays on the folder's file system
+		// and a leftover is under the key's prefix, which purges and sweeps delete.
+		if q := u.Query(); q.Get("no_tmp_dir") == "" {
+			q.Set("no_tmp_dir", "true")
+			u.RawQuery = q.Encode()
+			rawURL = u.String()
 		}
 	}
 	b, err := blob.OpenBucket(ctx, rawURL)

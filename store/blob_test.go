@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -257,5 +258,36 @@ func TestBlobPruneEmpty(t *testing.T) {
 				t.Fatalf("PruneEmpty(../x) = %v, want ErrInvalid", err)
 			}
 		})
+	}
+}
+
+// TestFileBlobsWriteOnTheirOwnFileSystem: a file:// bucket wrote each blob to a temporary file
+// in os.TempDir and renamed it into place, so with the data directory on another file system
+// than /tmp (a volume of its own, a container's volume) every backbone registration and
+// checkpoint failed with "invalid cross-device link". TMPDIR pointing at a folder that does not
+// exist stands in for that: no write may go through it.
+func TestFileBlobsWriteOnTheirOwnFileSystem(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("TMPDIR", filepath.Join(dir, "no-such-tmp"))
+	ctx := context.Background()
+	for _, u := range []string{"file://" + filepath.ToSlash(filepath.Join(dir, "blobs")), "file://" + filepath.ToSlash(filepath.Join(dir, "blobs2")) + "?metadata=skip"} {
+		bs, err := OpenBlobs(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := bs.Put(ctx, "backbones/vit/model.onnx", []byte("onnx")); err != nil {
+			t.Fatalf("%s: put: %v", u, err)
+		}
+		if err := bs.PutStream(ctx, "models/m/checkpoints/x.safetensors", strings.NewReader("ckpt")); err != nil {
+			t.Fatalf("%s: put stream: %v", u, err)
+		}
+		keys, err := bs.List(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"backbones/vit/model.onnx", "models/m/checkpoints/x.safetensors"}; !slices.Equal(keys, want) {
+			t.Fatalf("%s: keys %q, want %q (no temporary file left)", u, keys, want)
+		}
+		bs.Close()
 	}
 }
