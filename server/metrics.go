@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/s3t-dev/s3t/internal/buildinfo"
 	"github.com/s3t-dev/s3t/serving"
 	"github.com/s3t-dev/s3t/store"
 )
@@ -38,7 +40,11 @@ func newMetrics(reg *prometheus.Registry, extra ...prometheus.Collector) (*metri
 			Name: "s3t_deletions_total", Help: "Sample deletions asked for, by result: deleted, gone (deleted before), not_found (unknown sample or model), error (the ledger failed).",
 		}, []string{"result"}),
 	}
-	cs := []prometheus.Collector{m.requests, m.latency, m.deletions,
+	buildInfo := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "s3t_build_info",
+		Help:        "Always 1; its labels name the running build (s3t --version) and its Go version, so a dashboard shows which build each process runs during an upgrade.",
+		ConstLabels: prometheus.Labels{"version": buildinfo.Version(), "goversion": runtime.Version()}},
+		func() float64 { return 1 })
+	cs := []prometheus.Collector{m.requests, m.latency, m.deletions, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})}
 	for _, c := range append(cs, extra...) {
 		if err := reg.Register(c); err != nil {
@@ -149,6 +155,10 @@ var (
 		"Samples deleted so far (receipts in the ledger) per model and shard.", []string{"model", "shard"}, nil)
 	descModelSamples = prometheus.NewDesc("s3t_model_samples",
 		"Stored (not deleted) samples per model.", []string{"model"}, nil)
+	descPurgesPending = prometheus.NewDesc("s3t_purges_pending",
+		"Purges queued by deletions (a deleted sample's or model's checkpoints and caches to erase) and not completed yet; one leaves the queue within a second of its completion, a failing one is retried every 10 s.", nil, nil)
+	descPurgeOldest = prometheus.NewDesc("s3t_purge_oldest_age_seconds",
+		"Age of the oldest queued purge (0: none). Over a minute, a purge is failing and a deleted sample's derived data is still stored: the log's \"purge failed\" lines say why.", nil, nil)
 	descLedgerUp = prometheus.NewDesc("s3t_ledger_scrape_success",
 		"1 when this scrape read the ledger (and the queue), 0 when a read failed (the failing series are left out).", nil, nil)
 )
@@ -161,6 +171,7 @@ type stateCollector struct {
 		ListModels(context.Context) ([]*store.Model, error)
 		DeletionCounts(context.Context, string) ([]int64, error)
 		Trainings(context.Context, string) ([]*store.Training, error)
+		PurgeBacklog(context.Context) (int, time.Time, error)
 	}
 	trainer Trainer
 	depth   func(context.Context) (waiting, running int, err error)
@@ -169,7 +180,8 @@ type stateCollector struct {
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueueJobs, descTrainingJobs, descTrainingSteps, descTrainingProgress,
-		descLivePrefix, descTrainedStages, descServedPrefix, descModelDeletions, descModelSamples, descLedgerUp} {
+		descLivePrefix, descTrainedStages, descServedPrefix, descModelDeletions, descModelSamples, descPurgesPending,
+		descPurgeOldest, descLedgerUp} {
 		ch <- d
 	}
 }
@@ -193,6 +205,16 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descQueueJobs, float64(waiting), "waiting")
 			gauge(descQueueJobs, float64(running), "running")
 		}
+	}
+	if n, oldest, err := c.store.PurgeBacklog(ctx); err != nil {
+		fail("purge queue", err)
+	} else {
+		gauge(descPurgesPending, float64(n))
+		age := 0.0
+		if n > 0 {
+			age = max(time.Since(oldest).Seconds(), 0)
+		}
+		gauge(descPurgeOldest, age)
 	}
 	models, err := c.store.ListModels(ctx)
 	if err != nil {

@@ -3,15 +3,20 @@ package server_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/s3t-dev/s3t/api"
+	"github.com/s3t-dev/s3t/internal/buildinfo"
 	"github.com/s3t-dev/s3t/internal/testmodel"
 	"github.com/s3t-dev/s3t/server"
 	"github.com/s3t-dev/s3t/store"
@@ -242,5 +247,67 @@ func TestMetricsLabelsAreBounded(t *testing.T) {
 	}
 	if got := value(t, m, "s3t_deletions_total", "result=not_found"); got != 3 {
 		t.Errorf("s3t_deletions_total{result=not_found} = %v after a batch of 3 ids on an unknown model, want 3", got)
+	}
+}
+
+// TestMetricsPurgeBacklogAndBuildInfo: a purge that keeps failing (a bucket that answers
+// errors) left a deleted sample's checkpoints stored with nothing on /metrics to alert on, only
+// a log line every 10 s; and nothing said which build a process runs. The purge queue's length
+// and its oldest purge's age are on /metrics, and s3t_build_info names the build.
+func TestMetricsPurgeBacklogAndBuildInfo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a model")
+	}
+	ctx := context.Background()
+	st, blobs := testmodel.OpenStore(t)
+	fx := testmodel.New(t, st, blobs, testmodel.Options{Samples: 32})
+	var failing atomic.Bool
+	failing.Store(true)
+	st.OnPurge(func(context.Context, store.Purge) error {
+		if failing.Load() {
+			return errors.New("bucket unavailable")
+		}
+		return nil
+	})
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := server.New(server.Config{Store: st, Blobs: blobs, Logger: quiet, DisableRuntime: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+
+	m := scrape(t, hs.URL)
+	if got := value(t, m, "s3t_purges_pending"); got != 0 {
+		t.Errorf("s3t_purges_pending before any deletion = %v, want 0", got)
+	}
+	if got := value(t, m, "s3t_build_info", "version="+buildinfo.Version(), "goversion="+runtime.Version()); got != 1 {
+		t.Errorf("s3t_build_info = %v, want 1", got)
+	}
+	cl, err := api.NewClient(hs.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.DeleteSample(ctx, &api.DeleteSampleRequest{Model: fx.Name, ID: fx.Units[0][0][0]}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	m = scrape(t, hs.URL)
+	if got := value(t, m, "s3t_purges_pending"); got != 1 {
+		t.Errorf("s3t_purges_pending with a failing purge = %v, want 1", got)
+	}
+	if got := value(t, m, "s3t_purge_oldest_age_seconds"); got < 0.02 || got > 60 {
+		t.Errorf("s3t_purge_oldest_age_seconds = %v, want the failing purge's age", got)
+	}
+	failing.Store(false)
+	if _, err := st.DrainPurges(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m = scrape(t, hs.URL)
+	if got := value(t, m, "s3t_purges_pending"); got != 0 {
+		t.Errorf("s3t_purges_pending after the purge completed = %v, want 0", got)
+	}
+	if got := value(t, m, "s3t_purge_oldest_age_seconds"); got != 0 {
+		t.Errorf("s3t_purge_oldest_age_seconds with no purge queued = %v, want 0", got)
 	}
 }

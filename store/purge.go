@@ -197,3 +197,18 @@ func (s *Store) pendingPurge(ctx context.Context, id string) (Purge, error) {
 	p.Created = time.Unix(0, at).UTC()
 	return p, nil
 }
+
+// PurgeBacklog returns how many purges the queue holds and when the oldest was queued (zero
+// when none). A purge leaves the queue within a second of its completion; one that stays
+// longer is failing (its purger errs, and it runs again every WithPurgeRetry), and the derived
+// data of a deleted sample or model it names is still stored.
+func (s *Store) PurgeBacklog(ctx context.Context) (n int, oldest time.Time, err error) {
+	var at sql.NullInt64
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*), MIN(created_at) FROM purges`).Scan(&n, &at); err != nil {
+		return 0, time.Time{}, fmt.Errorf("store: purge backlog: %w", err)
+	}
+	if at.Valid {
+		oldest = time.Unix(0, at.Int64).UTC()
+	}
+	return n, oldest, nil
+}
