@@ -4,11 +4,14 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/s3t-dev/s3t/internal/buildinfo"
 )
 
 //go:embed migrations/*.sql
@@ -46,13 +49,15 @@ func migrations() ([]migration, error) {
 // Migrate brings the schema up to date, the ledger's and then the job queue's (River's own
 // migrations). It is idempotent: each migration runs once, in its
 // own transaction together with its row in schema_migrations, so a crash leaves the schema at
-// a migration boundary.
+// a migration boundary. A ledger at a schema version this build does not know (a later s3t
+// migrated it) is refused with [ErrSchemaNewer], and left as it is.
 func (s *Store) Migrate(ctx context.Context) error {
 	ms, err := migrations()
 	if err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
-	for _, m := range ms {
+	known := ms[len(ms)-1].version
+	for i, m := range ms {
 		err := s.inTx(ctx, func(tx *sql.Tx) error {
 			if err := s.migrationLock(ctx, tx); err != nil {
 				return err
@@ -60,6 +65,18 @@ func (s *Store) Migrate(ctx context.Context) error {
 			if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 				version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`); err != nil {
 				return err
+			}
+			if i == 0 {
+				// A ledger a later s3t migrated (a rollback of the binary, an old replica
+				// started after a new one migrated the shared database) was served by this
+				// code as if it knew the schema.
+				var v sql.NullInt64
+				if err := tx.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&v); err != nil {
+					return err
+				}
+				if v.Int64 > int64(known) {
+					return fmt.Errorf("%w: the ledger is at schema version %d, this s3t (%s) knows up to %d: run the s3t that migrated it, or restore the backup taken before that upgrade", ErrSchemaNewer, v.Int64, buildinfo.Version(), known)
+				}
 			}
 			var n int
 			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = $1`, m.version).Scan(&n); err != nil {
@@ -80,6 +97,9 @@ func (s *Store) Migrate(ctx context.Context) error {
 			s.log.Info("store migration applied", "version", m.version, "name", m.name)
 			return nil
 		})
+		if errors.Is(err, ErrSchemaNewer) {
+			return err
+		}
 		if err != nil {
 			return fmt.Errorf("store: migrate %04d_%s: %w", m.version, m.name, err)
 		}

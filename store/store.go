@@ -35,6 +35,9 @@ var (
 	ErrConflict = errors.New("store: conflict")
 	// ErrInvalid: the request is malformed (empty id, bad configuration).
 	ErrInvalid = errors.New("store: invalid argument")
+	// ErrSchemaNewer: the ledger was migrated by a later s3t than this one, whose code may
+	// not read or write it correctly ([Store.Migrate] refuses it).
+	ErrSchemaNewer = errors.New("store: ledger schema newer than this s3t")
 )
 
 // Dialect is the SQL database behind a [Store].

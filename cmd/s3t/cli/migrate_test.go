@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -97,5 +98,44 @@ func TestMigrateRejectsANonPostgresURL(t *testing.T) {
 	_, stderr, code := run(t, "migrate", "--database-url", "mysql://x")
 	if code != 2 {
 		t.Errorf("exit %d, want 2: %s", code, stderr)
+	}
+}
+
+// TestNewerSchemaRefused: a data directory a later s3t migrated (a rollback of the binary after
+// an upgrade) was migrated "up to date" and served by code that does not know its schema.
+// s3t migrate and s3t serve now refuse it, exit 1, saying what to do, and leave it as it is.
+func TestNewerSchemaRefused(t *testing.T) {
+	t.Setenv("S3T_DATABASE_URL", "")
+	dir := filepath.Join(t.TempDir(), "data")
+	if _, stderr, code := run(t, "migrate", "--data", dir); code != 0 {
+		t.Fatalf("migrate: exit %d: %s", code, stderr)
+	}
+	db, err := sql.Open("sqlite", filepath.Join(dir, "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, 'from_the_future', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	for _, args := range [][]string{{"migrate", "--data", dir}, {"serve", "--addr", "127.0.0.1:0", "--data", dir}} {
+		// A serve that starts would serve until the context ends (then exit 0).
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		var out, errb bytes.Buffer
+		code := Execute(ctx, args, &out, &errb)
+		cancel()
+		stderr := errb.String()
+		if code != 1 || !strings.Contains(stderr, "schema version 9999") || !strings.Contains(stderr, "run the s3t that migrated it") {
+			t.Errorf("%s on a ledger at schema version 9999: exit %d, stderr %q; want 1 and what to do", args[0], code, stderr)
+		}
+	}
+	db, err = sql.Open("sqlite", filepath.Join(dir, "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM schema_migrations WHERE version = 9999`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("the newer schema's row: %d, %v; want it left as it was", n, err)
 	}
 }
