@@ -359,7 +359,7 @@ go in batches of up to 10,000 ids, each batch one ledger transaction. With --rep
 deletions made before and applied again, as after restoring a backup of the data directory:
 an id deleted or gone (deleted earlier) or not found counts as erased, exit 0.` + serverEnvHelp("S3T_URL", "S3T_API_KEY"),
 		Example: `  s3t delete fmnist sample-17
-  s3t models deletions fmnist > fmnist-receipts.json     # keep it with the backups
+  s3t models deletions fmnist > r.tmp && mv r.tmp fmnist-receipts.json   # kept apart from the backups
   s3t delete fmnist --ids-from fmnist-receipts.json --replay   # after a restore`,
 		Args: func(c *cobra.Command, args []string) error {
 			if idsFrom != "" {
