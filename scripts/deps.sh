@@ -194,5 +194,7 @@ esac
 install_toolchain
 install_go
 install_onnxruntime
-install_data
+# S3T_DEPS_DATA=0 (the container image's build): no data sets or test models, which only the
+# tests, s3t demo and s3t data read.
+if [ "${S3T_DEPS_DATA:-1}" != 0 ]; then install_data; fi
 log "ok (cache: $S3T_CACHE)"
