@@ -147,6 +147,18 @@ func servePluginConfig(o serveOptions, dir string) (plugins.Config, error) {
 	return cfg, nil
 }
 
+// warnOpenDataDir warns when other users may enter the data directory dir: the server makes it
+// 0700, but one made before (install -d, systemd's StateDirectory=, a volume) is often 0755,
+// and the ledger and blobs in it are created readable by all under the usual umask 022.
+func warnOpenDataDir(dir string) {
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		return
+	}
+	slog.Warn("the data directory is open to other users: the samples in its ledger and the checkpoints in its blobs are readable by them; chmod 700 it (systemd: StateDirectoryMode=0700)",
+		"data", dir, "mode", fmt.Sprintf("%04o", fi.Mode().Perm()))
+}
+
 // lockDataDir takes an exclusive lock on the data directory, so that one embedded server owns
 // its SQLite ledger and its training jobs (the lock dies with the process, even on kill -9).
 func lockDataDir(dir string) (*os.File, error) {
@@ -178,6 +190,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("serve: data directory: %w", err)
 	}
+	warnOpenDataDir(dir)
 	var keys []server.Key
 	if o.keysFile != "" {
 		if keys, err = server.LoadKeys(o.keysFile); err != nil {
