@@ -112,21 +112,54 @@ func ParseKeyLine(line string) (Key, error) {
 }
 
 type authenticator struct {
-	keys map[[sha256.Size]byte]Key
+	// open: no keys were configured, so every request is allowed (loopback only); fixed for the
+	// server's life, whatever a reload brings.
+	open bool
+	// keys maps a secret's SHA-256 to its key; replaced whole by a reload (ReloadKeys).
+	keys atomic.Pointer[map[[sha256.Size]byte]Key]
 	// loopbackOnly is set by Server.Listen on a server with no keys: it then answers loopback
 	// Host names only (see guardBrowsers).
 	loopbackOnly atomic.Bool
 }
 
 func newAuthenticator(keys []Key) (*authenticator, error) {
-	a := &authenticator{keys: map[[sha256.Size]byte]Key{}}
+	m, err := keyMap(keys)
+	if err != nil {
+		return nil, err
+	}
+	a := &authenticator{open: len(keys) == 0}
+	a.keys.Store(&m)
+	return a, nil
+}
+
+func keyMap(keys []Key) (map[[sha256.Size]byte]Key, error) {
+	m := make(map[[sha256.Size]byte]Key, len(keys))
 	for _, k := range keys {
-		if _, dup := a.keys[k.Hash]; dup {
+		if _, dup := m[k.Hash]; dup {
 			return nil, fmt.Errorf("server: key %q: the same key is configured twice", k.Name)
 		}
-		a.keys[k.Hash] = k
+		m[k.Hash] = k
 	}
-	return a, nil
+	return m, nil
+}
+
+// ReloadKeys replaces the server's API keys with keys (a keys file read again): requests from
+// then on are checked against them, requests in flight keep the answer they had. A server
+// started without keys allows every request on loopback, and one with keys cannot be left with
+// none: both are refused, and the keys in use stay.
+func (s *Server) ReloadKeys(keys []Key) error {
+	if s.auth.open {
+		return errors.New("server: keys: this server was started without keys (loopback only, every request allowed); restart it with --keys to turn authentication on")
+	}
+	if len(keys) == 0 {
+		return errors.New("server: keys: no key given (a server with keys cannot be left with none)")
+	}
+	m, err := keyMap(keys)
+	if err != nil {
+		return err
+	}
+	s.auth.keys.Store(&m)
+	return nil
 }
 
 // require checks the bearer key against scope, or orScope when set. Public routes (empty scope)
@@ -134,14 +167,14 @@ func newAuthenticator(keys []Key) (*authenticator, error) {
 func (a *authenticator) require(scope, orScope api.Scope) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			if scope == "" || len(a.keys) == 0 {
+			if scope == "" || a.open {
 				return next(c)
 			}
 			secret, ok := bearerKey(c.Request().Header.Get("Authorization"))
 			if !ok {
 				return unauthorized(c, "missing API key (Authorization: Bearer KEY)")
 			}
-			k, ok := a.keys[sha256.Sum256([]byte(secret))]
+			k, ok := (*a.keys.Load())[sha256.Sum256([]byte(secret))]
 			if !ok {
 				return unauthorized(c, "unknown API key")
 			}
@@ -169,7 +202,7 @@ func (k Key) has(scope api.Scope) bool {
 // allows reports whether the request's caller holds scope beyond its route's: always on a
 // server with no keys, else when its key grants it.
 func (a *authenticator) allows(c echo.Context, scope api.Scope) bool {
-	if len(a.keys) == 0 {
+	if a.open {
 		return true
 	}
 	k, ok := c.Get(keyContextKey).(Key)

@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -59,7 +61,8 @@ keys on another address, serve HTTPS (--tls-cert, --tls-key) or put a TLS-termin
 front: a key is a bearer token.
 SIGINT or SIGTERM shut it down gracefully: in-flight requests finish, and running training
 jobs go on for up to --jobs-stop-timeout, then stop; their finished stages stay published and
-they resume after them at the next start.` + serverEnvHelp("S3T_ADDR", "S3T_DATA", "S3T_KEYS", "S3T_TLS_CERT", "S3T_TLS_KEY", "S3T_DATABASE_URL", "S3T_BLOB_URL", "S3T_TRAIN_WORKERS") +
+they resume after them at the next start. SIGHUP reads the keys file again (a key added or
+revoked; a file that does not load leaves the keys in use).` + serverEnvHelp("S3T_ADDR", "S3T_DATA", "S3T_KEYS", "S3T_TLS_CERT", "S3T_TLS_KEY", "S3T_DATABASE_URL", "S3T_BLOB_URL", "S3T_TRAIN_WORKERS") +
 			fmt.Sprintf("  %-12s %s\n", plugins.EnvPluginDir, "the plugin directory the server's plugin host reads (--plugin-dir; default $S3T_DATA/plugins)"),
 		Example: `  s3t serve --addr 127.0.0.1:8080 --data ./s3t-data`,
 		Args:    cobra.NoArgs,
@@ -157,6 +160,51 @@ func warnOpenDataDir(dir string) {
 	}
 	slog.Warn("the data directory is open to other users: the samples in its ledger and the checkpoints in its blobs are readable by them; chmod 700 it (systemd: StateDirectoryMode=0700)",
 		"data", dir, "mode", fmt.Sprintf("%04o", fi.Mode().Perm()))
+}
+
+// reloadKeysOnHUP reads the keys file again at each signal on hup and gives its keys to srv,
+// logging the names added and removed; a file that does not load leaves the keys in use.
+func reloadKeysOnHUP(ctx context.Context, hup <-chan os.Signal, srv *server.Server, file string, keys []server.Key) {
+	names := func(ks []server.Key) []string {
+		out := make([]string, len(ks))
+		for i, k := range ks {
+			out[i] = k.Name
+		}
+		return out
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		if file == "" {
+			slog.Warn("SIGHUP: no keys file to read again (the server runs without --keys)")
+			continue
+		}
+		next, err := server.LoadKeys(file)
+		if err == nil {
+			err = srv.ReloadKeys(next)
+		}
+		if err != nil {
+			slog.Error("SIGHUP: the keys file does not load: the keys in use stay", "keys", file, "err", err)
+			continue
+		}
+		before, after := names(keys), names(next)
+		var added, removed []string
+		for _, n := range after {
+			if !slices.Contains(before, n) {
+				added = append(added, n)
+			}
+		}
+		for _, n := range before {
+			if !slices.Contains(after, n) {
+				removed = append(removed, n)
+			}
+		}
+		slog.Info("API keys read again (SIGHUP)", "keys", len(next), "added", added, "removed", removed)
+		keys = next
+	}
 }
 
 // lockDataDir takes an exclusive lock on the data directory, so that one embedded server owns
@@ -269,6 +317,13 @@ func serve(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
+	// SIGHUP reads the keys file again (a key added or revoked without a restart); before, its
+	// default action ended the server at once, as a kill would (systemctl reload, a closed
+	// terminal).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go reloadKeysOnHUP(ctx, hup, srv, o.keysFile, keys)
 	if o.addrFile != "" {
 		if err := writeFileAtomic(o.addrFile, []byte(ln.Addr().String()+"\n")); err != nil {
 			ln.Close()
