@@ -161,6 +161,19 @@ func TestLogFlags(t *testing.T) {
 				t.Errorf("no migration record in %q", stderr)
 			}
 		}},
+		{"json: the error that ends the command is a record too", []string{"--log-format", "json", "--database-url", "mysql://x"}, nil, 2, func(t *testing.T, stderr string) {
+			lines := strings.Split(strings.TrimSpace(stderr), "\n")
+			var rec struct {
+				Level, Msg, Err string
+				ExitCode        int `json:"exit_code"`
+			}
+			if err := json.Unmarshal([]byte(lines[len(lines)-1]), &rec); err != nil {
+				t.Fatalf("last line %q is not a JSON record (%v)", lines[len(lines)-1], err)
+			}
+			if rec.Level != "ERROR" || rec.ExitCode != 2 || !strings.Contains(rec.Err, "--database-url must be a postgres://") {
+				t.Errorf("last record %+v, want the usage error at level ERROR with exit_code 2", rec)
+			}
+		}},
 		{"json from the environment, any case", nil, map[string]string{"S3T_LOG_FORMAT": "JSON"}, 0, func(t *testing.T, stderr string) {
 			if !strings.HasPrefix(stderr, "{") {
 				t.Errorf("stderr %q, want JSON records", stderr)

@@ -95,14 +95,29 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	helpTopics(root)
 	usageArgs(root)
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintf(stderr, "s3t: %v\n", err)
-		if e := (*api.Error)(nil); errors.As(err, &e) && e.Code == api.CodeUnauthorized {
-			fmt.Fprintln(stderr, "s3t: give the server's API key with --api-key or S3T_API_KEY")
-		}
+		code := 1
 		if errors.Is(err, errUsage) {
-			return 2
+			code = 2
 		}
-		return 1
+		var hint string
+		if e := (*api.Error)(nil); errors.As(err, &e) && e.Code == api.CodeUnauthorized {
+			hint = "give the server's API key with --api-key or S3T_API_KEY"
+		}
+		if _, ok := slog.Default().Handler().(*slog.JSONHandler); ok {
+			// With --log-format json the line that says why the process ended is a record too:
+			// a plain line was the one a log pipeline could not parse.
+			attrs := []any{"err", err.Error(), "exit_code", code}
+			if hint != "" {
+				attrs = append(attrs, "hint", hint)
+			}
+			slog.Error("s3t: "+err.Error(), attrs...)
+			return code
+		}
+		fmt.Fprintf(stderr, "s3t: %v\n", err)
+		if hint != "" {
+			fmt.Fprintln(stderr, "s3t: "+hint)
+		}
+		return code
 	}
 	return 0
 }
