@@ -7,6 +7,7 @@ import (
 	"math"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -159,6 +160,10 @@ func TestLogFlags(t *testing.T) {
 			}
 			if !strings.Contains(stderr, `"msg":"store migration applied"`) {
 				t.Errorf("no migration record in %q", stderr)
+			}
+			// River's migration records carry a duration: as text ("105µs"), not nanoseconds.
+			if !regexp.MustCompile(`"duration":"[0-9.]+[µnm]?s"`).MatchString(stderr) {
+				t.Errorf("no duration written as a Go duration in %q", stderr)
 			}
 		}},
 		{"json: the error that ends the command is a record too", []string{"--log-format", "json", "--database-url", "mysql://x"}, nil, 2, func(t *testing.T, stderr string) {

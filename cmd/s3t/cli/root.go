@@ -73,6 +73,14 @@ func logHandler(w io.Writer, format, level string) (slog.Handler, error) {
 	case "text":
 		return slog.NewTextHandler(w, opts), nil
 	case "json":
+		// A duration as the text records write it ("1.295s"), not JSON's bare nanoseconds
+		// ("timeout":30000000000), which named no unit.
+		opts.ReplaceAttr = func(_ []string, a slog.Attr) slog.Attr {
+			if a.Value.Kind() == slog.KindDuration {
+				a.Value = slog.StringValue(a.Value.Duration().String())
+			}
+			return a
+		}
 		return slog.NewJSONHandler(w, opts), nil
 	}
 	return nil, fmt.Errorf("--log-format (or S3T_LOG_FORMAT) %q: want text or json", format)
