@@ -16,6 +16,9 @@ func (s *Server) health(c echo.Context) error {
 // is not ready and the log says why: the cause names the database's host, port and user (an
 // operator audit read them off a replica listening on every interface), or a library's path.
 func (s *Server) ready(c echo.Context) error {
+	if s.draining.Load() {
+		return &statusError{status: http.StatusServiceUnavailable, body: &api.Error{Code: api.CodeUnavailable, Message: "shutting down"}}
+	}
 	if _, err := s.cfg.Store.SchemaVersion(c.Request().Context()); err != nil {
 		s.log.Warn("not ready: the ledger does not answer", "err", err)
 		return &statusError{status: http.StatusServiceUnavailable, body: &api.Error{Code: api.CodeUnavailable, Message: "the ledger does not answer (the server's log says why)"}}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -78,6 +79,10 @@ type Config struct {
 	Selectors SelectorSource
 	// TLS, when set, makes Serve speak HTTPS (and HTTP/2) with it (TLSFiles); nil: plain HTTP.
 	TLS *tls.Config
+	// DrainDelay is how long Serve goes on serving once its context ends, with /readyz
+	// answering 503, before it closes its listener: the time a load balancer needs to see the
+	// replica not ready and stop sending it requests (0: close at once).
+	DrainDelay time.Duration
 	// AllowPaths lets clients register a backbone from a path on the server's file system.
 	AllowPaths bool
 	// DisableRuntime skips creating ONNX Runtime sessions for backbones (their Runtime then says
@@ -135,6 +140,8 @@ type Server struct {
 	// so that they do not hold the shutdown up until its timeout.
 	stopping chan struct{}
 	stopOnce sync.Once
+	// draining is set while Serve waits out Config.DrainDelay: /readyz answers 503.
+	draining atomic.Bool
 }
 
 type runtimeEntry struct {
@@ -278,6 +285,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.closeSessions()
 		return fmt.Errorf("server: %w", err)
 	case <-ctx.Done():
+	}
+	if d := s.cfg.DrainDelay; d > 0 {
+		s.draining.Store(true)
+		s.log.Info("draining: /readyz answers 503, requests are still served until the listener closes", "for", d)
+		select {
+		case <-time.After(d):
+		case err := <-errc: // the listener failed meanwhile
+			errc <- err
+		}
 	}
 	s.log.Info("shutting down HTTP: requests in flight finish", "timeout", DefaultShutdownTimeout)
 	s.beginShutdown()

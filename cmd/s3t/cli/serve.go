@@ -34,6 +34,7 @@ type serveOptions struct {
 	trainWorkers           int
 	compactEvery, jobsStop time.Duration
 	sweepEvery             time.Duration
+	drainDelay             time.Duration
 	lease                  time.Duration
 	debugAddr              string
 	addrFile               string
@@ -61,7 +62,8 @@ keys on another address, serve HTTPS (--tls-cert, --tls-key) or put a TLS-termin
 front: a key is a bearer token.
 SIGINT or SIGTERM shut it down gracefully: in-flight requests finish, and running training
 jobs go on for up to --jobs-stop-timeout, then stop; their finished stages stay published and
-they resume after them at the next start. SIGHUP reads the keys file again (a key added or
+they resume after them at the next start; --drain-delay first keeps serving for that long with
+/readyz answering 503, for a load balancer to stop sending requests. SIGHUP reads the keys file again (a key added or
 revoked; a file that does not load leaves the keys in use).` + serverEnvHelp("S3T_ADDR", "S3T_DATA", "S3T_KEYS", "S3T_TLS_CERT", "S3T_TLS_KEY", "S3T_DATABASE_URL", "S3T_BLOB_URL", "S3T_TRAIN_WORKERS") +
 			fmt.Sprintf("  %-12s %s\n", plugins.EnvPluginDir, "the plugin directory the server's plugin host reads (--plugin-dir; default $S3T_DATA/plugins)"),
 		Example: `  s3t serve --addr 127.0.0.1:8080 --data ./s3t-data`,
@@ -100,6 +102,9 @@ revoked; a file that does not load leaves the keys in use).` + serverEnvHelp("S3
 					return err
 				}
 			}
+			if o.drainDelay < 0 {
+				return fmt.Errorf("%w: --drain-delay %s: want 0 or more", errUsage, o.drainDelay)
+			}
 			if o.sweepEvery <= 0 {
 				return fmt.Errorf("%w: --sweep-every %s: want more than 0", errUsage, o.sweepEvery)
 			}
@@ -128,6 +133,7 @@ revoked; a file that does not load leaves the keys in use).` + serverEnvHelp("S3
 	f.DurationVar(&o.pluginCall, "plugin-call-timeout", plugins.DefaultCallTimeout, "how long one plugin call (a plan, a selection) may take; the process is then stopped and the next call starts a new one")
 	f.DurationVar(&o.pluginIdle, "plugin-idle-timeout", plugins.DefaultIdleTimeout, "how long a plugin process may go without a call before it is stopped; the next call starts a new one")
 	f.DurationVar(&o.jobsStop, "jobs-stop-timeout", 10*time.Second, "at shutdown, how long running training jobs may take to finish before they are interrupted")
+	f.DurationVar(&o.drainDelay, "drain-delay", 0, "at shutdown, how long to go on serving with /readyz answering 503 before the listener closes, so that a load balancer stops sending requests first (0: close at once)")
 	f.DurationVar(&o.sweepEvery, "sweep-every", 2*time.Second, "on PostgreSQL with training workers, how often local stage checkpoints are checked against the ledger (deletions made through other processes)")
 	return c
 }
@@ -309,7 +315,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	if rtErr != nil {
 		slog.Error("ONNX Runtime cannot be loaded: the server is not ready, predictions answer 503 and training waits, until it starts with a library that loads (S3T_ORT_LIBRARY; make deps installs one)", "err", rtErr)
 	}
-	srv, err := server.New(server.Config{Store: st, Blobs: blobs, Keys: keys, AllowPaths: o.allowPaths, Trainer: runner, Serving: svc, QueueDepth: jobs.Depth, Plugins: mgr, Selectors: mgr, RuntimeError: rtErr, TLS: tlsConfig})
+	srv, err := server.New(server.Config{Store: st, Blobs: blobs, Keys: keys, AllowPaths: o.allowPaths, Trainer: runner, Serving: svc, QueueDepth: jobs.Depth, Plugins: mgr, Selectors: mgr, RuntimeError: rtErr, TLS: tlsConfig, DrainDelay: o.drainDelay})
 	if err != nil {
 		return err
 	}
