@@ -63,7 +63,7 @@ func (s *Server) Routes() []Route {
 	return []Route{
 		// Operations.
 		{Method: http.MethodGet, Path: "/healthz", Name: "health", Summary: "Liveness: the process serves HTTP.", Response: api.Health{}, handler: s.health},
-		{Method: http.MethodGet, Path: "/readyz", Name: "ready", Summary: "Readiness: the ledger answers.", Response: api.Health{}, handler: s.ready},
+		{Method: http.MethodGet, Path: "/readyz", Name: "ready", Summary: "Readiness: the ledger answers and ONNX Runtime loads; 503 otherwise, and while the server drains before it stops (--drain-delay).", Response: api.Health{}, handler: s.ready},
 		{Method: http.MethodGet, Path: "/metrics", Name: "metrics", Summary: "Prometheus metrics (text exposition format).", handler: s.metricsHandler},
 		{Method: http.MethodGet, Path: "/openapi.json", Name: "openapi", Summary: "This API's OpenAPI 3 document.", handler: s.openAPI},
 
