@@ -573,3 +573,44 @@ func TestServeReplicaSweepsLocalCheckpoints(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkerSurvivesSIGHUP: SIGHUP (systemctl reload, a closed terminal) ended s3t worker at
+// once, as a kill would, interrupting its jobs; it is now logged and ignored, and SIGTERM still
+// stops the worker cleanly.
+func TestWorkerSurvivesSIGHUP(t *testing.T) {
+	base := os.Getenv("S3T_TEST_DATABASE_URL")
+	if base == "" {
+		t.Skip("S3T_TEST_DATABASE_URL is not set: the test needs a PostgreSQL server (make test starts one)")
+	}
+	ctx := context.Background()
+	dsn, _ := clusterSchema(t, base)
+	if code := Execute(ctx, []string{"migrate", "--database-url", dsn}, &bytes.Buffer{}, &bytes.Buffer{}); code != 0 {
+		t.Fatalf("s3t migrate: exit %d", code)
+	}
+	tmp := t.TempDir()
+	w := startWorkerProc(t, dsn, "file://"+filepath.Join(tmp, "bucket")+"?create_dir=true", filepath.Join(tmp, "work"))
+	if err := w.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(w.log.String(), "SIGHUP: a worker has nothing to read again"); time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-w.done:
+			t.Fatalf("s3t worker exited on SIGHUP: %v\n%s", err, w.log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no SIGHUP line in the log\n%s", w.log)
+		}
+	}
+	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-w.done:
+		if err != nil {
+			t.Errorf("s3t worker after SIGTERM: %v\n%s", err, w.log)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("s3t worker did not stop on SIGTERM\n%s", w.log)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -123,6 +124,21 @@ func runWorker(ctx context.Context, o workerOptions) error {
 	if err := be.startJobs(ctx); err != nil {
 		return err
 	}
+	// SIGHUP's default action ended the worker at once, as a kill would (systemctl reload, a
+	// closed terminal), interrupting its jobs: a worker has nothing to read again.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				slog.Info("SIGHUP: a worker has nothing to read again; ignored (SIGTERM stops it)")
+			}
+		}
+	}()
 	slog.Info("s3t worker", "work_dir", dir, "bucket", redactURL(o.blobURL), "train_workers", o.trainWorkers, "lease", o.lease, "database", databaseKind(o.databaseURL))
 	sw.loop(ctx, o.sweepEvery)
 	slog.Info("s3t worker stopping", "cause", context.Cause(ctx))
