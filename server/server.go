@@ -186,6 +186,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Serving != nil {
 		collectors = append(collectors, servingCollectors(cfg.Serving)...)
 	}
+	if cfg.TLS != nil {
+		collectors = append(collectors, certificateExpiry(cfg.TLS))
+	}
 	if s.metrics, err = newMetrics(cfg.Registry, collectors...); err != nil {
 		return nil, err
 	}
@@ -269,7 +272,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.cfg.Trainer != nil {
 		s.checkRetraining(ctx)
 	}
-	hs := &http.Server{Handler: s.echo, ReadHeaderTimeout: DefaultReadHeaderTimeout, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	hs := &http.Server{Handler: s.echo, ReadHeaderTimeout: DefaultReadHeaderTimeout, ErrorLog: serverErrorLog(s.log.Handler())}
 	errc := make(chan error, 1)
 	if s.cfg.TLS != nil {
 		hs.TLSConfig = s.cfg.TLS // ServeTLS offers HTTP/2 too, and takes the certificate from it

@@ -1,13 +1,18 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TLSFiles returns the TLS configuration of a server that serves the certificate chain in
@@ -93,4 +98,46 @@ func (c *certFiles) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	c.cur, c.loaded, c.failed = &pair, st, [2]fileStamp{}
 	c.log.Info("TLS certificate loaded again: its files changed", "cert", c.cert, "key", c.key)
 	return c.cur, nil
+}
+
+// certificateExpiry is the gauge s3t_tls_certificate_expiry_timestamp_seconds: when the
+// certificate the server would present now stops being valid (its NotAfter, Unix seconds; 0
+// when it cannot be read), for an alert well before a renewal that did not happen.
+func certificateExpiry(cfg *tls.Config) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "s3t_tls_certificate_expiry_timestamp_seconds",
+		Help: "When the TLS certificate the server presents now expires (NotAfter, Unix seconds; 0 when it cannot be read); alert on it minus time() well before a renewal is due."},
+		func() float64 {
+			cert := (*tls.Certificate)(nil)
+			if cfg.GetCertificate != nil {
+				cert, _ = cfg.GetCertificate(&tls.ClientHelloInfo{})
+			} else if len(cfg.Certificates) > 0 {
+				cert = &cfg.Certificates[0]
+			}
+			if cert == nil || cert.Leaf == nil {
+				return 0
+			}
+			return float64(cert.Leaf.NotAfter.Unix())
+		})
+}
+
+// serverErrorLog is the HTTP server's ErrorLog: its lines at warn level, except a failed TLS
+// handshake, at debug. A load balancer's TCP probe, a port scanner or a client that does not
+// trust the certificate makes one per connection, and at warn they filled the log.
+func serverErrorLog(h slog.Handler) *log.Logger {
+	return log.New(levelWriter{h}, "", 0)
+}
+
+type levelWriter struct{ h slog.Handler }
+
+func (w levelWriter) Write(p []byte) (int, error) {
+	msg := strings.TrimSuffix(string(p), "\n")
+	level := slog.LevelWarn
+	if strings.Contains(msg, "TLS handshake error") {
+		level = slog.LevelDebug
+	}
+	ctx := context.Background()
+	if w.h.Enabled(ctx, level) {
+		w.h.Handle(ctx, slog.NewRecord(time.Now(), level, msg, 0))
+	}
+	return len(p), nil
 }

@@ -5,13 +5,17 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/s3t-dev/s3t/api"
 	"github.com/s3t-dev/s3t/internal/testcert"
@@ -56,7 +60,7 @@ func TestServeTLS(t *testing.T) {
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	first := writeCert(t, certFile, keyFile, 1)
 	var logs lockedBuffer
-	log := slog.New(slog.NewTextHandler(&logs, nil))
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg, err := server.TLSFiles(certFile, keyFile, log)
 	if err != nil {
 		t.Fatal(err)
@@ -92,6 +96,40 @@ func TestServeTLS(t *testing.T) {
 		if resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("plain HTTP to the TLS port: %d, want 400", resp.StatusCode)
 		}
+	}
+
+	// A TCP probe (a load balancer's check, a scanner) fails its handshake: logged at debug, not
+	// at warn once a connection as it was.
+	probe, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe.Close()
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "TLS handshake error"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no handshake error logged for a probe:\n%s", logs.String())
+		}
+	}
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "TLS handshake error") && !strings.Contains(l, "level=DEBUG") {
+			t.Errorf("a probe's handshake error logged above debug: %s", l)
+		}
+	}
+	// The certificate's expiry is on /metrics.
+	mresp, err := hc.Get("https://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	var expiry float64
+	for _, l := range strings.Split(string(metrics), "\n") {
+		if v, ok := strings.CutPrefix(l, "s3t_tls_certificate_expiry_timestamp_seconds "); ok {
+			expiry, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if want := float64(first.NotAfter.Unix()); expiry != want {
+		t.Errorf("s3t_tls_certificate_expiry_timestamp_seconds %v, want %v", expiry, want)
 	}
 
 	served := func() int64 {
