@@ -117,8 +117,7 @@ func isV2(path string) bool { return path == "/v2" || strings.HasPrefix(path, "/
 func (s *Server) ledgerAnswers(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
-	_, err := s.cfg.Store.SchemaVersion(ctx)
-	return err == nil
+	return s.cfg.Store.Ping(ctx) == nil
 }
 
 // trainingUnderWay rewrites the answer to a prediction of a model with nothing live while its

@@ -19,7 +19,7 @@ func (s *Server) ready(c echo.Context) error {
 	if s.draining.Load() {
 		return &statusError{status: http.StatusServiceUnavailable, body: &api.Error{Code: api.CodeUnavailable, Message: "shutting down"}}
 	}
-	if _, err := s.cfg.Store.SchemaVersion(c.Request().Context()); err != nil {
+	if err := s.cfg.Store.Ping(c.Request().Context()); err != nil {
 		s.log.Warn("not ready: the ledger does not answer", "err", err)
 		return &statusError{status: http.StatusServiceUnavailable, body: &api.Error{Code: api.CodeUnavailable, Message: "the ledger does not answer (the server's log says why)"}}
 	}

@@ -90,3 +90,32 @@ func TestStampExclusive(t *testing.T) {
 	mustModel(t, s, spec(name, 1, 3, 1), 3)
 	check("the model's creation again")
 }
+
+// TestPing: Ping answers for a migrated ledger and fails, creating nothing, for one that is not
+// (SchemaVersion, which /readyz ran before, created the migrations' table on every probe) and
+// for a closed one.
+func TestPing(t *testing.T) {
+	ctx := context.Background()
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		if err := s.Ping(ctx); err != nil {
+			t.Errorf("a migrated ledger: %v", err)
+		}
+	})
+	fresh, err := Open(ctx, SQLiteDSN(t.TempDir()), WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	if err := fresh.Ping(ctx); err == nil {
+		t.Error("an unmigrated ledger answers Ping")
+	}
+	var n int
+	if err := fresh.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE name = 'schema_migrations'`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("Ping created the migrations' table (%d, %v)", n, err)
+	}
+	closed := openSQLite(t, t.TempDir())
+	closed.Close()
+	if err := closed.Ping(ctx); err == nil {
+		t.Error("a closed ledger answers Ping")
+	}
+}

@@ -967,8 +967,7 @@ var ledgerRetry = 5 * time.Second
 func (r *Runner) ledgerAnswers(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	_, err := r.cfg.Store.SchemaVersion(ctx)
-	return err == nil
+	return r.cfg.Store.Ping(ctx) == nil
 }
 
 // libraryRetry is how long a training job that found ONNX Runtime unloadable waits before it
