@@ -63,8 +63,8 @@ front: a key is a bearer token.
 SIGINT or SIGTERM shut it down gracefully: in-flight requests finish, and running training
 jobs go on for up to --jobs-stop-timeout, then stop; their finished stages stay published and
 they resume after them at the next start; --drain-delay first keeps serving for that long with
-/readyz answering 503, for a load balancer to stop sending requests. SIGHUP reads the keys file again (a key added or
-revoked; a file that does not load leaves the keys in use).` + serverEnvHelp("S3T_ADDR", "S3T_DATA", "S3T_KEYS", "S3T_TLS_CERT", "S3T_TLS_KEY", "S3T_DATABASE_URL", "S3T_BLOB_URL", "S3T_TRAIN_WORKERS") +
+/readyz answering 503, for a load balancer to stop sending requests. SIGHUP reads the keys file
+again (a key added or revoked; a file that does not load leaves the keys in use).` + serverEnvHelp("S3T_ADDR", "S3T_DATA", "S3T_KEYS", "S3T_TLS_CERT", "S3T_TLS_KEY", "S3T_DATABASE_URL", "S3T_BLOB_URL", "S3T_TRAIN_WORKERS") +
 			fmt.Sprintf("  %-12s %s\n", plugins.EnvPluginDir, "the plugin directory the server's plugin host reads (--plugin-dir; default $S3T_DATA/plugins)"),
 		Example: `  s3t serve --addr 127.0.0.1:8080 --data ./s3t-data`,
 		Args:    cobra.NoArgs,
