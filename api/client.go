@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -123,7 +124,10 @@ func (c *Client) do(ctx context.Context, method, path string, body any, ctype st
 // send sends one request through the client's http.Client, with ctype (when not empty) and
 // the extra headers, and reads the response to its end.
 func (c *Client) send(ctx context.Context, method, path string, body io.Reader, ctype string, extra ...[2]string) (*rawResponse, error) {
-	req, err := http.NewRequestWithContext(ctx, method, c.base.JoinPath(path).String(), body)
+	p, query, _ := strings.Cut(path, "?") // JoinPath would escape a query's "?"
+	u := c.base.JoinPath(p)
+	u.RawQuery = query
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
 		return nil, fmt.Errorf("api: %s %s: %w", method, path, err)
 	}
@@ -281,7 +285,40 @@ func (c *Client) DeleteBackbone(ctx context.Context, req *DeleteBackboneRequest)
 	return call[DeleteBackboneResponse](ctx, c, http.MethodDelete, "/v1/backbones/"+seg(req.Name), nil, "")
 }
 
-// ListReceipts returns a model's deletion receipts in ledger order.
+// ListReceipts returns a page of a model's deletion receipts in ledger order (see
+// ListReceiptsRequest; AllReceipts reads them all).
 func (c *Client) ListReceipts(ctx context.Context, req *ListReceiptsRequest) (*ListReceiptsResponse, error) {
-	return call[ListReceiptsResponse](ctx, c, http.MethodGet, "/v1/models/"+seg(req.Model)+"/deletions", nil, "")
+	path := "/v1/models/" + seg(req.Model) + "/deletions"
+	q := url.Values{}
+	if req.After > 0 {
+		q.Set("after", strconv.FormatInt(req.After, 10))
+	}
+	if req.Limit > 0 {
+		q.Set("limit", strconv.Itoa(req.Limit))
+	}
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	return call[ListReceiptsResponse](ctx, c, http.MethodGet, path, nil, "")
+}
+
+// AllReceipts returns every deletion receipt of a model in ledger order, reading the pages of
+// ListReceipts one after the other.
+func (c *Client) AllReceipts(ctx context.Context, model string) ([]Receipt, error) {
+	var out []Receipt
+	req := &ListReceiptsRequest{Model: model, Limit: MaxReceiptsPage}
+	for {
+		page, err := c.ListReceipts(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page.Receipts...)
+		if page.Next == 0 {
+			return out, nil
+		}
+		if page.Next <= req.After {
+			return nil, fmt.Errorf("api: receipts of %q: the page after %d names %d next", model, req.After, page.Next)
+		}
+		req.After = page.Next
+	}
 }

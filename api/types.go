@@ -435,12 +435,24 @@ type DeleteBackboneResponse struct {
 	Deleted bool   `json:"deleted"`
 }
 
-// ListReceiptsRequest lists a model's deletion receipts.
+// Pages of a model's receipts (ListReceiptsRequest.Limit).
+const (
+	DefaultReceiptsPage = 1000
+	MaxReceiptsPage     = 10000
+)
+
+// ListReceiptsRequest lists a model's deletion receipts in ledger order, a page at a time: those
+// of ledger versions above After (0: from the first), at most Limit (0: DefaultReceiptsPage; at
+// most MaxReceiptsPage). Client.AllReceipts follows the pages.
 type ListReceiptsRequest struct {
 	Model string `json:"-"`
+	After int64  `json:"-"`
+	Limit int    `json:"-"`
 }
 
-// ListReceiptsResponse is a model's receipts in ledger order.
+// ListReceiptsResponse is a page of a model's receipts in ledger order. Next is the After of the
+// next page; 0 when this page is the last.
 type ListReceiptsResponse struct {
 	Receipts []Receipt `json:"receipts"`
+	Next     int64     `json:"next,omitempty"`
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
 
@@ -84,7 +85,22 @@ func (s *Server) getReceipt(c echo.Context) error {
 
 func (s *Server) listReceipts(c echo.Context) error {
 	name := param(c, "name")
-	rcs, err := s.cfg.Store.Receipts(c.Request().Context(), name)
+	after, limit := int64(0), api.DefaultReceiptsPage
+	if v := c.QueryParam("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return invalidf("after=%q: want a ledger version, 0 or more (the next of the page before)", v)
+		}
+		after = n
+	}
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > api.MaxReceiptsPage {
+			return invalidf("limit=%q: want 1 to %d receipts a page", v, api.MaxReceiptsPage)
+		}
+		limit = n
+	}
+	rcs, err := s.cfg.Store.ReceiptsAfter(c.Request().Context(), name, after, limit)
 	if err != nil {
 		return fmt.Errorf("list receipts: %w", err)
 	}
@@ -97,6 +113,9 @@ func (s *Server) listReceipts(c echo.Context) error {
 	out := api.ListReceiptsResponse{Receipts: make([]api.Receipt, len(rcs))}
 	for i, r := range rcs {
 		out.Receipts[i] = *toReceipt(r)
+	}
+	if len(rcs) == limit { // there may be more
+		out.Next = rcs[len(rcs)-1].LedgerVersion
 	}
 	return c.JSON(http.StatusOK, out)
 }

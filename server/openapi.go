@@ -46,6 +46,10 @@ func OpenAPI(routes []Route) map[string]any {
 		for _, name := range params {
 			ps = append(ps, map[string]any{"name": name, "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
 		}
+		for _, q := range r.Query {
+			ps = append(ps, map[string]any{"name": q.Name, "in": "query", "required": false, "description": q.Description,
+				"schema": map[string]any{"type": "integer", "minimum": q.Minimum}})
+		}
 		if r.Binary {
 			ps = append(ps, map[string]any{"name": api.HeaderInferenceHeaderContentLength, "in": "header", "required": false,
 				"description": "With the binary tensor data extension: the length in bytes of the JSON header that starts the body.",

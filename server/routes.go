@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 
@@ -45,8 +46,17 @@ type Route struct {
 	ResponseType string
 	// Description is the OpenAPI operation's description, beyond its Summary.
 	Description string
-	body        int
-	handler     echo.HandlerFunc
+	// Query lists the route's query parameters (integers, all optional), for the OpenAPI
+	// document.
+	Query   []QueryParam
+	body    int
+	handler echo.HandlerFunc
+}
+
+// QueryParam is an optional integer query parameter of a route.
+type QueryParam struct {
+	Name, Description string
+	Minimum           int
 }
 
 // stalledDescription is what the training status says of a job whose worker stopped renewing
@@ -95,7 +105,10 @@ func (s *Server) Routes() []Route {
 		// Deletions.
 		{Method: http.MethodDelete, Path: "/v1/models/:name/samples/:id", Name: "deleteSample", Summary: "Unlearn one sample; the response is its receipt (410 with the earlier receipt when deleted before).", Scope: api.ScopeDelete, Response: api.Receipt{}, handler: s.deleteSample},
 		{Method: http.MethodPost, Path: "/v1/models/:name/deletions", Name: "deleteSamples", Summary: "Unlearn several samples in one transaction.", Scope: api.ScopeDelete, Request: api.DeleteSamplesRequest{}, Response: api.DeleteSamplesResponse{}, body: bodyBatch, handler: s.deleteSamples},
-		{Method: http.MethodGet, Path: "/v1/models/:name/deletions", Name: "listReceipts", Summary: "A model's deletion receipts in ledger order.", Scope: api.ScopeDelete, Response: api.ListReceiptsResponse{}, handler: s.listReceipts},
+		{Method: http.MethodGet, Path: "/v1/models/:name/deletions", Name: "listReceipts", Summary: "A model's deletion receipts in ledger order, a page at a time.", Scope: api.ScopeDelete, Response: api.ListReceiptsResponse{}, handler: s.listReceipts,
+			Description: "Pages follow each other by ledger version: ask for the next one with `after` set to this one's `next`, absent on the last page.",
+			Query: []QueryParam{{Name: "after", Description: "Receipts of ledger versions above this one (0: from the first): the `next` of the page before.", Minimum: 0},
+				{Name: "limit", Description: fmt.Sprintf("At most this many receipts (default %d, at most %d).", api.DefaultReceiptsPage, api.MaxReceiptsPage), Minimum: 1}}},
 		{Method: http.MethodGet, Path: "/v1/deletions/:receipt", Name: "getReceipt", Summary: "Read a deletion receipt back.", Scope: api.ScopeDelete, Response: api.Receipt{}, handler: s.getReceipt},
 
 		// Inference: native, and the KServe Open Inference Protocol v2 (501 where the server does not serve).

@@ -198,6 +198,30 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("receipts out of ledger order: %+v", all.Receipts)
 		}
 	}
+	// A page at a time: the next page starts after the last one's ledger version.
+	page, err := admin.ListReceipts(ctx, &api.ListReceiptsRequest{Model: "fmnist", Limit: 2})
+	if err != nil || len(page.Receipts) != 2 || page.Next != all.Receipts[1].LedgerVersion {
+		t.Fatalf("first page of 2 = %+v, %v; want 2 and next %d", page, err, all.Receipts[1].LedgerVersion)
+	}
+	page, err = admin.ListReceipts(ctx, &api.ListReceiptsRequest{Model: "fmnist", After: page.Next, Limit: 2})
+	if err != nil || len(page.Receipts) != 1 || page.Receipts[0].ID != all.Receipts[2].ID || page.Next != 0 {
+		t.Fatalf("last page = %+v, %v; want the third receipt and no next", page, err)
+	}
+	if every, err := admin.AllReceipts(ctx, "fmnist"); err != nil || len(every) != 3 {
+		t.Fatalf("AllReceipts = %d, %v; want 3", len(every), err)
+	}
+	for _, q := range []string{"after=-1", "after=x", "limit=0", fmt.Sprintf("limit=%d", api.MaxReceiptsPage+1)} {
+		req, _ := http.NewRequest(http.MethodGet, ts.URL+"/v1/models/fmnist/deletions?"+q, nil)
+		req.Header.Set("Authorization", "Bearer "+adminKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("receipts ?%s: %d, want 400", q, resp.StatusCode)
+		}
+	}
 	_, err = admin.ListReceipts(ctx, &api.ListReceiptsRequest{Model: "nomodel"})
 	wantError(t, err, http.StatusNotFound, api.CodeNotFound)
 	// Ledger errors read without the store package's prefixes.

@@ -275,7 +275,17 @@ func (s *Store) GetReceipt(ctx context.Context, id string) (*Receipt, error) {
 
 // Receipts returns a model's receipts in ledger order.
 func (s *Store) Receipts(ctx context.Context, model string) ([]*Receipt, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT body FROM deletions WHERE model = $1 ORDER BY version`, model)
+	return s.ReceiptsAfter(ctx, model, 0, 0)
+}
+
+// ReceiptsAfter returns a model's receipts of ledger versions above after, in ledger order, at
+// most limit of them (0: all).
+func (s *Store) ReceiptsAfter(ctx context.Context, model string, after int64, limit int) ([]*Receipt, error) {
+	q, args := `SELECT body FROM deletions WHERE model = $1 AND version > $2 ORDER BY version`, []any{model, after}
+	if limit > 0 {
+		q, args = q+` LIMIT $3`, append(args, limit)
+	}
+	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: receipts of %q: %w", model, err)
 	}

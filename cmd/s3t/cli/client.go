@@ -228,11 +228,16 @@ too: keep this output first. s3t models receipt ID reads one back.`,
 			if err != nil {
 				return err
 			}
+			// Every page (AllReceipts), all of them under --timeout.
 			rs, err := request(c, &f, func(ctx context.Context) (*api.ListReceiptsResponse, error) {
-				return cl.ListReceipts(ctx, &api.ListReceiptsRequest{Model: args[0]})
+				all, err := cl.AllReceipts(ctx, args[0])
+				return &api.ListReceiptsResponse{Receipts: all}, err
 			})
 			if err != nil {
 				return err
+			}
+			if rs.Receipts == nil {
+				rs.Receipts = []api.Receipt{}
 			}
 			return printJSON(c.OutOrStdout(), rs)
 		},

@@ -335,12 +335,12 @@ func TestCluster(t *testing.T) {
 		}
 	}
 	for _, p := range []*serverProc{a, b} {
-		rcs, err := p.cl.ListReceipts(ctx, &api.ListReceiptsRequest{Model: "m"})
+		rcs, err := p.cl.AllReceipts(ctx, "m")
 		if err != nil {
 			t.Fatal(err)
 		}
 		seen := map[string]bool{}
-		for _, rc := range rcs.Receipts {
+		for _, rc := range rcs {
 			if seen[rc.SampleID] || receipts[rc.SampleID] != rc.ID {
 				t.Fatalf("receipt list of %s: %+v (duplicate or unknown)", p.addr, rc)
 			}

@@ -261,12 +261,12 @@ func TestKillDuringDeletions(t *testing.T) {
 	if n == 0 {
 		t.Fatalf("no deletion finished before the kill; the test killed too early\n%s", p.log)
 	}
-	rcs, err := p.cl.ListReceipts(ctx, &api.ListReceiptsRequest{Model: "m"})
+	rcs, err := p.cl.AllReceipts(ctx, "m")
 	if err != nil {
 		t.Fatal(err)
 	}
 	deleted := map[string]bool{}
-	for _, rc := range rcs.Receipts {
+	for _, rc := range rcs {
 		if deleted[rc.SampleID] {
 			t.Fatalf("two receipts for %s", rc.SampleID)
 		}
