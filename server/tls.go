@@ -53,6 +53,9 @@ type certFiles struct {
 	failed [2]fileStamp // the stamps of the last pair that did not load
 }
 
+// unreadable stands for certificate files that could not be stat'ed, in certFiles.failed.
+var unreadable = [2]fileStamp{{size: -1}}
+
 // fileStamp tells a file's versions apart: a rewrite or a replacement changes its size or
 // modification time.
 type fileStamp struct {
@@ -79,10 +82,10 @@ func (c *certFiles) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
-		if c.failed != ([2]fileStamp{}) {
+		if c.failed == unreadable {
 			return c.cur, nil
 		}
-		c.failed = [2]fileStamp{{size: -1}}
+		c.failed = unreadable
 		c.log.Warn("TLS certificate files unreadable: serving the last certificate loaded", "cert", c.cert, "key", c.key, "err", err)
 		return c.cur, nil
 	}

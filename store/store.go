@@ -344,9 +344,10 @@ func (s *Store) retryPurges() {
 	}
 }
 
-// wrote tells the background loop, and Stamp's cache, that a transaction committed.
+// wrote tells the background loop, and Stamp's cache, that a transaction committed. It runs
+// after the commit and before the write's caller gets its answer (see WithExclusive).
 func (s *Store) wrote() {
-	s.committed()
+	s.commits.Add(1)
 	if s.wake == nil {
 		return
 	}
@@ -418,10 +419,6 @@ func (s *Store) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
 	s.wrote()
 	return nil
 }
-
-// committed counts a committed write transaction (see WithExclusive); it must run after the
-// commit and before the write's caller gets its answer.
-func (s *Store) committed() { s.commits.Add(1) }
 
 func newID() string {
 	var b [16]byte
